@@ -1,0 +1,1 @@
+"""tensorf-jax: TensoRF radiance fields in JAX (data -> rays -> fields -> rendering -> training)."""

@@ -1,0 +1,80 @@
+"""Checkpoints with orbax: params, optimizer state and the grid resolution in force at that step.
+
+Layout: RUN/checkpoints/<step>/{state, meta}. `meta` (JSON) records the step, the model's
+resolution and elapsed training time, so a checkpoint from before the last upsampling restores at
+its own grid size whatever the final config says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import orbax.checkpoint as ocp
+
+from tensorf.errors import UserError
+
+
+class Checkpointer:
+    def __init__(self, run_dir: Path, keep: int = 3, read_only: bool = False):
+        self.directory = (Path(run_dir) / "checkpoints").absolute()  # orbax wants absolute paths
+        if read_only and not self.directory.is_dir():
+            raise UserError(f"{self.directory}: no checkpoints in this run directory; train it first")
+        self._mgr = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep, create=not read_only),
+        )
+
+    def steps(self) -> list[int]:
+        return list(self._mgr.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self._mgr.latest_step()
+
+    def save(self, step: int, items: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Save pytrees `items` (e.g. params, opt_state) and JSON `meta`; asynchronous."""
+        args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
+        self._mgr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **args), force=True)
+
+    def wait(self) -> None:
+        self._mgr.wait_until_finished()
+
+    def meta(self, step: int) -> dict[str, Any]:
+        try:
+            return dict(self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        except Exception as e:  # orbax raises a zoo of types for damaged folders
+            raise UserError(f"{self.directory / str(step)}: checkpoint metadata unreadable ({_brief(e)})") from None
+
+    def restore(self, step: int | None, template_for: Callable[[dict[str, Any]], dict[str, Any]]):
+        """Restore (items, meta) at `step` (latest when None).
+
+        template_for(meta) returns {item name: pytree} for the items wanted, built from what the
+        checkpoint says (its resolution), not from the current config.
+        """
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                raise UserError(f"{self.directory}: no finished checkpoint found; train the run first")
+        elif step not in self.steps():
+            raise UserError(f"{self.directory}: no checkpoint at step {step} (have {self.steps()})")
+        meta = self.meta(step)
+        templates = jax.eval_shape(lambda: template_for(meta))
+        args = {name: ocp.args.StandardRestore(t) for name, t in templates.items()}
+        try:
+            restored = self._mgr.restore(step, args=ocp.args.Composite(**args))
+        except Exception as e:
+            raise UserError(
+                f"{self.directory / str(step)}: checkpoint is damaged or does not match the model "
+                f"({_brief(e)}); delete that step folder to fall back to an earlier one"
+            ) from None
+        return {name: restored[name] for name in templates}, meta
+
+    def close(self) -> None:
+        self._mgr.wait_until_finished()
+        self._mgr.close()
+
+
+def _brief(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{e.__class__.__name__}: {text[0][:200]}" if text else e.__class__.__name__

@@ -1,0 +1,184 @@
+"""Typed, frozen configuration. tyro turns these docstrings into `--help`.
+
+Defaults are the official TensoRF lego recipe (apchenstu/TensoRF, configs/lego.txt and opt.py);
+CPU-sized variants live in `tensorf.presets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Literal
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the training views come from."""
+
+    path: Path = Path("data/nerf_synthetic/lego")
+    """Dataset folder in Blender / NeRF-synthetic format (transforms_<split>.json + RGBA PNGs)."""
+    downscale: int = 1
+    """Integer downscale factor for every image (area averaging); focal length follows."""
+    train_split: str = "train"
+    """Split whose rays are used for training."""
+    eval_split: str = "test"
+    """Split rendered for periodic and final evaluation (falls back to val when missing)."""
+    eval_views: tuple[int, ...] = ()
+    """Indices of eval views used during and after training; empty means every view."""
+    generate: bool = False
+    """Write the project's generated scene to `path` first when it is not there (no download)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensoRFConfig:
+    """TensoRF with VM-decomposed density and appearance factors and a feature MLP."""
+
+    aabb: tuple[Vec3, Vec3] = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
+    """Scene bounding box (min corner, max corner) in world units."""
+    near_far: tuple[float, float] = (2.0, 6.0)
+    """Ray distance range; samples are taken where it overlaps the box."""
+    n_voxels_init: int = 128**3
+    """Voxel count of the grid at step 0; per-axis resolution follows the box shape."""
+    n_voxels_final: int = 300**3
+    """Voxel count after the last upsampling step."""
+    upsample_steps: tuple[int, ...] = (2000, 3000, 4000, 5500, 7000)
+    """Steps at which the grid grows; counts are log-spaced between init and final."""
+    density_components: tuple[int, int, int] = (16, 16, 16)
+    """Components of the three density plane/line pairs."""
+    appearance_components: tuple[int, int, int] = (48, 48, 48)
+    """Components of the three appearance plane/line pairs."""
+    appearance_features: int = 27
+    """Width of the basis projection fed to the colour MLP."""
+    feature_pe: int = 2
+    """Positional-encoding frequencies applied to appearance features."""
+    view_pe: int = 2
+    """Positional-encoding frequencies applied to the view direction."""
+    mlp_hidden: int = 128
+    """Hidden width of the colour MLP (two hidden layers)."""
+    init_scale: float = 0.1
+    """Standard deviation of the random factor initialisation."""
+    density_shift: float = -10.0
+    """Added before softplus so that a fresh grid is nearly empty."""
+    distance_scale: float = 25.0
+    """Multiplies sample spacing in the opacity term (official value)."""
+    step_ratio: float = 0.5
+    """Sample spacing in voxels of the current grid."""
+    max_samples: int = 1_000_000
+    """Upper bound on samples per ray (CPU presets lower it)."""
+    appearance_samples: int = 64
+    """k of the weighted top-k: colour is evaluated at the k highest-weight samples per ray."""
+    l1_weight: float = 8e-5
+    """Weight of the L1 sparsity loss on the density factors."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam with grouped learning rates and exponential decay."""
+
+    lr_grid: float = 0.02
+    """Learning rate of the tensor factors."""
+    lr_mlp: float = 1e-3
+    """Learning rate of the basis matrix and colour MLP."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam moment decay rates."""
+    lr_decay_ratio: float = 0.1
+    """Learning rates decay exponentially to this fraction over the run."""
+    lr_upsample_reset: bool = True
+    """Restart the decay from the initial rates at every upsampling (official behaviour)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Train a radiance field. Defaults: official TensoRF lego recipe (VM-192, 30k steps)."""
+
+    run_dir: Path = Path("runs/lego")
+    """Run directory: config, checkpoints, TensorBoard logs and eval output go here."""
+    steps: int = 30_000
+    """Number of optimisation steps."""
+    batch_size: int = 4096
+    """Rays per step, drawn at random across all training images."""
+    seed: int = 0
+    """Seed for initialisation, ray batches and sample jitter."""
+    time_budget_minutes: float | None = None
+    """Stop after this much wall-clock time; schedules are stretched to the budget."""
+    log_every: int = 100
+    """Steps between TensorBoard scalar logs."""
+    eval_every: int = 5000
+    """Steps between rendering an eval view to TensorBoard (0 = never)."""
+    checkpoint_every: int = 5000
+    """Steps between checkpoints; one is always written at the end."""
+    keep_checkpoints: int = 3
+    """How many checkpoints to keep (the newest ones)."""
+    render_chunk: int = 8192
+    """Rays per chunk when rendering whole images (bounds memory)."""
+    final_eval: bool = True
+    """Evaluate every view of the eval split after training."""
+    progress: bool = True
+    """Show a progress bar."""
+    data: DataConfig = DataConfig()
+    model: TensoRFConfig = TensoRFConfig()
+    optim: OptimConfig = OptimConfig()
+
+
+# --- (de)serialisation of the resolved config stored in every run directory -----------------
+
+
+def to_json(cfg) -> str:
+    def enc(o):
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(type(o))
+
+    return json.dumps(dataclasses.asdict(cfg), indent=2, default=enc)
+
+
+def _build(tp, value):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} for {tp.__name__}")
+        return tp(**{k: _build(hints[k], v) for k, v in value.items()})
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _build(a, value)
+            except (TypeError, ValueError):
+                continue
+        raise ValueError(f"cannot read {value!r} as {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in value)
+        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f"{value!r} not in {typing.get_args(tp)}")
+        return value
+    if tp is Path:
+        return Path(value)
+    if tp is float:
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise TypeError("bool is not int")
+    if tp in (int, str, bool) and not isinstance(value, tp):
+        raise TypeError(f"expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_json(text: str, cls=TrainConfig):
+    return _build(cls, json.loads(text))

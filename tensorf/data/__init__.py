@@ -1,0 +1,1 @@
+"""Datasets, cameras and ray batches."""

@@ -1,0 +1,118 @@
+"""Blender / NeRF-synthetic loader: transforms_<split>.json + RGBA PNGs composited on white."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from tensorf.errors import UserError
+
+LEGO_HINT = (
+    "get the NeRF-synthetic scenes (nerf_synthetic/lego) or copy ../shared/data/nerf_synthetic/lego "
+    "there, or train on the generated scene with `python train_lego.py --preset generated`"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Views:
+    """Posed images of one split.
+
+    images: (N, H, W, 3) float32 in [0, 1], composited on white.
+    c2w: (N, 4, 4) float32 camera-to-world, OpenGL convention (camera looks down -z, y up).
+    """
+
+    images: np.ndarray
+    c2w: np.ndarray
+    focal: float
+    names: tuple[str, ...]
+
+    @property
+    def height(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.images.shape[2]
+
+
+def available_splits(root: Path) -> list[str]:
+    return sorted(p.name[len("transforms_") : -len(".json")] for p in Path(root).glob("transforms_*.json"))
+
+
+def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
+    h, w = img.shape[:2]
+    if h % f or w % f:
+        raise UserError(f"{path}: size {w}x{h} is not divisible by downscale {f}; pick a factor that divides it")
+    return img.reshape(h // f, f, w // f, f, img.shape[2]).mean(axis=(1, 3))
+
+
+def _read_rgb(path: Path, downscale: int) -> np.ndarray:
+    if not path.is_file():
+        raise UserError(f"{path}: image file is missing; restore it or remove its frame from the transforms json")
+    try:
+        raw = iio.imread(path)
+    except Exception as e:  # imageio raises many types for broken files
+        raise UserError(f"{path}: cannot read image ({e.__class__.__name__}); replace the file") from None
+    img = raw.astype(np.float32) / (65535.0 if raw.dtype == np.uint16 else 255.0)
+    if img.ndim == 2:
+        img = img[..., None].repeat(3, axis=-1)
+    if img.shape[-1] == 4:
+        # Composite at full resolution, then average: what a camera sees of a white backdrop.
+        img = img[..., :3] * img[..., 3:] + (1.0 - img[..., 3:])
+    img = img[..., :3]
+    if downscale > 1:
+        img = _area_downscale(img, downscale, path)
+    return img
+
+
+def load_blender(root: Path, split: str, downscale: int = 1) -> Views:
+    """Load one split. Raises UserError naming the file for every kind of bad input."""
+    root = Path(root)
+    if downscale < 1:
+        raise UserError(f"downscale must be a positive integer, got {downscale}")
+    if not root.is_dir():
+        raise UserError(f"dataset folder {root} does not exist; {LEGO_HINT}")
+    meta_path = root / f"transforms_{split}.json"
+    if not meta_path.is_file():
+        have = available_splits(root)
+        raise UserError(f"{meta_path} not found (splits here: {', '.join(have) or 'none'}); pick another split")
+    try:
+        meta = json.loads(meta_path.read_text())
+        angle = float(meta["camera_angle_x"])
+        frames = meta["frames"]
+        if not isinstance(frames, list) or not frames:
+            raise ValueError("'frames' must be a non-empty list")
+        poses, paths = [], []
+        for fr in frames:
+            pose = np.asarray(fr["transform_matrix"], dtype=np.float32)
+            if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+                raise ValueError("every 'transform_matrix' must be a finite 4x4 matrix")
+            poses.append(pose)
+            rel = str(fr["file_path"])
+            paths.append(rel)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise UserError(f"{meta_path}: malformed transforms json ({detail}); fix or re-export it") from None
+
+    images, names = [], []
+    for rel in paths:
+        p = root / rel
+        if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            p = p.with_name(p.name + ".png")  # Blender exports omit the extension
+        img = _read_rgb(p, downscale)
+        if images and img.shape != images[0].shape:
+            h0, w0 = images[0].shape[:2]
+            raise UserError(
+                f"{p}: image size {img.shape[1]}x{img.shape[0]} differs from the split's {w0}x{h0} "
+                "(after downscale); resize it to match"
+            )
+        images.append(img)
+        names.append(p.stem)
+    imgs = np.stack(images).astype(np.float32)
+    focal = 0.5 * imgs.shape[2] / math.tan(0.5 * angle)
+    return Views(images=imgs, c2w=np.stack(poses), focal=focal, names=tuple(names))

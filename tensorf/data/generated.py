@@ -1,0 +1,160 @@
+"""A small procedural scene the project renders itself, written in Blender format.
+
+Analytic geometry (a striped sphere, a checkered slab, a box and a small glossy sphere) inside
+[-1, 1]^3, Lambertian texture plus a Blinn-Phong highlight (view-dependent), ray-traced in numpy
+with 2x2 supersampling and written as RGBA PNGs + transforms_{train,val,test}.json. Cameras sit
+on a sphere of radius 4 looking at the origin, like the NeRF-synthetic scenes, so the official
+near/far and box work unchanged.
+
+    python -m tensorf.data.generated --out data/generated
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+CAMERA_RADIUS = 4.0
+CAMERA_ANGLE_X = 0.6911  # the NeRF-synthetic field of view
+LIGHT = np.array([0.4, 0.3, 0.87]) / np.linalg.norm([0.4, 0.3, 0.87])
+
+# Axis-aligned bounds of the geometry; tests compare reconstructed surfaces against them.
+GEOMETRY_BOUNDS = ((-0.9, -0.9, -0.6), (0.9, 0.9, 0.9))
+
+
+def look_at(position: np.ndarray) -> np.ndarray:
+    """Camera-to-world (4, 4), OpenGL convention, camera at `position` looking at the origin, z up."""
+    back = position / np.linalg.norm(position)
+    right = np.cross([0.0, 0.0, 1.0], back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, back, position
+    return c2w
+
+
+def camera_poses(n: int, seed: int) -> list[np.ndarray]:
+    """n cameras on the upper hemisphere (elevation 10-70 degrees), evenly spread in azimuth."""
+    rng = np.random.default_rng(seed)
+    golden = math.pi * (3.0 - math.sqrt(5.0))
+    poses = []
+    for i in range(n):
+        az = i * golden + rng.uniform(0, 0.3)
+        el = math.radians(10 + 60 * ((i * 0.618034 + rng.uniform(0, 0.1)) % 1.0))
+        pos = CAMERA_RADIUS * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        poses.append(look_at(pos))
+    return poses
+
+
+def _sphere(o, d, center, radius):
+    oc = o - center
+    b = np.sum(oc * d, -1)
+    c = np.sum(oc * oc, -1) - radius**2
+    disc = b * b - c
+    t = -b - np.sqrt(np.maximum(disc, 0))
+    t = np.where((disc > 0) & (t > 0), t, np.inf)
+    p = o + t[..., None] * d
+    return t, (p - center) / radius
+
+
+def _box(o, d, lo, hi):
+    inv = 1.0 / np.where(np.abs(d) < 1e-12, 1e-12, d)
+    ta, tb = (lo - o) * inv, (hi - o) * inv
+    tmin, tmax = np.minimum(ta, tb), np.maximum(ta, tb)
+    t0, t1 = tmin.max(-1), tmax.min(-1)
+    t = np.where((t1 >= t0) & (t0 > 0), t0, np.inf)
+    axis = tmin.argmax(-1)
+    n = np.zeros_like(d)
+    np.put_along_axis(n, axis[..., None], -np.sign(np.take_along_axis(d, axis[..., None], -1)), -1)
+    return t, n
+
+
+def _shade(o, d):
+    """Trace rays (..., 3); returns RGB (..., 3) and coverage (...,)."""
+    hits = [
+        _sphere(o, d, np.array([0.0, 0.0, 0.3]), 0.55),
+        _box(o, d, np.array([-0.9, -0.9, -0.6]), np.array([0.9, 0.9, -0.4])),
+        _box(o, d, np.array([0.25, -0.75, -0.4]), np.array([0.7, -0.3, 0.2])),
+        _sphere(o, d, np.array([-0.5, 0.5, -0.1]), 0.3),
+    ]
+    ts = np.stack([h[0] for h in hits], -1)
+    which = ts.argmin(-1)
+    t = ts.min(-1)
+    hit = np.isfinite(t)
+    normal = np.take_along_axis(np.stack([h[1] for h in hits], -2), which[..., None, None], -2)[..., 0, :]
+    p = o + np.where(hit, t, 0)[..., None] * d
+
+    # Textures: latitude stripes on the big sphere, checkers on the slab, flat colours elsewhere.
+    stripes = 0.5 + 0.5 * np.sign(np.sin(10.0 * (p[..., 2] - 0.3) + 3.0 * np.arctan2(p[..., 1], p[..., 0])))
+    sphere_col = stripes[..., None] * np.array([0.9, 0.35, 0.1]) + (1 - stripes[..., None]) * np.array([0.2, 0.5, 0.9])
+    check = (np.floor(p[..., 0] * 4) + np.floor(p[..., 1] * 4)) % 2
+    slab_col = check[..., None] * np.array([0.85, 0.85, 0.8]) + (1 - check[..., None]) * np.array([0.25, 0.3, 0.3])
+    albedo = np.select(
+        [which[..., None] == 0, which[..., None] == 1, which[..., None] == 2],
+        [sphere_col, slab_col, np.broadcast_to(np.array([0.3, 0.75, 0.3]), p.shape)],
+        np.broadcast_to(np.array([0.8, 0.8, 0.2]), p.shape),
+    )
+    diffuse = np.clip(np.sum(normal * LIGHT, -1), 0, 1)
+    half = LIGHT - d
+    half /= np.linalg.norm(half, axis=-1, keepdims=True)
+    gloss = np.where(which == 3, 64.0, 16.0)
+    spec = np.clip(np.sum(normal * half, -1), 0, 1) ** gloss * np.where(which == 1, 0.15, 0.5)
+    rgb = np.clip(albedo * (0.25 + 0.75 * diffuse[..., None]) + spec[..., None], 0, 1)
+    return np.where(hit[..., None], rgb, 1.0), hit.astype(np.float64)
+
+
+def render_view(c2w: np.ndarray, size: int, supersample: int = 2) -> np.ndarray:
+    """RGBA (size, size, 4) uint8 image of the scene from one camera."""
+    s = size * supersample
+    focal = 0.5 * s / math.tan(0.5 * CAMERA_ANGLE_X)
+    j, i = np.meshgrid(np.arange(s) + 0.5, np.arange(s) + 0.5, indexing="ij")
+    dirs = np.stack([(i - 0.5 * s) / focal, -(j - 0.5 * s) / focal, -np.ones_like(i)], -1) @ c2w[:3, :3].T
+    dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # missed rays carry inf distances until masked
+        rgb, alpha = _shade(np.broadcast_to(c2w[:3, 3], dirs.shape), dirs)
+    # Premultiplied average over each pixel's subsamples, then un-premultiply for straight alpha.
+    pm = np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1)
+    pm = pm.reshape(size, supersample, size, supersample, 4).mean((1, 3))
+    a = pm[..., 3:]
+    rgb_out = np.where(a > 0, pm[..., :3] / np.maximum(a, 1e-8), 1.0)
+    return np.round(np.concatenate([rgb_out, a], -1) * 255).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """Write the generated scene in Blender format."""
+
+    out: Path = Path("data/generated")
+    """Output folder."""
+    size: int = 64
+    """Image width and height in pixels."""
+    n_train: int = 60
+    """Training views."""
+    n_val: int = 8
+    """Validation views."""
+    n_test: int = 8
+    """Test views."""
+
+
+def generate(cfg: GenerateConfig = GenerateConfig()) -> Path:
+    out = Path(cfg.out)
+    for split, n, seed in (("train", cfg.n_train, 0), ("val", cfg.n_val, 1), ("test", cfg.n_test, 2)):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for k, pose in enumerate(camera_poses(n, seed)):
+            iio.imwrite(out / split / f"r_{k}.png", render_view(pose, cfg.size))
+            frames.append({"file_path": f"./{split}/r_{k}", "transform_matrix": pose.tolist()})
+        meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}
+        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    import tyro
+
+    print(generate(tyro.cli(GenerateConfig)))

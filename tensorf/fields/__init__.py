@@ -1,0 +1,1 @@
+"""Radiance-field building blocks (tensor factors, colour MLP)."""

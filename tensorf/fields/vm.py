@@ -1,0 +1,134 @@
+"""VM (vector-matrix) tensor factors: three plane/line pairs per quantity.
+
+Pair i couples the plane over axes PLANE_AXES[i] with the line along LINE_AXIS[i] (the official
+matMode/vecMode). Planes are stored (R_a, R_b, C) and lines (R_v, C) so that one bilinear tap
+gathers a contiguous row of C components. Interpolation uses align-corners semantics: grid index
+0 sits on the box's min face and index R-1 on its max face.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import jax_dataclasses as jdc
+import numpy as np
+
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+LINE_AXIS = (2, 1, 0)
+
+
+@jdc.pytree_dataclass
+class VMFactors:
+    """planes[i]: (R[a], R[b], C_i) for (a, b) = PLANE_AXES[i]; lines[i]: (R[LINE_AXIS[i]], C_i)."""
+
+    planes: tuple[jax.Array, jax.Array, jax.Array]
+    lines: tuple[jax.Array, jax.Array, jax.Array]
+
+    @property
+    def resolution(self) -> tuple[int, int, int]:
+        r = [0, 0, 0]
+        for (a, b), p in zip(PLANE_AXES, self.planes):
+            r[a], r[b] = p.shape[0], p.shape[1]
+        return tuple(r)
+
+
+def voxels_to_resolution(n_voxels: int, aabb: np.ndarray) -> tuple[int, int, int]:
+    """Per-axis resolution with about n_voxels cubic voxels filling the box (official N_to_reso)."""
+    size = np.asarray(aabb[1], np.float64) - np.asarray(aabb[0], np.float64)
+    voxel = (size.prod() / n_voxels) ** (1.0 / 3.0)
+    return tuple(int(v) for v in np.floor(size / voxel + 1e-6))
+
+
+def init_vm(key: jax.Array, resolution: Sequence[int], components: Sequence[int], scale: float) -> VMFactors:
+    keys = jax.random.split(key, 6)
+    planes = tuple(
+        scale * jax.random.normal(keys[i], (resolution[a], resolution[b], c), jnp.float32)
+        for i, ((a, b), c) in enumerate(zip(PLANE_AXES, components))
+    )
+    lines = tuple(
+        scale * jax.random.normal(keys[3 + i], (resolution[v], c), jnp.float32)
+        for i, (v, c) in enumerate(zip(LINE_AXIS, components))
+    )
+    return VMFactors(planes=planes, lines=lines)
+
+
+def _linear_taps(g: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
+    """Lower tap index (clamped so index+1 is valid) and fractional weight of continuous index g."""
+    i0 = jnp.clip(jnp.floor(g), 0, size - 2).astype(jnp.int32)
+    return i0, jnp.clip(g - i0, 0.0, 1.0)
+
+
+def _sample_plane(plane: jax.Array, ga: jax.Array, gb: jax.Array) -> jax.Array:
+    """Bilinear lookup. plane (Ra, Rb, C); ga, gb (M,) continuous indices. Returns (M, C)."""
+    ra, rb, c = plane.shape
+    a0, fa = _linear_taps(ga, ra)
+    b0, fb = _linear_taps(gb, rb)
+    flat = plane.reshape(ra * rb, c)
+    idx = a0 * rb + b0
+    fa, fb = fa[:, None].astype(plane.dtype), fb[:, None].astype(plane.dtype)
+    top = flat[idx] * (1 - fb) + flat[idx + 1] * fb
+    bot = flat[idx + rb] * (1 - fb) + flat[idx + rb + 1] * fb
+    return top * (1 - fa) + bot * fa
+
+
+def _sample_line(line: jax.Array, gv: jax.Array) -> jax.Array:
+    """Linear lookup. line (Rv, C); gv (M,). Returns (M, C)."""
+    v0, fv = _linear_taps(gv, line.shape[0])
+    fv = fv[:, None].astype(line.dtype)
+    return line[v0] * (1 - fv) + line[v0 + 1] * fv
+
+
+def vm_features(factors: VMFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> tuple[jax.Array, ...]:
+    """Plane*line products of each pair at points given in box units [0, 1]^3.
+
+    unit_xyz: (M, 3). Returns three arrays (M, C_i) in `dtype`.
+    """
+    res = factors.resolution
+    g = [unit_xyz[:, d] * (res[d] - 1) for d in range(3)]
+    out = []
+    for (a, b), v, plane, line in zip(PLANE_AXES, LINE_AXIS, factors.planes, factors.lines):
+        out.append(_sample_plane(plane.astype(dtype), g[a], g[b]) * _sample_line(line.astype(dtype), g[v]))
+    return tuple(out)
+
+
+def _resize_matrix(old: int, new: int) -> np.ndarray:
+    """(new, old) linear-interpolation matrix with align-corners semantics."""
+    pos = np.linspace(0.0, old - 1, new)
+    i0 = np.clip(np.floor(pos), 0, old - 2).astype(int)
+    f = pos - i0
+    m = np.zeros((new, old), np.float32)
+    m[np.arange(new), i0] += 1 - f
+    m[np.arange(new), i0 + 1] += f
+    return m
+
+
+def resize_vm(factors: VMFactors, resolution: Sequence[int]) -> VMFactors:
+    """Resample every factor to a new per-axis resolution (align-corners linear interpolation).
+
+    Planes and lines are piecewise-(bi)linear, so when the new grid contains the old grid points
+    (e.g. R -> 2R - 1) the field is reproduced exactly.
+    """
+    old = factors.resolution
+    mats = [jnp.asarray(_resize_matrix(old[d], resolution[d])) for d in range(3)]
+    planes = tuple(
+        jnp.einsum("ia,jb,abc->ijc", mats[a], mats[b], p, precision="highest")
+        for (a, b), p in zip(PLANE_AXES, factors.planes)
+    )
+    lines = tuple(
+        jnp.einsum("iv,vc->ic", mats[v], line, precision="highest") for v, line in zip(LINE_AXIS, factors.lines)
+    )
+    return VMFactors(planes=planes, lines=lines)
+
+
+def l1_norm(factors: VMFactors) -> jax.Array:
+    """Mean absolute value of every plane and line, summed (official density_L1)."""
+    return sum(jnp.mean(jnp.abs(p)) for p in factors.planes) + sum(jnp.mean(jnp.abs(v)) for v in factors.lines)
+
+
+def upsample_schedule(n_init: int, n_final: int, n_steps: int, aabb) -> list[tuple[int, int, int]]:
+    """Resolutions after each of n_steps upsamplings, voxel counts log-spaced (official)."""
+    counts = np.exp(np.linspace(math.log(n_init), math.log(n_final), n_steps + 1))[1:]
+    return [voxels_to_resolution(int(round(c)), aabb) for c in counts]

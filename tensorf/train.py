@@ -1,0 +1,271 @@
+"""Training: optimizer, the jitted step, and the loop (schedules, logging, checkpoints).
+
+The step is a pure function of (params, opt_state, rays, colors, key, lrs); the loop around it does
+all I/O. Rays and colours have the ray axis first, which is the axis a data-parallel version
+shards. Upsampling changes parameter shapes, so the step retraces once per grid size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tensorf import config as cfgmod
+from tensorf.checkpoint import Checkpointer
+from tensorf.config import TrainConfig
+from tensorf.data.blender import Views, available_splits, load_blender
+from tensorf.data.rays import RayPool, Rays, view_rays
+from tensorf.errors import UserError
+from tensorf.metrics import mse_to_psnr
+from tensorf.models.base import Model, build_model
+from tensorf.render import render_rays_chunked
+
+GROUPS = ("grid", "mlp")
+
+
+# --- optimisation ------------------------------------------------------------------------------
+
+
+def make_optimizer(model: Model, optim: cfgmod.OptimConfig) -> optax.GradientTransformation:
+    """Adam moments per parameter group; the learning rates are applied in the step (see lrs_at)."""
+    adam = optax.scale_by_adam(b1=optim.betas[0], b2=optim.betas[1], eps=1e-8)
+    return optax.multi_transform({g: adam for g in GROUPS}, model.param_groups)
+
+
+def lrs_at(cfg: TrainConfig, sched_step: float) -> dict[str, float]:
+    """Learning rates at a (possibly fractional) schedule step.
+
+    Official recipe: multiply by ratio^(1/steps) every step; with lr_upsample_reset the decay
+    restarts from the initial rates at each upsampling, together with the optimizer state.
+    """
+    o = cfg.optim
+    since = 0.0
+    if o.lr_upsample_reset:
+        since = max([s for s in cfg.model.upsample_steps if s <= sched_step], default=0)
+    scale = o.lr_decay_ratio ** ((sched_step - since) / cfg.steps)
+    return {"grid": o.lr_grid * scale, "mlp": o.lr_mlp * scale}
+
+
+def make_train_step(model: Model, tx: optax.GradientTransformation):
+    def loss_fn(params, rays: Rays, colors, key):
+        out = model.render(params, rays, key)
+        mse = jnp.mean((out.rgb - colors) ** 2)
+        return mse + model.regularizer(params), mse
+
+    def step(params, opt_state, rays: Rays, colors, key, lrs: dict[str, jax.Array]):
+        (loss, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rays, colors, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u, g: -lrs[g] * u, updates, model.param_groups(params))
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, {"loss": loss, "mse": mse}
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[Views, Views]:
+    """Training and eval views; writes the generated scene first when asked to."""
+    d = cfg.data
+    if d.generate and not (Path(d.path) / f"transforms_{d.train_split}.json").is_file():
+        from tensorf.data.generated import GenerateConfig, generate
+
+        generate(GenerateConfig(out=Path(d.path)))
+    train_views = load_blender(d.path, d.train_split, d.downscale)
+    split = d.eval_split
+    if split not in available_splits(d.path) and "val" in available_splits(d.path):
+        split = "val"
+    eval_views = load_blender(d.path, split, d.downscale)
+    return train_views, eval_views
+
+
+def select_views(views: Views, indices: tuple[int, ...]) -> Views:
+    if not indices:
+        return views
+    bad = [i for i in indices if not 0 <= i < len(views.names)]
+    if bad:
+        raise UserError(f"eval view indices {bad} out of range (the split has {len(views.names)} views)")
+    idx = list(indices)
+    return Views(images=views.images[idx], c2w=views.c2w[idx], focal=views.focal, names=tuple(views.names[i] for i in idx))
+
+
+def render_view(model: Model, params, views: Views, index: int, chunk: int):
+    out = render_rays_chunked(model, params, view_rays(views, index), chunk)
+    h, w = views.height, views.width
+    return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
+
+
+# --- run directory -----------------------------------------------------------------------------
+
+
+def write_config(cfg: TrainConfig) -> None:
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.run_dir) / "config.json").write_text(cfgmod.to_json(cfg))
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{path} not found; {run_dir} is not a run directory (train one with train_lego.py)")
+    try:
+        return cfgmod.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as e:
+        raise UserError(f"{path}: unreadable run config ({str(e).splitlines()[0]}); restore it from a backup") from None
+
+
+def restore_run(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, Model, Any, dict]:
+    """(config, model, params, meta) of a run at a checkpoint (latest when step is None)."""
+    cfg = load_run_config(run_dir)
+    model = build_model(cfg.model)
+    ckpt = Checkpointer(run_dir, read_only=True)
+    state, meta = ckpt.restore(step, lambda m: {"params": model.init(jax.random.key(0), tuple(m["resolution"]))})
+    ckpt.close()
+    return cfg, model, state["params"], meta
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    elapsed_s: float
+    train_psnr: float
+    rays_per_s: float
+    eval_metrics: dict | None
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    from tensorboardX import SummaryWriter
+    from tqdm import tqdm
+
+    from tensorf.eval import evaluate_views
+
+    if cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 0:
+        raise UserError("--time-budget-minutes must be positive")
+    run_dir = Path(cfg.run_dir)
+    train_views, eval_views = prepare_data(cfg)
+    eval_views = select_views(eval_views, cfg.data.eval_views)
+    pool = RayPool.from_views(train_views)
+    model = build_model(cfg.model)
+    tx = make_optimizer(model, cfg.optim)
+    key = jax.random.key(cfg.seed)
+    init_key, train_key = jax.random.split(key)
+
+    ckpt = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    start, elapsed0 = 0, 0.0
+    if resume and ckpt.latest_step() is not None:
+
+        def template(meta):
+            p = model.init(init_key, tuple(meta["resolution"]))
+            return {"params": p, "opt_state": tx.init(p)}
+
+        state, meta = ckpt.restore(None, template)
+        params, opt_state = state["params"], state["opt_state"]
+        start, elapsed0 = int(meta["step"]), float(meta["elapsed_s"])
+        resolution = tuple(meta["resolution"])
+    else:
+        if resume:
+            print(f"no checkpoint in {run_dir}; starting from step 0")
+        resolution = model.resolution_at(0)
+        params = model.init(init_key, resolution)
+        opt_state = tx.init(params)
+    write_config(cfg)
+
+    budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
+    step_fn = make_train_step(model, tx)
+    writer = SummaryWriter(str(run_dir / "tb"))
+    total = cfg.steps if budget_s is None else None
+    bar = tqdm(total=total, initial=start, disable=not cfg.progress, dynamic_ncols=True, unit="step")
+    t_start = time.perf_counter() - elapsed0
+    step, psnr, rays_per_s = start, float("nan"), 0.0
+    window_t, window_steps = time.perf_counter(), 0
+
+    def sched(step: int, elapsed: float) -> float:
+        if budget_s is None:
+            return float(step)
+        return min(float(cfg.steps), cfg.steps * elapsed / budget_s)
+
+    last_saved = start if resume else None
+
+    def save(step: int, elapsed: float) -> None:
+        nonlocal last_saved
+        last_saved = step
+        meta = {"step": step, "resolution": list(resolution), "elapsed_s": elapsed}
+        ckpt.save(step, {"params": params, "opt_state": opt_state}, meta)
+
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if (budget_s is None and step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
+            break
+        s = sched(step, elapsed)
+        target = model.resolution_at(int(s))
+        if target != resolution:
+            params = model.resize(params, target)
+            opt_state = tx.init(params)
+            resolution = target
+            writer.add_scalar("train/grid_voxels", math.prod(resolution), step)
+        lrs = lrs_at(cfg, s)
+        rays, colors = pool.batch(cfg.seed, step, cfg.batch_size)
+        params, opt_state, stats = step_fn(
+            params, opt_state, rays, colors, jax.random.fold_in(train_key, step), {k: jnp.float32(v) for k, v in lrs.items()}
+        )
+        step += 1
+        window_steps += 1
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == 1:
+            loss, mse = float(stats["loss"]), float(stats["mse"])
+            if not math.isfinite(loss):
+                raise UserError(
+                    f"loss became {loss} at step {step}; lower --optim.lr-grid / --optim.lr-mlp or resume "
+                    f"from the last good checkpoint in {ckpt.directory}"
+                )
+            now = time.perf_counter()
+            rays_per_s = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
+            window_t, window_steps = now, 0
+            psnr = float(mse_to_psnr(mse))
+            bar.set_postfix(psnr=f"{psnr:.2f}", grid=resolution[0] if resolution else "-")
+            for name, value in (("loss", loss), ("psnr", psnr), ("rays_per_s", rays_per_s)):
+                writer.add_scalar(f"train/{name}", value, step)
+            for g, lr in lrs.items():
+                writer.add_scalar(f"train/lr_{g}", lr, step)
+            writer.add_scalar("train/grid_voxels", math.prod(resolution) if resolution else 0, step)
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            rgb, depth, _ = render_view(model, params, eval_views, 0, cfg.render_chunk)
+            writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean((rgb - eval_views.images[0]) ** 2))), step)
+            writer.add_image("eval/rgb", np.clip(rgb, 0, 1), step, dataformats="HWC")
+            writer.add_image("eval/depth", depth / max(float(depth.max()), 1e-6), step, dataformats="HW")
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            save(step, time.perf_counter() - t_start)
+
+    elapsed = time.perf_counter() - t_start
+    bar.close()
+    if last_saved != step:
+        save(step, elapsed)
+    ckpt.close()
+    writer.flush()
+
+    metrics = None
+    if cfg.final_eval:
+        metrics = evaluate_views(model, params, eval_views, run_dir / "eval", _split_name(cfg), cfg.render_chunk)
+        writer.add_scalar("eval/psnr", metrics["psnr"], step)
+        writer.add_scalar("eval/ssim", metrics["ssim"], step)
+    writer.close()
+    return TrainResult(steps=step, elapsed_s=elapsed, train_psnr=psnr, rays_per_s=rays_per_s, eval_metrics=metrics)
+
+
+def _split_name(cfg: TrainConfig) -> str:
+    d = cfg.data
+    if d.eval_split not in available_splits(d.path) and "val" in available_splits(d.path):
+        return "val"
+    return d.eval_split

@@ -1,0 +1,59 @@
+"""Train TensoRF. `python train_lego.py --help` lists every option.
+
+    python train_lego.py                                  # official lego recipe, ./data/nerf_synthetic/lego
+    python train_lego.py --preset generated               # the generated scene, no download
+    python train_lego.py --resume runs/lego               # continue a run from its last checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import tyro
+
+from tensorf.config import TrainConfig
+from tensorf.errors import exit_on_user_error
+from tensorf.presets import PRESETS
+
+
+def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(PRESETS), default="lego")
+    pre.add_argument("--resume", type=Path, default=None)
+    known, rest = pre.parse_known_args(argv)
+    description = (
+        "Train a TensoRF radiance field (writes RUN/config.json, RUN/checkpoints, RUN/tb, RUN/eval).\n\n"
+        "--preset NAME   start from a named config, then apply the options below: "
+        + "; ".join(f"{k}: {v[0]}" for k, v in PRESETS.items())
+        + ".\n--resume RUN    continue RUN from its newest checkpoint with its saved config "
+        "(options below still override it, e.g. more --steps)."
+    )
+    if known.resume is not None:
+        from tensorf.train import load_run_config
+
+        base = load_run_config(known.resume)
+        base = __import__("dataclasses").replace(base, run_dir=known.resume)
+    else:
+        base = PRESETS[known.preset][1]
+    cfg = tyro.cli(TrainConfig, default=base, args=rest, description=description)
+    return cfg, known.resume is not None
+
+
+def main(argv: list[str] | None = None) -> None:
+    with exit_on_user_error():
+        cfg, resume = parse(sys.argv[1:] if argv is None else argv)
+        from tensorf.train import train
+
+        result = train(cfg, resume=resume)
+        line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s, {result.rays_per_s:.0f} rays/s"
+        if result.eval_metrics:
+            m = result.eval_metrics
+            line += f"; eval PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}"
+        print(line)
+        print(f"run directory: {cfg.run_dir}")
+
+
+if __name__ == "__main__":
+    main()
