@@ -117,3 +117,23 @@ def render_rays_chunked(model, params, rays: Rays, chunk: int) -> RenderOutput:
         depth=np.concatenate([x.depth for x in outs]).reshape(lead),
         opacity=np.concatenate([x.opacity for x in outs]).reshape(lead),
     )
+
+
+def compacted_density(density_fn, pts: jax.Array, live: jax.Array, budget: int) -> tuple[jax.Array, jax.Array]:
+    """Evaluate density only at live samples, packed into a fixed budget of slots.
+
+    pts (B, N, 3), live (B, N) bool. Live samples take slots in order of a cumulative sum; samples
+    past the budget are treated as empty and counted. Returns sigma (B, N) (zero where not live or
+    dropped) and the number of dropped live samples. Static shapes throughout: the budget, not the
+    number of live samples, sets the work.
+    """
+    b, n = live.shape
+    flat = live.reshape(-1)
+    pos = jnp.cumsum(flat) - 1
+    kept = flat & (pos < budget)
+    slot = jnp.where(kept, pos, budget)  # slot `budget` is a dump for empty samples
+    source = jnp.zeros(budget + 1, jnp.int32).at[slot].set(jnp.arange(b * n, dtype=jnp.int32))
+    sigma_c = density_fn(pts.reshape(-1, 3)[source[:budget]])
+    sigma = jnp.concatenate([sigma_c, jnp.zeros((1,), sigma_c.dtype)])[slot]
+    dropped = jnp.sum(flat) - jnp.sum(kept)
+    return sigma.reshape(b, n), dropped

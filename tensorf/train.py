@@ -8,6 +8,7 @@ shards. Upsampling changes parameter shapes, so the step retraces once per grid 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -112,6 +113,24 @@ def write_config(cfg: TrainConfig) -> None:
     (Path(cfg.run_dir) / "config.json").write_text(cfgmod.to_json(cfg))
 
 
+def write_cameras(run_dir: Path, views: Views) -> None:
+    """Training cameras, so renderers can place new views without the dataset."""
+    cams = {"height": views.height, "width": views.width, "focal": views.focal, "c2w": views.c2w.tolist()}
+    (Path(run_dir) / "cameras.json").write_text(json.dumps(cams))
+
+
+def load_cameras(run_dir: Path) -> dict:
+    path = Path(run_dir) / "cameras.json"
+    if not path.is_file():
+        raise UserError(f"{path} not found; the run directory is incomplete (train it with train_lego.py)")
+    try:
+        cams = json.loads(path.read_text())
+        cams["c2w"] = np.asarray(cams["c2w"], np.float32).reshape(-1, 4, 4)
+        return cams
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: unreadable camera file ({e}); re-run training to rewrite it") from None
+
+
 def load_run_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
@@ -142,6 +161,8 @@ class TrainResult:
     train_psnr: float
     rays_per_s: float
     eval_metrics: dict | None
+    model: Model
+    params: Any
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
@@ -180,6 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         params = model.init(init_key, resolution)
         opt_state = tx.init(params)
     write_config(cfg)
+    write_cameras(run_dir, train_views)
 
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
     step_fn = make_train_step(model, tx)
@@ -261,7 +283,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         writer.add_scalar("eval/psnr", metrics["psnr"], step)
         writer.add_scalar("eval/ssim", metrics["ssim"], step)
     writer.close()
-    return TrainResult(steps=step, elapsed_s=elapsed, train_psnr=psnr, rays_per_s=rays_per_s, eval_metrics=metrics)
+    return TrainResult(
+        steps=step,
+        elapsed_s=elapsed,
+        train_psnr=psnr,
+        rays_per_s=rays_per_s,
+        eval_metrics=metrics,
+        model=model,
+        params=params,
+    )
 
 
 def _split_name(cfg: TrainConfig) -> str:

@@ -24,7 +24,7 @@ CAMERA_ANGLE_X = 0.6911  # the NeRF-synthetic field of view
 LIGHT = np.array([0.4, 0.3, 0.87]) / np.linalg.norm([0.4, 0.3, 0.87])
 
 # Axis-aligned bounds of the geometry; tests compare reconstructed surfaces against them.
-GEOMETRY_BOUNDS = ((-0.9, -0.9, -0.6), (0.9, 0.9, 0.9))
+GEOMETRY_BOUNDS = ((-0.9, -0.9, -0.6), (0.9, 0.9, 0.85))
 
 
 def look_at(position: np.ndarray) -> np.ndarray:

@@ -32,6 +32,12 @@ class Model(Protocol):
     def render(self, params: Params, rays: Rays, key: jax.Array | None) -> RenderOutput:
         """Render a batch of rays (B leading). key=None renders deterministically (eval)."""
 
+    def density(self, params: Params, xyz: jax.Array) -> jax.Array:
+        """Volume density (M,) at world points (M, 3) (mesh export, occupancy)."""
+
+    def color(self, params: Params, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
+        """RGB (M, 3) at world points (M, 3) seen along unit directions (M, 3)."""
+
     def regularizer(self, params: Params) -> jax.Array:
         """Scalar added to the photometric loss."""
 

@@ -1,0 +1,89 @@
+"""Train on the real lego views at 200x200 for a wall-clock budget, then evaluate val views.
+
+    python benchmarks/lego_cpu.py [--minutes 20] [--run-dir RUN] [--dataset-path DIR]
+
+Leaves a normal run in RUN (config, checkpoints, TensorBoard logs), evaluates val views
+r_0, r_10, ..., r_90 into RUN/eval/val_metrics.json, prints rays/s, steps, PSNR/SSIM and peak
+memory, and appends a row to benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tensorf.errors import exit_on_user_error  # noqa: E402
+from tensorf.presets import LEGO_CPU  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nerf_synthetic" / "lego"
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Time-budgeted CPU training on lego (train split, downscale 4) with val evaluation."""
+
+    minutes: float = 20.0
+    """Wall-clock training budget; the preset's schedule is stretched to fit it."""
+    run_dir: Path = Path("runs/lego_cpu")
+    """Run directory to write."""
+    dataset_path: Path = DEFAULT_DATA
+    """Blender-format lego folder (train and val splits)."""
+    results: Path = ROOT / "benchmarks" / "results.md"
+    """Markdown table the result row is appended to."""
+
+
+def main(args: Args) -> None:
+    from tensorf.eval import evaluate_views
+    from tensorf.train import prepare_data, select_views, train
+
+    cfg = dataclasses.replace(
+        LEGO_CPU,
+        run_dir=args.run_dir,
+        time_budget_minutes=args.minutes,
+        final_eval=False,
+        data=dataclasses.replace(LEGO_CPU.data, path=args.dataset_path),
+    )
+    t0 = time.perf_counter()
+    result = train(cfg)
+    from tensorf.train import restore_run
+
+    _, model, params, meta = restore_run(cfg.run_dir)
+    _, val = prepare_data(cfg)
+    val = select_views(val, tuple(range(0, len(val.names), 10)))
+    metrics = evaluate_views(model, params, val, Path(cfg.run_dir) / "eval", "val", cfg.render_chunk, verbose=False)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    total_min = (time.perf_counter() - t0) / 60
+    print(
+        f"lego_cpu: {result.steps} steps in {result.elapsed_s / 60:.1f} min, "
+        f"{result.rays_per_s:.0f} train rays/s (last window), final grid {tuple(meta['resolution'])}\n"
+        f"val (r_0, r_10, ..., r_90): PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}  "
+        f"peak RSS {peak_gib:.1f} GiB  total {total_min:.1f} min"
+    )
+    row = (
+        f"| {datetime.date.today()} | {platform.node() or '?'} | {args.minutes:g} | {result.steps} | "
+        f"{result.rays_per_s:.0f} | {tuple(meta['resolution'])[0]} | {metrics['psnr']:.2f} | {metrics['ssim']:.4f} | "
+        f"{peak_gib:.1f} |\n"
+    )
+    if not args.results.exists():
+        args.results.write_text(
+            "# Benchmark results\n\n## lego_cpu.py (lego 200x200, val r_0..r_90, 2-core CPU)\n\n"
+            "| date | host | minutes | steps | rays/s | final grid | val PSNR | val SSIM | peak GiB |\n"
+            "|---|---|---|---|---|---|---|---|---|\n"
+        )
+    with args.results.open("a") as f:
+        f.write(row)
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        main(tyro.cli(Args))

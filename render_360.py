@@ -1,0 +1,111 @@
+"""Render an orbit around a trained scene to a GIF (plus depth and opacity variants).
+
+    python render_360.py --run-dir RUN [--frames 60 --fps 20 --elevation-deg 30 --resolution 200 200]
+
+Defaults come from the run's training cameras: orbit centre, up axis, radius, elevation and
+image size. The checkpoint is loaded at its own grid size; rays are rendered in chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from tensorf.errors import UserError, exit_on_user_error
+
+
+@dataclasses.dataclass(frozen=True)
+class Render360Args:
+    """Render an orbit around a trained run to an animated GIF."""
+
+    run_dir: Path
+    """Run directory written by train_lego.py."""
+    output: Path | None = None
+    """GIF to write (default RUN/render_360.gif); depth and opacity GIFs go beside it."""
+    frames: int = 60
+    """Number of frames in one full turn."""
+    fps: float = 20.0
+    """Playback frames per second."""
+    resolution: tuple[int, int] | None = None
+    """Width and height in pixels (default: the training images' size)."""
+    radius: float | None = None
+    """Camera distance from the orbit centre (default: mean of the training cameras)."""
+    elevation_deg: float | None = None
+    """Camera elevation above the orbit plane in degrees (default: mean of the training cameras)."""
+    step: int | None = None
+    """Checkpoint step to render (default: latest)."""
+    chunk: int = 8192
+    """Rays rendered per chunk (bounds memory)."""
+    depth: bool = True
+    """Also write a depth GIF (expected distance, coloured near to far)."""
+    opacity: bool = True
+    """Also write an accumulated-opacity GIF."""
+    mp4: bool = False
+    """Also write MP4 files (needs imageio-ffmpeg)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def render_orbit(args: Render360Args) -> dict[str, Path]:
+    import imageio.v3 as iio
+    from tqdm import tqdm
+
+    from tensorf.data.orbit import orbit_from_cameras, orbit_poses
+    from tensorf.data.rays import Rays, camera_rays
+    from tensorf.render import render_rays_chunked
+    from tensorf.train import load_cameras, restore_run
+    from tensorf.visualize import depth_image, to_uint8
+
+    if args.frames < 2:
+        raise UserError("--frames must be at least 2")
+    cams = load_cameras(args.run_dir)
+    cfg, model, params, meta = restore_run(args.run_dir, args.step)
+    frame = orbit_from_cameras(cams["c2w"])
+    frame = dataclasses.replace(
+        frame,
+        radius=frame.radius if args.radius is None else args.radius,
+        elevation_deg=frame.elevation_deg if args.elevation_deg is None else args.elevation_deg,
+    )
+    width, height = args.resolution or (cams["width"], cams["height"])
+    focal = cams["focal"] * width / cams["width"]
+    near, far = max(frame.radius - 2.0, 0.0), frame.radius + 2.0
+    if hasattr(cfg.model, "aabb"):
+        half_diag = 0.5 * float(np.linalg.norm(np.subtract(cfg.model.aabb[1], cfg.model.aabb[0])))
+        near, far = max(frame.radius - half_diag, 0.0), frame.radius + half_diag
+
+    rgbs, depths, opacities = [], [], []
+    for c2w in tqdm(orbit_poses(frame, args.frames), disable=not args.progress, unit="frame", desc="render_360"):
+        o, d = camera_rays(c2w, height, width, focal)
+        out = render_rays_chunked(model, params, Rays(origins=o, directions=d), args.chunk)
+        rgbs.append(to_uint8(out.rgb))
+        depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))
+        opacities.append(to_uint8(out.opacity))
+
+    output = args.output or Path(args.run_dir) / "render_360.gif"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written = {"rgb": output}
+    if args.depth:
+        written["depth"] = output.with_name(output.stem + "_depth.gif")
+    if args.opacity:
+        written["opacity"] = output.with_name(output.stem + "_opacity.gif")
+    stacks = {"rgb": rgbs, "depth": depths, "opacity": opacities}
+    for kind, path in list(written.items()):
+        iio.imwrite(path, np.stack(stacks[kind]), extension=".gif", duration=1000.0 / args.fps, loop=0)
+        if args.mp4:
+            try:
+                mp4 = path.with_suffix(".mp4")
+                iio.imwrite(mp4, np.stack(stacks[kind]), extension=".mp4", fps=args.fps)
+                written[f"{kind}_mp4"] = mp4
+            except Exception as e:  # imageio raises a plugin error without imageio-ffmpeg
+                raise UserError(f"cannot write {mp4} ({e.__class__.__name__}); pip install imageio-ffmpeg") from None
+    print(f"step {meta['step']}, grid {tuple(meta['resolution'])}: " + ", ".join(str(p) for p in written.values()))
+    return written
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        render_orbit(tyro.cli(Render360Args, args=sys.argv[1:]))

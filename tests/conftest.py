@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny generated scene and a tiny training config (seconds on a 2-core CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+
+from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
+from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory) -> Path:
+    """The generated scene at 32x32: 24 train, 4 val, 4 test views."""
+    return generate(GenerateConfig(out=tmp_path_factory.mktemp("scene"), size=32, n_train=24, n_val=4, n_test=4))
+
+
+def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
+    model = TensoRFConfig(
+        aabb=((-1.0, -1.0, -0.7), (1.0, 1.0, 1.0)),
+        n_voxels_init=16**3,
+        n_voxels_final=24**3,
+        upsample_steps=(4,),
+        density_components=(4, 4, 4),
+        appearance_components=(8, 8, 8),
+        appearance_features=12,
+        mlp_hidden=32,
+        max_samples=48,
+        appearance_samples=8,
+    )
+    cfg = TrainConfig(
+        run_dir=run_dir,
+        steps=6,
+        batch_size=256,
+        log_every=1,
+        eval_every=0,
+        checkpoint_every=3,
+        keep_checkpoints=5,
+        render_chunk=1024,
+        final_eval=False,
+        progress=False,
+        data=DataConfig(path=scene),
+        model=model,
+    )
+    return replace_nested(cfg, **overrides)
+
+
+def replace_nested(cfg, **overrides):
+    """dataclasses.replace that understands 'model__field' style keys."""
+    nested: dict[str, dict] = {}
+    flat = {}
+    for k, v in overrides.items():
+        if "__" in k:
+            outer, inner = k.split("__", 1)
+            nested.setdefault(outer, {})[inner] = v
+        else:
+            flat[k] = v
+    for outer, fields in nested.items():
+        flat[outer] = dataclasses.replace(getattr(cfg, outer), **fields)
+    return dataclasses.replace(cfg, **flat)
+
+
+@pytest.fixture(scope="session")
+def trained_run(scene, tmp_path_factory):
+    """A run trained for 400 steps on the generated scene (shared by the training and viewer tests)."""
+    from tensorf.train import train
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    cfg = tiny_config(
+        scene,
+        run,
+        steps=400,
+        batch_size=512,
+        log_every=100,
+        checkpoint_every=0,
+        final_eval=True,
+        model__upsample_steps=(100, 200),
+        model__n_voxels_final=32**3,
+        model__max_samples=64,
+    )
+    return cfg, train(cfg)

@@ -1,0 +1,110 @@
+"""Blender loading: conventions, downscale, and one clear error line for each kind of bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from tensorf.data.blender import load_blender
+from tensorf.data.rays import RayPool, camera_rays
+from tensorf.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def copy(scene, tmp_path) -> Path:
+    dst = tmp_path / "scene"
+    shutil.copytree(scene, dst)
+    return dst
+
+
+def test_loads_generated_scene_with_white_background_and_downscale(scene):
+    v = load_blender(scene, "train")
+    assert v.images.shape == (24, 32, 32, 3) and v.images.dtype == np.float32
+    assert np.isclose(v.images[0, 0, 0], 1.0).all()  # corners are background: white
+    half = load_blender(scene, "train", downscale=2)
+    assert half.images.shape == (24, 16, 16, 3)
+    np.testing.assert_allclose(half.images[0], v.images[0].reshape(16, 2, 16, 2, 3).mean((1, 3)), atol=1e-6)
+    assert np.isclose(half.focal, v.focal / 2)
+
+
+def test_camera_rays_look_down_minus_z():
+    c2w = np.eye(4, dtype=np.float32)
+    o, d = camera_rays(c2w, 5, 5, 10.0)
+    np.testing.assert_allclose(d[2, 2], [0, 0, -1], atol=1e-6)  # centre pixel
+    assert d[0, 2, 1] > 0 and d[2, 4, 0] > 0  # top row looks up, right column looks right
+    np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-6)
+
+
+def test_ray_batches_are_a_pure_function_of_step(scene):
+    pool = RayPool.from_views(load_blender(scene, "train"))
+    a, ca = pool.batch(0, 7, 64)
+    b, cb = pool.batch(0, 7, 64)
+    c, _ = pool.batch(0, 8, 64)
+    np.testing.assert_array_equal(a.origins, b.origins)
+    np.testing.assert_array_equal(ca, cb)
+    assert not np.array_equal(a.directions, c.directions)
+
+
+def test_missing_dataset_dir(tmp_path):
+    with pytest.raises(UserError, match=r"nope does not exist.*generated"):
+        load_blender(tmp_path / "nope", "train")
+
+
+def test_missing_split_lists_available(copy):
+    with pytest.raises(UserError, match=r"transforms_bogus.json not found.*test, train, val"):
+        load_blender(copy, "bogus")
+
+
+def test_malformed_json(copy):
+    (copy / "transforms_train.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"transforms_train.json: malformed"):
+        load_blender(copy, "train")
+    (copy / "transforms_train.json").write_text(json.dumps({"frames": []}))
+    with pytest.raises(UserError, match=r"transforms_train.json: malformed.*camera_angle_x"):
+        load_blender(copy, "train")
+
+
+def test_missing_image(copy):
+    (copy / "train" / "r_3.png").unlink()
+    with pytest.raises(UserError, match=r"r_3.png: image file is missing"):
+        load_blender(copy, "train")
+
+
+def test_image_size_mismatch(copy):
+    iio.imwrite(copy / "train" / "r_5.png", np.zeros((16, 16, 4), np.uint8))
+    with pytest.raises(UserError, match=r"r_5.png: image size 16x16 differs"):
+        load_blender(copy, "train")
+
+
+def test_downscale_must_divide(copy):
+    with pytest.raises(UserError, match=r"not divisible by downscale 5"):
+        load_blender(copy, "train", downscale=5)
+
+
+def test_cli_missing_dataset_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "train_lego.py", "--data.path", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "missing" in lines[0], proc.stderr
+    assert "--preset generated" in lines[0]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "nerf_synthetic" / "lego").is_dir(), reason="../shared lego not present")
+def test_real_lego_loads_at_downscale():
+    v = load_blender(SHARED_DATA / "nerf_synthetic" / "lego", "val", downscale=8)
+    assert v.images.shape == (100, 100, 100, 3)
+    assert np.isclose(v.focal, 0.5 * 100 / np.tan(0.5 * 0.6911112070083618), rtol=1e-4)

@@ -1,0 +1,93 @@
+"""VM factors: resampling and gradients."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tensorf.config import TensoRFConfig
+from tensorf.data.rays import Rays
+from tensorf.fields import vm
+from tensorf.models.tensorf import TensoRF
+
+
+def _field(factors, x):
+    return sum(jnp.sum(f, -1) for f in vm.vm_features(factors, x))
+
+
+def test_upsample_preserves_field_align_corners():
+    f = vm.init_vm(jax.random.key(0), (9, 7, 5), (3, 3, 3), 1.0)
+    x = jax.random.uniform(jax.random.key(1), (500, 3))
+    # R -> 2R - 1 keeps every old grid point, and the field is piecewise linear per axis,
+    # so its values agree everywhere, not only at the shared points.
+    g = vm.resize_vm(f, (17, 13, 9))
+    assert g.resolution == (17, 13, 9)
+    np.testing.assert_allclose(_field(g, x), _field(f, x), atol=1e-5)
+    # Any new size keeps the box corners and faces' shared points (align-corners).
+    h = vm.resize_vm(f, (23, 11, 30))
+    corners = jnp.asarray([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], jnp.float32)
+    np.testing.assert_allclose(_field(h, corners), _field(f, corners), atol=1e-5)
+
+
+def test_voxels_to_resolution_follows_box_shape():
+    assert vm.voxels_to_resolution(128**3, np.array([[-1.5] * 3, [1.5] * 3])) == (128, 128, 128)
+    assert vm.voxels_to_resolution(8 * 16 * 32, np.array([[0, 0, 0], [1, 2, 4]])) == (8, 16, 32)
+
+
+def _model():
+    cfg = TensoRFConfig(
+        aabb=((-1.0, -1, -1), (1, 1, 1)),
+        n_voxels_init=8**3,
+        density_components=(2, 2, 2),
+        appearance_components=(3, 3, 3),
+        appearance_features=6,
+        mlp_hidden=16,
+        init_scale=0.5,
+        density_shift=0.0,
+        max_samples=24,
+        appearance_samples=24,
+    )
+    return TensoRF(cfg)
+
+
+def test_colour_gradient_matches_finite_differences():
+    model = _model()
+    params = model.init(jax.random.key(0), (8, 8, 8))
+    rays = Rays(
+        origins=jnp.asarray([[0.1, 0.2, 4.0], [3.0, 0.3, 0.2]]),
+        directions=jnp.asarray([[0.0, 0.0, -1.0], [-1.0, 0.05, 0.0]]) / jnp.asarray([[1.0], [1.00125]]),
+    )
+
+    def colour(grids):
+        p = {**params, "density": grids[0], "appearance": grids[1]}
+        return jnp.sum(model.render(p, rays, None).rgb * jnp.asarray([0.3, 0.5, 0.7]))
+
+    grids = (params["density"], params["appearance"])
+    grad = jax.grad(colour)(grids)
+    direction = jax.tree.map(lambda g: jax.random.normal(jax.random.key(2), g.shape), grids)
+    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction)))
+    eps = 1e-3
+    plus = colour(jax.tree.map(lambda p, d: p + eps * d, grids, direction))
+    minus = colour(jax.tree.map(lambda p, d: p - eps * d, grids, direction))
+    numeric = (plus - minus) / (2 * eps)
+    assert abs(float(analytic)) > 1e-3  # the test would be vacuous with a zero gradient
+    np.testing.assert_allclose(float(analytic), float(numeric), rtol=2e-2)
+
+
+def test_regulariser_is_l1_of_density_factors():
+    model = _model()
+    params = model.init(jax.random.key(0), (8, 8, 8))
+    d = params["density"]
+    expected = sum(float(np.mean(np.abs(np.asarray(a)))) for a in (*d.planes, *d.lines)) * model.config.l1_weight
+    np.testing.assert_allclose(float(model.regularizer(params)), expected, rtol=1e-6)
+
+
+def test_bfloat16_compute_renders_close_to_float32():
+    model = _model()
+    params = model.init(jax.random.key(0), (8, 8, 8))
+    low = TensoRF(dataclasses.replace(model.config, compute_dtype="bfloat16"))
+    rays = Rays(origins=jnp.asarray([[0.1, 0.2, 4.0]]), directions=jnp.asarray([[0.0, 0.0, -1.0]]))
+    a, b = model.render(params, rays, None), low.render(params, rays, None)
+    assert b.rgb.dtype == jnp.float32
+    np.testing.assert_allclose(a.rgb, b.rgb, atol=3e-2)
