@@ -62,8 +62,8 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
 
     if args.frames < 2:
         raise UserError("--frames must be at least 2")
-    cams = load_cameras(args.run_dir)
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
+    cams = load_cameras(args.run_dir, cfg)
     frame = orbit_from_cameras(cams["c2w"])
     frame = dataclasses.replace(
         frame,

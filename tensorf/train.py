@@ -119,8 +119,12 @@ def write_cameras(run_dir: Path, views: Views) -> None:
     (Path(run_dir) / "cameras.json").write_text(json.dumps(cams))
 
 
-def load_cameras(run_dir: Path) -> dict:
+def load_cameras(run_dir: Path, cfg: TrainConfig | None = None) -> dict:
+    """Training cameras of a run: RUN/cameras.json, else (with cfg) the run's dataset."""
     path = Path(run_dir) / "cameras.json"
+    if not path.is_file() and cfg is not None and Path(cfg.data.path).is_dir():
+        views = load_blender(cfg.data.path, cfg.data.train_split, cfg.data.downscale)
+        return {"height": views.height, "width": views.width, "focal": views.focal, "c2w": views.c2w}
     if not path.is_file():
         raise UserError(f"{path} not found; the run directory is incomplete (train it with train_lego.py)")
     try:
