@@ -105,6 +105,19 @@ def render_view(model: Model, params, views: Views, index: int, chunk: int):
     return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
 
 
+def log_eval_view(writer, model: Model, params, views: Views, cfg: TrainConfig, step: int) -> None:
+    """First eval view to TensorBoard: render, depth, absolute error, and its PSNR."""
+    from tensorf.visualize import depth_image
+
+    rgb, depth, opacity = render_view(model, params, views, 0, cfg.render_chunk)
+    err = np.abs(np.clip(rgb, 0, 1) - views.images[0])
+    writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean(err**2))), step)
+    writer.add_image("eval/rgb", np.clip(rgb, 0, 1), step, dataformats="HWC")
+    near, far = cfg.model.near_far
+    writer.add_image("eval/depth", depth_image(depth, opacity, near, far), step, dataformats="HWC")
+    writer.add_image("eval/error", np.clip(err.mean(-1) * 4, 0, 1), step, dataformats="HW")
+
+
 # --- run directory -----------------------------------------------------------------------------
 
 
@@ -267,10 +280,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 writer.add_scalar(f"train/lr_{g}", lr, step)
             writer.add_scalar("train/grid_voxels", math.prod(resolution) if resolution else 0, step)
         if cfg.eval_every and step % cfg.eval_every == 0:
-            rgb, depth, _ = render_view(model, params, eval_views, 0, cfg.render_chunk)
-            writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean((rgb - eval_views.images[0]) ** 2))), step)
-            writer.add_image("eval/rgb", np.clip(rgb, 0, 1), step, dataformats="HWC")
-            writer.add_image("eval/depth", depth / max(float(depth.max()), 1e-6), step, dataformats="HW")
+            log_eval_view(writer, model, params, eval_views, cfg, step)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save(step, time.perf_counter() - t_start)
 

@@ -79,6 +79,7 @@ def trained_run(scene, tmp_path_factory):
         steps=400,
         batch_size=512,
         log_every=100,
+        eval_every=200,
         checkpoint_every=0,
         final_eval=True,
         model__upsample_steps=(100, 200),

@@ -22,7 +22,9 @@ def test_training_raises_test_psnr(scene, trained_run, tmp_path):
     assert written == sorted(f"{n}.png" for n in test.names)
     assert np.isfinite(result.rays_per_s) and result.rays_per_s > 0
     assert (run / "eval" / "test_metrics.json").is_file()
-    assert any((run / "tb").iterdir())
+    events = b"".join(p.read_bytes() for p in (run / "tb").iterdir())
+    for tag in (b"train/psnr", b"train/lr_grid", b"train/rays_per_s", b"eval/rgb", b"eval/depth", b"eval/error"):
+        assert tag in events, tag
 
 
 def test_eval_cli_on_another_split_and_folder(scene, trained_run, tmp_path):
