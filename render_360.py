@@ -102,7 +102,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
                 written[f"{kind}_mp4"] = mp4
             except Exception as e:  # imageio raises a plugin error without imageio-ffmpeg
                 raise UserError(f"cannot write {mp4} ({e.__class__.__name__}); pip install imageio-ffmpeg") from None
-    print(f"step {meta['step']}, grid {tuple(meta['resolution'])}: " + ", ".join(str(p) for p in written.values()))
+    print(f"step {meta['step']}, grid {tuple(meta['model_state']['resolution'])}: " + ", ".join(str(p) for p in written.values()))
     return written
 
 

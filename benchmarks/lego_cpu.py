@@ -65,13 +65,13 @@ def main(args: Args) -> None:
     total_min = (time.perf_counter() - t0) / 60
     print(
         f"lego_cpu: {result.steps} steps in {result.elapsed_s / 60:.1f} min, "
-        f"{result.rays_per_s:.0f} train rays/s (last window), final grid {tuple(meta['resolution'])}\n"
+        f"{result.rays_per_s:.0f} train rays/s (last window), final grid {tuple(meta['model_state']['resolution'])}\n"
         f"val (r_0, r_10, ..., r_90): PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"peak RSS {peak_gib:.1f} GiB  total {total_min:.1f} min"
     )
     row = (
         f"| {datetime.date.today()} | {platform.node() or '?'} | {args.minutes:g} | {result.steps} | "
-        f"{result.rays_per_s:.0f} | {tuple(meta['resolution'])[0]} | {metrics['psnr']:.2f} | {metrics['ssim']:.4f} | "
+        f"{result.rays_per_s:.0f} | {tuple(meta['model_state']['resolution'])[0]} | {metrics['psnr']:.2f} | {metrics['ssim']:.4f} | "
         f"{peak_gib:.1f} |\n"
     )
     if not args.results.exists():

@@ -72,8 +72,35 @@ class TensoRFConfig:
     """Upper bound on samples per ray (CPU presets lower it)."""
     appearance_samples: int = 64
     """k of the weighted top-k: colour is evaluated at the k highest-weight samples per ray."""
+    field: Literal["vm", "cp"] = "vm"
+    """Tensor decomposition: VM (plane x line pairs) or CP (line x line x line)."""
+    cp_density_components: int = 96
+    """Density components of the CP field (official CP lego: 96)."""
+    cp_appearance_components: int = 288
+    """Appearance components of the CP field (official CP lego: 288)."""
+    shading: Literal["mlp", "sh"] = "mlp"
+    """Colour from the feature MLP, or from degree-2 spherical harmonics (27 features)."""
+    mask_update_steps: tuple[int, ...] = (2000, 4000)
+    """Steps at which the occupancy (alpha) mask is rebuilt from the field."""
+    mask_threshold: float = 1e-4
+    """Opacity of one sample step below which a grid vertex counts as empty."""
+    shrink_box: bool = True
+    """Shrink the box to the occupied region at the first mask update (grids cropped to it)."""
+    filter_rays: bool = True
+    """Drop training rays that miss the box (at start) and miss the mask (second mask update)."""
+    live_budget: float | None = None
+    """Fraction of a batch's samples whose density is evaluated once a mask exists (compacted).
+    None measures the live fraction after each mask update and adds headroom."""
     l1_weight: float = 8e-5
-    """Weight of the L1 sparsity loss on the density factors."""
+    """Weight of the L1 sparsity loss on the density factors (until the first mask update)."""
+    l1_weight_rest: float = 4e-5
+    """L1 weight after the first mask update."""
+    tv_weight_density: float = 0.0
+    """Total-variation weight on the density planes (official lego: off)."""
+    tv_weight_appearance: float = 0.0
+    """Total-variation weight on the appearance planes (official lego: off)."""
+    ortho_weight: float = 0.0
+    """Weight of the orthogonality penalty on the line factors (official: off)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
 

@@ -94,8 +94,8 @@ def main(args: ExportMeshArgs) -> Path:
     from tensorf.train import restore_run
 
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
-    aabb = np.asarray(cfg.model.aabb, np.float32)
-    resolution = args.resolution or max(meta["resolution"])
+    aabb = np.asarray(params["aabb"], np.float32)  # the trained box (shrunk when the mask did)
+    resolution = args.resolution or max(meta["model_state"]["resolution"])
     verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk)
     out = args.output or Path(args.run_dir) / "mesh.ply"
     out.parent.mkdir(parents=True, exist_ok=True)

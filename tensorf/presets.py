@@ -25,6 +25,7 @@ GENERATED = TrainConfig(
         n_voxels_init=32**3,
         n_voxels_final=80**3,
         upsample_steps=(200, 400, 600, 800),
+        mask_update_steps=(300, 600),
         appearance_components=(24, 24, 24),
         density_components=(8, 8, 8),
         max_samples=128,
@@ -34,10 +35,11 @@ GENERATED = TrainConfig(
 )
 
 # Real lego at 200x200 (downscale 4) within a CPU wall-clock budget (benchmarks/lego_cpu.py).
-# Density lookups dominate a CPU step (~1 us per sample, forward + backward), so the budget
-# goes to rays rather than samples: 2048 rays x 160 samples, colour at the top 16 samples, and a
-# grid growing 96^3 -> 192^3 (the 200 px views cannot use the official 300^3). The 4000-step
-# schedule is stretched over the time budget.
+# Density lookups dominate a CPU step (~1 us per sample, forward + backward), so the budget goes
+# where it buys quality: the occupancy mask and box shrink (at 15% / 30% of the schedule, once the
+# field has a shape) cut the density work to the live samples, so 256 samples per ray stay
+# affordable; colour is evaluated at the top 16 samples. The grid grows 96^3 -> 192^3 voxels in the shrunk box
+# (finer than the 200 px views' footprint). The 4000-step schedule is stretched over the budget.
 LEGO_CPU = TrainConfig(
     run_dir=Path("runs/lego_cpu"),
     steps=4000,
@@ -50,7 +52,8 @@ LEGO_CPU = TrainConfig(
         n_voxels_init=96**3,
         n_voxels_final=192**3,
         upsample_steps=(500, 1000, 1500, 2000),
-        max_samples=160,
+        mask_update_steps=(600, 1200),
+        max_samples=256,
         appearance_samples=16,
     ),
 )

@@ -137,3 +137,4 @@ def compacted_density(density_fn, pts: jax.Array, live: jax.Array, budget: int) 
     sigma = jnp.concatenate([sigma_c, jnp.zeros((1,), sigma_c.dtype)])[slot]
     dropped = jnp.sum(flat) - jnp.sum(kept)
     return sigma.reshape(b, n), dropped
+

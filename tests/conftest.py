@@ -34,6 +34,7 @@ def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
         mlp_hidden=32,
         max_samples=48,
         appearance_samples=8,
+        mask_update_steps=(),
     )
     cfg = TrainConfig(
         run_dir=run_dir,

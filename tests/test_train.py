@@ -12,7 +12,7 @@ def test_training_raises_test_psnr(scene, trained_run, tmp_path):
     cfg, result = trained_run
     test = load_blender(scene, "test")
     model = build_model(cfg.model)
-    fresh = model.init(jax.random.key(0), model.resolution_at(0))
+    fresh = model.init(jax.random.key(0))
     start = evaluate_views(model, fresh, test, tmp_path / "start", "test", 1024, False)
     end = result.eval_metrics
     assert end["psnr"] > start["psnr"] + 8.0, (start["psnr"], end["psnr"])

@@ -94,25 +94,21 @@ def vm_features(factors: VMFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> t
     return tuple(out)
 
 
-def _resize_matrix(old: int, new: int) -> np.ndarray:
-    """(new, old) linear-interpolation matrix with align-corners semantics."""
-    pos = np.linspace(0.0, old - 1, new)
+def interp_matrix(old: int, positions: np.ndarray) -> np.ndarray:
+    """(len(positions), old) linear-interpolation matrix sampling continuous indices `positions`."""
+    pos = np.clip(np.asarray(positions, np.float64), 0, old - 1)
     i0 = np.clip(np.floor(pos), 0, old - 2).astype(int)
     f = pos - i0
-    m = np.zeros((new, old), np.float32)
-    m[np.arange(new), i0] += 1 - f
-    m[np.arange(new), i0 + 1] += f
+    m = np.zeros((len(pos), old), np.float32)
+    m[np.arange(len(pos)), i0] += 1 - f
+    m[np.arange(len(pos)), i0 + 1] += f
     return m
 
 
-def resize_vm(factors: VMFactors, resolution: Sequence[int]) -> VMFactors:
-    """Resample every factor to a new per-axis resolution (align-corners linear interpolation).
-
-    Planes and lines are piecewise-(bi)linear, so when the new grid contains the old grid points
-    (e.g. R -> 2R - 1) the field is reproduced exactly.
-    """
+def resample_vm(factors: VMFactors, positions: Sequence[np.ndarray]) -> VMFactors:
+    """New factors whose grid points sit at continuous old indices positions[d] along axis d."""
     old = factors.resolution
-    mats = [jnp.asarray(_resize_matrix(old[d], resolution[d])) for d in range(3)]
+    mats = [jnp.asarray(interp_matrix(old[d], positions[d])) for d in range(3)]
     planes = tuple(
         jnp.einsum("ia,jb,abc->ijc", mats[a], mats[b], p, precision="highest")
         for (a, b), p in zip(PLANE_AXES, factors.planes)
@@ -123,9 +119,41 @@ def resize_vm(factors: VMFactors, resolution: Sequence[int]) -> VMFactors:
     return VMFactors(planes=planes, lines=lines)
 
 
+def resize_vm(factors: VMFactors, resolution: Sequence[int]) -> VMFactors:
+    """Resample every factor to a new per-axis resolution (align-corners linear interpolation).
+
+    Planes and lines are piecewise-(bi)linear, so when the new grid contains the old grid points
+    (e.g. R -> 2R - 1) the field is reproduced exactly.
+    """
+    old = factors.resolution
+    return resample_vm(factors, [np.linspace(0.0, old[d] - 1, resolution[d]) for d in range(3)])
+
+
 def l1_norm(factors: VMFactors) -> jax.Array:
     """Mean absolute value of every plane and line, summed (official density_L1)."""
     return sum(jnp.mean(jnp.abs(p)) for p in factors.planes) + sum(jnp.mean(jnp.abs(v)) for v in factors.lines)
+
+
+def tv_planes(factors: VMFactors) -> jax.Array:
+    """Total variation of the planes (official TVLoss on each plane, times its 1e-2 factor):
+    2 * (mean squared difference along each plane axis, summed over axes), summed over planes."""
+    total = 0.0
+    for p in factors.planes:
+        da = jnp.mean((p[1:] - p[:-1]) ** 2)
+        db = jnp.mean((p[:, 1:] - p[:, :-1]) ** 2)
+        total = total + 2.0 * (da + db) * 1e-2
+    return total
+
+
+def orthogonality(factors: VMFactors) -> jax.Array:
+    """Mean |off-diagonal| of each line's component Gram matrix, summed (official vector_comp_diffs)."""
+    total = 0.0
+    for v in factors.lines:
+        gram = v.T @ v
+        c = gram.shape[0]
+        off = jnp.abs(gram) * (1.0 - jnp.eye(c))
+        total = total + jnp.sum(off) / (c * (c - 1))
+    return total
 
 
 def upsample_schedule(n_init: int, n_final: int, n_steps: int, aabb) -> list[tuple[int, int, int]]:

@@ -1,9 +1,9 @@
 """The one interface through which training, eval, checkpoints and renderers reach a model.
 
 A model is a frozen, hashable object built from its config (so it can be a static jit argument);
-its trainable state lives in a separate params pytree. A model with a growing grid reports its
-"resolution" (a tuple of ints, or () for models without one); the trainer stores it in each
-checkpoint and asks the model for params of that resolution when restoring.
+its parameters live in a separate pytree. Shapes that change during training (grid resolution,
+mask size) are described by a small JSON "state" that the trainer keeps beside the params and
+stores in every checkpoint; restoring asks the model for params of that state's shapes.
 """
 
 from __future__ import annotations
@@ -16,19 +16,24 @@ from tensorf.data.rays import Rays
 from tensorf.render import RenderOutput
 
 Params = Any
-Resolution = tuple[int, ...]
 
 
 class Model(Protocol):
-    def resolution_at(self, step: int) -> Resolution:
-        """Grid resolution in force at a training step (from the model's upsampling schedule)."""
+    # --- shapes and schedule (host side) ---
+    def initial_state(self) -> dict:
+        """JSON-able description of the shapes in force at step 0 (e.g. grid resolution)."""
 
-    def init(self, key: jax.Array, resolution: Resolution) -> Params:
-        """Fresh parameters at the given resolution."""
+    def init(self, key: jax.Array, state: dict | None = None) -> Params:
+        """Fresh parameters with the shapes `state` describes (step 0 when None)."""
 
-    def resize(self, params: Params, resolution: Resolution) -> Params:
-        """Parameters resampled to a new resolution (the rest unchanged)."""
+    def for_state(self, state: dict) -> "Model":
+        """The model configured for a state (static render settings that depend on it)."""
 
+    def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
+        """Apply schedule events due by `step` (upsampling, mask updates, ...). Returns the new
+        params and state and the events: "resize" restarts the optimizer, "mask" re-filters rays."""
+
+    # --- inside jit ---
     def render(self, params: Params, rays: Rays, key: jax.Array | None) -> RenderOutput:
         """Render a batch of rays (B leading). key=None renders deterministically (eval)."""
 
@@ -38,11 +43,14 @@ class Model(Protocol):
     def color(self, params: Params, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points (M, 3) seen along unit directions (M, 3)."""
 
-    def regularizer(self, params: Params) -> jax.Array:
+    def loss_weights(self, step: float) -> dict[str, float]:
+        """Regulariser weights at a schedule step (passed into the jitted step as values)."""
+
+    def regularizer(self, params: Params, weights: dict) -> jax.Array:
         """Scalar added to the photometric loss."""
 
     def param_groups(self, params: Params) -> Any:
-        """Pytree like params with a group name ("grid" or "mlp") at every leaf."""
+        """Pytree like params naming each leaf's group: "grid", "mlp" or "frozen"."""
 
 
 def build_model(config) -> Model:

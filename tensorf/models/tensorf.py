@@ -1,9 +1,19 @@
-"""TensoRF (Chen et al. 2022): VM density + VM appearance factors, basis projection, colour MLP."""
+"""TensoRF (Chen et al. 2022): tensor-factor density and appearance, basis projection, colour head.
+
+Trainable params: "density", "appearance" (VM or CP factors), "basis", "mlp". Frozen params (never
+updated by the optimizer, checkpointed with the rest): "aabb" (2, 3), the current box, and
+"occupancy", the alpha mask over that box ((1, 1, 1) until the first mask update, which means
+"no mask yet" and costs nothing).
+
+The host-side model state (JSON) records what shapes and schedule events are in force:
+{"resolution", "level" (upsamplings done), "mask" (mask shape), "mask_updates", "live_budget"}.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +21,12 @@ import numpy as np
 
 from tensorf.config import TensoRFConfig
 from tensorf.data.rays import Rays
-from tensorf.fields import vm
+from tensorf.fields import cp, occupancy, vm
 from tensorf.fields.mlp import ColorMLP
+from tensorf.fields.sh import sh_color
 from tensorf.render import (
     RenderOutput,
+    compacted_density,
     composite,
     compositing_weights,
     ray_box_interval,
@@ -23,31 +35,58 @@ from tensorf.render import (
 )
 
 GRID_KEYS = ("density", "appearance")
+FROZEN_KEYS = ("aabb", "occupancy")
+
+_VM = SimpleNamespace(features=vm.vm_features, resample=vm.resample_vm, l1=vm.l1_norm, tv=vm.tv_planes,
+                      ortho=vm.orthogonality)
+_CP = SimpleNamespace(features=cp.cp_features, resample=cp.resample_cp, l1=cp.l1_norm, tv=cp.tv_planes,
+                      ortho=cp.orthogonality)
 
 
 @dataclasses.dataclass(frozen=True)
 class TensoRF:
     config: TensoRFConfig
+    live_budget: float | None = None
+    """Fraction of batch samples given density slots when a mask exists (None: all samples)."""
+
+    @property
+    def _ops(self):
+        return _CP if self.config.field == "cp" else _VM
+
+    @property
+    def _dtype(self):
+        return jnp.dtype(self.config.compute_dtype)
 
     # --- schedule ---------------------------------------------------------------------------
 
-    @property
-    def aabb(self) -> np.ndarray:
-        return np.asarray(self.config.aabb, np.float32)
-
-    def resolution_at(self, step: int) -> tuple[int, int, int]:
+    def voxels_at_level(self, level: int) -> int:
         c = self.config
-        done = sum(1 for s in c.upsample_steps if s <= step)
-        if done == 0:
-            return vm.voxels_to_resolution(c.n_voxels_init, self.aabb)
-        return vm.upsample_schedule(c.n_voxels_init, c.n_voxels_final, len(c.upsample_steps), self.aabb)[done - 1]
+        if level == 0:
+            return c.n_voxels_init
+        counts = np.exp(np.linspace(math.log(c.n_voxels_init), math.log(c.n_voxels_final), len(c.upsample_steps) + 1))
+        return int(round(counts[level]))
+
+    def initial_state(self) -> dict:
+        res = vm.voxels_to_resolution(self.config.n_voxels_init, np.asarray(self.config.aabb, np.float32))
+        return {"resolution": list(res), "level": 0, "mask": [1, 1, 1], "mask_updates": 0, "live_budget": None}
+
+    def for_state(self, state: dict) -> "TensoRF":
+        return dataclasses.replace(self, live_budget=state.get("live_budget"))
 
     def num_samples(self, resolution) -> int:
-        """Samples per ray: the box diagonal at step_ratio voxels per sample (official nSamples)."""
-        size = self.aabb[1] - self.aabb[0]
-        voxel = size / (np.asarray(resolution) - 1)
-        step = float(np.mean(voxel)) * self.config.step_ratio
-        return min(self.config.max_samples, int(math.ceil(float(np.linalg.norm(size)) / step)))
+        """Samples per ray: the grid diagonal at step_ratio voxels per sample (official nSamples)."""
+        diag_voxels = float(np.linalg.norm(np.asarray(resolution, np.float64) - 1))
+        return min(self.config.max_samples, int(math.ceil(diag_voxels / self.config.step_ratio)))
+
+    def loss_weights(self, step: float) -> dict[str, float]:
+        c = self.config
+        first_mask = min(c.mask_update_steps, default=math.inf)
+        return {
+            "l1": c.l1_weight if step < first_mask else c.l1_weight_rest,
+            "tv_density": c.tv_weight_density,
+            "tv_appearance": c.tv_weight_appearance,
+            "ortho": c.ortho_weight,
+        }
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -56,60 +95,103 @@ class TensoRF:
         c = self.config
         return ColorMLP(hidden=c.mlp_hidden, feature_pe=c.feature_pe, view_pe=c.view_pe, dtype=self._dtype)
 
-    @property
-    def _dtype(self):
-        return jnp.dtype(self.config.compute_dtype)
+    def _n_features(self) -> int:
+        return 27 if self.config.shading == "sh" else self.config.appearance_features
 
-    def init(self, key: jax.Array, resolution) -> dict:
+    def init(self, key: jax.Array, state: dict | None = None) -> dict:
         c = self.config
+        state = state or self.initial_state()
+        res = tuple(state["resolution"])
         kd, ka, kb, km = jax.random.split(key, 4)
-        n_app = sum(c.appearance_components)
-        mlp_params = self._mlp.init(km, jnp.zeros((1, c.appearance_features)), jnp.zeros((1, 3)))
-        return {
-            "density": vm.init_vm(kd, resolution, c.density_components, c.init_scale),
-            "appearance": vm.init_vm(ka, resolution, c.appearance_components, c.init_scale),
-            # torch.nn.Linear(n_app, 27, bias=False) default init: U(+-1/sqrt(fan_in)).
-            "basis": jax.random.uniform(kb, (n_app, c.appearance_features), jnp.float32, -1, 1) / math.sqrt(n_app),
-            "mlp": mlp_params,
+        if c.field == "cp":
+            density = cp.init_cp(kd, res, c.cp_density_components, c.init_scale)
+            appearance = cp.init_cp(ka, res, c.cp_appearance_components, c.init_scale)
+            n_app = c.cp_appearance_components
+        else:
+            density = vm.init_vm(kd, res, c.density_components, c.init_scale)
+            appearance = vm.init_vm(ka, res, c.appearance_components, c.init_scale)
+            n_app = sum(c.appearance_components)
+        n_feat = self._n_features()
+        params = {
+            "density": density,
+            "appearance": appearance,
+            # torch.nn.Linear(n_app, n_feat, bias=False) default init: U(+-1/sqrt(fan_in)).
+            "basis": jax.random.uniform(kb, (n_app, n_feat), jnp.float32, -1, 1) / math.sqrt(n_app),
+            "aabb": jnp.asarray(c.aabb, jnp.float32),
+            "occupancy": jnp.ones(tuple(state["mask"]), jnp.float32),
         }
-
-    def resize(self, params: dict, resolution) -> dict:
-        return {**params, **{k: vm.resize_vm(params[k], resolution) for k in GRID_KEYS}}
+        if c.shading == "mlp":
+            params["mlp"] = self._mlp.init(km, jnp.zeros((1, n_feat)), jnp.zeros((1, 3)))
+        return params
 
     def param_groups(self, params: dict) -> dict:
-        return {k: jax.tree.map(lambda _: "grid" if k in GRID_KEYS else "mlp", v) for k, v in params.items()}
+        def group(k):
+            return "grid" if k in GRID_KEYS else "frozen" if k in FROZEN_KEYS else "mlp"
 
-    def regularizer(self, params: dict) -> jax.Array:
-        return self.config.l1_weight * vm.l1_norm(params["density"])
+        return {k: jax.tree.map(lambda _: group(k), v) for k, v in params.items()}
+
+    def regularizer(self, params: dict, weights: dict) -> jax.Array:
+        ops = self._ops
+        d, a = params["density"], params["appearance"]
+        return (
+            weights["l1"] * ops.l1(d)
+            + weights["tv_density"] * ops.tv(d)
+            + weights["tv_appearance"] * ops.tv(a)
+            + weights["ortho"] * (ops.ortho(d) + ops.ortho(a))
+        )
 
     # --- fields -----------------------------------------------------------------------------
 
-    def _unit(self, xyz: jax.Array) -> jax.Array:
-        lo, hi = jnp.asarray(self.aabb[0]), jnp.asarray(self.aabb[1])
-        return (xyz - lo) / (hi - lo)
+    @staticmethod
+    def _unit(params: dict, xyz: jax.Array) -> jax.Array:
+        aabb = jax.lax.stop_gradient(params["aabb"])
+        return (xyz - aabb[0]) / (aabb[1] - aabb[0])
 
     def density(self, params: dict, xyz: jax.Array) -> jax.Array:
         """Volume density (M,) at world points xyz (M, 3) inside the box."""
-        feats = vm.vm_features(params["density"], self._unit(xyz), self._dtype)
+        feats = self._ops.features(params["density"], self._unit(params, xyz), self._dtype)
         raw = sum(jnp.sum(f, axis=-1) for f in feats).astype(jnp.float32)
         return jax.nn.softplus(raw + self.config.density_shift)
 
     def color(self, params: dict, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points xyz (M, 3) seen along unit directions viewdirs (M, 3)."""
-        feats = jnp.concatenate(vm.vm_features(params["appearance"], self._unit(xyz), self._dtype), axis=-1)
+        feats = jnp.concatenate(self._ops.features(params["appearance"], self._unit(params, xyz), self._dtype), -1)
         feats = feats @ params["basis"].astype(self._dtype)
+        if self.config.shading == "sh":
+            return sh_color(feats, viewdirs)
         return self._mlp.apply(params["mlp"], feats, viewdirs)
 
     # --- rendering --------------------------------------------------------------------------
 
+    def _samples(self, params: dict, rays: Rays, key):
+        n = self.num_samples(params["density"].resolution)
+        t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), *self.config.near_far)
+        t, spacing = stratified_samples(t0, t1, n, key)
+        pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        return t, spacing, pts
+
+    def _live(self, params: dict, pts: jax.Array, spacing: jax.Array) -> jax.Array:
+        """(B, N) samples inside the box and, once a mask exists, in occupied cells."""
+        b, n = pts.shape[:2]
+        live = jnp.broadcast_to((spacing > 0)[:, None], (b, n))
+        mask = jax.lax.stop_gradient(params["occupancy"])
+        if mask.size > 1:
+            live = live & occupancy.lookup(mask, self._unit(params, pts.reshape(-1, 3))).reshape(b, n)
+        return live
+
     def render(self, params: dict, rays: Rays, key: jax.Array | None) -> RenderOutput:
         c = self.config
         b = rays.origins.shape[0]
-        n = self.num_samples(params["density"].resolution)
-        t0, t1 = ray_box_interval(rays, jnp.asarray(self.aabb), *c.near_far)
-        t, spacing = stratified_samples(t0, t1, n, key)
-        pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
-        sigma = self.density(params, pts.reshape(-1, 3)).reshape(b, n)
+        t, spacing, pts = self._samples(params, rays, key)
+        n = t.shape[1]
+        live = self._live(params, pts, spacing)
+        if params["occupancy"].size > 1 and self.live_budget is not None and self.live_budget < 1.0:
+            # Batch-level compaction won over per-ray slots (the busiest ray needs ~all N slots)
+            # and over masking after a dense evaluation (no saving): benchmarks/results.md.
+            budget = max(1, int(math.ceil(self.live_budget * b * n)))
+            sigma, _ = compacted_density(lambda x: self.density(params, x), pts, live, budget)
+        else:
+            sigma = jnp.where(live, self.density(params, pts.reshape(-1, 3)).reshape(b, n), 0.0)
         weights = compositing_weights(sigma, spacing * c.distance_scale)
 
         k = min(c.appearance_samples, n)
@@ -118,3 +200,90 @@ class TensoRF:
         dirs = jnp.broadcast_to(rays.directions[:, None, :], top_pts.shape)
         rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
         return composite(weights, t, idx, rgb)
+
+    def live_fraction(self, params: dict, rays: Rays) -> jax.Array:
+        """Fraction of this batch's samples that the mask leaves live."""
+        _, spacing, pts = self._samples(params, rays, None)
+        return jnp.mean(self._live(params, pts, spacing))
+
+    def ray_hits(self, params: dict, rays: Rays) -> jax.Array:
+        """(B,) whether a ray has any live sample (in the box, and in the mask once there is one)."""
+        _, spacing, pts = self._samples(params, rays, None)
+        return jnp.any(self._live(params, pts, spacing), axis=-1)
+
+    # --- host-side schedule events --------------------------------------------------------------
+
+    def advance(self, params: dict, state: dict, step: int) -> tuple[dict, dict, set[str]]:
+        """Apply the schedule events due by `step`: upsampling ("resize": the optimizer restarts),
+        mask updates ("mask": the ray pool is re-filtered) and the box shrink ("resize" too)."""
+        c = self.config
+        events: set[str] = set()
+        state = dict(state)
+        due_masks = sum(1 for s in c.mask_update_steps if s <= step)
+        while state["mask_updates"] < due_masks:
+            first = state["mask_updates"] == 0
+            if first and not self._has_surface(params, state):
+                # An empty field (a schedule compressed into too little time) would mask out the
+                # whole scene for good; wait for the next update instead.
+                state["mask_updates"] += 1
+                continue
+            if first and c.shrink_box:
+                params, state = self._shrink(params, state)
+                events.add("resize")
+            params, state = self._update_mask(params, state)
+            state["mask_updates"] += 1
+            events.add("mask")
+        due_levels = sum(1 for s in c.upsample_steps if s <= step)
+        if state["level"] < due_levels:
+            state["level"] = due_levels
+            res = vm.voxels_to_resolution(self.voxels_at_level(due_levels), np.asarray(params["aabb"]))
+            params = self.resize(params, res)
+            state["resolution"] = list(res)
+            events.add("resize")
+        return params, state, events
+
+    def resize(self, params: dict, resolution) -> dict:
+        old = params["density"].resolution
+        pos = [np.linspace(0.0, old[d] - 1, resolution[d]) for d in range(3)]
+        return {**params, **{k: self._ops.resample(params[k], pos) for k in GRID_KEYS}}
+
+    def _alpha_grid(self, params: dict, resolution) -> np.ndarray:
+        aabb = np.asarray(params["aabb"])
+        voxel = float(np.mean((aabb[1] - aabb[0]) / (np.asarray(resolution) - 1)))
+        step = voxel * self.config.step_ratio * self.config.distance_scale
+        return occupancy.alpha_grid(lambda x: self.density(params, x), aabb, resolution, step)
+
+    def update_mask(self, params: dict, state: dict) -> tuple[dict, dict]:
+        """Rebuild the occupancy mask from the field at the current grid resolution."""
+        return self._update_mask(params, dict(state))
+
+    def _update_mask(self, params: dict, state: dict) -> tuple[dict, dict]:
+        res = tuple(state["resolution"])
+        mask = occupancy.occupancy_from_alpha(self._alpha_grid(params, res), self.config.mask_threshold)
+        state["mask"] = list(mask.shape)
+        return {**params, "occupancy": jnp.asarray(mask)}, state
+
+    def _has_surface(self, params: dict, state: dict) -> bool:
+        alpha = self._alpha_grid(params, tuple(state["resolution"]))
+        return float(np.mean(alpha >= self.config.mask_threshold)) > 1e-3
+
+    def _shrink(self, params: dict, state: dict) -> tuple[dict, dict]:
+        """Crop the grids to the occupied region at whole grid points, so the field inside the
+        new box is exactly the old one (official shrink)."""
+        res = np.asarray(state["resolution"])
+        alpha = self._alpha_grid(params, tuple(res))
+        occupied = occupancy.dilate(alpha >= self.config.mask_threshold)
+        idx = np.argwhere(occupied)
+        if len(idx) == 0:
+            return params, state
+        lo = np.maximum(idx.min(0) - 1, 0)
+        hi = np.minimum(idx.max(0) + 1, res - 1)
+        hi = np.maximum(hi, lo + 1)
+        aabb = np.asarray(params["aabb"])
+        voxel = (aabb[1] - aabb[0]) / (res - 1)
+        new_aabb = np.stack([aabb[0] + lo * voxel, aabb[0] + hi * voxel]).astype(np.float32)
+        pos = [np.arange(lo[d], hi[d] + 1, dtype=np.float64) for d in range(3)]
+        new = {**params, **{k: self._ops.resample(params[k], pos) for k in GRID_KEYS}}
+        new["aabb"] = jnp.asarray(new_aabb)
+        state["resolution"] = [int(hi[d] - lo[d] + 1) for d in range(3)]
+        return new, state

@@ -1,0 +1,141 @@
+"""Train-step throughput with and without the occupancy mask, at fixed grid and batch sizes.
+
+    python benchmarks/train_throughput.py --run-dir RUN [--grids 128 300] [--batch 4096] [--json OUT]
+
+RUN is a trained lego run (e.g. from benchmarks/lego_cpu.py): its field, box and mask are
+resampled to each grid size, the mask is rebuilt there, and the jitted train step is timed on
+random batches of the real lego training rays (the same ray pool, filtered to the box, for
+every row). "samples/s" counts all samples per ray (the fixed N); "live" is the share of those
+samples the mask leaves to shade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tensorf.errors import exit_on_user_error  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nerf_synthetic" / "lego"
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Time the train step at fixed grid/batch sizes, mask on and off."""
+
+    run_dir: Path = Path("runs/lego_cpu")
+    """Trained lego run whose field is resampled to each grid size."""
+    dataset_path: Path = DEFAULT_DATA
+    """Blender-format lego folder (train split, downscale 4)."""
+    grids: tuple[int, ...] = (128, 300)
+    """Grid sizes (cube root of the voxel count in the run's box)."""
+    batch: int = 4096
+    """Rays per step."""
+    steps: int = 5
+    """Timed steps per row (after one compile step)."""
+    max_samples: int = 1_000_000
+    """Cap on samples per ray (default: the official, uncapped nSamples of each grid)."""
+    json_out: Path | None = None
+    """Write {"rows": [...]} here as JSON."""
+    results: Path = ROOT / "benchmarks" / "results.md"
+    """Markdown file the table is appended to."""
+
+
+def main(args: Args) -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from tensorf.data.blender import load_blender
+    from tensorf.data.rays import RayPool
+    from tensorf.fields import vm
+    from tensorf.train import filter_pool, live_budget, lrs_at, make_optimizer, make_train_step, restore_run
+
+    cfg, model, params, meta = restore_run(args.run_dir)
+    cfg = dataclasses.replace(
+        cfg, batch_size=args.batch, model=dataclasses.replace(cfg.model, max_samples=args.max_samples)
+    )
+    model = dataclasses.replace(model, config=cfg.model)
+    views = load_blender(args.dataset_path, "train", cfg.data.downscale)
+    pool = RayPool.from_views(views)
+    box_only = {**meta["model_state"], "mask_updates": 0}
+    pool = filter_pool(cfg, model, params, box_only, pool)
+    tx = make_optimizer(model, cfg.optim)
+    rows = []
+    for grid in args.grids:
+        res = vm.voxels_to_resolution(grid**3, np.asarray(params["aabb"]))
+        p = model.resize(params, res)
+        state = {**meta["model_state"], "resolution": list(res)}
+        p_mask, state = model.update_mask(p, state)
+        budget = live_budget(dataclasses.replace(cfg), model, p_mask, pool, 0)
+        live = float(jax.jit(model.live_fraction)(p_mask, pool.batch(1, 0, args.batch)[0]))
+        for mask in (False, True):
+            if mask:
+                m, prm = model.for_state({**state, "live_budget": budget}), p_mask
+            else:
+                m, prm = model.for_state({**state, "live_budget": None}), {**p, "occupancy": jnp.ones((1, 1, 1))}
+            prm = jax.tree.map(jnp.array, prm)  # the step donates its inputs; keep p and p_mask alive
+            opt = tx.init(prm)
+            step = make_train_step(m, tx)
+            lrs = {k: jnp.float32(v) for k, v in lrs_at(cfg, 0).items()}
+            w = {k: jnp.float32(v) for k, v in m.loss_weights(10**9).items()}
+            rays, cols = pool.batch(0, 0, args.batch)
+            for _ in range(2):  # compile, then once more: outputs fed back in can retrace once
+                prm, opt, st = step(prm, opt, rays, cols, jax.random.key(0), lrs, w)
+                jax.block_until_ready(st)
+            times = []
+            for i in range(args.steps):
+                rays, cols = pool.batch(0, i + 1, args.batch)
+                t0 = time.perf_counter()
+                prm, opt, st = step(prm, opt, rays, cols, jax.random.key(i), lrs, w)
+                jax.block_until_ready(st)
+                times.append(time.perf_counter() - t0)
+            dt = float(np.median(times))
+            n = m.num_samples(res)
+            row = {
+                "grid": grid,
+                "resolution": list(res),
+                "batch": args.batch,
+                "mask": mask,
+                "samples_per_ray": n,
+                "live_fraction": live if mask else 1.0,
+                "budget": budget if mask else None,
+                "s_per_step": dt,
+                "rays_per_s": args.batch / dt,
+                "samples_per_s": args.batch * n / dt,
+            }
+            rows.append(row)
+            print(
+                f"grid {grid:4d} {tuple(res)} batch {args.batch} mask {str(mask):5s} N {n:4d} live {row['live_fraction']:.3f} "
+                f"budget {row['budget']}: {dt * 1000:7.0f} ms/step {row['rays_per_s']:8.0f} rays/s {row['samples_per_s'] / 1e6:6.2f} M samples/s",
+                flush=True,
+            )
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"rows": rows}, indent=2))
+    with args.results.open("a") as f:
+        f.write(
+            f"\n## train_throughput.py ({datetime.date.today()}, run {args.run_dir}, lego 200x200 rays)\n\n"
+            "| grid | resolution | batch | mask | N | live | budget | s/step | rays/s | M samples/s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n"
+        )
+        for r in rows:
+            f.write(
+                f"| {r['grid']} | {'x'.join(map(str, r['resolution']))} | {r['batch']} | {r['mask']} | {r['samples_per_ray']} | "
+                f"{r['live_fraction']:.3f} | {r['budget']} | {r['s_per_step']:.3f} | {r['rays_per_s']:.0f} | "
+                f"{r['samples_per_s'] / 1e6:.2f} |\n"
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        main(tyro.cli(Args))
