@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import platform
 import resource
 import sys
 import time
@@ -19,13 +18,11 @@ from pathlib import Path
 
 import tyro
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from common import DEFAULT_LEGO, ROOT  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
 from tensorf.presets import LEGO_CPU  # noqa: E402
-
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nerf_synthetic" / "lego"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +33,7 @@ class Args:
     """Wall-clock training budget; the preset's schedule is stretched to fit it."""
     run_dir: Path = Path("runs/lego_cpu")
     """Run directory to write."""
-    dataset_path: Path = DEFAULT_DATA
+    dataset_path: Path = DEFAULT_LEGO
     """Blender-format lego folder (train and val splits)."""
     results: Path = ROOT / "benchmarks" / "results.md"
     """Markdown table the result row is appended to."""
@@ -69,20 +66,20 @@ def main(args: Args) -> None:
         f"val (r_0, r_10, ..., r_90): PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"peak RSS {peak_gib:.1f} GiB  total {total_min:.1f} min"
     )
-    row = (
-        f"| {datetime.date.today()} | {platform.node() or '?'} | {args.minutes:g} | {result.steps} | "
-        f"{result.rays_per_s:.0f} | {tuple(meta['model_state']['resolution'])[0]} | {metrics['psnr']:.2f} | {metrics['ssim']:.4f} | "
-        f"{peak_gib:.1f} |\n"
-    )
-    if not args.results.exists():
-        args.results.write_text(
-            "# Benchmark results\n\n## lego_cpu.py (lego 200x200, val r_0..r_90, 2-core CPU)\n\n"
-            "| date | host | minutes | steps | rays/s | final grid | val PSNR | val SSIM | peak GiB |\n"
-            "|---|---|---|---|---|---|---|---|---|\n"
-        )
-    with args.results.open("a") as f:
-        f.write(row)
+    from common import add_rows
 
+    res = "x".join(map(str, meta["model_state"]["resolution"]))
+    row = (
+        f"| {datetime.date.today()} | {args.minutes:g} | {result.steps} | {result.rays_per_s:.0f} | {res} | "
+        f"{metrics['psnr']:.2f} | {metrics['ssim']:.4f} | {peak_gib:.1f} | |"
+    )
+    add_rows(
+        args.results,
+        "## lego_cpu.py (lego 200x200 train split, val r_0, r_10, ..., r_90, 2-core CPU)",
+        "| date | minutes | steps | train rays/s (last) | final grid | val PSNR | val SSIM | peak RSS GiB | notes |\n"
+        "|---|---|---|---|---|---|---|---|---|",
+        [row],
+    )
 
 if __name__ == "__main__":
     with exit_on_user_error():

@@ -20,12 +20,10 @@ from pathlib import Path
 
 import tyro
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from common import DEFAULT_LEGO, ROOT  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
-
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nerf_synthetic" / "lego"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +32,7 @@ class Args:
 
     run_dir: Path = Path("runs/lego_cpu")
     """Trained lego run whose field is resampled to each grid size."""
-    dataset_path: Path = DEFAULT_DATA
+    dataset_path: Path = DEFAULT_LEGO
     """Blender-format lego folder (train split, downscale 4)."""
     grids: tuple[int, ...] = (128, 300)
     """Grid sizes (cube root of the voxel count in the run's box)."""
@@ -121,18 +119,20 @@ def main(args: Args) -> list[dict]:
             )
     if args.json_out:
         args.json_out.write_text(json.dumps({"rows": rows}, indent=2))
-    with args.results.open("a") as f:
-        f.write(
-            f"\n## train_throughput.py ({datetime.date.today()}, run {args.run_dir}, lego 200x200 rays)\n\n"
-            "| grid | resolution | batch | mask | N | live | budget | s/step | rays/s | M samples/s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n"
-        )
-        for r in rows:
-            f.write(
-                f"| {r['grid']} | {'x'.join(map(str, r['resolution']))} | {r['batch']} | {r['mask']} | {r['samples_per_ray']} | "
-                f"{r['live_fraction']:.3f} | {r['budget']} | {r['s_per_step']:.3f} | {r['rays_per_s']:.0f} | "
-                f"{r['samples_per_s'] / 1e6:.2f} |\n"
-            )
+    from common import add_rows
+
+    add_rows(
+        args.results,
+        "## train_throughput.py (jitted train step, lego 200x200 training rays, 2-core CPU)",
+        "| date | run | grid | resolution | batch | mask | N | live | budget | s/step | rays/s | M samples/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        [
+            f"| {datetime.date.today()} | {args.run_dir.name} | {r['grid']} | {'x'.join(map(str, r['resolution']))} | "
+            f"{r['batch']} | {r['mask']} | {r['samples_per_ray']} | {r['live_fraction']:.3f} | {r['budget']} | "
+            f"{r['s_per_step']:.3f} | {r['rays_per_s']:.0f} | {r['samples_per_s'] / 1e6:.2f} |"
+            for r in rows
+        ],
+    )
     return rows
 
 

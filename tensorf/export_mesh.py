@@ -55,29 +55,18 @@ def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.nd
         fh.write(f.tobytes())
 
 
-def _chunked(fn, x: np.ndarray, chunk: int, *extra: np.ndarray) -> np.ndarray:
-    import jax
-
-    jitted = jax.jit(fn)
-    outs = []
-    for s in range(0, len(x), chunk):
-        part = [a[s : s + chunk] for a in (x, *extra)]
-        pad = chunk - len(part[0])
-        if pad:
-            part = [np.concatenate([a, np.repeat(a[-1:], pad, 0)]) for a in part]
-        outs.append(np.asarray(jitted(*part))[: chunk - pad])
-    return np.concatenate(outs)
-
-
 def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float, chunk: int):
     """(vertices (V, 3), faces (F, 3), colors (V, 3) uint8) of the field's surface."""
+    import jax
     from skimage import measure
+
+    from tensorf.chunked import map_chunks
 
     size = aabb[1] - aabb[0]
     counts = np.maximum(2, np.round(size / size.max() * resolution)).astype(int)
     axes = [np.linspace(aabb[0][d], aabb[1][d], counts[d]) for d in range(3)]
     xyz = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
-    sigma = _chunked(lambda x: model.density(params, x), xyz, chunk).reshape(*counts)
+    sigma = map_chunks(jax.jit(lambda x: model.density(params, x)), xyz, chunk=chunk).reshape(*counts)
     spacing = size / (counts - 1)
     alpha = 1.0 - np.exp(-sigma * float(np.mean(spacing)) * getattr(model.config, "distance_scale", 1.0))
     if not (alpha.min() < level < alpha.max()):
@@ -86,7 +75,7 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     verts = (verts + aabb[0]).astype(np.float32)
     # skimage normals point towards increasing opacity (into the object); look along them.
     view = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-8)
-    rgb = _chunked(lambda x, d: model.color(params, x, d), verts, chunk, view.astype(np.float32))
+    rgb = map_chunks(jax.jit(lambda x, d: model.color(params, x, d)), verts, view.astype(np.float32), chunk=chunk)
     return verts, faces.astype(np.int32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from tensorf.config import DataConfig, OptimConfig, TensoRFConfig, TrainConfig
@@ -64,6 +63,3 @@ PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "lego-cpu": ("lego at 200x200 for a 2-core CPU (use with --time-budget-minutes)", LEGO_CPU),
 }
 
-
-def with_run_dir(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
-    return dataclasses.replace(cfg, run_dir=run_dir)

@@ -92,31 +92,17 @@ _render_chunk_jit = jax.jit(_render_chunk, static_argnums=0)
 
 def render_rays_chunked(model, params, rays: Rays, chunk: int) -> RenderOutput:
     """Deterministic render of any number of rays, `chunk` at a time (bounded memory).
+    Returns numpy-backed outputs with the rays' leading shape."""
+    from tensorf.chunked import map_chunks
 
-    The last chunk is padded to full size so every call reuses one compiled program.
-    Returns numpy-backed outputs with the rays' leading shape.
-    """
-    import numpy as np
-
-    o = np.asarray(rays.origins).reshape(-1, 3)
-    d = np.asarray(rays.directions).reshape(-1, 3)
-    n = len(o)
-    chunk = min(chunk, n)
-    outs = []
-    for s in range(0, n, chunk):
-        co, cd = o[s : s + chunk], d[s : s + chunk]
-        pad = chunk - len(co)
-        if pad:
-            co = np.concatenate([co, np.repeat(co[-1:], pad, 0)])
-            cd = np.concatenate([cd, np.repeat(cd[-1:], pad, 0)])
-        out = _render_chunk_jit(model, params, co, cd)
-        outs.append(jax.tree.map(lambda x: np.asarray(x)[: chunk - pad], out))
     lead = rays.origins.shape[:-1]
-    return RenderOutput(
-        rgb=np.concatenate([x.rgb for x in outs]).reshape(*lead, 3),
-        depth=np.concatenate([x.depth for x in outs]).reshape(lead),
-        opacity=np.concatenate([x.opacity for x in outs]).reshape(lead),
+    out = map_chunks(
+        lambda o, d: _render_chunk_jit(model, params, o, d),
+        rays.origins.reshape(-1, 3),
+        rays.directions.reshape(-1, 3),
+        chunk=chunk,
     )
+    return RenderOutput(rgb=out.rgb.reshape(*lead, 3), depth=out.depth.reshape(lead), opacity=out.opacity.reshape(lead))
 
 
 def compacted_density(density_fn, pts: jax.Array, live: jax.Array, budget: int) -> tuple[jax.Array, jax.Array]:

@@ -21,6 +21,7 @@ import optax
 
 from tensorf import config as cfgmod
 from tensorf.checkpoint import Checkpointer
+from tensorf.chunked import map_chunks
 from tensorf.config import TrainConfig
 from tensorf.data.blender import Views, available_splits, load_blender
 from tensorf.data.rays import RayPool, Rays, view_rays
@@ -175,19 +176,6 @@ def restore_run(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, Mo
 # --- ray pool filtering and the live-sample budget ---------------------------------------------
 
 
-def _chunked_rays(fn, pool: RayPool, chunk: int = 8192) -> np.ndarray:
-    jitted = jax.jit(fn)
-    out = []
-    for s in range(0, len(pool), chunk):
-        o, d = pool.origins[s : s + chunk], pool.directions[s : s + chunk]
-        pad = chunk - len(o)
-        if pad:
-            o = np.concatenate([o, np.repeat(o[-1:], pad, 0)])
-            d = np.concatenate([d, np.repeat(d[-1:], pad, 0)])
-        out.append(np.asarray(jitted(Rays(origins=o, directions=d)))[: chunk - pad])
-    return np.concatenate(out)
-
-
 def filter_pool(cfg: TrainConfig, model, params, mstate: dict, pool: RayPool) -> RayPool:
     """Official ray filtering: rays that miss the box are dropped from the start; rays whose path
     misses the occupancy mask are dropped from the second mask update on (host side, so batches
@@ -197,7 +185,8 @@ def filter_pool(cfg: TrainConfig, model, params, mstate: dict, pool: RayPool) ->
     updates = len(cfg.model.mask_update_steps)
     use_mask = updates and mstate["mask_updates"] >= min(2, updates)
     p = params if use_mask else {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
-    keep = _chunked_rays(lambda r: model.ray_hits(p, r), pool)
+    hits = jax.jit(lambda o, d: model.ray_hits(p, Rays(origins=o, directions=d)))
+    keep = map_chunks(hits, pool.origins, pool.directions, chunk=8192)
     if keep.all() or not keep.any():
         return pool
     return RayPool(origins=pool.origins[keep], directions=pool.directions[keep], colors=pool.colors[keep])

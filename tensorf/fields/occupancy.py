@@ -41,33 +41,16 @@ def alpha_grid(
     chunk: int = 262144,
 ) -> np.ndarray:
     """Opacity of one `step`-long segment at every grid vertex. density_fn: (M, 3) -> (M,)."""
+    from tensorf.chunked import map_chunks
+
     pts = grid_points(aabb, resolution).reshape(-1, 3)
-    fn = jax.jit(density_fn)
-    out = []
-    for s in range(0, len(pts), chunk):
-        part = pts[s : s + chunk]
-        pad = chunk - len(part)
-        if pad:
-            part = np.concatenate([part, np.repeat(part[-1:], pad, 0)])
-        out.append(np.asarray(fn(part))[: chunk - pad])
-    sigma = np.concatenate(out).reshape(*resolution)
+    sigma = map_chunks(jax.jit(density_fn), pts, chunk=chunk).reshape(*resolution)
     return 1.0 - np.exp(-sigma * step)
 
 
 def occupancy_from_alpha(alpha: np.ndarray, threshold: float, radius: int = 1) -> np.ndarray:
     """0/1 float32 mask: vertices whose dilated opacity reaches the threshold."""
     return dilate(alpha >= threshold, radius).astype(np.float32)
-
-
-def occupied_bounds(alpha: np.ndarray, threshold: float, aabb: np.ndarray) -> np.ndarray | None:
-    """Tight (2, 3) box around vertices with opacity >= threshold (None when nothing is)."""
-    idx = np.argwhere(alpha >= threshold)
-    if len(idx) == 0:
-        return None
-    res = np.asarray(alpha.shape)
-    unit_lo, unit_hi = idx.min(0) / (res - 1), idx.max(0) / (res - 1)
-    size = aabb[1] - aabb[0]
-    return np.stack([aabb[0] + unit_lo * size, aabb[0] + unit_hi * size]).astype(np.float32)
 
 
 def lookup(mask: jax.Array, unit_xyz: jax.Array) -> jax.Array:
