@@ -185,9 +185,12 @@ class TensoRF:
         t, spacing, pts = self._samples(params, rays, key)
         n = t.shape[1]
         live = self._live(params, pts, spacing)
-        if params["occupancy"].size > 1 and self.live_budget is not None and self.live_budget < 1.0:
+        compact = self.live_budget is not None and self.live_budget < 1.0 and key is not None
+        if params["occupancy"].size > 1 and compact:
             # Batch-level compaction won over per-ray slots (the busiest ray needs ~all N slots)
             # and over masking after a dense evaluation (no saving): benchmarks/results.md.
+            # Only for training batches: the budget is sized for random rays, and an image chunk
+            # (rows of one view) can hold far more live samples, so eval (key=None) masks densely.
             budget = max(1, int(math.ceil(self.live_budget * b * n)))
             sigma, _ = compacted_density(lambda x: self.density(params, x), pts, live, budget)
         else:
