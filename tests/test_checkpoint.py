@@ -1,5 +1,6 @@
 """Checkpoints restore bit-exactly at any step, and --resume continues the same trajectory."""
 
+import dataclasses
 import shutil
 
 import jax
@@ -61,3 +62,10 @@ def test_corrupt_checkpoint_gives_clear_error(scene, tmp_path):
 def test_missing_run_dir_gives_clear_error(tmp_path):
     with pytest.raises(UserError, match="not a run directory"):
         restore_run(tmp_path / "nope")
+
+
+def test_nan_loss_stops_with_one_clear_error(scene, tmp_path):
+    cfg = tiny_config(scene, tmp_path / "run", steps=3, checkpoint_every=0)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr_grid=float("nan")))
+    with pytest.raises(UserError, match=r"loss became nan at step 2.*lr-grid"):
+        train(cfg)
