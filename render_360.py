@@ -54,7 +54,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     import imageio.v3 as iio
     from tqdm import tqdm
 
-    from tensorf.data.orbit import orbit_from_cameras, orbit_poses
+    from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
     from tensorf.data.rays import Rays, camera_rays
     from tensorf.render import render_rays_chunked
     from tensorf.train import load_cameras, restore_run
@@ -72,10 +72,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     )
     width, height = args.resolution or (cams["width"], cams["height"])
     focal = cams["focal"] * width / cams["width"]
-    near, far = max(frame.radius - 2.0, 0.0), frame.radius + 2.0
-    if hasattr(cfg.model, "aabb"):
-        half_diag = 0.5 * float(np.linalg.norm(np.subtract(cfg.model.aabb[1], cfg.model.aabb[0])))
-        near, far = max(frame.radius - half_diag, 0.0), frame.radius + half_diag
+    near, far = depth_range(frame, cfg.model.aabb)
 
     rgbs, depths, opacities = [], [], []
     for c2w in tqdm(orbit_poses(frame, args.frames), disable=not args.progress, unit="frame", desc="render_360"):

@@ -40,35 +40,29 @@ class Args:
 
 
 def main(args: Args) -> None:
-    from tensorf.eval import evaluate_views
-    from tensorf.train import prepare_data, select_views, train
+    from tensorf.train import train
 
+    # The preset evaluates val r_0, r_10, ..., r_90 at the end of training (RUN/eval/val_metrics.json).
     cfg = dataclasses.replace(
         LEGO_CPU,
         run_dir=args.run_dir,
         time_budget_minutes=args.minutes,
-        final_eval=False,
         data=dataclasses.replace(LEGO_CPU.data, path=args.dataset_path),
     )
     t0 = time.perf_counter()
     result = train(cfg)
-    from tensorf.train import restore_run
-
-    _, model, params, meta = restore_run(cfg.run_dir)
-    _, val = prepare_data(cfg)
-    val = select_views(val, tuple(range(0, len(val.names), 10)))
-    metrics = evaluate_views(model, params, val, Path(cfg.run_dir) / "eval", "val", cfg.render_chunk, verbose=False)
+    metrics = result.eval_metrics
+    res = "x".join(map(str, result.model_state["resolution"]))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     total_min = (time.perf_counter() - t0) / 60
     print(
         f"lego_cpu: {result.steps} steps in {result.elapsed_s / 60:.1f} min, "
-        f"{result.rays_per_s:.0f} train rays/s (last window), final grid {tuple(meta['model_state']['resolution'])}\n"
+        f"{result.rays_per_s:.0f} train rays/s (last window), final grid {res}\n"
         f"val (r_0, r_10, ..., r_90): PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"peak RSS {peak_gib:.1f} GiB  total {total_min:.1f} min"
     )
     from common import add_rows
 
-    res = "x".join(map(str, meta["model_state"]["resolution"]))
     row = (
         f"| {datetime.date.today()} | {args.minutes:g} | {result.steps} | {result.rays_per_s:.0f} | {res} | "
         f"{metrics['psnr']:.2f} | {metrics['ssim']:.4f} | {peak_gib:.1f} | |"

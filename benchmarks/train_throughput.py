@@ -66,7 +66,7 @@ def main(args: Args) -> list[dict]:
     views = load_blender(args.dataset_path, "train", cfg.data.downscale)
     pool = RayPool.from_views(views)
     box_only = {**meta["model_state"], "mask_updates": 0}
-    pool = filter_pool(cfg, model, params, box_only, pool)
+    pool = filter_pool(model, params, box_only, pool)
     tx = make_optimizer(model, cfg.optim)
     rows = []
     for grid in args.grids:
@@ -74,7 +74,7 @@ def main(args: Args) -> list[dict]:
         p = model.resize(params, res)
         state = {**meta["model_state"], "resolution": list(res)}
         p_mask, state = model.update_mask(p, state)
-        budget = live_budget(dataclasses.replace(cfg), model, p_mask, pool, 0)
+        budget = live_budget(cfg, model, p_mask, pool, 0)
         live = float(jax.jit(model.live_fraction)(p_mask, pool.batch(1, 0, args.batch)[0]))
         for mask in (False, True):
             if mask:

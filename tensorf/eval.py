@@ -17,7 +17,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from tensorf.data.blender import Views, load_blender
-from tensorf.errors import UserError, exit_on_user_error
+from tensorf.errors import exit_on_user_error
 from tensorf.metrics import psnr, ssim
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tensorf.config import DataConfig, OptimConfig, TensoRFConfig, TrainConfig
+from tensorf.config import DataConfig, TensoRFConfig, TrainConfig
 
 # Official lego recipe: VM-192 (16/48 components), 128^3 -> 300^3, batch 4096, 30k steps.
 LEGO = TrainConfig()
@@ -30,7 +30,6 @@ GENERATED = TrainConfig(
         max_samples=128,
         appearance_samples=16,
     ),
-    optim=OptimConfig(),
 )
 
 # Real lego at 200x200 (downscale 4) within a CPU wall-clock budget (benchmarks/lego_cpu.py).

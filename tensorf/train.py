@@ -87,11 +87,15 @@ def prepare_data(cfg: TrainConfig) -> tuple[Views, Views]:
 
         generate(GenerateConfig(out=Path(d.path)))
     train_views = load_blender(d.path, d.train_split, d.downscale)
-    split = d.eval_split
-    if split not in available_splits(d.path) and "val" in available_splits(d.path):
-        split = "val"
-    eval_views = load_blender(d.path, split, d.downscale)
+    eval_views = load_blender(d.path, eval_split_name(cfg), d.downscale)
     return train_views, eval_views
+
+
+def eval_split_name(cfg: TrainConfig) -> str:
+    """The configured eval split, or val when the dataset has no such split."""
+    d = cfg.data
+    have = available_splits(d.path)
+    return "val" if d.eval_split not in have and "val" in have else d.eval_split
 
 
 def select_views(views: Views, indices: tuple[int, ...]) -> Views:
@@ -131,9 +135,13 @@ def write_config(cfg: TrainConfig) -> None:
     (Path(cfg.run_dir) / "config.json").write_text(cfgmod.to_json(cfg))
 
 
+def _cameras(views: Views) -> dict:
+    return {"height": views.height, "width": views.width, "focal": views.focal, "c2w": views.c2w}
+
+
 def write_cameras(run_dir: Path, views: Views) -> None:
     """Training cameras, so renderers can place new views without the dataset."""
-    cams = {"height": views.height, "width": views.width, "focal": views.focal, "c2w": views.c2w.tolist()}
+    cams = {**_cameras(views), "c2w": views.c2w.tolist()}
     (Path(run_dir) / "cameras.json").write_text(json.dumps(cams))
 
 
@@ -141,8 +149,7 @@ def load_cameras(run_dir: Path, cfg: TrainConfig | None = None) -> dict:
     """Training cameras of a run: RUN/cameras.json, else (with cfg) the run's dataset."""
     path = Path(run_dir) / "cameras.json"
     if not path.is_file() and cfg is not None and Path(cfg.data.path).is_dir():
-        views = load_blender(cfg.data.path, cfg.data.train_split, cfg.data.downscale)
-        return {"height": views.height, "width": views.width, "focal": views.focal, "c2w": views.c2w}
+        return _cameras(load_blender(cfg.data.path, cfg.data.train_split, cfg.data.downscale))
     if not path.is_file():
         raise UserError(f"{path} not found; the run directory is incomplete (train it with train_lego.py)")
     try:
@@ -176,17 +183,12 @@ def restore_run(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, Mo
 # --- ray pool filtering and the live-sample budget ---------------------------------------------
 
 
-def filter_pool(cfg: TrainConfig, model, params, mstate: dict, pool: RayPool) -> RayPool:
-    """Official ray filtering: rays that miss the box are dropped from the start; rays whose path
-    misses the occupancy mask are dropped from the second mask update on (host side, so batches
-    keep their shape)."""
-    if not getattr(cfg.model, "filter_rays", False) or not hasattr(model, "ray_hits"):
+def filter_pool(model: Model, params, mstate: dict, pool: RayPool) -> RayPool:
+    """Drop the rays the model's ray filter rejects, on the host, so batches keep their shape."""
+    keeps = model.ray_filter(params, mstate)
+    if keeps is None:
         return pool
-    updates = len(cfg.model.mask_update_steps)
-    use_mask = updates and mstate["mask_updates"] >= min(2, updates)
-    p = params if use_mask else {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
-    hits = jax.jit(lambda o, d: model.ray_hits(p, Rays(origins=o, directions=d)))
-    keep = map_chunks(hits, pool.origins, pool.directions, chunk=8192)
+    keep = map_chunks(jax.jit(lambda o, d: keeps(Rays(origins=o, directions=d))), pool.origins, pool.directions, chunk=8192)
     if keep.all() or not keep.any():
         return pool
     return RayPool(origins=pool.origins[keep], directions=pool.directions[keep], colors=pool.colors[keep])
@@ -215,6 +217,7 @@ class TrainResult:
     eval_metrics: dict | None
     model: Model
     params: Any
+    model_state: dict
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
@@ -254,13 +257,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         opt_state = tx.init(params)
     model = model.for_state(mstate)
     # The ray pool is a pure function of the field's box and mask, so a resumed run rebuilds it.
-    pool = filter_pool(cfg, model, params, mstate, pool)
+    pool = filter_pool(model, params, mstate, pool)
     write_config(cfg)
     write_cameras(run_dir, train_views)
 
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
     step_fn = make_train_step(model, tx)
-    voxels = math.prod(mstate["resolution"])
     writer = SummaryWriter(str(run_dir / "tb"))
     total = cfg.steps if budget_s is None else None
     bar = tqdm(total=total, initial=start, disable=not cfg.progress, dynamic_ncols=True, unit="step")
@@ -290,22 +292,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         if events:
             mstate = new_state
             if "mask" in events:
-                pool = filter_pool(cfg, model, params, mstate, pool)
+                pool = filter_pool(model, params, mstate, pool)
                 mstate["live_budget"] = live_budget(cfg, model, params, pool, step)
                 writer.add_scalar("train/live_budget", mstate["live_budget"] or 1.0, step)
                 writer.add_scalar("train/ray_pool", len(pool), step)
             if "resize" in events:
                 opt_state = tx.init(params)
-            box = np.asarray(params["aabb"]) if isinstance(params, dict) and "aabb" in params else None
             bar.write(
-                f"step {step}: grid {'x'.join(map(str, mstate['resolution']))}"
-                + (f", box {np.round(box, 3).tolist()}" if box is not None else "")
-                + (f", mask {float(np.mean(params['occupancy'])):.1%} occupied, {len(pool)} rays kept, "
-                   f"live budget {mstate['live_budget']}" if "mask" in events else "")
+                f"step {step}: {model.describe(params, mstate)}"
+                + (f", {len(pool)} rays kept, live budget {mstate['live_budget']}" if "mask" in events else "")
             )
             model = model.for_state(mstate)
             step_fn = make_train_step(model, tx)
-            voxels = math.prod(mstate["resolution"])
         lrs = lrs_at(cfg, s)
         weights = model.loss_weights(s)
         rays, colors = pool.batch(cfg.seed, step, cfg.batch_size)
@@ -338,7 +336,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 writer.add_scalar(f"train/{name}", value, step)
             for g in GROUPS:
                 writer.add_scalar(f"train/lr_{g}", lrs[g], step)
-            writer.add_scalar("train/grid_voxels", voxels, step)
+            writer.add_scalar("train/grid_voxels", math.prod(mstate["resolution"]), step)
         if cfg.eval_every and step % cfg.eval_every == 0:
             log_eval_view(writer, model, params, eval_views, cfg, step)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -353,7 +351,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
     metrics = None
     if cfg.final_eval:
-        metrics = evaluate_views(model, params, eval_views, run_dir / "eval", _split_name(cfg), cfg.render_chunk)
+        metrics = evaluate_views(model, params, eval_views, run_dir / "eval", eval_split_name(cfg), cfg.render_chunk)
         writer.add_scalar("eval/psnr", metrics["psnr"], step)
         writer.add_scalar("eval/ssim", metrics["ssim"], step)
     writer.close()
@@ -365,11 +363,5 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         eval_metrics=metrics,
         model=model,
         params=params,
+        model_state=mstate,
     )
-
-
-def _split_name(cfg: TrainConfig) -> str:
-    d = cfg.data
-    if d.eval_split not in available_splits(d.path) and "val" in available_splits(d.path):
-        return "val"
-    return d.eval_split

@@ -26,7 +26,7 @@ def test_help_documents_every_option():
     def undocumented(cls):
         src = __import__("inspect").getsource(cls)
         return [f.name for f in dataclasses.fields(cls) if f'{f.name}:' in src and not dataclasses.is_dataclass(f.default)
-                and f'"""' not in src.split(f"    {f.name}:", 1)[1].split("\n", 2)[1]]
+                and '"""' not in src.split(f"    {f.name}:", 1)[1].split("\n", 2)[1]]
 
     from tensorf.config import DataConfig, OptimConfig, TensoRFConfig
 

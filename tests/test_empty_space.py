@@ -9,7 +9,6 @@ import pytest
 
 from conftest import tiny_config
 from tensorf.data.blender import load_blender
-from pathlib import Path
 
 from tensorf.data.rays import RayPool, Rays, view_rays
 from tensorf.fields import cp, occupancy, vm
@@ -106,7 +105,7 @@ def test_mask_render_equals_unmasked_render(scene, blob):
 def test_box_shrink_preserves_renders_and_filtering_drops_background(scene, blob):
     model, params = blob
     state = model.initial_state()
-    shrunk, new_state = model._shrink(params, dict(state))
+    shrunk, new_state = model.shrink(params, state)
     old_box, new_box = np.asarray(params["aabb"]), np.asarray(shrunk["aabb"])
     assert np.all(new_box[0] >= old_box[0] - 1e-6) and np.all(new_box[1] <= old_box[1] + 1e-6)
     assert np.prod(new_box[1] - new_box[0]) < 0.3 * np.prod(old_box[1] - old_box[0])
@@ -120,8 +119,8 @@ def test_box_shrink_preserves_renders_and_filtering_drops_background(scene, blob
     pool = RayPool.from_views(test)
     masked, st = model.update_mask(shrunk, new_state)
     st["mask_updates"] = 2
-    cfg = tiny_config(scene, Path("unused"), model=dataclasses.replace(model.config, mask_update_steps=(1, 2)))
-    kept = filter_pool(cfg, model, masked, st, pool)
+    model = dataclasses.replace(model, config=dataclasses.replace(model.config, mask_update_steps=(1, 2)))
+    kept = filter_pool(model, masked, st, pool)
     assert 0.02 * len(pool) < len(kept) < 0.8 * len(pool)
     every = render_rays_chunked(model, params, Rays(origins=pool.origins, directions=pool.directions), 4096)
     assert (every.opacity > 1e-3).sum() <= len(kept)  # nothing visible was dropped

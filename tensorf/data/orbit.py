@@ -57,3 +57,10 @@ def orbit_poses(frame: OrbitFrame, n: int) -> np.ndarray:
         direction = math.cos(el) * (math.cos(th) * e1 + math.sin(th) * e2) + math.sin(el) * frame.up
         poses.append(look_at(frame.center + frame.radius * direction, frame.center, frame.up))
     return np.stack(poses)
+
+
+def depth_range(frame: OrbitFrame, aabb) -> tuple[float, float]:
+    """Near/far distances for colouring depth seen from the orbit: the box's half diagonal
+    either side of the orbit radius."""
+    half_diag = 0.5 * float(np.linalg.norm(np.subtract(aabb[1], aabb[0])))
+    return max(frame.radius - half_diag, 0.0), frame.radius + half_diag

@@ -8,7 +8,6 @@ gathers a contiguous row of C components. Interpolation uses align-corners seman
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax
@@ -105,6 +104,11 @@ def interp_matrix(old: int, positions: np.ndarray) -> np.ndarray:
     return m
 
 
+def align_corners_positions(old: Sequence[int], new: Sequence[int]) -> list[np.ndarray]:
+    """Continuous old indices of a new grid's points along each axis (align-corners resize)."""
+    return [np.linspace(0.0, old[d] - 1, new[d]) for d in range(3)]
+
+
 def resample_vm(factors: VMFactors, positions: Sequence[np.ndarray]) -> VMFactors:
     """New factors whose grid points sit at continuous old indices positions[d] along axis d."""
     old = factors.resolution
@@ -125,8 +129,7 @@ def resize_vm(factors: VMFactors, resolution: Sequence[int]) -> VMFactors:
     Planes and lines are piecewise-(bi)linear, so when the new grid contains the old grid points
     (e.g. R -> 2R - 1) the field is reproduced exactly.
     """
-    old = factors.resolution
-    return resample_vm(factors, [np.linspace(0.0, old[d] - 1, resolution[d]) for d in range(3)])
+    return resample_vm(factors, align_corners_positions(factors.resolution, resolution))
 
 
 def l1_norm(factors: VMFactors) -> jax.Array:
@@ -154,9 +157,3 @@ def orthogonality(factors: VMFactors) -> jax.Array:
         off = jnp.abs(gram) * (1.0 - jnp.eye(c))
         total = total + jnp.sum(off) / (c * (c - 1))
     return total
-
-
-def upsample_schedule(n_init: int, n_final: int, n_steps: int, aabb) -> list[tuple[int, int, int]]:
-    """Resolutions after each of n_steps upsamplings, voxel counts log-spaced (official)."""
-    counts = np.exp(np.linspace(math.log(n_init), math.log(n_final), n_steps + 1))[1:]
-    return [voxels_to_resolution(int(round(c)), aabb) for c in counts]

@@ -8,7 +8,7 @@ stores in every checkpoint; restoring asks the model for params of that state's 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 
@@ -32,6 +32,12 @@ class Model(Protocol):
     def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
         """Apply schedule events due by `step` (upsampling, mask updates, ...). Returns the new
         params and state and the events: "resize" restarts the optimizer, "mask" re-filters rays."""
+
+    def ray_filter(self, params: Params, state: dict) -> Callable[[Rays], jax.Array] | None:
+        """Jittable rays -> (B,) bool of training rays worth keeping, or None to keep them all."""
+
+    def describe(self, params: Params, state: dict) -> str:
+        """One line on the shapes in force, printed at schedule events."""
 
     # --- inside jit ---
     def render(self, params: Params, rays: Rays, key: jax.Array | None) -> RenderOutput:

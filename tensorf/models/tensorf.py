@@ -209,10 +209,29 @@ class TensoRF:
         _, spacing, pts = self._samples(params, rays, None)
         return jnp.mean(self._live(params, pts, spacing))
 
-    def ray_hits(self, params: dict, rays: Rays) -> jax.Array:
-        """(B,) whether a ray has any live sample (in the box, and in the mask once there is one)."""
-        _, spacing, pts = self._samples(params, rays, None)
-        return jnp.any(self._live(params, pts, spacing), axis=-1)
+    def ray_filter(self, params: dict, state: dict):
+        """rays -> (B,) bool of the training rays worth keeping (official filtering_rays): those
+        that cross the box from the start, those that cross the mask from the second mask update
+        on. None when filtering is off."""
+        c = self.config
+        if not c.filter_rays:
+            return None
+        updates = len(c.mask_update_steps)
+        use_mask = updates and state["mask_updates"] >= min(2, updates)
+        p = params if use_mask else {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
+
+        def hits(rays: Rays) -> jax.Array:
+            _, spacing, pts = self._samples(p, rays, None)
+            return jnp.any(self._live(p, pts, spacing), axis=-1)
+
+        return hits
+
+    def describe(self, params: dict, state: dict) -> str:
+        """One line on the grid, box and mask in force (printed at schedule events)."""
+        line = f"grid {'x'.join(map(str, state['resolution']))}, box {np.round(np.asarray(params['aabb']), 3).tolist()}"
+        if params["occupancy"].size > 1:
+            line += f", mask {float(jnp.mean(params['occupancy'])):.1%} occupied"
+        return line
 
     # --- host-side schedule events --------------------------------------------------------------
 
@@ -225,16 +244,17 @@ class TensoRF:
         due_masks = sum(1 for s in c.mask_update_steps if s <= step)
         while state["mask_updates"] < due_masks:
             first = state["mask_updates"] == 0
-            if first and not self._has_surface(params, state):
+            state["mask_updates"] += 1
+            alpha = self._alpha_grid(params, state["resolution"])
+            if first and float(np.mean(alpha >= c.mask_threshold)) <= 1e-3:
                 # An empty field (a schedule compressed into too little time) would mask out the
                 # whole scene for good; wait for the next update instead.
-                state["mask_updates"] += 1
                 continue
+            occupied = occupancy.occupancy_from_alpha(alpha, c.mask_threshold)
             if first and c.shrink_box:
-                params, state = self._shrink(params, state)
+                params, state, occupied = self._crop(params, state, occupied)
                 events.add("resize")
-            params, state = self._update_mask(params, state)
-            state["mask_updates"] += 1
+            params, state = self._set_mask(params, state, occupied)
             events.add("mask")
         due_levels = sum(1 for s in c.upsample_steps if s <= step)
         if state["level"] < due_levels:
@@ -246,47 +266,46 @@ class TensoRF:
         return params, state, events
 
     def resize(self, params: dict, resolution) -> dict:
-        old = params["density"].resolution
-        pos = [np.linspace(0.0, old[d] - 1, resolution[d]) for d in range(3)]
+        pos = vm.align_corners_positions(params["density"].resolution, resolution)
         return {**params, **{k: self._ops.resample(params[k], pos) for k in GRID_KEYS}}
 
     def _alpha_grid(self, params: dict, resolution) -> np.ndarray:
         aabb = np.asarray(params["aabb"])
         voxel = float(np.mean((aabb[1] - aabb[0]) / (np.asarray(resolution) - 1)))
         step = voxel * self.config.step_ratio * self.config.distance_scale
-        return occupancy.alpha_grid(lambda x: self.density(params, x), aabb, resolution, step)
+        return occupancy.alpha_grid(lambda x: self.density(params, x), aabb, tuple(resolution), step)
+
+    def _occupied(self, params: dict, state: dict) -> np.ndarray:
+        return occupancy.occupancy_from_alpha(self._alpha_grid(params, state["resolution"]), self.config.mask_threshold)
+
+    @staticmethod
+    def _set_mask(params: dict, state: dict, occupied: np.ndarray) -> tuple[dict, dict]:
+        return {**params, "occupancy": jnp.asarray(occupied)}, {**state, "mask": list(occupied.shape)}
 
     def update_mask(self, params: dict, state: dict) -> tuple[dict, dict]:
         """Rebuild the occupancy mask from the field at the current grid resolution."""
-        return self._update_mask(params, dict(state))
+        return self._set_mask(params, state, self._occupied(params, state))
 
-    def _update_mask(self, params: dict, state: dict) -> tuple[dict, dict]:
-        res = tuple(state["resolution"])
-        mask = occupancy.occupancy_from_alpha(self._alpha_grid(params, res), self.config.mask_threshold)
-        state["mask"] = list(mask.shape)
-        return {**params, "occupancy": jnp.asarray(mask)}, state
+    def shrink(self, params: dict, state: dict) -> tuple[dict, dict]:
+        """Crop the grids to the occupied region (see _crop)."""
+        params, state, _ = self._crop(params, state, self._occupied(params, state))
+        return params, state
 
-    def _has_surface(self, params: dict, state: dict) -> bool:
-        alpha = self._alpha_grid(params, tuple(state["resolution"]))
-        return float(np.mean(alpha >= self.config.mask_threshold)) > 1e-3
-
-    def _shrink(self, params: dict, state: dict) -> tuple[dict, dict]:
-        """Crop the grids to the occupied region at whole grid points, so the field inside the
-        new box is exactly the old one (official shrink)."""
-        res = np.asarray(state["resolution"])
-        alpha = self._alpha_grid(params, tuple(res))
-        occupied = occupancy.dilate(alpha >= self.config.mask_threshold)
-        idx = np.argwhere(occupied)
+    def _crop(self, params: dict, state: dict, occupied: np.ndarray) -> tuple[dict, dict, np.ndarray]:
+        """Crop the grids to the (dilated) occupied grid points plus one, at whole grid points, so
+        the field inside the new box is exactly the old one (official shrink). Returns the new
+        params and state and `occupied` cropped alike: nothing outside the crop is occupied, so
+        that is the new box's mask without evaluating the field again."""
+        idx = np.argwhere(occupied > 0)
         if len(idx) == 0:
-            return params, state
+            return params, state, occupied
+        res = np.asarray(state["resolution"])
         lo = np.maximum(idx.min(0) - 1, 0)
-        hi = np.minimum(idx.max(0) + 1, res - 1)
-        hi = np.maximum(hi, lo + 1)
+        hi = np.maximum(np.minimum(idx.max(0) + 1, res - 1), lo + 1)
         aabb = np.asarray(params["aabb"])
         voxel = (aabb[1] - aabb[0]) / (res - 1)
-        new_aabb = np.stack([aabb[0] + lo * voxel, aabb[0] + hi * voxel]).astype(np.float32)
         pos = [np.arange(lo[d], hi[d] + 1, dtype=np.float64) for d in range(3)]
         new = {**params, **{k: self._ops.resample(params[k], pos) for k in GRID_KEYS}}
-        new["aabb"] = jnp.asarray(new_aabb)
-        state["resolution"] = [int(hi[d] - lo[d] + 1) for d in range(3)]
-        return new, state
+        new["aabb"] = jnp.asarray(np.stack([aabb[0] + lo * voxel, aabb[0] + hi * voxel]).astype(np.float32))
+        new_state = {**state, "resolution": [int(hi[d] - lo[d] + 1) for d in range(3)]}
+        return new, new_state, occupied[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
