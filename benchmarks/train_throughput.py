@@ -6,7 +6,8 @@ RUN is a trained lego run (e.g. from benchmarks/lego_cpu.py): its field, box and
 resampled to each grid size, the mask is rebuilt there, and the jitted train step is timed on
 random batches of the real lego training rays (the same ray pool, filtered to the box, for
 every row). "samples/s" counts all samples per ray (the fixed N); "live" is the share of those
-samples the mask leaves to shade.
+samples the mask leaves to evaluate, "shade" the share of the top-k samples heavy enough to
+colour; the budgets are the slots the step gives each (with headroom).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main(args: Args) -> list[dict]:
     from tensorf.data.blender import load_blender
     from tensorf.data.rays import RayPool
     from tensorf.fields import vm
-    from tensorf.train import filter_pool, live_budget, lrs_at, make_optimizer, make_train_step, restore_run
+    from tensorf.train import filter_pool, lrs_at, make_optimizer, make_train_step, measure_budgets, restore_run
 
     cfg, model, params, meta = restore_run(args.run_dir)
     cfg = dataclasses.replace(
@@ -74,13 +75,13 @@ def main(args: Args) -> list[dict]:
         p = model.resize(params, res)
         state = {**meta["model_state"], "resolution": list(res)}
         p_mask, state = model.update_mask(p, state)
-        budget = live_budget(cfg, model, p_mask, pool, 0)
-        live = float(jax.jit(model.live_fraction)(p_mask, pool.batch(1, 0, args.batch)[0]))
+        budgets = measure_budgets(cfg, model, p_mask, pool, 0)
+        shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.key(0))
         for mask in (False, True):
             if mask:
-                m, prm = model.for_state({**state, "live_budget": budget}), p_mask
+                m, prm = model.for_state({**state, "budgets": budgets}), p_mask
             else:
-                m, prm = model.for_state({**state, "live_budget": None}), {**p, "occupancy": jnp.ones((1, 1, 1))}
+                m, prm = model.for_state({**state, "budgets": None}), {**p, "occupancy": jnp.ones((1, 1, 1))}
             prm = jax.tree.map(jnp.array, prm)  # the step donates its inputs; keep p and p_mask alive
             opt = tx.init(prm)
             step = make_train_step(m, tx)
@@ -105,8 +106,9 @@ def main(args: Args) -> list[dict]:
                 "batch": args.batch,
                 "mask": mask,
                 "samples_per_ray": n,
-                "live_fraction": live if mask else 1.0,
-                "budget": budget if mask else None,
+                "live_fraction": float(shares["density"]) if mask else 1.0,
+                "shade_fraction": float(shares["shade"]) if mask else 1.0,
+                "budgets": budgets if mask else None,
                 "s_per_step": dt,
                 "rays_per_s": args.batch / dt,
                 "samples_per_s": args.batch * n / dt,
@@ -114,7 +116,7 @@ def main(args: Args) -> list[dict]:
             rows.append(row)
             print(
                 f"grid {grid:4d} {tuple(res)} batch {args.batch} mask {str(mask):5s} N {n:4d} live {row['live_fraction']:.3f} "
-                f"budget {row['budget']}: {dt * 1000:7.0f} ms/step {row['rays_per_s']:8.0f} rays/s {row['samples_per_s'] / 1e6:6.2f} M samples/s",
+                f"shade {row['shade_fraction']:.3f} budgets {row['budgets']}: {dt * 1000:7.0f} ms/step {row['rays_per_s']:8.0f} rays/s {row['samples_per_s'] / 1e6:6.2f} M samples/s",
                 flush=True,
             )
     if args.json_out:
@@ -124,16 +126,23 @@ def main(args: Args) -> list[dict]:
     add_rows(
         args.results,
         "## train_throughput.py (jitted train step, lego 200x200 training rays, 2-core CPU)",
-        "| date | run | grid | resolution | batch | mask | N | live | budget | s/step | rays/s | M samples/s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| date | run | grid | resolution | batch | mask | N | live | shade | budgets (density, shade) | s/step | rays/s | M samples/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         [
             f"| {datetime.date.today()} | {args.run_dir.name} | {r['grid']} | {'x'.join(map(str, r['resolution']))} | "
-            f"{r['batch']} | {r['mask']} | {r['samples_per_ray']} | {r['live_fraction']:.3f} | {r['budget']} | "
+            f"{r['batch']} | {r['mask']} | {r['samples_per_ray']} | {r['live_fraction']:.3f} | {r['shade_fraction']:.3f} | "
+            f"{_fmt_budgets(r['budgets'])} | "
             f"{r['s_per_step']:.3f} | {r['rays_per_s']:.0f} | {r['samples_per_s'] / 1e6:.2f} |"
             for r in rows
         ],
     )
     return rows
+
+
+def _fmt_budgets(budgets: dict | None) -> str:
+    if not budgets:
+        return "-"
+    return ", ".join("-" if budgets[k] is None else f"{budgets[k]:.3f}" for k in ("density", "shade"))
 
 
 if __name__ == "__main__":

@@ -88,9 +88,15 @@ class TensoRFConfig:
     """Shrink the box to the occupied region at the first mask update (grids cropped to it)."""
     filter_rays: bool = True
     """Drop training rays that miss the box (at start) and miss the mask (second mask update)."""
-    live_budget: float | None = None
-    """Fraction of a batch's samples whose density is evaluated once a mask exists (compacted).
-    None measures the live fraction after each mask update and adds headroom."""
+    density_budget: float | None = None
+    """Share of a training batch's samples given density slots once a mask exists (live samples
+    are compacted into them). None measures the live share at each mask update plus headroom."""
+    shade_budget: float | None = None
+    """Share of a training batch's top-k samples given colour slots once a mask exists. None
+    measures the share above shade_threshold at each mask update plus headroom."""
+    shade_threshold: float = 1e-4
+    """Compositing weight below which a top-k sample of a training batch is not shaded once a
+    mask exists (official rayMarch_weight_thres); its weight goes to the shaded samples."""
     l1_weight: float = 8e-5
     """Weight of the L1 sparsity loss on the density factors (until the first mask update)."""
     l1_weight_rest: float = 4e-5
@@ -101,6 +107,11 @@ class TensoRFConfig:
     """Total-variation weight on the appearance planes (official lego: off)."""
     ortho_weight: float = 0.0
     """Weight of the orthogonality penalty on the line factors (official: off)."""
+    density_lookup: Literal["auto", "factors", "volume"] = "auto"
+    """How density is read at samples (the same field either way): from the factors (per sample,
+    18 rows of components), or by trilinear lookups in the component-summed grid volume rebuilt in
+    each call (one matmul per plane/line pair). auto: the volume when a call reads at least one
+    sample per 16 voxels, where it measured faster (benchmarks/results.md)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
 

@@ -15,11 +15,13 @@ from tensorf.data.rays import Rays
 
 @jdc.pytree_dataclass
 class RenderOutput:
-    """rgb (B, 3) on the white background; depth (B,) expected distance; opacity (B,) in [0, 1]."""
+    """rgb (B, 3) on the white background; depth (B,) expected distance; opacity (B,) in [0, 1];
+    dropped (B,): live samples of the ray that a fixed work budget left out (0 when none was set)."""
 
     rgb: jax.Array
     depth: jax.Array
     opacity: jax.Array
+    dropped: jax.Array
 
 
 def ray_box_interval(rays: Rays, aabb: jax.Array, near: float, far: float) -> tuple[jax.Array, jax.Array]:
@@ -59,28 +61,37 @@ def compositing_weights(sigma: jax.Array, delta: jax.Array) -> jax.Array:
 
 
 def top_k_samples(weights: jax.Array, k: int) -> jax.Array:
-    """Indices (B, k) of the k highest-weight samples of each ray (k >= N keeps all)."""
-    n = weights.shape[-1]
-    if k >= n:
-        return jnp.broadcast_to(jnp.arange(n), weights.shape)
-    _, idx = jax.lax.top_k(jax.lax.stop_gradient(weights), k)
+    """Indices (B, min(k, N)) of each ray's highest-weight samples, heaviest first."""
+    _, idx = jax.lax.top_k(jax.lax.stop_gradient(weights), min(k, weights.shape[-1]))
     return idx
 
 
 def composite(
-    weights: jax.Array, t: jax.Array, top_idx: jax.Array, top_rgb: jax.Array, background: float = 1.0
+    weights: jax.Array,
+    t: jax.Array,
+    top_idx: jax.Array,
+    top_rgb: jax.Array,
+    shaded: jax.Array | None = None,
+    dropped: jax.Array | None = None,
+    background: float = 1.0,
 ) -> RenderOutput:
     """Colour from the shaded top-k samples, depth and opacity from all samples.
 
-    The top-k weights are rescaled to the ray's full opacity, so mass left out of the top k still
-    counts as surface (coloured like the shaded samples) rather than leaking background through.
+    shaded (B, k) marks which of the top-k samples were given a colour (None: all). The weights of
+    the shaded samples are rescaled to the ray's full opacity, so mass left out (outside the top k,
+    or too faint to shade) still counts as surface coloured like the shaded samples rather than
+    leaking background through.
     """
     opacity = jnp.sum(weights, axis=-1)
     w_top = jnp.take_along_axis(weights, top_idx, axis=-1)
+    if shaded is not None:
+        w_top = jnp.where(shaded, w_top, 0.0)
     scale = opacity / jnp.maximum(jnp.sum(w_top, axis=-1), 1e-10)
     rgb = jnp.sum(w_top[..., None] * top_rgb, axis=-2) * scale[:, None] + (1.0 - opacity[:, None]) * background
     depth = jnp.sum(weights * t, axis=-1)
-    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+    if dropped is None:
+        dropped = jnp.zeros_like(opacity)
+    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, dropped=dropped)
 
 
 def _render_chunk(model, params, origins, directions):
@@ -102,25 +113,28 @@ def render_rays_chunked(model, params, rays: Rays, chunk: int) -> RenderOutput:
         rays.directions.reshape(-1, 3),
         chunk=chunk,
     )
-    return RenderOutput(rgb=out.rgb.reshape(*lead, 3), depth=out.depth.reshape(lead), opacity=out.opacity.reshape(lead))
+    return RenderOutput(
+        rgb=out.rgb.reshape(*lead, 3),
+        depth=out.depth.reshape(lead),
+        opacity=out.opacity.reshape(lead),
+        dropped=out.dropped.reshape(lead),
+    )
 
 
-def compacted_density(density_fn, pts: jax.Array, live: jax.Array, budget: int) -> tuple[jax.Array, jax.Array]:
-    """Evaluate density only at live samples, packed into a fixed budget of slots.
+def compacted_map(fn, inputs: tuple[jax.Array, ...], live: jax.Array, budget: int) -> tuple[jax.Array, jax.Array]:
+    """fn evaluated only at live rows, packed into a fixed budget of slots.
 
-    pts (B, N, 3), live (B, N) bool. Live samples take slots in order of a cumulative sum; samples
-    past the budget are treated as empty and counted. Returns sigma (B, N) (zero where not live or
-    dropped) and the number of dropped live samples. Static shapes throughout: the budget, not the
-    number of live samples, sets the work.
+    inputs: arrays (M, ...); live (M,) bool. Live rows take slots in order of a cumulative sum, so
+    when more than `budget` rows are live, the last ones in `live`'s order are dropped: callers
+    order rows so that the least important come last. Returns fn's output (M, ...) with zeros
+    where a row was not evaluated, and kept (M,) bool. Static shapes throughout: the budget, not
+    the number of live rows, sets the work.
     """
-    b, n = live.shape
-    flat = live.reshape(-1)
-    pos = jnp.cumsum(flat) - 1
-    kept = flat & (pos < budget)
-    slot = jnp.where(kept, pos, budget)  # slot `budget` is a dump for empty samples
-    source = jnp.zeros(budget + 1, jnp.int32).at[slot].set(jnp.arange(b * n, dtype=jnp.int32))
-    sigma_c = density_fn(pts.reshape(-1, 3)[source[:budget]])
-    sigma = jnp.concatenate([sigma_c, jnp.zeros((1,), sigma_c.dtype)])[slot]
-    dropped = jnp.sum(flat) - jnp.sum(kept)
-    return sigma.reshape(b, n), dropped
-
+    m = live.shape[0]
+    pos = jnp.cumsum(live) - 1
+    kept = live & (pos < budget)
+    slot = jnp.where(kept, pos, budget)  # slot `budget` is a dump for rows not evaluated
+    source = jnp.zeros(budget + 1, jnp.int32).at[slot].set(jnp.arange(m, dtype=jnp.int32))[:budget]
+    out = fn(*(x[source] for x in inputs))
+    padded = jnp.concatenate([out, jnp.zeros((1, *out.shape[1:]), out.dtype)])
+    return padded[slot], kept

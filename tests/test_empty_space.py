@@ -13,7 +13,7 @@ from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool, Rays, view_rays
 from tensorf.fields import cp, occupancy, vm
 from tensorf.metrics import psnr
-from tensorf.render import compacted_density, render_rays_chunked
+from tensorf.render import compacted_map, render_rays_chunked
 from tensorf.train import filter_pool, train
 
 
@@ -39,21 +39,24 @@ def test_mask_marks_the_occupied_cells_up_to_dilation():
 
 
 def test_compaction_matches_dense_evaluation_within_budget():
-    pts = jax.random.uniform(jax.random.key(0), (8, 16, 3))
-    live = jax.random.uniform(jax.random.key(1), (8, 16)) < 0.3
+    pts = jax.random.uniform(jax.random.key(0), (128, 3))
+    live = jax.random.uniform(jax.random.key(1), (128,)) < 0.3
 
     def f(x):
-        return jnp.sum(x**2, -1) + 1.0
+        return jnp.stack([jnp.sum(x**2, -1) + 1.0, x[:, 0]], -1)
 
-    dense = jnp.where(live, f(pts.reshape(-1, 3)).reshape(8, 16), 0.0)
-    sigma, dropped = compacted_density(f, pts, live, budget=int(live.sum()) + 3)
-    np.testing.assert_allclose(sigma, dense, rtol=1e-6)
-    assert int(dropped) == 0
-    sigma, dropped = compacted_density(f, pts, live, budget=5)
-    assert int(dropped) == int(live.sum()) - 5 and int((sigma > 0).sum()) == 5
-    # Gradients flow to the live samples only.
-    g = jax.grad(lambda p: jnp.sum(compacted_density(f, p, live, 64)[0]))(pts)
-    np.testing.assert_allclose(g, 2 * pts * live[..., None], rtol=1e-6)
+    dense = jnp.where(live[:, None], f(pts), 0.0)
+    out, kept = compacted_map(f, (pts,), live, budget=int(live.sum()) + 3)
+    np.testing.assert_allclose(out, dense, rtol=1e-6)
+    assert bool(jnp.all(kept == live))
+    # Over budget: the first 5 live rows (in order) are evaluated, the rest dropped.
+    out, kept = compacted_map(f, (pts,), live, budget=5)
+    first5 = live & (jnp.cumsum(live) <= 5)
+    assert bool(jnp.all(kept == first5))
+    np.testing.assert_allclose(out, jnp.where(first5[:, None], dense, 0.0), rtol=1e-6)
+    # Gradients flow to the evaluated rows only.
+    g = jax.grad(lambda p: jnp.sum(compacted_map(f, (p,), live, 64)[0][:, 0]))(pts)
+    np.testing.assert_allclose(g, 2 * pts * (live & (jnp.cumsum(live) <= 64))[:, None], rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +88,31 @@ def test_mask_render_equals_unmasked_render(scene, blob):
     assert 0.01 < float(masked["occupancy"].mean()) < 0.3  # the mask skips most of the box
     test = load_blender(scene, "test")
     rays = RayPool.from_views(test).batch(0, 0, 2048)[0]
-    live = float(model.live_fraction(masked, rays))
-    assert live < 0.5 * float(model.live_fraction(params, rays))
+    live = float(model.live_fractions(masked, rays, None)["density"])
+    assert live < 0.5 * float(model.live_fractions(params, rays, None)["density"])
     for i in range(2):
         ref, got = _render_view(model, params, test, i), _render_view(model, masked, test, i)
         assert ref.opacity.max() > 0.5  # the blob is in view
         assert np.abs(ref.rgb - got.rgb).max() < 1e-3
     # Training renders (jittered, random rays) pack live samples into the budget: same colours.
-    compacted = dataclasses.replace(model, live_budget=min(1.0, live * 1.1 + 0.01))
+    compacted = dataclasses.replace(model, density_budget=min(1.0, live * 1.1 + 0.01))
     key = jax.random.key(3)
     ref, got = model.render(params, rays, key), compacted.render(masked, rays, key)
     assert float(ref.opacity.max()) > 0.5
     np.testing.assert_allclose(got.rgb, ref.rgb, atol=1e-3)
+    # Colour is computed only at top-k samples heavy enough to show, packed into its own budget.
+    budgets = compacted.budgets(masked, [rays])
+    assert budgets["shade"] < 0.5 * budgets["density"] + 0.5
+    both = compacted.for_state({**state, "budgets": budgets})
+    out = both.render(masked, rays, key)
+    np.testing.assert_allclose(out.rgb, ref.rgb, atol=1e-3)
+    assert float(out.dropped.sum()) == 0
+    # A quarter of the slots needed still covers each ray's heaviest sample: over budget, a batch
+    # loses its faintest samples (rank-major order), not its last rays, and the colours hold.
+    share = float(model.live_fractions(masked, rays, key)["shade"])
+    out = dataclasses.replace(both, shade_budget=share / 4).render(masked, rays, key)
+    assert float(out.dropped.sum()) > 0.5 * share * rays.origins.shape[0] * model.config.appearance_samples
+    np.testing.assert_allclose(out.rgb, ref.rgb, atol=1e-2)
     # An image-ordered chunk can exceed the budget; eval therefore never compacts.
     view = view_rays(test, 0)
     np.testing.assert_allclose(compacted.render(masked, view, None).rgb, model.render(params, view, None).rgb, atol=1e-3)

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import jax_dataclasses as jdc
 import numpy as np
 
-from tensorf.fields.vm import _sample_line, interp_matrix
+from tensorf.fields.interp import sample_line
+from tensorf.fields.vm import interp_matrix
 
 
 @jdc.pytree_dataclass
@@ -41,9 +42,15 @@ def cp_features(factors: CPFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> t
     res = factors.resolution
     out = None
     for d in range(3):
-        v = _sample_line(factors.lines[d].astype(dtype), unit_xyz[:, d] * (res[d] - 1))
+        v = sample_line(factors.lines[d].astype(dtype), unit_xyz[:, d] * (res[d] - 1))
         out = v if out is None else out * v
     return (out,)
+
+
+def summed_volume(factors: CPFactors, dtype=jnp.float32) -> jax.Array:
+    """Sum of the components at every grid point, (Rx, Ry, Rz) (see vm.summed_volume)."""
+    x, y, z = (v.astype(dtype) for v in factors.lines)
+    return jnp.einsum("xc,yc,zc->xyz", x, y, z)
 
 
 def resample_cp(factors: CPFactors, positions: Sequence[np.ndarray]) -> CPFactors:

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import jax_dataclasses as jdc
 import numpy as np
 
+from tensorf.fields.interp import linear_taps, sample_line
+
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 LINE_AXIS = (2, 1, 0)
 
@@ -54,30 +56,17 @@ def init_vm(key: jax.Array, resolution: Sequence[int], components: Sequence[int]
     return VMFactors(planes=planes, lines=lines)
 
 
-def _linear_taps(g: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
-    """Lower tap index (clamped so index+1 is valid) and fractional weight of continuous index g."""
-    i0 = jnp.clip(jnp.floor(g), 0, size - 2).astype(jnp.int32)
-    return i0, jnp.clip(g - i0, 0.0, 1.0)
-
-
 def _sample_plane(plane: jax.Array, ga: jax.Array, gb: jax.Array) -> jax.Array:
     """Bilinear lookup. plane (Ra, Rb, C); ga, gb (M,) continuous indices. Returns (M, C)."""
     ra, rb, c = plane.shape
-    a0, fa = _linear_taps(ga, ra)
-    b0, fb = _linear_taps(gb, rb)
+    a0, fa = linear_taps(ga, ra)
+    b0, fb = linear_taps(gb, rb)
     flat = plane.reshape(ra * rb, c)
     idx = a0 * rb + b0
     fa, fb = fa[:, None].astype(plane.dtype), fb[:, None].astype(plane.dtype)
     top = flat[idx] * (1 - fb) + flat[idx + 1] * fb
     bot = flat[idx + rb] * (1 - fb) + flat[idx + rb + 1] * fb
     return top * (1 - fa) + bot * fa
-
-
-def _sample_line(line: jax.Array, gv: jax.Array) -> jax.Array:
-    """Linear lookup. line (Rv, C); gv (M,). Returns (M, C)."""
-    v0, fv = _linear_taps(gv, line.shape[0])
-    fv = fv[:, None].astype(line.dtype)
-    return line[v0] * (1 - fv) + line[v0 + 1] * fv
 
 
 def vm_features(factors: VMFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> tuple[jax.Array, ...]:
@@ -89,8 +78,24 @@ def vm_features(factors: VMFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> t
     g = [unit_xyz[:, d] * (res[d] - 1) for d in range(3)]
     out = []
     for (a, b), v, plane, line in zip(PLANE_AXES, LINE_AXIS, factors.planes, factors.lines):
-        out.append(_sample_plane(plane.astype(dtype), g[a], g[b]) * _sample_line(line.astype(dtype), g[v]))
+        out.append(_sample_plane(plane.astype(dtype), g[a], g[b]) * sample_line(line.astype(dtype), g[v]))
     return tuple(out)
+
+
+def summed_volume(factors: VMFactors, dtype=jnp.float32) -> jax.Array:
+    """The field summed over components at every grid point, (Rx, Ry, Rz): one matmul per pair.
+
+    Bilinear-in-plane times linear-in-line weights factor into trilinear weights, so trilinear
+    lookups in this volume equal summed vm_features exactly; for many lookups they are far
+    cheaper (8 scalar taps instead of 18 rows of C components, on the CPU backend).
+    """
+    p = [x.astype(dtype) for x in factors.planes]
+    v = [x.astype(dtype) for x in factors.lines]
+    return (
+        jnp.einsum("xyc,zc->xyz", p[0], v[0])
+        + jnp.einsum("xzc,yc->xyz", p[1], v[1])
+        + jnp.einsum("yzc,xc->xyz", p[2], v[2])
+    )
 
 
 def interp_matrix(old: int, positions: np.ndarray) -> np.ndarray:

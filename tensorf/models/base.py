@@ -36,6 +36,10 @@ class Model(Protocol):
     def ray_filter(self, params: Params, state: dict) -> Callable[[Rays], jax.Array] | None:
         """Jittable rays -> (B,) bool of training rays worth keeping, or None to keep them all."""
 
+    def budgets(self, params: Params, batches: list[Rays]) -> dict | None:
+        """Fixed work budgets (JSON-able; kept in the state) sized on sample training batches,
+        or None when the model does all its work densely."""
+
     def describe(self, params: Params, state: dict) -> str:
         """One line on the shapes in force, printed at schedule events."""
 
