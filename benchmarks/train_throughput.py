@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -43,7 +44,9 @@ class Args:
     """Timed steps per row (after one compile step)."""
     max_samples: int = 1_000_000
     """Cap on samples per ray (default: the official, uncapped nSamples of each grid)."""
-    json_out: Path | None = None
+    lookups: tuple[Literal["auto", "factors", "volume"], ...] = ("auto",)
+    """Density lookups to time (model.density_lookup); each adds a mask-off and a mask-on row."""
+    json: Path | None = None
     """Write {"rows": [...]} here as JSON."""
     results: Path = ROOT / "benchmarks" / "results.md"
     """Markdown file the table is appended to."""
@@ -77,7 +80,8 @@ def main(args: Args) -> list[dict]:
         p_mask, state = model.update_mask(p, state)
         budgets = measure_budgets(cfg, model, p_mask, pool, 0)
         shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.key(0))
-        for mask in (False, True):
+        for lookup, mask in ((lookup, mask) for lookup in args.lookups for mask in (False, True)):
+            model = dataclasses.replace(model, config=dataclasses.replace(cfg.model, density_lookup=lookup))
             if mask:
                 m, prm = model.for_state({**state, "budgets": budgets}), p_mask
             else:
@@ -105,6 +109,7 @@ def main(args: Args) -> list[dict]:
                 "resolution": list(res),
                 "batch": args.batch,
                 "mask": mask,
+                "lookup": lookup,
                 "samples_per_ray": n,
                 "live_fraction": float(shares["density"]) if mask else 1.0,
                 "shade_fraction": float(shares["shade"]) if mask else 1.0,
@@ -115,28 +120,35 @@ def main(args: Args) -> list[dict]:
             }
             rows.append(row)
             print(
-                f"grid {grid:4d} {tuple(res)} batch {args.batch} mask {str(mask):5s} N {n:4d} live {row['live_fraction']:.3f} "
+                f"grid {grid:4d} {tuple(res)} batch {args.batch} {lookup:7s} mask {str(mask):5s} N {n:4d} live {row['live_fraction']:.3f} "
                 f"shade {row['shade_fraction']:.3f} budgets {row['budgets']}: {dt * 1000:7.0f} ms/step {row['rays_per_s']:8.0f} rays/s {row['samples_per_s'] / 1e6:6.2f} M samples/s",
                 flush=True,
             )
-    if args.json_out:
-        args.json_out.write_text(json.dumps({"rows": rows}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows}, indent=2))
     from common import add_rows
 
     add_rows(
         args.results,
-        "## train_throughput.py (jitted train step, lego 200x200 training rays, 2-core CPU)",
-        "| date | run | grid | resolution | batch | mask | N | live | shade | budgets (density, shade) | s/step | rays/s | M samples/s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"## train_throughput.py (jitted train step, lego 200x200 training rays, {_device()})",
+        "| date | run | grid | resolution | batch | lookup | mask | N | live | shade | budgets (density, shade) | s/step | rays/s | M samples/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         [
             f"| {datetime.date.today()} | {args.run_dir.name} | {r['grid']} | {'x'.join(map(str, r['resolution']))} | "
-            f"{r['batch']} | {r['mask']} | {r['samples_per_ray']} | {r['live_fraction']:.3f} | {r['shade_fraction']:.3f} | "
+            f"{r['batch']} | {r['lookup']} | {r['mask']} | {r['samples_per_ray']} | {r['live_fraction']:.3f} | {r['shade_fraction']:.3f} | "
             f"{_fmt_budgets(r['budgets'])} | "
             f"{r['s_per_step']:.3f} | {r['rays_per_s']:.0f} | {r['samples_per_s'] / 1e6:.2f} |"
             for r in rows
         ],
     )
     return rows
+
+
+def _device() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return "2-core CPU" if d.platform == "cpu" else d.device_kind
 
 
 def _fmt_budgets(budgets: dict | None) -> str:

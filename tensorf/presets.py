@@ -33,11 +33,11 @@ GENERATED = TrainConfig(
 )
 
 # Real lego at 200x200 (downscale 4) within a CPU wall-clock budget (benchmarks/lego_cpu.py).
-# Density lookups dominate a CPU step (~1 us per sample, forward + backward), so the budget goes
-# where it buys quality: the occupancy mask and box shrink (at 15% / 30% of the schedule, once the
-# field has a shape) cut the density work to the live samples, so 256 samples per ray stay
-# affordable; colour is evaluated at the top 16 samples. The grid grows 96^3 -> 192^3 voxels in the shrunk box
-# (finer than the 200 px views' footprint). The 4000-step schedule is stretched over the budget.
+# On a CPU the step is compute-bound, so the budget goes where it buys quality: the occupancy mask
+# and box shrink (at 15% / 30% of the schedule, once the field has a shape) cut density and colour
+# work to the live samples, so 256 samples per ray stay affordable; colour is evaluated at the top
+# 16 samples. The grid grows 96^3 -> 192^3 voxels in the shrunk box (finer than the 200 px views'
+# footprint). The 4000-step schedule is stretched over the budget.
 LEGO_CPU = TrainConfig(
     run_dir=Path("runs/lego_cpu"),
     steps=4000,

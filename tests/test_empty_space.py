@@ -102,6 +102,8 @@ def test_mask_render_equals_unmasked_render(scene, blob):
     np.testing.assert_allclose(got.rgb, ref.rgb, atol=1e-3)
     # Colour is computed only at top-k samples heavy enough to show, packed into its own budget.
     budgets = compacted.budgets(masked, [rays])
+    off = dataclasses.replace(model, config=dataclasses.replace(model.config, compaction="off"))
+    assert off.budgets(masked, [rays]) is None and model.budgets(params, [rays]) is None  # dense: off, or no mask
     assert budgets["shade"] < 0.5 * budgets["density"] + 0.5
     both = compacted.for_state({**state, "budgets": budgets})
     out = both.render(masked, rays, key)

@@ -248,9 +248,13 @@ class TensoRF:
         return out, {"density": jnp.mean(live), "shade": jnp.mean(shade)}
 
     def budgets(self, params: dict, batches: list[Rays]) -> dict[str, float] | None:
-        """Work budgets for training batches like `batches` (None until a mask exists): the largest
-        share seen plus 10% headroom, rounded up to 1/256, unless the config fixes them."""
-        if params["occupancy"].size <= 1:
+        """Work budgets for training batches like `batches`: the largest share seen plus 10%
+        headroom, rounded up to 1/256, unless the config fixes them. None (evaluate densely) until
+        a mask exists or when compaction is off."""
+        c = self.config
+        if params["occupancy"].size <= 1 or c.compaction == "off":
+            return None
+        if c.compaction == "auto" and jax.default_backend() != "cpu":
             return None
         fractions = jax.jit(self.live_fractions)
         seen = [fractions(params, rays, jax.random.key(i)) for i, rays in enumerate(batches)]
@@ -262,7 +266,7 @@ class TensoRF:
             b = math.ceil((1.1 * share + 0.01) * 256) / 256
             return None if b >= 1.0 else b
 
-        return {"density": budget("density", self.config.density_budget), "shade": budget("shade", self.config.shade_budget)}
+        return {"density": budget("density", c.density_budget), "shade": budget("shade", c.shade_budget)}
 
     def ray_filter(self, params: dict, state: dict):
         """rays -> (B,) bool of the training rays worth keeping (official filtering_rays): those
