@@ -115,8 +115,9 @@ class TensoRFConfig:
     density_lookup: Literal["auto", "factors", "volume"] = "auto"
     """How density is read at samples (the same field either way): from the factors (per sample,
     18 rows of components), or by trilinear lookups in the component-summed grid volume rebuilt in
-    each call (one matmul per plane/line pair). auto: the volume when a call reads at least one
-    sample per 16 voxels, where it measured faster (benchmarks/results.md)."""
+    each call (one matmul per plane/line pair). auto: on the CPU backend, the volume when a call
+    reads at least one sample per 16 voxels, where it measured faster; the factors elsewhere
+    (benchmarks/results.md)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
 

@@ -158,8 +158,12 @@ class TensoRF:
         lookup = self.config.density_lookup
         if lookup == "auto":
             # Measured on the 2-core CPU at 128^3 (0.55M samples): factors 408 ms, volume 90 ms
-            # (fwd+bwd); at 300^3 (0.76M samples): factors 607 ms, volume 958 ms.
-            lookup = "volume" if 16 * xyz.shape[0] >= math.prod(factors.resolution) else "factors"
+            # (fwd+bwd); at 300^3 (0.76M samples): factors 607 ms, volume 958 ms. On an H100 the
+            # volume step timed faster too, but a 2.5-minute lego training run with it made 127
+            # steps against 2768 with the factors (cause not yet found), so accelerators keep the
+            # factors until that is understood (benchmarks/results.md).
+            many = 16 * xyz.shape[0] >= math.prod(factors.resolution)
+            lookup = "volume" if many and jax.default_backend() == "cpu" else "factors"
         if lookup == "volume":
             raw = trilinear(self._ops.volume(factors, self._dtype), unit)
         else:
