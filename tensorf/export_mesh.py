@@ -66,7 +66,9 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     counts = np.maximum(2, np.round(size / size.max() * resolution)).astype(int)
     axes = [np.linspace(aabb[0][d], aabb[1][d], counts[d]) for d in range(3)]
     xyz = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
-    sigma = map_chunks(jax.jit(lambda x: model.density(params, x)), xyz, chunk=chunk).reshape(*counts)
+    # params are passed into jit, not closed over (closures compile them in as constants).
+    density, color = jax.jit(model.density), jax.jit(model.color)
+    sigma = map_chunks(lambda x: density(params, x), xyz, chunk=chunk).reshape(*counts)
     spacing = size / (counts - 1)
     alpha = 1.0 - np.exp(-sigma * float(np.mean(spacing)) * getattr(model.config, "distance_scale", 1.0))
     if not (alpha.min() < level < alpha.max()):
@@ -75,7 +77,7 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     verts = (verts + aabb[0]).astype(np.float32)
     # skimage normals point towards increasing opacity (into the object); look along them.
     view = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-8)
-    rgb = map_chunks(jax.jit(lambda x, d: model.color(params, x, d)), verts, view.astype(np.float32), chunk=chunk)
+    rgb = map_chunks(lambda x, d: color(params, x, d), verts, view.astype(np.float32), chunk=chunk)
     return verts, faces.astype(np.int32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

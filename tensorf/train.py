@@ -185,10 +185,11 @@ def restore_run(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, Mo
 
 def filter_pool(model: Model, params, mstate: dict, pool: RayPool) -> RayPool:
     """Drop the rays the model's ray filter rejects, on the host, so batches keep their shape."""
-    keeps = model.ray_filter(params, mstate)
+    keeps = model.ray_filter(mstate)
     if keeps is None:
         return pool
-    keep = map_chunks(jax.jit(lambda o, d: keeps(Rays(origins=o, directions=d))), pool.origins, pool.directions, chunk=8192)
+    keeps = jax.jit(keeps)  # params as an argument: a closure would compile them in as constants
+    keep = map_chunks(lambda o, d: keeps(params, Rays(origins=o, directions=d)), pool.origins, pool.directions, chunk=8192)
     if keep.all() or not keep.any():
         return pool
     return RayPool(origins=pool.origins[keep], directions=pool.directions[keep], colors=pool.colors[keep])

@@ -25,7 +25,7 @@ def test_mask_marks_the_occupied_cells_up_to_dilation():
     def density(x):
         return jnp.where(jnp.linalg.norm(x - center, axis=-1) < radius, 50.0, 0.0)
 
-    alpha = occupancy.alpha_grid(density, aabb, res, step=0.1, chunk=4096)
+    alpha = occupancy.alpha_grid(lambda _, x: density(x), None, aabb, res, step=0.1, chunk=4096)
     mask = occupancy.occupancy_from_alpha(alpha, 1e-4) > 0
     pts = occupancy.grid_points(aabb, res)
     truth = np.linalg.norm(pts - center, axis=-1) < radius

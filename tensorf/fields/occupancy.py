@@ -7,7 +7,7 @@ the params pytree as a frozen leaf (checkpointed with everything else, never upd
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,17 +34,22 @@ def dilate(mask: np.ndarray, radius: int = 1) -> np.ndarray:
 
 
 def alpha_grid(
-    density_fn: Callable[[jax.Array], jax.Array],
+    density_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
     aabb: np.ndarray,
     resolution,
     step: float,
     chunk: int = 262144,
 ) -> np.ndarray:
-    """Opacity of one `step`-long segment at every grid vertex. density_fn: (M, 3) -> (M,)."""
+    """Opacity of one `step`-long segment at every grid vertex. density_fn: (params, (M, 3)) -> (M,).
+
+    params go into the jitted function as an argument, never as a closure: closed-over arrays
+    become compile-time constants (slow to compile, and folded into the program)."""
     from tensorf.chunked import map_chunks
 
     pts = grid_points(aabb, resolution).reshape(-1, 3)
-    sigma = map_chunks(jax.jit(density_fn), pts, chunk=chunk).reshape(*resolution)
+    density = jax.jit(density_fn)
+    sigma = map_chunks(lambda x: density(params, x), pts, chunk=chunk).reshape(*resolution)
     return 1.0 - np.exp(-sigma * step)
 
 

@@ -33,8 +33,8 @@ class Model(Protocol):
         """Apply schedule events due by `step` (upsampling, mask updates, ...). Returns the new
         params and state and the events: "resize" restarts the optimizer, "mask" re-filters rays."""
 
-    def ray_filter(self, params: Params, state: dict) -> Callable[[Rays], jax.Array] | None:
-        """Jittable rays -> (B,) bool of training rays worth keeping, or None to keep them all."""
+    def ray_filter(self, state: dict) -> Callable[[Params, Rays], jax.Array] | None:
+        """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all."""
 
     def budgets(self, params: Params, batches: list[Rays]) -> dict | None:
         """Fixed work budgets (JSON-able; kept in the state) sized on sample training batches,

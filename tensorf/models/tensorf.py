@@ -272,20 +272,21 @@ class TensoRF:
 
         return {"density": budget("density", c.density_budget), "shade": budget("shade", c.shade_budget)}
 
-    def ray_filter(self, params: dict, state: dict):
-        """rays -> (B,) bool of the training rays worth keeping (official filtering_rays): those
-        that cross the box from the start, those that cross the mask from the second mask update
-        on. None when filtering is off."""
+    def ray_filter(self, state: dict):
+        """(params, rays) -> (B,) bool of the training rays worth keeping (official
+        filtering_rays): those that cross the box from the start, those that cross the mask from
+        the second mask update on. None when filtering is off."""
         c = self.config
         if not c.filter_rays:
             return None
         updates = len(c.mask_update_steps)
         use_mask = updates and state["mask_updates"] >= min(2, updates)
-        p = params if use_mask else {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
 
-        def hits(rays: Rays) -> jax.Array:
-            _, spacing, pts = self._samples(p, rays, None)
-            return jnp.any(self._live(p, pts, spacing), axis=-1)
+        def hits(params: dict, rays: Rays) -> jax.Array:
+            if not use_mask:
+                params = {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
+            _, spacing, pts = self._samples(params, rays, None)
+            return jnp.any(self._live(params, pts, spacing), axis=-1)
 
         return hits
 
@@ -336,7 +337,7 @@ class TensoRF:
         aabb = np.asarray(params["aabb"])
         voxel = float(np.mean((aabb[1] - aabb[0]) / (np.asarray(resolution) - 1)))
         step = voxel * self.config.step_ratio * self.config.distance_scale
-        return occupancy.alpha_grid(lambda x: self.density(params, x), aabb, tuple(resolution), step)
+        return occupancy.alpha_grid(self.density, params, aabb, tuple(resolution), step)
 
     def _occupied(self, params: dict, state: dict) -> np.ndarray:
         return occupancy.occupancy_from_alpha(self._alpha_grid(params, state["resolution"]), self.config.mask_threshold)
