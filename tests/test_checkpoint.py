@@ -69,3 +69,19 @@ def test_nan_loss_stops_with_one_clear_error(scene, tmp_path):
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr_grid=float("nan")))
     with pytest.raises(UserError, match=r"loss became nan at step 2.*lr-grid"):
         train(cfg)
+
+
+def test_resume_after_mask_update_is_bit_exact(scene, tmp_path):
+    # The mask, box shrink, filtered ray pool and work budgets of a checkpoint after the mask
+    # update must come back on --resume (the threshold is tiny so that 3 steps leave a mask).
+    over = {"steps": 6, "model__mask_update_steps": (2,), "model__mask_threshold": 1e-12,
+            "model__compaction": "on", "model__density_budget": 0.9, "model__shade_budget": 0.9}
+    straight = train(tiny_config(scene, tmp_path / "s", **over))
+    state = restore_run(tmp_path / "s", 3)[3]["model_state"]
+    assert state["mask_updates"] == 1 and state["budgets"] == {"density": 0.9, "shade": 0.9}
+    shutil.rmtree(tmp_path / "s" / "checkpoints" / "6")
+    resumed = train(tiny_config(scene, tmp_path / "s", **over), resume=True)
+    assert resumed.model_state == straight.model_state
+    assert resumed.train_psnr == straight.train_psnr
+    for x, y in zip(_leaves(resumed.params), _leaves(straight.params), strict=True):
+        np.testing.assert_array_equal(x, y)
