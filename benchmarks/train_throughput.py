@@ -81,11 +81,11 @@ def main(args: Args) -> list[dict]:
         budgets = measure_budgets(cfg, model, p_mask, pool, 0)
         shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.key(0))
         for lookup, mask in ((lookup, mask) for lookup in args.lookups for mask in (False, True)):
-            model = dataclasses.replace(model, config=dataclasses.replace(cfg.model, density_lookup=lookup))
+            timed = dataclasses.replace(model, config=dataclasses.replace(cfg.model, density_lookup=lookup))
             if mask:
-                m, prm = model.for_state({**state, "budgets": budgets}), p_mask
+                m, prm = timed.for_state({**state, "budgets": budgets}), p_mask
             else:
-                m, prm = model.for_state({**state, "budgets": None}), {**p, "occupancy": jnp.ones((1, 1, 1))}
+                m, prm = timed.for_state({**state, "budgets": None}), {**p, "occupancy": jnp.ones((1, 1, 1))}
             prm = jax.tree.map(jnp.array, prm)  # the step donates its inputs; keep p and p_mask alive
             opt = tx.init(prm)
             step = make_train_step(m, tx)

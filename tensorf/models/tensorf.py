@@ -256,9 +256,8 @@ class TensoRF:
         headroom, rounded up to 1/256, unless the config fixes them. None (evaluate densely) until
         a mask exists or when compaction is off."""
         c = self.config
-        if params["occupancy"].size <= 1 or c.compaction == "off":
-            return None
-        if c.compaction == "auto" and jax.default_backend() != "cpu":
+        compact = c.compaction == "on" or (c.compaction == "auto" and jax.default_backend() == "cpu")
+        if params["occupancy"].size <= 1 or not compact:
             return None
         fractions = jax.jit(self.live_fractions)
         seen = [fractions(params, rays, jax.random.key(i)) for i, rays in enumerate(batches)]
