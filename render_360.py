@@ -12,10 +12,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import tyro
+from tqdm import tqdm
 
+from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
+from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.render import render_rays_chunked
+from tensorf.run import load_cameras, restore_run
+from tensorf.visualize import depth_image, to_uint8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,32 +58,24 @@ class Render360Args:
 
 
 def render_orbit(args: Render360Args) -> dict[str, Path]:
-    import imageio.v3 as iio
-    from tqdm import tqdm
-
-    from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
-    from tensorf.data.rays import Rays, camera_rays
-    from tensorf.render import render_rays_chunked
-    from tensorf.train import load_cameras, restore_run
-    from tensorf.visualize import depth_image, to_uint8
-
     if args.frames < 2:
         raise UserError("--frames must be at least 2")
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
     cams = load_cameras(args.run_dir, cfg)
-    frame = orbit_from_cameras(cams["c2w"])
+    frame = orbit_from_cameras(cams.c2w)
     frame = dataclasses.replace(
         frame,
         radius=frame.radius if args.radius is None else args.radius,
         elevation_deg=frame.elevation_deg if args.elevation_deg is None else args.elevation_deg,
     )
-    width, height = args.resolution or (cams["width"], cams["height"])
-    focal = cams["focal"] * width / cams["width"]
-    near, far = depth_range(frame, cfg.model.aabb)
+    orbit = cams.with_poses(orbit_poses(frame, args.frames))
+    if args.resolution:
+        orbit = orbit.resized(*args.resolution)
+    near, far = depth_range(frame, np.asarray(params["aabb"]))
 
     rgbs, depths, opacities = [], [], []
-    for c2w in tqdm(orbit_poses(frame, args.frames), disable=not args.progress, unit="frame", desc="render_360"):
-        o, d = camera_rays(c2w, height, width, focal)
+    for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):
+        o, d = orbit.rays(i)
         out = render_rays_chunked(model, params, Rays(origins=o, directions=d), args.chunk)
         rgbs.append(to_uint8(out.rgb))
         depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import tyro
 from tensorf.config import TrainConfig
 from tensorf.errors import exit_on_user_error
 from tensorf.presets import PRESETS
+from tensorf.run import load_config
+from tensorf.training.loop import train
 
 
 def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
@@ -31,10 +34,7 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
         "(options below still override it, e.g. more --steps)."
     )
     if known.resume is not None:
-        from tensorf.train import load_run_config
-
-        base = load_run_config(known.resume)
-        base = __import__("dataclasses").replace(base, run_dir=known.resume)
+        base = dataclasses.replace(load_config(known.resume), run_dir=known.resume)
     else:
         base = PRESETS[known.preset][1]
     cfg = tyro.cli(TrainConfig, default=base, args=rest, description=description)
@@ -44,8 +44,6 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
 def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         cfg, resume = parse(sys.argv[1:] if argv is None else argv)
-        from tensorf.train import train
-
         result = train(cfg, resume=resume)
         line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s, {result.rays_per_s:.0f} rays/s"
         if result.eval_metrics:

@@ -23,6 +23,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from common import DEFAULT_LEGO, ROOT  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
 from tensorf.presets import LEGO_CPU  # noqa: E402
+from tensorf.training.loop import train  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +41,6 @@ class Args:
 
 
 def main(args: Args) -> None:
-    from tensorf.train import train
-
     # The preset evaluates val r_0, r_10, ..., r_90 at the end of training (RUN/eval/val_metrics.json).
     cfg = dataclasses.replace(
         LEGO_CPU,

@@ -44,7 +44,7 @@ class Args:
     """Timed steps per row (after one compile step)."""
     max_samples: int = 1_000_000
     """Cap on samples per ray (default: the official, uncapped nSamples of each grid)."""
-    lookups: tuple[Literal["auto", "factors", "volume"], ...] = ("auto",)
+    lookups: tuple[Literal["auto", "factors", "volume", "mixed"], ...] = ("auto",)
     """Density lookups to time (model.density_lookup); each adds a mask-off and a mask-on row."""
     json: Path | None = None
     """Write {"rows": [...]} here as JSON."""
@@ -57,31 +57,38 @@ def main(args: Args) -> list[dict]:
     import jax.numpy as jnp
     import numpy as np
 
+    from tensorf.config import resolve_backend
     from tensorf.data.blender import load_blender
     from tensorf.data.rays import RayPool
     from tensorf.fields import vm
-    from tensorf.train import filter_pool, lrs_at, make_optimizer, make_train_step, measure_budgets, restore_run
+    from tensorf.models.base import build_schedule
+    from tensorf.run import restore_run
+    from tensorf.training.loop import filter_pool, measure_budgets
+    from tensorf.training.optimizer import lrs_at, make_optimizer
+    from tensorf.training.step import initial_totals, make_train_step
 
     cfg, model, params, meta = restore_run(args.run_dir)
     cfg = dataclasses.replace(
         cfg, batch_size=args.batch, model=dataclasses.replace(cfg.model, max_samples=args.max_samples)
     )
     model = dataclasses.replace(model, config=cfg.model)
+    schedule = build_schedule(model)
     views = load_blender(args.dataset_path, "train", cfg.data.downscale)
     pool = RayPool.from_views(views)
     box_only = {**meta["model_state"], "mask_updates": 0}
-    pool = filter_pool(model, params, box_only, pool)
+    pool = filter_pool(schedule, params, box_only, pool)
     tx = make_optimizer(model, cfg.optim)
     rows = []
     for grid in args.grids:
         res = vm.voxels_to_resolution(grid**3, np.asarray(params["aabb"]))
-        p = model.resize(params, res)
+        p = schedule.resize(params, res)
         state = {**meta["model_state"], "resolution": list(res)}
-        p_mask, state = model.update_mask(p, state)
-        budgets = measure_budgets(cfg, model, p_mask, pool, 0)
+        # The mask is rebuilt from the field alone, as a first mask update would.
+        p_mask, state = schedule.update_mask({**p, "occupancy": jnp.ones((1, 1, 1))}, state)
+        budgets = measure_budgets(cfg, schedule, p_mask, pool, 0)
         shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.key(0))
         for lookup, mask in ((lookup, mask) for lookup in args.lookups for mask in (False, True)):
-            timed = dataclasses.replace(model, config=dataclasses.replace(cfg.model, density_lookup=lookup))
+            timed = dataclasses.replace(model, config=resolve_backend(dataclasses.replace(cfg.model, density_lookup=lookup), jax.default_backend()))
             if mask:
                 m, prm = timed.for_state({**state, "budgets": budgets}), p_mask
             else:
@@ -92,14 +99,15 @@ def main(args: Args) -> list[dict]:
             lrs = {k: jnp.float32(v) for k, v in lrs_at(cfg, 0).items()}
             w = {k: jnp.float32(v) for k, v in m.loss_weights(10**9).items()}
             rays, cols = pool.batch(0, 0, args.batch)
+            totals = initial_totals()
             for _ in range(2):  # compile, then once more: outputs fed back in can retrace once
-                prm, opt, st = step(prm, opt, rays, cols, jax.random.key(0), lrs, w)
+                prm, opt, totals, st = step(prm, opt, totals, rays, cols, jax.random.key(0), lrs, w)
                 jax.block_until_ready(st)
             times = []
             for i in range(args.steps):
                 rays, cols = pool.batch(0, i + 1, args.batch)
                 t0 = time.perf_counter()
-                prm, opt, st = step(prm, opt, rays, cols, jax.random.key(i), lrs, w)
+                prm, opt, totals, st = step(prm, opt, totals, rays, cols, jax.random.key(i), lrs, w)
                 jax.block_until_ready(st)
                 times.append(time.perf_counter() - t0)
             dt = float(np.median(times))

@@ -32,16 +32,19 @@ class DataConfig:
     """Indices of eval views used during and after training; empty means every view."""
     generate: bool = False
     """Write the project's generated scene to `path` first when it is not there (no download)."""
+    aabb: tuple[Vec3, Vec3] | None = None
+    """Scene box (min corner, max corner) in world units. None: the dataset's own (Blender:
+    +-1.5); the value in force is written to RUN/config.json."""
+    near_far: tuple[float, float] | None = None
+    """Range of ray distances sampled. None: the dataset's own (Blender: 2 to 6)."""
+    background: float | None = None
+    """Background intensity composited behind the scene. None: the dataset's own (Blender: 1, white)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TensoRFConfig:
     """TensoRF with VM-decomposed density and appearance factors and a feature MLP."""
 
-    aabb: tuple[Vec3, Vec3] = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
-    """Scene bounding box (min corner, max corner) in world units."""
-    near_far: tuple[float, float] = (2.0, 6.0)
-    """Ray distance range; samples are taken where it overlaps the box."""
     n_voxels_init: int = 128**3
     """Voxel count of the grid at step 0; per-axis resolution follows the box shape."""
     n_voxels_final: int = 300**3
@@ -68,6 +71,9 @@ class TensoRFConfig:
     """Multiplies sample spacing in the opacity term (official value)."""
     step_ratio: float = 0.5
     """Sample spacing in voxels of the current grid."""
+    sample_placement: Literal["march", "chord"] = "march"
+    """TEMPORARY (measured, then removed): march a fixed step from the box entry, or spread N
+    samples over each ray's chord."""
     max_samples: int = 1_000_000
     """Upper bound on samples per ray (CPU presets lower it)."""
     appearance_samples: int = 64
@@ -90,8 +96,8 @@ class TensoRFConfig:
     """Drop training rays that miss the box (at start) and miss the mask (second mask update)."""
     compaction: Literal["auto", "on", "off"] = "auto"
     """Pack a training batch's live samples into fixed budgets once a mask exists (on), or evaluate
-    every sample and zero the empty ones (off). auto: on for the CPU backend only; it measured
-    2.3x faster on a 2-core CPU, while on an H100 at batch 4096 the dense step was faster
+    every sample and zero the empty ones (off); the image is the same either way. auto: on for the
+    CPU backend only, where it measured faster; on an H100 the dense step was faster
     (benchmarks/results.md)."""
     density_budget: float | None = None
     """Share of a training batch's samples given density slots once a mask exists (live samples
@@ -100,8 +106,8 @@ class TensoRFConfig:
     """Share of a training batch's top-k samples given colour slots once a mask exists. None
     measures the share above shade_threshold at each mask update plus headroom."""
     shade_threshold: float = 1e-4
-    """Compositing weight below which a top-k sample of a training batch is not shaded once a
-    mask exists (official rayMarch_weight_thres); its weight goes to the shaded samples."""
+    """Compositing weight below which a top-k sample is not shaded, in training and eval alike
+    (official rayMarch_weight_thres); its weight goes to the shaded samples."""
     l1_weight: float = 8e-5
     """Weight of the L1 sparsity loss on the density factors (until the first mask update)."""
     l1_weight_rest: float = 4e-5
@@ -112,12 +118,12 @@ class TensoRFConfig:
     """Total-variation weight on the appearance planes (official lego: off)."""
     ortho_weight: float = 0.0
     """Weight of the orthogonality penalty on the line factors (official: off)."""
-    density_lookup: Literal["auto", "factors", "volume"] = "auto"
+    density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"
     """How density is read at samples (the same field either way): from the factors (per sample,
-    18 rows of components), or by trilinear lookups in the component-summed grid volume rebuilt in
-    each call (one matmul per plane/line pair). auto: on the CPU backend, the volume when a call
-    reads at least one sample per 16 voxels, where it measured faster; the factors elsewhere
-    (benchmarks/results.md)."""
+    18 rows of components), by trilinear lookups in the component-summed grid volume rebuilt in
+    each call (one matmul per plane/line pair), or mixed: the volume for calls that read at least
+    one sample per 16 voxels, the factors for smaller ones. auto: mixed on the CPU backend, where
+    it measured fastest; factors elsewhere (benchmarks/results.md, docs/gpu.md)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
 
@@ -169,6 +175,17 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     model: TensoRFConfig = TensoRFConfig()
     optim: OptimConfig = OptimConfig()
+
+
+def resolve_backend(model: TensoRFConfig, backend: str) -> TensoRFConfig:
+    """The config with its backend-dependent `auto` choices decided for `backend` ("cpu", "gpu",
+    ...). Done once when a run starts; the resolved values are what RUN/config.json records."""
+    on_cpu = backend == "cpu"
+    return dataclasses.replace(
+        model,
+        compaction=("on" if on_cpu else "off") if model.compaction == "auto" else model.compaction,
+        density_lookup=("mixed" if on_cpu else "factors") if model.density_lookup == "auto" else model.density_lookup,
+    )
 
 
 # --- (de)serialisation of the resolved config stored in every run directory -----------------

@@ -18,3 +18,8 @@ def exit_on_user_error():
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def warn(message: str) -> None:
+    """One `warning:` line on stderr: something the user should know that does not stop the run."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)

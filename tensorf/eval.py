@@ -1,4 +1,5 @@
-"""Render every view of a split from a run's checkpoint and report PSNR / SSIM.
+"""Render views of a trained model and measure them: PSNR / SSIM over a split, and the eval view
+training logs to TensorBoard.
 
     python -m tensorf.eval --run-dir RUN --dataset-path DIR --split test
 
@@ -16,20 +17,30 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from tensorf.data.blender import Views, load_blender
+from tensorf.data.blender import load_blender
+from tensorf.data.rays import view_rays
+from tensorf.data.views import Views
 from tensorf.errors import exit_on_user_error
-from tensorf.metrics import psnr, ssim
+from tensorf.metrics import mse_to_psnr, psnr, ssim
+from tensorf.models.base import Model
+from tensorf.render import render_rays_chunked
+from tensorf.run import restore_run
+from tensorf.visualize import depth_image
 
 
-def evaluate_views(model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True) -> dict:
-    from tensorf.train import render_view
+def render_view(model: Model, params, views: Views, index: int, chunk: int):
+    """rgb (H, W, 3), depth (H, W) and opacity (H, W) of one view."""
+    out = render_rays_chunked(model, params, view_rays(views, index), chunk)
+    h, w = views.height, views.width
+    return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
 
+
+def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True) -> dict:
     img_dir = Path(out_dir) / split
     img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, name in enumerate(views.names):
         rgb, _, _ = render_view(model, params, views, i, chunk)
-        rgb = np.clip(rgb, 0.0, 1.0)
         row = {"view": name, "psnr": psnr(rgb, views.images[i]), "ssim": ssim(rgb, views.images[i])}
         rows.append(row)
         iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
@@ -44,6 +55,16 @@ def evaluate_views(model, params, views: Views, out_dir: Path, split: str, chunk
     if verbose:
         print(f"{split} mean over {len(rows)} views: PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}")
     return metrics
+
+
+def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[float, float], chunk: int, step: int) -> None:
+    """First eval view to TensorBoard: render, depth, absolute error, and its PSNR."""
+    rgb, depth, opacity = render_view(model, params, views, 0, chunk)
+    err = np.abs(rgb - views.images[0])
+    writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean(err**2))), step)
+    writer.add_image("eval/rgb", rgb, step, dataformats="HWC")
+    writer.add_image("eval/depth", depth_image(depth, opacity, *near_far), step, dataformats="HWC")
+    writer.add_image("eval/error", np.clip(err.mean(-1) * 4, 0, 1), step, dataformats="HW")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +86,9 @@ class EvalArgs:
 
 
 def main(args: EvalArgs) -> dict:
-    from tensorf.train import restore_run, select_views
-
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
     root = args.dataset_path or cfg.data.path
-    views = select_views(load_blender(root, args.split, cfg.data.downscale), args.views)
+    views = load_blender(root, args.split, cfg.data.downscale).select(args.views)
     print(f"run {args.run_dir} at step {meta['step']}, grid {tuple(meta['model_state']['resolution'])}; {root} split {args.split}")
     return evaluate_views(model, params, views, Path(args.run_dir) / "eval", args.split, args.chunk)
 

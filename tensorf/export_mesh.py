@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import jax
 import numpy as np
 
+from tensorf.chunked import map_chunks
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.run import restore_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +60,7 @@ def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.nd
 
 def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float, chunk: int):
     """(vertices (V, 3), faces (F, 3), colors (V, 3) uint8) of the field's surface."""
-    import jax
-    from skimage import measure
-
-    from tensorf.chunked import map_chunks
+    from skimage import measure  # optional: only mesh export needs scikit-image
 
     size = aabb[1] - aabb[0]
     counts = np.maximum(2, np.round(size / size.max() * resolution)).astype(int)
@@ -70,7 +70,7 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     density, color = jax.jit(model.density), jax.jit(model.color)
     sigma = map_chunks(lambda x: density(params, x), xyz, chunk=chunk).reshape(*counts)
     spacing = size / (counts - 1)
-    alpha = 1.0 - np.exp(-sigma * float(np.mean(spacing)) * getattr(model.config, "distance_scale", 1.0))
+    alpha = 1.0 - np.exp(-sigma * float(np.mean(spacing)))
     if not (alpha.min() < level < alpha.max()):
         raise UserError(f"no surface at opacity level {level} (field opacity spans {alpha.min():.3g}..{alpha.max():.3g}); train longer or pass --level")
     verts, faces, normals, _ = measure.marching_cubes(alpha, level, spacing=tuple(spacing))
@@ -82,8 +82,6 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
 
 
 def main(args: ExportMeshArgs) -> Path:
-    from tensorf.train import restore_run
-
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
     aabb = np.asarray(params["aabb"], np.float32)  # the trained box (shrunk when the mask did)
     resolution = args.resolution or max(meta["model_state"]["resolution"])

@@ -18,9 +18,8 @@ GENERATED = TrainConfig(
     log_every=50,
     eval_every=500,
     checkpoint_every=500,
-    data=DataConfig(path=Path("data/generated"), generate=True),
+    data=DataConfig(path=Path("data/generated"), generate=True, aabb=((-1.0, -1.0, -0.7), (1.0, 1.0, 1.0))),
     model=TensoRFConfig(
-        aabb=((-1.0, -1.0, -0.7), (1.0, 1.0, 1.0)),
         n_voxels_init=32**3,
         n_voxels_final=80**3,
         upsample_steps=(200, 400, 600, 800),

@@ -10,13 +10,15 @@ import jax
 import jax.numpy as jnp
 import jax_dataclasses as jdc
 
+from tensorf.chunked import map_chunks
 from tensorf.data.rays import Rays
 
 
 @jdc.pytree_dataclass
 class RenderOutput:
-    """rgb (B, 3) on the white background; depth (B,) expected distance; opacity (B,) in [0, 1];
-    dropped (B,): live samples of the ray that a fixed work budget left out (0 when none was set)."""
+    """rgb (B, 3) in [0, 1] over the background; depth (B,) expected distance; opacity (B,) in
+    [0, 1]; dropped (B,): live samples of the ray that a fixed work budget left out (0 when none
+    was set)."""
 
     rgb: jax.Array
     depth: jax.Array
@@ -34,26 +36,26 @@ def ray_box_interval(rays: Rays, aabb: jax.Array, near: float, far: float) -> tu
     return t0, t1
 
 
-def stratified_samples(
-    t0: jax.Array, t1: jax.Array, n: int, key: jax.Array | None
+def marched_samples(
+    t0: jax.Array, t1: jax.Array, step: jax.Array, n: int, key: jax.Array | None
 ) -> tuple[jax.Array, jax.Array]:
-    """n evenly spaced samples per ray over [t0, t1], shifted by one random offset per ray.
+    """n samples a fixed `step` apart from each ray's entry t0 (official sample_ray).
 
-    Each ray draws its own offset (the official jitter); key=None places samples at bin centres.
-    Returns t (B, n) and the per-ray spacing (B,), zero for rays that miss the box.
+    Each ray draws one random offset in [0, 1) steps (the official jitter); key=None places
+    samples at the middle of each step. Returns t (B, n) and inside (B, n): the samples before
+    the ray's exit t1. A short chord therefore has few samples inside, and every sample stands for
+    the same length.
     """
-    step = jnp.maximum(t1 - t0, 0.0) / n
-    if key is None:
-        offset = jnp.full(t0.shape, 0.5)
-    else:
-        offset = jax.random.uniform(key, t0.shape)
-    t = t0[:, None] + (jnp.arange(n) + offset[:, None]) * step[:, None]
-    return t, step
+    offset = jnp.full(t0.shape, 0.5) if key is None else jax.random.uniform(key, t0.shape)
+    t = t0[:, None] + (jnp.arange(n) + offset[:, None]) * step
+    return t, t < t1[:, None]
 
 
 def compositing_weights(sigma: jax.Array, delta: jax.Array) -> jax.Array:
-    """Volume-rendering weights w_i = T_i (1 - exp(-sigma_i delta_i)). sigma (B, N), delta (B,) or (B, N)."""
-    tau = sigma * (delta if delta.ndim == sigma.ndim else delta[:, None])
+    """Volume-rendering weights w_i = T_i (1 - exp(-sigma_i delta_i)). sigma (B, N); delta a
+    scalar, (B,) or (B, N)."""
+    delta = jnp.asarray(delta)
+    tau = sigma * (delta[:, None] if delta.ndim == 1 else delta)
     alpha = 1.0 - jnp.exp(-tau)
     # Exclusive cumulative sum of optical depth: T_i = exp(-sum_{j<i} tau_j).
     trans = jnp.exp(-jnp.concatenate([jnp.zeros_like(tau[:, :1]), jnp.cumsum(tau[:, :-1], axis=-1)], axis=-1))
@@ -71,27 +73,24 @@ def composite(
     t: jax.Array,
     top_idx: jax.Array,
     top_rgb: jax.Array,
-    shaded: jax.Array | None = None,
-    dropped: jax.Array | None = None,
-    background: float = 1.0,
+    shaded: jax.Array,
+    dropped: jax.Array,
+    background: float,
 ) -> RenderOutput:
     """Colour from the shaded top-k samples, depth and opacity from all samples.
 
-    shaded (B, k) marks which of the top-k samples were given a colour (None: all). The weights of
-    the shaded samples are rescaled to the ray's full opacity, so mass left out (outside the top k,
-    or too faint to shade) still counts as surface coloured like the shaded samples rather than
-    leaking background through.
+    shaded (B, k) marks which of the top-k samples were given a colour. The weights of the shaded
+    samples are rescaled to the ray's full opacity, so mass left out (outside the top k, or too
+    faint to shade) still counts as surface coloured like the shaded samples rather than leaking
+    background through. The colour is clamped to [0, 1] (official renderer): shading heads such as
+    SH's relu(x + 0.5) are unbounded above.
     """
     opacity = jnp.sum(weights, axis=-1)
-    w_top = jnp.take_along_axis(weights, top_idx, axis=-1)
-    if shaded is not None:
-        w_top = jnp.where(shaded, w_top, 0.0)
+    w_top = jnp.where(shaded, jnp.take_along_axis(weights, top_idx, axis=-1), 0.0)
     scale = opacity / jnp.maximum(jnp.sum(w_top, axis=-1), 1e-10)
     rgb = jnp.sum(w_top[..., None] * top_rgb, axis=-2) * scale[:, None] + (1.0 - opacity[:, None]) * background
     depth = jnp.sum(weights * t, axis=-1)
-    if dropped is None:
-        dropped = jnp.zeros_like(opacity)
-    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, dropped=dropped)
+    return RenderOutput(rgb=jnp.clip(rgb, 0.0, 1.0), depth=depth, opacity=opacity, dropped=dropped)
 
 
 def _render_chunk(model, params, origins, directions):
@@ -104,8 +103,6 @@ _render_chunk_jit = jax.jit(_render_chunk, static_argnums=0)
 def render_rays_chunked(model, params, rays: Rays, chunk: int) -> RenderOutput:
     """Deterministic render of any number of rays, `chunk` at a time (bounded memory).
     Returns numpy-backed outputs with the rays' leading shape."""
-    from tensorf.chunked import map_chunks
-
     lead = rays.origins.shape[:-1]
     out = map_chunks(
         lambda o, d: _render_chunk_jit(model, params, o, d),
@@ -113,28 +110,31 @@ def render_rays_chunked(model, params, rays: Rays, chunk: int) -> RenderOutput:
         rays.directions.reshape(-1, 3),
         chunk=chunk,
     )
-    return RenderOutput(
-        rgb=out.rgb.reshape(*lead, 3),
-        depth=out.depth.reshape(lead),
-        opacity=out.opacity.reshape(lead),
-        dropped=out.dropped.reshape(lead),
-    )
+    return jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), out)
 
 
 def compacted_map(fn, inputs: tuple[jax.Array, ...], live: jax.Array, budget: int) -> tuple[jax.Array, jax.Array]:
-    """fn evaluated only at live rows, packed into a fixed budget of slots.
+    """fn evaluated only at the live entries of a (B, K) table, packed into a fixed budget of slots.
 
-    inputs: arrays (M, ...); live (M,) bool. Live rows take slots in order of a cumulative sum, so
-    when more than `budget` rows are live, the last ones in `live`'s order are dropped: callers
-    order rows so that the least important come last. Returns fn's output (M, ...) with zeros
-    where a row was not evaluated, and kept (M,) bool. Static shapes throughout: the budget, not
-    the number of live rows, sets the work.
+    inputs: arrays (B, K, ...); live (B, K) bool; fn maps rows (M, ...) to outputs (M, ...). Live
+    entries take slots by their rank among their row's live entries: every row's first live
+    entry, then every row's second, and so on. A batch over budget therefore loses the last live
+    entries of its busiest rows, never all of one row's: callers order each row's columns from
+    most to least important (samples front to back, top-k samples heaviest first). Returns fn's
+    output (B, K, ...) with zeros where an entry was not evaluated, and kept (B, K) bool. Static
+    shapes throughout: the budget, not the number of live entries, sets the work.
     """
-    m = live.shape[0]
-    pos = jnp.cumsum(live) - 1
+    b, k = live.shape
+    rank = jnp.cumsum(live, axis=1, dtype=jnp.int32) - 1  # of each live entry within its row
+    has = (rank[:, -1:] >= jnp.arange(k, dtype=jnp.int32)[None, :]).astype(jnp.int32)  # row has rank r
+    per_rank = jnp.sum(has, axis=0)
+    start = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(per_rank)[:-1]])  # entries of lower ranks
+    rows_before = jnp.cumsum(has, axis=0) - has  # earlier rows holding the same rank
+    r = jnp.where(live, rank, 0)
+    pos = start[r] + jnp.take_along_axis(rows_before, r, axis=1)
     kept = live & (pos < budget)
-    slot = jnp.where(kept, pos, budget)  # slot `budget` is a dump for rows not evaluated
-    source = jnp.zeros(budget + 1, jnp.int32).at[slot].set(jnp.arange(m, dtype=jnp.int32))[:budget]
-    out = fn(*(x[source] for x in inputs))
+    slot = jnp.where(kept, pos, budget).reshape(-1)  # slot `budget` is a dump for entries not evaluated
+    source = jnp.zeros(budget + 1, jnp.int32).at[slot].set(jnp.arange(b * k, dtype=jnp.int32))[:budget]
+    out = fn(*(x.reshape(b * k, *x.shape[2:])[source] for x in inputs))
     padded = jnp.concatenate([out, jnp.zeros((1, *out.shape[1:]), out.dtype)])
-    return padded[slot], kept
+    return padded[slot].reshape(b, k, *out.shape[1:]), kept

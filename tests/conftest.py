@@ -14,6 +14,15 @@ from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
 from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SCENE_BOX = ((-1.0, -1.0, -0.7), (1.0, 1.0, 1.0))  # hugs the generated geometry
+
+
+def make_model(config, aabb=SCENE_BOX, near_far=(2.0, 6.0), background=1.0):
+    """A model over a Blender-like scene, its auto choices resolved for this backend."""
+    from tensorf.data.views import Scene
+    from tensorf.models.base import build_model
+
+    return build_model(config, Scene(aabb=tuple(map(tuple, aabb)), near_far=near_far, background=background))
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +33,6 @@ def scene(tmp_path_factory) -> Path:
 
 def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
     model = TensoRFConfig(
-        aabb=((-1.0, -1.0, -0.7), (1.0, 1.0, 1.0)),
         n_voxels_init=16**3,
         n_voxels_final=24**3,
         upsample_steps=(4,),
@@ -47,7 +55,7 @@ def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
         render_chunk=1024,
         final_eval=False,
         progress=False,
-        data=DataConfig(path=scene),
+        data=DataConfig(path=scene, aabb=SCENE_BOX),
         model=model,
     )
     return replace_nested(cfg, **overrides)
@@ -70,8 +78,9 @@ def replace_nested(cfg, **overrides):
 
 @pytest.fixture(scope="session")
 def trained_run(scene, tmp_path_factory):
-    """A run trained for 400 steps on the generated scene (shared by the training and viewer tests)."""
-    from tensorf.train import train
+    """A run trained for 400 steps on the generated scene, through two upsamplings and two mask
+    updates (box shrink, compacted work, ray filtering), shared by the training and viewer tests."""
+    from tensorf.training.loop import train
 
     run = tmp_path_factory.mktemp("trained") / "run"
     cfg = tiny_config(
@@ -79,11 +88,15 @@ def trained_run(scene, tmp_path_factory):
         run,
         steps=400,
         batch_size=512,
-        log_every=100,
+        log_every=50,
         eval_every=200,
         checkpoint_every=0,
         final_eval=True,
-        model__upsample_steps=(100, 200),
+        data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)),  # room for the first mask update to shrink
+        model__upsample_steps=(100, 250),
+        model__mask_update_steps=(150, 300),
+        model__mask_threshold=3e-3,  # this short run leaves haze above the official 1e-4 everywhere
+        model__compaction="on",
         model__n_voxels_final=32**3,
         model__max_samples=64,
     )

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import tiny_config
 from tensorf.errors import UserError
-from tensorf.train import restore_run, train
+from tensorf.run import restore_run
+from tensorf.training.loop import train
 
 
 def _leaves(tree):
@@ -69,6 +70,17 @@ def test_nan_loss_stops_with_one_clear_error(scene, tmp_path):
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr_grid=float("nan")))
     with pytest.raises(UserError, match=r"loss became nan at step 2.*lr-grid"):
         train(cfg)
+
+
+def test_no_checkpoint_holds_non_finite_parameters(scene, tmp_path):
+    # The loss is fetched only at log steps (here step 1, then 100): a checkpoint due in between
+    # must still not be written with NaN parameters.
+    cfg = tiny_config(scene, tmp_path / "run", steps=4, log_every=100, checkpoint_every=2)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr_grid=float("nan")))
+    with pytest.raises(UserError, match=r"non-finite by step 2; no checkpoint written"):
+        train(cfg)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert not ckpts.exists() or not any(p.name.isdigit() for p in ckpts.iterdir())
 
 
 def test_resume_after_mask_update_is_bit_exact(scene, tmp_path):

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import SHARED_DATA
 from tensorf.data.blender import load_blender
-from tensorf.data.rays import RayPool, camera_rays
+from tensorf.data.cameras import Cameras
+from tensorf.data.rays import RayPool
 from tensorf.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +33,35 @@ def test_loads_generated_scene_with_white_background_and_downscale(scene):
     half = load_blender(scene, "train", downscale=2)
     assert half.images.shape == (24, 16, 16, 3)
     np.testing.assert_allclose(half.images[0], v.images[0].reshape(16, 2, 16, 2, 3).mean((1, 3)), atol=1e-6)
-    assert np.isclose(half.focal, v.focal / 2)
+    assert np.allclose(half.cameras.fx, v.cameras.fx / 2) and np.allclose(half.cameras.cx, 8.0)
 
 
 def test_camera_rays_look_down_minus_z():
-    c2w = np.eye(4, dtype=np.float32)
-    o, d = camera_rays(c2w, 5, 5, 10.0)
+    cams = Cameras.centered(np.eye(4)[None], 5, 5, 10.0)
+    o, d = cams.rays(0)
     np.testing.assert_allclose(d[2, 2], [0, 0, -1], atol=1e-6)  # centre pixel
     assert d[0, 2, 1] > 0 and d[2, 4, 0] > 0  # top row looks up, right column looks right
     np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-6)
+
+
+def test_camera_intrinsics_per_view():
+    # fx != fy and an off-centre principal point: pixel (u, v) looks along ((u - cx) / fx, -(v - cy) / fy, -1).
+    cams = Cameras(np.stack([np.eye(4), np.eye(4)]).astype(np.float32), np.array([10.0, 20.0]), np.array([5.0, 20.0]),
+                   np.array([1.5, 3.0]), np.array([2.5, 2.0]), np.array([6, 6]), np.array([4, 4]))
+    _, d = cams.rays(0)
+    assert d.shape == (4, 6, 3)
+    expect = np.array([(0.5 - 1.5) / 10.0, -(0.5 - 2.5) / 5.0, -1.0])
+    np.testing.assert_allclose(d[0, 0], expect / np.linalg.norm(expect), atol=1e-6)
+    _, d1 = cams.rays(1)
+    np.testing.assert_allclose(d1[1, 2], [-0.5 / 20, 0.5 / 20, -1] / np.linalg.norm([-0.5 / 20, 0.5 / 20, -1]), atol=1e-6)
+    # Resizing scales every intrinsic; the JSON round trip keeps them.
+    half = cams.resized(3, 2)
+    np.testing.assert_allclose(half.fx, [5.0, 10.0])
+    np.testing.assert_allclose(half.cy, [1.25, 1.0])
+    back = Cameras.from_json(cams.to_json())
+    for a, b in zip((back.fx, back.fy, back.cx, back.cy, back.width, back.height, back.c2w),
+                    (cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height, cams.c2w)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_ray_batches_are_a_pure_function_of_step(scene):
@@ -107,4 +128,4 @@ def test_cli_missing_dataset_is_one_line(tmp_path):
 def test_real_lego_loads_at_downscale():
     v = load_blender(SHARED_DATA / "nerf_synthetic" / "lego", "val", downscale=8)
     assert v.images.shape == (100, 100, 100, 3)
-    assert np.isclose(v.focal, 0.5 * 100 / np.tan(0.5 * 0.6911112070083618), rtol=1e-4)
+    assert np.allclose(v.cameras.fx, 0.5 * 100 / np.tan(0.5 * 0.6911112070083618), rtol=1e-4)

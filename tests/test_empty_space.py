@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import make_model, tiny_config
 from tensorf.data.blender import load_blender
-
 from tensorf.data.rays import RayPool, Rays, view_rays
 from tensorf.fields import cp, occupancy, vm
 from tensorf.metrics import psnr
+from tensorf.models.base import build_schedule
 from tensorf.render import compacted_map, render_rays_chunked
-from tensorf.train import filter_pool, train
+from tensorf.training.loop import filter_pool, train
 
 
 def test_mask_marks_the_occupied_cells_up_to_dilation():
@@ -39,36 +39,45 @@ def test_mask_marks_the_occupied_cells_up_to_dilation():
 
 
 def test_compaction_matches_dense_evaluation_within_budget():
-    pts = jax.random.uniform(jax.random.key(0), (128, 3))
-    live = jax.random.uniform(jax.random.key(1), (128,)) < 0.3
+    pts = jax.random.uniform(jax.random.key(0), (16, 8, 3))
+    live = jax.random.uniform(jax.random.key(1), (16, 8)) < 0.3
 
     def f(x):
         return jnp.stack([jnp.sum(x**2, -1) + 1.0, x[:, 0]], -1)
 
-    dense = jnp.where(live[:, None], f(pts), 0.0)
+    dense = jnp.where(live[..., None], f(pts.reshape(-1, 3)).reshape(16, 8, 2), 0.0)
     out, kept = compacted_map(f, (pts,), live, budget=int(live.sum()) + 3)
     np.testing.assert_allclose(out, dense, rtol=1e-6)
     assert bool(jnp.all(kept == live))
-    # Over budget: the first 5 live rows (in order) are evaluated, the rest dropped.
-    out, kept = compacted_map(f, (pts,), live, budget=5)
-    first5 = live & (jnp.cumsum(live) <= 5)
-    assert bool(jnp.all(kept == first5))
-    np.testing.assert_allclose(out, jnp.where(first5[:, None], dense, 0.0), rtol=1e-6)
-    # Gradients flow to the evaluated rows only.
-    g = jax.grad(lambda p: jnp.sum(compacted_map(f, (p,), live, 64)[0][:, 0]))(pts)
-    np.testing.assert_allclose(g, 2 * pts * (live & (jnp.cumsum(live) <= 64))[:, None], rtol=1e-6)
+    # Over budget: entries are taken by their rank within their row (every row's first live
+    # entry, then every row's second, ...), so no row loses all of its entries before every row
+    # has kept its first ones.
+    rank = np.cumsum(np.asarray(live), 1) - 1
+    rows = np.nonzero(np.asarray(live).any(1))[0]
+    order = sorted(zip(*np.nonzero(np.asarray(live))), key=lambda ij: (rank[ij], ij[0]))
+    for budget in (len(rows), 20):
+        expect = np.zeros((16, 8), bool)
+        for ij in order[:budget]:
+            expect[ij] = True
+        out, kept = compacted_map(f, (pts,), live, budget=budget)
+        np.testing.assert_array_equal(kept, expect)
+        np.testing.assert_allclose(out, jnp.where(expect[..., None], dense, 0.0), rtol=1e-6)
+    _, kept = compacted_map(f, (pts,), live, budget=len(rows))
+    assert np.all(np.asarray(kept).sum(1)[rows] == 1)  # each row exactly its first live entry
+    # Gradients flow to the evaluated entries only.
+    g = jax.grad(lambda p: jnp.sum(compacted_map(f, (p,), live, 20)[0][..., 0]))(pts)
+    np.testing.assert_allclose(g, 2 * pts * expect[..., None], rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
 def blob():
     """A field whose density is exactly a blob (about 1e-13 elsewhere) with random appearance."""
     from tensorf.config import TensoRFConfig
-    from tensorf.models.tensorf import TensoRF
 
-    cfg = TensoRFConfig(aabb=((-1.5,) * 3, (1.5,) * 3), n_voxels_init=24**3, density_components=(1, 1, 1),
+    cfg = TensoRFConfig(n_voxels_init=24**3, density_components=(1, 1, 1),
                         appearance_components=(4, 4, 4), appearance_features=8, mlp_hidden=16,
-                        density_shift=-30.0, max_samples=96, appearance_samples=8)
-    model = TensoRF(cfg)
+                        density_shift=-30.0, max_samples=96, appearance_samples=8, compaction="on")
+    model = make_model(cfg, aabb=((-1.5,) * 3, (1.5,) * 3))
     params = model.init(jax.random.key(0))
     g = np.linspace(-1.5, 1.5, 24)
     bump = np.maximum(0.0, 1 - (g / 0.6) ** 2).astype(np.float32)
@@ -84,7 +93,8 @@ def _render_view(model, params, views, i):
 
 def test_mask_render_equals_unmasked_render(scene, blob):
     model, params = blob
-    masked, state = model.update_mask(params, model.initial_state())
+    schedule = build_schedule(model)
+    masked, state = schedule.update_mask(params, model.initial_state())
     assert 0.01 < float(masked["occupancy"].mean()) < 0.3  # the mask skips most of the box
     test = load_blender(scene, "test")
     rays = RayPool.from_views(test).batch(0, 0, 2048)[0]
@@ -101,9 +111,10 @@ def test_mask_render_equals_unmasked_render(scene, blob):
     assert float(ref.opacity.max()) > 0.5
     np.testing.assert_allclose(got.rgb, ref.rgb, atol=1e-3)
     # Colour is computed only at top-k samples heavy enough to show, packed into its own budget.
-    budgets = compacted.budgets(masked, [rays])
+    budgets = schedule.budgets(masked, [rays])
     off = dataclasses.replace(model, config=dataclasses.replace(model.config, compaction="off"))
-    assert off.budgets(masked, [rays]) is None and model.budgets(params, [rays]) is None  # dense: off, or no mask
+    assert build_schedule(off).budgets(masked, [rays]) is None  # dense when compaction is off
+    assert schedule.budgets(params, [rays]) is None  # or when there is no mask yet
     assert budgets["shade"] < 0.5 * budgets["density"] + 0.5
     both = compacted.for_state({**state, "budgets": budgets})
     out = both.render(masked, rays, key)
@@ -122,8 +133,9 @@ def test_mask_render_equals_unmasked_render(scene, blob):
 
 def test_box_shrink_preserves_renders_and_filtering_drops_background(scene, blob):
     model, params = blob
+    schedule = build_schedule(model)
     state = model.initial_state()
-    shrunk, new_state = model.shrink(params, state)
+    shrunk, new_state = schedule.shrink(params, state)
     old_box, new_box = np.asarray(params["aabb"]), np.asarray(shrunk["aabb"])
     assert np.all(new_box[0] >= old_box[0] - 1e-6) and np.all(new_box[1] <= old_box[1] + 1e-6)
     assert np.prod(new_box[1] - new_box[0]) < 0.3 * np.prod(old_box[1] - old_box[0])
@@ -135,10 +147,10 @@ def test_box_shrink_preserves_renders_and_filtering_drops_background(scene, blob
 
     # Filtering by the mask keeps every ray that sees the blob and drops the rest.
     pool = RayPool.from_views(test)
-    masked, st = model.update_mask(shrunk, new_state)
+    masked, st = schedule.update_mask(shrunk, new_state)
     st["mask_updates"] = 2
     model = dataclasses.replace(model, config=dataclasses.replace(model.config, mask_update_steps=(1, 2)))
-    kept = filter_pool(model, masked, st, pool)
+    kept = filter_pool(build_schedule(model), masked, st, pool)
     assert 0.02 * len(pool) < len(kept) < 0.8 * len(pool)
     every = render_rays_chunked(model, params, Rays(origins=pool.origins, directions=pool.directions), 4096)
     assert (every.opacity > 1e-3).sum() <= len(kept)  # nothing visible was dropped
@@ -178,3 +190,92 @@ def test_cp_and_sh_variants_train_the_generated_scene(scene, tmp_path, field, sh
     result = train(cfg)
     assert result.eval_metrics["psnr"] > 18.0, result.eval_metrics["psnr"]
     assert isinstance(result.params["density"], cp.CPFactors if field == "cp" else vm.VMFactors)
+
+
+def _soft_blob(blob):
+    """The blob at a fraction of its density: many top-k samples fall below the shade threshold,
+    and the random appearance gives them colours that differ from the heavy ones'."""
+    model, params = blob
+    d = params["density"]
+    soft = vm.VMFactors(planes=(d.planes[0] * 0.72, *d.planes[1:]), lines=d.lines)
+    return model, {**params, "density": soft}
+
+
+def test_compaction_changes_speed_never_the_image(scene, blob):
+    model, params = _soft_blob(blob)
+    schedule = build_schedule(model)
+    masked, state = schedule.update_mask(params, model.initial_state())
+    rays = RayPool.from_views(load_blender(scene, "test")).batch(0, 0, 2048)[0]
+    key = jax.random.key(5)
+    budgets = schedule.budgets(masked, [rays])
+    compacted = model.for_state({**state, "budgets": budgets})
+    dense = model.for_state({**state, "budgets": None})
+    a, b = compacted.render(masked, rays, key), dense.render(masked, rays, key)
+    assert float(a.dropped.sum()) == 0 and float(a.opacity.max()) > 0.3
+    np.testing.assert_allclose(a.rgb, b.rgb, atol=2e-6)
+    # Eval (no key, never compacted) applies the same threshold: only the jitter differs.
+    c = dense.render(masked, rays, None)
+    d = compacted.render(masked, rays, None)
+    np.testing.assert_allclose(c.rgb, d.rgb, atol=2e-6)
+    # The test has teeth: shading every top-k sample gives another image.
+    all_shaded = dataclasses.replace(dense, config=dataclasses.replace(dense.config, shade_threshold=-1.0))
+    assert float(jnp.abs(all_shaded.render(masked, rays, key).rgb - b.rgb).max()) > 1e-4
+
+
+def test_density_budget_overflow_drops_the_deepest_samples_of_the_busiest_rays(scene, blob):
+    model, params = blob
+    schedule = build_schedule(model)
+    masked, state = schedule.update_mask(params, model.initial_state())
+    rays = RayPool.from_views(load_blender(scene, "test")).batch(0, 1, 2048)[0]
+    key = jax.random.key(2)
+    live = float(model.live_fractions(masked, rays, key)["density"])
+    full = model.for_state({**state, "budgets": {"density": live * 1.1 + 0.01, "shade": None}}).render(masked, rays, key)
+    tight = model.for_state({**state, "budgets": {"density": live * 0.85, "shade": None}}).render(masked, rays, key)
+    assert float(full.dropped.sum()) == 0
+    assert float(tight.dropped.sum()) > 0.1 * live * 2048 * model.num_samples(masked["density"].resolution)
+    # Every ray keeps its front samples; the busiest rays lose their deepest ones, mostly hidden
+    # behind the surface (dropping the last rays wholesale would blank 15% of those that see it).
+    err = np.abs(np.asarray(tight.rgb - full.rgb)).max(-1)
+    sees = np.asarray(full.opacity) > 0.05
+    assert sees.sum() > 100
+    assert np.percentile(err[sees], 95) < 1e-3 and err.max() < 0.2, np.percentile(err[sees], [50, 95, 100])
+
+
+def _budget_run(scene, tmp_path, monkeypatch, **over):
+    """A tiny run with a mask at step 2 and an upsampling at step 4, compaction on; records every
+    budget measurement (step, at_least) and lets `first` replace the first measurement's result."""
+    import tensorf.training.loop as loop
+
+    calls = []
+    real = loop.measure_budgets
+    first = over.pop("first", None)
+
+    def measure(cfg, schedule, params, pool, step, at_least=None):
+        calls.append((step, at_least))
+        out = real(cfg, schedule, params, pool, step, at_least)
+        return first if (first and len(calls) == 1) else out
+
+    monkeypatch.setattr(loop, "measure_budgets", measure)
+    cfg = tiny_config(scene, tmp_path / "run", steps=8, log_every=2, checkpoint_every=0,
+                      model__mask_update_steps=(2,), model__mask_threshold=1e-12, model__compaction="on", **over)
+    return train(cfg), calls
+
+
+def test_budgets_are_measured_again_after_every_resize(scene, tmp_path, monkeypatch):
+    result, calls = _budget_run(scene, tmp_path, monkeypatch)
+    assert [step for step, _ in calls] == [2, 4]  # the mask update, then the upsampling
+    assert result.model_state["budgets"] is not None
+
+
+def test_budget_overflow_warns_once_and_measures_again(scene, tmp_path, monkeypatch, capsys):
+    tiny = {"density": 1 / 256, "shade": 1 / 256}
+    result, calls = _budget_run(scene, tmp_path, monkeypatch, first=tiny)
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "left out" in warnings[0] and "measuring them again" in warnings[0], err
+    # Measured again at the next log (step 4), no smaller than the budgets that overflowed.
+    assert calls[1] == (4, tiny)
+    budgets = result.model_state["budgets"]
+    assert budgets["density"] > tiny["density"] and budgets["shade"] > tiny["shade"]
+    events = b"".join(p.read_bytes() for p in (tmp_path / "run" / "tb").iterdir())
+    assert b"train/dropped" in events

@@ -9,7 +9,8 @@ import numpy as np
 from tensorf.config import TensoRFConfig
 from tensorf.data.rays import Rays
 from tensorf.fields import vm
-from tensorf.models.tensorf import TensoRF
+
+from conftest import make_model
 
 
 def _field(factors, x):
@@ -37,7 +38,6 @@ def test_voxels_to_resolution_follows_box_shape():
 
 def _model():
     cfg = TensoRFConfig(
-        aabb=((-1.0, -1, -1), (1, 1, 1)),
         n_voxels_init=8**3,
         density_components=(2, 2, 2),
         appearance_components=(3, 3, 3),
@@ -48,7 +48,7 @@ def _model():
         max_samples=24,
         appearance_samples=24,
     )
-    return TensoRF(cfg)
+    return make_model(cfg, aabb=((-1.0, -1, -1), (1, 1, 1)))
 
 
 def test_colour_gradient_matches_finite_differences():
@@ -87,7 +87,7 @@ def test_regulariser_is_l1_of_density_factors():
 def test_bfloat16_compute_renders_close_to_float32():
     model = _model()
     params = model.init(jax.random.key(0))
-    low = TensoRF(dataclasses.replace(model.config, compute_dtype="bfloat16"))
+    low = dataclasses.replace(model, config=dataclasses.replace(model.config, compute_dtype="bfloat16"))
     rays = Rays(origins=jnp.asarray([[0.1, 0.2, 4.0]]), directions=jnp.asarray([[0.0, 0.0, -1.0]]))
     a, b = model.render(params, rays, None), low.render(params, rays, None)
     assert b.rgb.dtype == jnp.float32
@@ -100,15 +100,30 @@ def test_volume_lookup_equals_factor_lookup_with_gradients():
     x = jax.random.uniform(jax.random.key(1), (400, 3), minval=-1.0, maxval=1.0)
     x = x.at[:4].set(jnp.asarray([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [1.0, -1.0, 0.3], [0.0, 1.0, -1.0]]))
     for field in ("vm", "cp"):
-        cfg = TensoRFConfig(aabb=((-1.0,) * 3, (1.0,) * 3), n_voxels_init=11 * 9 * 7, field=field,
+        cfg = TensoRFConfig(n_voxels_init=11 * 9 * 7, field=field,
                             density_components=(3, 2, 4), cp_density_components=5, init_scale=0.5, density_shift=0.0)
-        params = TensoRF(cfg).init(jax.random.key(0))
+        params = make_model(cfg, aabb=((-1.0,) * 3, (1.0,) * 3)).init(jax.random.key(0))
         outs = []
         for lookup in ("factors", "volume"):
-            model = TensoRF(dataclasses.replace(cfg, density_lookup=lookup))
-            sigma, grad = jax.value_and_grad(lambda p: jnp.sum(model.density(p, x) ** 2))(params)
-            outs.append((model.density(params, x), grad["density"]))
+            model = make_model(dataclasses.replace(cfg, density_lookup=lookup), aabb=((-1.0,) * 3, (1.0,) * 3))
+            sigma, grad = jax.value_and_grad(lambda p: jnp.sum(model._field_density(p, x) ** 2))(params)
+            outs.append((model._field_density(params, x), grad["density"]))
         (d_f, g_f), (d_v, g_v) = outs
         np.testing.assert_allclose(d_v, d_f, rtol=1e-5, atol=1e-6)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_v, g_f)
         assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_f)) > 1e-3  # not vacuous
+
+
+def test_colour_is_clamped_for_unbounded_shading():
+    # SH shading is relu(x + 0.5): unbounded above. The rendered colour is clamped to [0, 1]
+    # (official renderer), in training renders as in eval.
+    model = _model()
+    sh = dataclasses.replace(model, config=dataclasses.replace(model.config, shading="sh", appearance_features=27))
+    params = sh.init(jax.random.key(0))
+    params = {**params, "basis": params["basis"] * 200.0}
+    rays = Rays(origins=jnp.asarray([[0.1, 0.2, 4.0], [0.0, 0.0, 4.0]]), directions=jnp.asarray([[0.0, 0.0, -1.0]] * 2))
+    raw = sh.color(params, jnp.zeros((1, 3)), jnp.asarray([[0.0, 0.0, -1.0]]))
+    assert float(raw.max()) > 1.5  # the head itself goes far above 1
+    for key in (None, jax.random.key(1)):
+        out = sh.render(params, rays, key)
+        assert float(out.rgb.max()) == 1.0 and float(out.rgb.min()) >= 0.0  # saturated, not above

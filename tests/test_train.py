@@ -1,29 +1,38 @@
-"""Training on the generated scene improves held-out PSNR well beyond the starting point."""
+"""Training on the generated scene, through upsampling and two mask updates, improves held-out
+PSNR well beyond the starting point."""
 
 import jax
 import numpy as np
 
+from conftest import make_model
 from tensorf.data.blender import load_blender
 from tensorf.eval import evaluate_views
-from tensorf.models.base import build_model
 
 
 def test_training_raises_test_psnr(scene, trained_run, tmp_path):
     cfg, result = trained_run
     test = load_blender(scene, "test")
-    model = build_model(cfg.model)
+    model = make_model(cfg.model)
     fresh = model.init(jax.random.key(0))
     start = evaluate_views(model, fresh, test, tmp_path / "start", "test", 1024, False)
     end = result.eval_metrics
     assert end["psnr"] > start["psnr"] + 8.0, (start["psnr"], end["psnr"])
     assert end["psnr"] > 20.0 and end["ssim"] > start["ssim"]
+    # The loop went through what the run's schedule holds: both mask updates (box shrunk, a mask
+    # in force, compacted work with budgets), both upsamplings.
+    state = result.model_state
+    assert state["mask_updates"] == 2 and state["level"] == 2
+    shrink = np.subtract(*reversed(cfg.data.aabb)) - np.diff(np.asarray(result.params["aabb"]), axis=0)[0]
+    assert shrink.max() > 0.05, shrink  # the box was cropped to the occupied region
+    assert result.params["occupancy"].shape == tuple(state["mask"]) and state["budgets"] is not None
     run = cfg.run_dir
     written = sorted(p.name for p in (run / "eval" / "test").glob("*.png"))
     assert written == sorted(f"{n}.png" for n in test.names)
     assert np.isfinite(result.rays_per_s) and result.rays_per_s > 0
     assert (run / "eval" / "test_metrics.json").is_file()
     events = b"".join(p.read_bytes() for p in (run / "tb").iterdir())
-    for tag in (b"train/psnr", b"train/lr_grid", b"train/rays_per_s", b"eval/rgb", b"eval/depth", b"eval/error"):
+    for tag in (b"train/psnr", b"train/lr_grid", b"train/rays_per_s", b"train/dropped", b"train/ray_pool",
+                b"train/budget_density", b"eval/rgb", b"eval/depth", b"eval/error"):
         assert tag in events, tag
 
 

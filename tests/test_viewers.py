@@ -67,7 +67,7 @@ def test_mesh_export_matches_known_geometry(trained_run, tmp_path):
     cfg, _ = trained_run
     path = main(ExportMeshArgs(run_dir=cfg.run_dir, output=tmp_path / "mesh.ply", resolution=48))
     mesh = trimesh.load(path, force="mesh")
-    aabb = np.asarray(cfg.model.aabb)
+    aabb = np.asarray(cfg.data.aabb)
     assert len(mesh.vertices) > 100 and len(mesh.faces) > 100
     assert np.all(mesh.vertices >= aabb[0] - 1e-4) and np.all(mesh.vertices <= aabb[1] + 1e-4)
     lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)

@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
+from tensorf.data.cameras import Cameras, focal_from_fov
+from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
+
+# The NeRF-synthetic scenes' bounds and white backdrop (official TensoRF dataLoader/blender.py:
+# scene_bbox +-1.5, near_far [2, 6], white_bg).
+SCENE = Scene(aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)), near_far=(2.0, 6.0), background=1.0)
 
 LEGO_HINT = (
     "get the NeRF-synthetic scenes (nerf_synthetic/lego) or copy ../shared/data/nerf_synthetic/lego "
     "there, or train on the generated scene with `python train_lego.py --preset generated`"
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Views:
-    """Posed images of one split.
-
-    images: (N, H, W, 3) float32 in [0, 1], composited on white.
-    c2w: (N, 4, 4) float32 camera-to-world, OpenGL convention (camera looks down -z, y up).
-    """
-
-    images: np.ndarray
-    c2w: np.ndarray
-    focal: float
-    names: tuple[str, ...]
-
-    @property
-    def height(self) -> int:
-        return self.images.shape[1]
-
-    @property
-    def width(self) -> int:
-        return self.images.shape[2]
 
 
 def available_splits(root: Path) -> list[str]:
@@ -114,5 +96,6 @@ def load_blender(root: Path, split: str, downscale: int = 1) -> Views:
         images.append(img)
         names.append(p.stem)
     imgs = np.stack(images).astype(np.float32)
-    focal = 0.5 * imgs.shape[2] / math.tan(0.5 * angle)
-    return Views(images=imgs, c2w=np.stack(poses), focal=focal, names=tuple(names))
+    h, w = imgs.shape[1:3]
+    cameras = Cameras.centered(np.stack(poses), w, h, focal_from_fov(w, angle))
+    return Views(images=imgs, cameras=cameras, names=tuple(names))

@@ -1,9 +1,12 @@
-"""The one interface through which training, eval, checkpoints and renderers reach a model.
+"""The interfaces through which training, eval, checkpoints and renderers reach a model.
 
-A model is a frozen, hashable object built from its config (so it can be a static jit argument);
-its parameters live in a separate pytree. Shapes that change during training (grid resolution,
-mask size) are described by a small JSON "state" that the trainer keeps beside the params and
-stores in every checkpoint; restoring asks the model for params of that state's shapes.
+A model is a frozen, hashable object built from its config and the scene (so it can be a static
+jit argument); its parameters live in a separate pytree. Shapes that change during training (grid
+resolution, mask size) are described by a small JSON "state" that the trainer keeps beside the
+params and stores in every checkpoint; restoring asks the model for params of that state's shapes.
+
+The model is what runs inside jit; its schedule is what the training loop runs between steps
+(events that change shapes, work budgets, ray filtering). Tools that only render need the model.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ from typing import Any, Callable, Protocol
 
 import jax
 
+from tensorf.config import TensoRFConfig, resolve_backend
 from tensorf.data.rays import Rays
+from tensorf.data.views import Scene
+from tensorf.models.tensorf import TensoRF, TensoRFSchedule
 from tensorf.render import RenderOutput
 
 Params = Any
 
 
 class Model(Protocol):
-    # --- shapes and schedule (host side) ---
     def initial_state(self) -> dict:
         """JSON-able description of the shapes in force at step 0 (e.g. grid resolution)."""
 
@@ -29,26 +34,11 @@ class Model(Protocol):
     def for_state(self, state: dict) -> "Model":
         """The model configured for a state (static render settings that depend on it)."""
 
-    def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
-        """Apply schedule events due by `step` (upsampling, mask updates, ...). Returns the new
-        params and state and the events: "resize" restarts the optimizer, "mask" re-filters rays."""
-
-    def ray_filter(self, state: dict) -> Callable[[Params, Rays], jax.Array] | None:
-        """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all."""
-
-    def budgets(self, params: Params, batches: list[Rays]) -> dict | None:
-        """Fixed work budgets (JSON-able; kept in the state) sized on sample training batches,
-        or None when the model does all its work densely."""
-
-    def describe(self, params: Params, state: dict) -> str:
-        """One line on the shapes in force, printed at schedule events."""
-
-    # --- inside jit ---
     def render(self, params: Params, rays: Rays, key: jax.Array | None) -> RenderOutput:
         """Render a batch of rays (B leading). key=None renders deterministically (eval)."""
 
     def density(self, params: Params, xyz: jax.Array) -> jax.Array:
-        """Volume density (M,) at world points (M, 3) (mesh export, occupancy)."""
+        """Volume density (M,) at world points (M, 3) as rendering sees it (mesh export, masks)."""
 
     def color(self, params: Params, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points (M, 3) seen along unit directions (M, 3)."""
@@ -63,11 +53,33 @@ class Model(Protocol):
         """Pytree like params naming each leaf's group: "grid", "mlp" or "frozen"."""
 
 
-def build_model(config) -> Model:
-    """Model for a model config; each model family registers here."""
-    from tensorf.config import TensoRFConfig
-    from tensorf.models.tensorf import TensoRF
+class Schedule(Protocol):
+    """Host-side events between training steps. A model without any has no events."""
 
+    def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
+        """Apply the events due by `step`. Returns the new params and state (always adopted) and
+        the events: "resize" restarts the optimizer, "mask" re-filters the ray pool."""
+
+    def ray_filter(self, state: dict) -> Callable[[Params, Rays], jax.Array] | None:
+        """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all."""
+
+    def budgets(self, params: Params, batches: list[Rays], at_least: dict | None = None) -> dict | None:
+        """Fixed work budgets (JSON-able; kept in the state) sized on sample training batches, no
+        smaller than `at_least`, or None when the model does all its work densely."""
+
+    def describe(self, params: Params, state: dict) -> str:
+        """One line on the shapes in force, printed at schedule events."""
+
+
+def build_model(config, scene: Scene, backend: str | None = None) -> Model:
+    """Model for a model config and scene, its `auto` choices resolved for `backend` (default:
+    JAX's). Each model family registers here."""
     if isinstance(config, TensoRFConfig):
-        return TensoRF(config)
+        return TensoRF(resolve_backend(config, backend or jax.default_backend()), scene)
     raise TypeError(f"no model for config type {type(config).__name__}")
+
+
+def build_schedule(model: Model) -> Schedule:
+    if isinstance(model, TensoRF):
+        return TensoRFSchedule(model)
+    raise TypeError(f"no schedule for model type {type(model).__name__}")

@@ -1,0 +1,76 @@
+"""Pinhole cameras, one per view (OpenGL convention: the camera looks down -z with y up)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Cameras:
+    """N pinhole cameras. c2w (N, 4, 4) camera-to-world; fx, fy, cx, cy (N,) in pixels, with the
+    principal point measured from the image's top-left corner; width, height (N,) in pixels."""
+
+    c2w: np.ndarray
+    fx: np.ndarray
+    fy: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+
+    @staticmethod
+    def centered(c2w: np.ndarray, width: int, height: int, focal: float) -> "Cameras":
+        """Cameras with one focal length and the principal point at the image centre (Blender)."""
+        n = len(c2w)
+        full = lambda v, dt=np.float64: np.full(n, v, dt)  # noqa: E731
+        return Cameras(np.asarray(c2w, np.float32), full(focal), full(focal), full(width / 2), full(height / 2),
+                       full(width, np.int64), full(height, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.c2w)
+
+    def subset(self, indices) -> "Cameras":
+        idx = np.asarray(indices, np.int64)
+        return Cameras(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
+
+    def resized(self, width: int, height: int) -> "Cameras":
+        """The same cameras rendering images of another size (intrinsics scaled to match)."""
+        sx, sy = width / self.width, height / self.height
+        n = len(self)
+        return dataclasses.replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
+                                   width=np.full(n, width, np.int64), height=np.full(n, height, np.int64))
+
+    def with_poses(self, c2w: np.ndarray) -> "Cameras":
+        """Cameras at new poses with the intrinsics of the first camera (orbits, spirals)."""
+        first = self.subset(np.zeros(len(c2w), np.int64))
+        return dataclasses.replace(first, c2w=np.asarray(c2w, np.float32))
+
+    def rays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3)."""
+        h, w = int(self.height[index]), int(self.width[index])
+        j, i = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+        dirs = np.stack(
+            [(i + 0.5 - self.cx[index]) / self.fx[index], -(j + 0.5 - self.cy[index]) / self.fy[index], -np.ones_like(i)],
+            -1,
+        )
+        dirs = dirs @ self.c2w[index, :3, :3].T.astype(np.float64)
+        dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+        origins = np.broadcast_to(self.c2w[index, :3, 3], dirs.shape)
+        return origins.astype(np.float32), dirs.astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
+
+    @staticmethod
+    def from_json(d: dict) -> "Cameras":
+        c2w = np.asarray(d["c2w"], np.float32).reshape(-1, 4, 4)
+        n = len(c2w)
+        vec = lambda k, dt=np.float64: np.asarray(d[k], dt).reshape(n)  # noqa: E731
+        return Cameras(c2w, vec("fx"), vec("fy"), vec("cx"), vec("cy"), vec("width", np.int64), vec("height", np.int64))
+
+
+def focal_from_fov(width: int, fov_x: float) -> float:
+    return 0.5 * width / math.tan(0.5 * fov_x)

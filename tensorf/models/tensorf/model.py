@@ -1,0 +1,268 @@
+"""TensoRF (Chen et al. 2022): tensor-factor density and appearance, basis projection, colour head.
+
+This module is what runs inside jit: parameters, fields and rendering. The host-side schedule
+(upsampling, mask updates, box shrink, work budgets, ray filtering) is `schedule.py`.
+
+Trainable params: "density", "appearance" (VM or CP factors), "basis", "mlp". Frozen params (never
+updated by the optimizer, checkpointed with the rest): "aabb" (2, 3), the current box, and
+"occupancy", the alpha mask over that box ((1, 1, 1) until the first mask update, which means
+"no mask yet" and costs nothing).
+
+The host-side model state (JSON) records what shapes and schedule events are in force:
+{"resolution", "level" (upsamplings done), "mask" (mask shape), "mask_updates", "budgets"}, where
+"budgets" ({"density", "shade"} shares of a batch's samples, or None) sizes the compacted work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tensorf.config import TensoRFConfig
+from tensorf.data.rays import Rays
+from tensorf.data.views import Scene
+from tensorf.fields import cp, occupancy, vm
+from tensorf.fields.interp import trilinear
+from tensorf.fields.mlp import ColorMLP
+from tensorf.fields.sh import sh_color
+from tensorf.render import (
+    RenderOutput,
+    compacted_map,
+    composite,
+    compositing_weights,
+    marched_samples,
+    ray_box_interval,
+    top_k_samples,
+)
+
+GRID_KEYS = ("density", "appearance")
+FROZEN_KEYS = ("aabb", "occupancy")
+
+_VM = SimpleNamespace(features=vm.vm_features, volume=vm.summed_volume, resample=vm.resample_vm, l1=vm.l1_norm,
+                      tv=vm.tv_planes, ortho=vm.orthogonality)
+_CP = SimpleNamespace(features=cp.cp_features, volume=cp.summed_volume, resample=cp.resample_cp, l1=cp.l1_norm,
+                      tv=cp.tv_planes, ortho=cp.orthogonality)
+
+
+@dataclasses.dataclass(frozen=True)
+class TensoRF:
+    config: TensoRFConfig
+    """Resolved: no `auto` choices left (build_model resolves them for the backend)."""
+    scene: Scene
+    density_budget: float | None = None
+    """Share of a training batch's B*N samples given density slots (None: every sample)."""
+    shade_budget: float | None = None
+    """Share of a training batch's B*k top-k samples given colour slots (None: every one)."""
+
+    def __post_init__(self):
+        if "auto" in (self.config.compaction, self.config.density_lookup):
+            raise ValueError("TensoRF needs a config resolved for the backend (config.resolve_backend)")
+
+    @property
+    def ops(self):
+        """The tensor decomposition's functions (features, volume, resample, regularisers)."""
+        return _CP if self.config.field == "cp" else _VM
+
+    @property
+    def _dtype(self):
+        return jnp.dtype(self.config.compute_dtype)
+
+    # --- shapes -----------------------------------------------------------------------------
+
+    def initial_state(self) -> dict:
+        res = vm.voxels_to_resolution(self.config.n_voxels_init, np.asarray(self.scene.aabb, np.float32))
+        return {"resolution": list(res), "level": 0, "mask": [1, 1, 1], "mask_updates": 0, "budgets": None}
+
+    def for_state(self, state: dict) -> "TensoRF":
+        budgets = state.get("budgets") or {}
+        return dataclasses.replace(self, density_budget=budgets.get("density"), shade_budget=budgets.get("shade"))
+
+    def num_samples(self, resolution) -> int:
+        """Samples per ray: the grid diagonal at step_ratio voxels per sample (official nSamples),
+        capped at max_samples."""
+        diag_voxels = float(np.linalg.norm(np.asarray(resolution, np.float64) - 1))
+        return min(self.config.max_samples, int(math.ceil(diag_voxels / self.config.step_ratio)))
+
+    def loss_weights(self, step: float) -> dict[str, float]:
+        c = self.config
+        first_mask = min(c.mask_update_steps, default=math.inf)
+        return {
+            "l1": c.l1_weight if step < first_mask else c.l1_weight_rest,
+            "tv_density": c.tv_weight_density,
+            "tv_appearance": c.tv_weight_appearance,
+            "ortho": c.ortho_weight,
+        }
+
+    # --- parameters -------------------------------------------------------------------------
+
+    @property
+    def _mlp(self) -> ColorMLP:
+        c = self.config
+        return ColorMLP(hidden=c.mlp_hidden, feature_pe=c.feature_pe, view_pe=c.view_pe, dtype=self._dtype)
+
+    def _n_features(self) -> int:
+        return 27 if self.config.shading == "sh" else self.config.appearance_features
+
+    def init(self, key: jax.Array, state: dict | None = None) -> dict:
+        c = self.config
+        state = state or self.initial_state()
+        res = tuple(state["resolution"])
+        kd, ka, kb, km = jax.random.split(key, 4)
+        if c.field == "cp":
+            density = cp.init_cp(kd, res, c.cp_density_components, c.init_scale)
+            appearance = cp.init_cp(ka, res, c.cp_appearance_components, c.init_scale)
+            n_app = c.cp_appearance_components
+        else:
+            density = vm.init_vm(kd, res, c.density_components, c.init_scale)
+            appearance = vm.init_vm(ka, res, c.appearance_components, c.init_scale)
+            n_app = sum(c.appearance_components)
+        n_feat = self._n_features()
+        params = {
+            "density": density,
+            "appearance": appearance,
+            # torch.nn.Linear(n_app, n_feat, bias=False) default init: U(+-1/sqrt(fan_in)).
+            "basis": jax.random.uniform(kb, (n_app, n_feat), jnp.float32, -1, 1) / math.sqrt(n_app),
+            "aabb": jnp.asarray(self.scene.aabb, jnp.float32),
+            "occupancy": jnp.ones(tuple(state["mask"]), jnp.float32),
+        }
+        if c.shading == "mlp":
+            params["mlp"] = self._mlp.init(km, jnp.zeros((1, n_feat)), jnp.zeros((1, 3)))
+        return params
+
+    def param_groups(self, params: dict) -> dict:
+        def group(k):
+            return "grid" if k in GRID_KEYS else "frozen" if k in FROZEN_KEYS else "mlp"
+
+        return {k: jax.tree.map(lambda _: group(k), v) for k, v in params.items()}
+
+    def regularizer(self, params: dict, weights: dict) -> jax.Array:
+        ops = self.ops
+        d, a = params["density"], params["appearance"]
+        return (
+            weights["l1"] * ops.l1(d)
+            + weights["tv_density"] * ops.tv(d)
+            + weights["tv_appearance"] * ops.tv(a)
+            + weights["ortho"] * (ops.ortho(d) + ops.ortho(a))
+        )
+
+    # --- fields -----------------------------------------------------------------------------
+
+    @staticmethod
+    def unit(params: dict, xyz: jax.Array) -> jax.Array:
+        """World points (M, 3) in box units: [0, 1]^3 inside the current box."""
+        aabb = jax.lax.stop_gradient(params["aabb"])
+        return (xyz - aabb[0]) / (aabb[1] - aabb[0])
+
+    def density(self, params: dict, xyz: jax.Array) -> jax.Array:
+        """Volume density (M,) per world unit at world points xyz (M, 3), as rendering sees it:
+        distance_scale applied, zero outside the box and, once a mask exists, outside the mask
+        (official compute_alpha)."""
+        unit = self.unit(params, xyz)
+        inside = jnp.all((unit >= 0) & (unit <= 1), axis=-1)
+        mask = jax.lax.stop_gradient(params["occupancy"])
+        if mask.size > 1:
+            inside = occupancy.lookup(mask, unit)
+        return jnp.where(inside, self._field_density(params, xyz), 0.0) * self.config.distance_scale
+
+    def _field_density(self, params: dict, xyz: jax.Array) -> jax.Array:
+        """The density factors' field (M,) at world points (M, 3), with no mask applied."""
+        factors, unit = params["density"], self.unit(params, xyz)
+        lookup = self.config.density_lookup
+        if lookup == "mixed":
+            # Which is faster depends on samples per voxel: benchmarks/results.md (volume lookup).
+            lookup = "volume" if 16 * xyz.shape[0] >= math.prod(factors.resolution) else "factors"
+        if lookup == "volume":
+            raw = trilinear(self.ops.volume(factors, self._dtype), unit)
+        else:
+            raw = sum(jnp.sum(f, axis=-1) for f in self.ops.features(factors, unit, self._dtype))
+        return jax.nn.softplus(raw.astype(jnp.float32) + self.config.density_shift)
+
+    def color(self, params: dict, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
+        """RGB (M, 3) at world points xyz (M, 3) seen along unit directions viewdirs (M, 3)."""
+        feats = jnp.concatenate(self.ops.features(params["appearance"], self.unit(params, xyz), self._dtype), -1)
+        feats = feats @ params["basis"].astype(self._dtype)
+        if self.config.shading == "sh":
+            return sh_color(feats, viewdirs)
+        return self._mlp.apply(params["mlp"], feats, viewdirs)
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def sample_step(self, params: dict) -> jax.Array:
+        """Distance between samples: step_ratio voxels of the current grid (official stepSize),
+        or longer when max_samples caps N, so that N samples still span the box diagonal."""
+        res = np.asarray(params["density"].resolution)
+        size = jax.lax.stop_gradient(params["aabb"][1] - params["aabb"][0])
+        voxel_step = jnp.mean(size / (res - 1)) * self.config.step_ratio
+        return jnp.maximum(voxel_step, jnp.linalg.norm(size) / self.num_samples(res))
+
+    def samples(self, params: dict, rays: Rays, key) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """t (B, N), the sample spacing (scalar), points (B, N, 3) and live (B, N): samples
+        inside the box and, once a mask exists, in occupied cells."""
+        n = self.num_samples(params["density"].resolution)
+        t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), *self.scene.near_far)
+        if self.config.sample_placement == "chord":  # TEMPORARY: measured against march, then removed
+            step = jnp.maximum(t1 - t0, 0.0) / n
+            offset = jnp.full(t0.shape, 0.5) if key is None else jax.random.uniform(key, t0.shape)
+            t = t0[:, None] + (jnp.arange(n) + offset[:, None]) * step[:, None]
+            live = jnp.broadcast_to((step > 0)[:, None], t.shape)
+        else:
+            step = self.sample_step(params)
+            t, live = marched_samples(t0, t1, step, n, key)
+        pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        mask = jax.lax.stop_gradient(params["occupancy"])
+        if mask.size > 1:
+            b = t.shape[0]
+            live = live & occupancy.lookup(mask, self.unit(params, pts.reshape(-1, 3))).reshape(b, n)
+        return t, step, pts, live
+
+    def render(self, params: dict, rays: Rays, key: jax.Array | None) -> RenderOutput:
+        # Only training batches (random rays, key given) are compacted: the budgets are sized for
+        # them, and an image chunk (rows of one view) can hold far more live samples, so eval
+        # (key=None) evaluates densely. Either way the same samples are shaded: the image is the same.
+        return self._render(params, rays, key, compact=key is not None)[0]
+
+    def live_fractions(self, params: dict, rays: Rays, key: jax.Array | None) -> dict[str, jax.Array]:
+        """Shares of this batch's samples that need density (the mask leaves them live) and
+        colour (top-k samples above shade_threshold): what the budgets must hold."""
+        return self._render(params, rays, key, compact=False)[1]
+
+    def _render(self, params: dict, rays: Rays, key, compact: bool) -> tuple[RenderOutput, dict]:
+        c = self.config
+        b = rays.origins.shape[0]
+        t, step, pts, live = self.samples(params, rays, key)
+        n = t.shape[1]
+        dropped = jnp.zeros((b,), jnp.float32)
+        has_mask = params["occupancy"].size > 1
+        if has_mask and compact and self.density_budget is not None:
+            # Batch-level compaction won over per-ray slots and over masking after a dense
+            # evaluation (benchmarks/results.md). Samples run front to back, so a batch over budget
+            # loses the deepest live samples of its busiest rays, the ones most often hidden.
+            budget = max(1, math.ceil(self.density_budget * b * n))
+            sigma, kept = compacted_map(lambda x: self._field_density(params, x), (pts,), live, budget)
+            dropped += jnp.sum(live & ~kept, axis=-1)
+        else:
+            sigma = jnp.where(live, self._field_density(params, pts.reshape(-1, 3)).reshape(b, n), 0.0)
+        weights = compositing_weights(sigma, step * c.distance_scale)
+
+        idx = top_k_samples(weights, c.appearance_samples)
+        k = idx.shape[1]
+        top_pts = jnp.take_along_axis(pts, idx[..., None], axis=1)
+        dirs = jnp.broadcast_to(rays.directions[:, None, :], top_pts.shape)
+        # Official app_mask: colour matters only where a sample's weight shows in the pixel; the
+        # same rule in training and eval, whether or not the shaded samples are compacted.
+        shade = jax.lax.stop_gradient(jnp.take_along_axis(weights, idx, axis=-1)) > c.shade_threshold
+        if has_mask and compact and self.shade_budget is not None:
+            # Top-k samples run heaviest first, so a batch over budget loses its faintest ones.
+            budget = max(1, math.ceil(self.shade_budget * b * k))
+            rgb, shaded = compacted_map(lambda x, d: self.color(params, x, d), (top_pts, dirs), shade, budget)
+            dropped += jnp.sum(shade & ~shaded, axis=-1)
+        else:
+            rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
+            shaded = shade
+        out = composite(weights, t, idx, rgb, shaded, dropped, self.scene.background)
+        return out, {"density": jnp.mean(live), "shade": jnp.mean(shade)}

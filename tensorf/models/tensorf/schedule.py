@@ -1,0 +1,161 @@
+"""TensoRF's host-side schedule: upsampling, occupancy-mask updates, the box shrink, work budgets
+and ray filtering. Runs between jitted steps; changes parameter shapes, so every event it returns
+means a retrace. The jittable field and renderer it drives are `model.py`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tensorf.data.rays import Rays
+from tensorf.fields import occupancy, vm
+from tensorf.models.tensorf.model import GRID_KEYS, TensoRF
+
+
+@dataclasses.dataclass(frozen=True)
+class TensoRFSchedule:
+    model: TensoRF
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def voxels_at_level(self, level: int) -> int:
+        """Voxel count after `level` upsamplings: log-spaced from init to final (official)."""
+        c = self.config
+        if level == 0:
+            return c.n_voxels_init
+        counts = np.exp(np.linspace(math.log(c.n_voxels_init), math.log(c.n_voxels_final), len(c.upsample_steps) + 1))
+        return int(round(counts[level]))
+
+    def advance(self, params: dict, state: dict, step: int) -> tuple[dict, dict, set[str]]:
+        """Apply the schedule events due by `step`, mask updates first, then upsampling (official
+        order). Returns the new params and state (always to be adopted: a skipped mask update is
+        counted too) and the events: "resize" (shapes changed: the optimizer restarts), "mask"
+        (a new mask: the ray pool is re-filtered)."""
+        c = self.config
+        events: set[str] = set()
+        state = dict(state)
+        due_masks = sum(1 for s in c.mask_update_steps if s <= step)
+        while state["mask_updates"] < due_masks:
+            # The first update that builds a mask also shrinks the box (official: the first one
+            # in the list); after a skipped update, that is a later one.
+            first = params["occupancy"].size <= 1
+            state["mask_updates"] += 1
+            alpha = self.alpha_grid(params, state["resolution"])
+            if first and float(np.mean(alpha >= c.mask_threshold)) <= 1e-3:
+                # An empty field (a schedule compressed into too little time) would mask out the
+                # whole scene for good; wait for the next update instead.
+                continue
+            occupied = occupancy.occupancy_from_alpha(alpha, c.mask_threshold)
+            if first and c.shrink_box:
+                params, state, occupied = self._crop(params, state, occupied)
+                events.add("resize")
+            params, state = self._set_mask(params, state, occupied)
+            events.add("mask")
+        due_levels = sum(1 for s in c.upsample_steps if s <= step)
+        if state["level"] < due_levels:
+            state["level"] = due_levels
+            res = vm.voxels_to_resolution(self.voxels_at_level(due_levels), np.asarray(params["aabb"]))
+            params = self.resize(params, res)
+            state["resolution"] = list(res)
+            events.add("resize")
+        return params, state, events
+
+    def resize(self, params: dict, resolution) -> dict:
+        pos = vm.align_corners_positions(params["density"].resolution, resolution)
+        return {**params, **{k: self.model.ops.resample(params[k], pos) for k in GRID_KEYS}}
+
+    def alpha_grid(self, params: dict, resolution) -> np.ndarray:
+        """Opacity of one sample step at every vertex of a grid over the current box. Density
+        outside the current mask counts as zero (official compute_alpha), so a new mask never
+        brings back a region an earlier one removed."""
+        aabb = np.asarray(params["aabb"])
+        voxel = float(np.mean((aabb[1] - aabb[0]) / (np.asarray(resolution) - 1)))
+        step = voxel * self.config.step_ratio
+        return occupancy.alpha_grid(self.model.density, params, aabb, tuple(resolution), step)
+
+    def _occupied(self, params: dict, state: dict) -> np.ndarray:
+        return occupancy.occupancy_from_alpha(self.alpha_grid(params, state["resolution"]), self.config.mask_threshold)
+
+    @staticmethod
+    def _set_mask(params: dict, state: dict, occupied: np.ndarray) -> tuple[dict, dict]:
+        return {**params, "occupancy": jnp.asarray(occupied)}, {**state, "mask": list(occupied.shape)}
+
+    def update_mask(self, params: dict, state: dict) -> tuple[dict, dict]:
+        """Rebuild the occupancy mask from the field at the current grid resolution."""
+        return self._set_mask(params, state, self._occupied(params, state))
+
+    def shrink(self, params: dict, state: dict) -> tuple[dict, dict]:
+        """Crop the grids to the occupied region (see _crop)."""
+        params, state, _ = self._crop(params, state, self._occupied(params, state))
+        return params, state
+
+    def _crop(self, params: dict, state: dict, occupied: np.ndarray) -> tuple[dict, dict, np.ndarray]:
+        """Crop the grids to the (dilated) occupied grid points plus one, at whole grid points, so
+        the field inside the new box is exactly the old one (official shrink). Returns the new
+        params and state and `occupied` cropped alike: nothing outside the crop is occupied, so
+        that is the new box's mask without evaluating the field again."""
+        idx = np.argwhere(occupied > 0)
+        if len(idx) == 0:
+            return params, state, occupied
+        res = np.asarray(state["resolution"])
+        lo = np.maximum(idx.min(0) - 1, 0)
+        hi = np.maximum(np.minimum(idx.max(0) + 1, res - 1), lo + 1)
+        aabb = np.asarray(params["aabb"])
+        voxel = (aabb[1] - aabb[0]) / (res - 1)
+        pos = [np.arange(lo[d], hi[d] + 1, dtype=np.float64) for d in range(3)]
+        new = {**params, **{k: self.model.ops.resample(params[k], pos) for k in GRID_KEYS}}
+        new["aabb"] = jnp.asarray(np.stack([aabb[0] + lo * voxel, aabb[0] + hi * voxel]).astype(np.float32))
+        new_state = {**state, "resolution": [int(hi[d] - lo[d] + 1) for d in range(3)]}
+        return new, new_state, occupied[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
+
+    def budgets(self, params: dict, batches: list[Rays], at_least: dict | None = None) -> dict[str, float] | None:
+        """Work budgets for training batches like `batches`: the largest share seen plus 10%
+        headroom, rounded up to 1/256, unless the config fixes them; each at least `at_least`'s
+        (after an overflow, budgets only grow). None (evaluate densely) until a mask exists or
+        when compaction is off."""
+        c = self.config
+        if params["occupancy"].size <= 1 or c.compaction != "on":
+            return None
+        fractions = jax.jit(self.model.live_fractions)
+        seen = [fractions(params, rays, jax.random.key(i)) for i, rays in enumerate(batches)]
+        floor = at_least or {}
+
+        def budget(name: str, fixed: float | None) -> float | None:
+            if fixed is not None:
+                return fixed
+            share = max(max(float(s[name]) for s in seen) * 1.1 + 0.01, floor.get(name) or 0.0)
+            b = math.ceil(share * 256) / 256
+            return None if b >= 1.0 else b
+
+        return {"density": budget("density", c.density_budget), "shade": budget("shade", c.shade_budget)}
+
+    def ray_filter(self, state: dict):
+        """(params, rays) -> (B,) bool of the training rays worth keeping (official
+        filtering_rays): those that cross the box from the start, those that cross the mask from
+        the second mask update on. None when filtering is off."""
+        c = self.config
+        if not c.filter_rays:
+            return None
+        updates = len(c.mask_update_steps)
+        use_mask = updates and state["mask_updates"] >= min(2, updates)
+        model = self.model
+
+        def hits(params: dict, rays: Rays) -> jax.Array:
+            if not use_mask:
+                params = {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
+            return jnp.any(model.samples(params, rays, None)[3], axis=-1)
+
+        return hits
+
+    def describe(self, params: dict, state: dict) -> str:
+        """One line on the grid, box and mask in force (printed at schedule events)."""
+        line = f"grid {'x'.join(map(str, state['resolution']))}, box {np.round(np.asarray(params['aabb']), 3).tolist()}"
+        if params["occupancy"].size > 1:
+            line += f", mask {float(jnp.mean(params['occupancy'])):.1%} occupied"
+        return line

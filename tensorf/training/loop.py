@@ -1,0 +1,266 @@
+"""The training loop: data, schedule events, the jitted step, logging and checkpoints.
+
+Everything with side effects lives here; the step (step.py) and the model's render are pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from tensorf.chunked import map_chunks
+from tensorf.checkpoint import Checkpointer
+from tensorf.config import TrainConfig
+from tensorf.data.dataset import load_dataset
+from tensorf.data.rays import RayPool, Rays
+from tensorf.errors import UserError, warn
+from tensorf.eval import evaluate_views, log_eval_view
+from tensorf.metrics import mse_to_psnr
+from tensorf.models.base import Model, Schedule, build_model, build_schedule
+from tensorf.run import resolved_config, write_cameras, write_config
+from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
+from tensorf.training.step import all_finite, initial_totals, make_train_step
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    elapsed_s: float
+    train_psnr: float
+    rays_per_s: float
+    eval_metrics: dict | None
+    model: Model
+    params: Any
+    model_state: dict
+
+
+def schedule_step(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
+    """Where in the step schedule (upsampling, masks, decay) training stands. With a time budget
+    the schedule is stretched over wall-clock time: a run that has used a fraction f of its
+    budget is at f * steps, whatever its step count."""
+    if cfg.time_budget_minutes is None:
+        return float(step)
+    return min(float(cfg.steps), cfg.steps * elapsed_s / (60.0 * cfg.time_budget_minutes))
+
+
+def filter_pool(schedule: Schedule, params, mstate: dict, pool: RayPool) -> RayPool:
+    """Drop the rays the model's ray filter rejects, on the host, so batches keep their shape."""
+    keeps = schedule.ray_filter(mstate)
+    if keeps is None:
+        return pool
+    keeps = jax.jit(keeps)  # params as an argument: a closure would compile them in as constants
+    keep = map_chunks(lambda o, d: keeps(params, Rays(origins=o, directions=d)), pool.origins, pool.directions, chunk=8192)
+    if not keep.any():
+        raise UserError(
+            f"none of the {len(pool)} training rays crosses the scene box "
+            f"{np.round(np.asarray(params['aabb']), 3).tolist()} or its occupancy mask, so nothing could be "
+            "learned; check the scene bounds (--data.aabb, --data.near-far) against the cameras, or lower "
+            "--model.mask-threshold"
+        )
+    return pool if keep.all() else pool.subset(keep)
+
+
+def measure_budgets(cfg: TrainConfig, schedule: Schedule, params, pool: RayPool, step: int, at_least=None) -> dict | None:
+    """The model's work budgets, measured on a few training batches drawn like the real ones."""
+    batches = [pool.batch(cfg.seed + 1, step + i, cfg.batch_size)[0] for i in range(8)]
+    return schedule.budgets(params, batches, at_least)
+
+
+@dataclasses.dataclass
+class _Trainer:
+    """What the loop carries from step to step."""
+
+    cfg: TrainConfig
+    model: Model
+    schedule: Schedule
+    tx: Any
+    pool: RayPool
+    writer: Any
+    log: Any  # writes a line above the progress bar
+    params: Any
+    opt_state: Any
+    mstate: dict
+    step: int
+    totals: dict = dataclasses.field(default_factory=initial_totals)
+    step_fn: Any = None
+    seen: dict = dataclasses.field(default_factory=lambda: {"dropped": 0.0, "nonfinite": 0})
+    warned_drop: bool = False
+
+    def __post_init__(self):
+        self.model = self.model.for_state(self.mstate)
+        self.step_fn = make_train_step(self.model, self.tx)
+
+    def apply_schedule(self, sched: float) -> None:
+        """Schedule events due by `sched`. The new state is always adopted (a skipped mask update
+        still counts); after any event the budgets are measured again, since a new grid or mask
+        changes how many samples are live."""
+        params, mstate, events = self.schedule.advance(self.params, self.mstate, int(sched))
+        self.params, self.mstate = params, mstate
+        if not events:
+            return
+        if "mask" in events:
+            self.pool = filter_pool(self.schedule, self.params, self.mstate, self.pool)
+            self.writer.add_scalar("train/ray_pool", len(self.pool), self.step)
+        if "resize" in events:
+            self.opt_state = self.tx.init(self.params)
+        self._set_budgets(measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step))
+        line = f"step {self.step}: {self.schedule.describe(self.params, self.mstate)}"
+        if "mask" in events:
+            line += f", {len(self.pool)} rays kept"
+        self.log(line + (f", budgets {self.mstate['budgets']}" if self.mstate["budgets"] else ""))
+
+    def _set_budgets(self, budgets: dict | None) -> None:
+        self.mstate = {**self.mstate, "budgets": budgets}
+        for name, share in (budgets or {}).items():
+            self.writer.add_scalar(f"train/budget_{name}", share or 1.0, self.step)
+        self.model = self.model.for_state(self.mstate)
+        self.step_fn = make_train_step(self.model, self.tx)
+
+    def train_step(self, sched: float, key: jax.Array) -> tuple[dict, dict]:
+        lrs = lrs_at(self.cfg, sched)
+        weights = self.model.loss_weights(sched)
+        rays, colors = self.pool.batch(self.cfg.seed, self.step, self.cfg.batch_size)
+        self.params, self.opt_state, self.totals, stats = self.step_fn(
+            self.params,
+            self.opt_state,
+            self.totals,
+            rays,
+            colors,
+            jax.random.fold_in(key, self.step),
+            {k: jnp.float32(v) for k, v in lrs.items()},
+            {k: jnp.float32(v) for k, v in weights.items()},
+        )
+        self.step += 1
+        return stats, lrs
+
+    def check(self, stats: dict) -> dict:
+        """Fetch the step's scalars and the running totals (the one host transfer between logs);
+        stop on a non-finite loss; on samples dropped by a work budget, warn once and measure the
+        budgets again (no smaller than before)."""
+        host = jax.device_get({**stats, **{f"total_{k}": v for k, v in self.totals.items()}})
+        loss = float(host["loss"])
+        if not math.isfinite(loss) or host["total_nonfinite"] > self.seen["nonfinite"]:
+            raise UserError(
+                f"loss became {loss if not math.isfinite(loss) else 'non-finite'} at step {self.step}; lower "
+                f"--optim.lr-grid / --optim.lr-mlp or resume from the last good checkpoint in {self.cfg.run_dir}"
+            )
+        host["dropped"] = float(host["total_dropped"]) - self.seen["dropped"]
+        self.seen = {"dropped": float(host["total_dropped"]), "nonfinite": int(host["total_nonfinite"])}
+        if host["dropped"] > 0:
+            if not self.warned_drop:
+                warn(
+                    f"step {self.step}: the work budgets {self.mstate['budgets']} left out {host['dropped']:.0f} live "
+                    "samples since the last log; measuring them again (train/dropped in TensorBoard counts any more)"
+                )
+                self.warned_drop = True
+            self._set_budgets(measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step,
+                                              at_least=self.mstate["budgets"]))
+        return host
+
+    def save(self, ckpt: Checkpointer, elapsed: float) -> None:
+        """Write a checkpoint, never one holding non-finite parameters."""
+        if not bool(all_finite(self.params)) or int(self.totals["nonfinite"]) > 0:
+            raise UserError(
+                f"parameters became non-finite by step {self.step}; no checkpoint written. Lower --optim.lr-grid / "
+                f"--optim.lr-mlp or resume from the last good checkpoint in {ckpt.directory}"
+            )
+        meta = {"step": self.step, "model_state": self.mstate, "elapsed_s": elapsed}
+        ckpt.save(self.step, {"params": self.params, "opt_state": self.opt_state}, meta)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    if cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 0:
+        raise UserError("--time-budget-minutes must be positive")
+    data = load_dataset(cfg.data)
+    cfg = resolved_config(cfg, data.scene)
+    model = build_model(cfg.model, data.scene)
+    schedule = build_schedule(model)
+    tx = make_optimizer(model, cfg.optim)
+    init_key, train_key = jax.random.split(jax.random.key(cfg.seed))
+    run_dir = Path(cfg.run_dir)
+
+    ckpt = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    start, elapsed0 = 0, 0.0
+    if resume and ckpt.latest_step() is not None:
+        def template(meta):
+            p = model.init(init_key, meta["model_state"])
+            return {"params": p, "opt_state": tx.init(p)}
+
+        restored, meta = ckpt.restore(None, template)
+        params, opt_state, mstate = restored["params"], restored["opt_state"], meta["model_state"]
+        start, elapsed0 = int(meta["step"]), float(meta["elapsed_s"])
+    else:
+        if resume:
+            print(f"no checkpoint in {run_dir}; starting from step 0")
+        mstate = model.initial_state()
+        params = model.init(init_key, mstate)
+        opt_state = tx.init(params)
+    write_config(cfg)
+    write_cameras(run_dir, data.train.cameras)
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    bar = tqdm(total=cfg.steps if cfg.time_budget_minutes is None else None, initial=start,
+               disable=not cfg.progress, dynamic_ncols=True, unit="step")
+    # The ray pool is a pure function of the field's box and mask, so a resumed run rebuilds it.
+    pool = filter_pool(schedule, params, mstate, RayPool.from_views(data.train))
+    t = _Trainer(cfg, model, schedule, tx, pool, writer, bar.write, params, opt_state, mstate, start)
+
+    budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
+    t_start = time.perf_counter() - elapsed0
+    psnr, rays_per_s = float("nan"), 0.0
+    window_t, window_steps = time.perf_counter(), 0
+    last_saved = start if resume else None
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if (budget_s is None and t.step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
+            break
+        sched = schedule_step(cfg, t.step, elapsed)
+        t.apply_schedule(sched)
+        stats, lrs = t.train_step(sched, train_key)
+        window_steps += 1
+        bar.update(1)
+
+        if t.step % cfg.log_every == 0 or t.step == 1:
+            host = t.check(stats)
+            now = time.perf_counter()
+            rays_per_s = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
+            window_t, window_steps = now, 0
+            psnr = float(mse_to_psnr(host["mse"]))
+            bar.set_postfix(psnr=f"{psnr:.2f}", grid="x".join(map(str, t.mstate["resolution"])))
+            # dropped: live samples the work budgets left out since the last log (should be 0).
+            for name, value in (("loss", host["loss"]), ("psnr", psnr), ("rays_per_s", rays_per_s),
+                                ("dropped", host["dropped"])):
+                writer.add_scalar(f"train/{name}", float(value), t.step)
+            for g in GROUPS:
+                writer.add_scalar(f"train/lr_{g}", lrs[g], t.step)
+            writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
+        if cfg.eval_every and t.step % cfg.eval_every == 0:
+            log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step)
+        if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
+            t.save(ckpt, time.perf_counter() - t_start)
+            last_saved = t.step
+
+    elapsed = time.perf_counter() - t_start
+    bar.close()
+    if last_saved != t.step:
+        t.save(ckpt, elapsed)
+    ckpt.close()
+    writer.flush()
+
+    metrics = None
+    if cfg.final_eval:
+        metrics = evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split, cfg.render_chunk)
+        writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
+        writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
+    writer.close()
+    return TrainResult(steps=t.step, elapsed_s=elapsed, train_psnr=psnr, rays_per_s=rays_per_s,
+                       eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate)

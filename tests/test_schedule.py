@@ -1,0 +1,199 @@
+"""TensoRF's host-side schedule (upsampling, masks, shrink, budgets, ray filtering) and the
+training schedule around it (learning rates, L1 switch, time-budget stretching)."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import make_model, tiny_config
+from tensorf.config import OptimConfig, TensoRFConfig, TrainConfig
+from tensorf.data.rays import RayPool, Rays
+from tensorf.fields import vm
+from tensorf.models.base import build_schedule
+from tensorf.run import restore_run
+from tensorf.training.loop import filter_pool, schedule_step, train
+from tensorf.training.optimizer import lrs_at
+
+BOX = ((-1.5,) * 3, (1.5,) * 3)
+
+
+def _bump(g, centre, width):
+    return np.maximum(0.0, 1 - ((g - centre) / width) ** 2).astype(np.float32)
+
+
+def _blobs(model, params, centres_x, res=24):
+    """Density factors holding one blob per x centre (radius ~0.5, on the y = z = 0 axis)."""
+    g = np.linspace(-1.5, 1.5, res)
+    plane = sum(np.outer(_bump(g, cx, 0.5), _bump(g, 0.0, 0.5)) for cx in centres_x)
+    d = params["density"]
+    planes = (jnp.asarray(40.0 * plane[..., None]), jnp.zeros_like(d.planes[1]), jnp.zeros_like(d.planes[2]))
+    lines = (jnp.asarray(_bump(g, 0.0, 0.5)[:, None]), jnp.zeros_like(d.lines[1]), jnp.zeros_like(d.lines[2]))
+    return {**params, "density": vm.VMFactors(planes=planes, lines=lines)}
+
+
+def _model(**over):
+    base = dict(n_voxels_init=24**3, density_components=(1, 1, 1), appearance_components=(4, 4, 4),
+                appearance_features=8, mlp_hidden=16, density_shift=-30.0, max_samples=96, appearance_samples=8,
+                compaction="on")
+    cfg = TensoRFConfig(**{**base, **over})
+    model = make_model(cfg, aabb=BOX)
+    return model, build_schedule(model), model.init(__import__("jax").random.key(0))
+
+
+def _mask_at(params, point):
+    aabb = np.asarray(params["aabb"])
+    occ = np.asarray(params["occupancy"])
+    idx = np.round((np.asarray(point) - aabb[0]) / (aabb[1] - aabb[0]) * (np.array(occ.shape) - 1)).astype(int)
+    return occ[tuple(idx)]
+
+
+def test_later_mask_updates_keep_what_earlier_ones_removed():
+    # Blob A only at the first update; then the field also grows blob B (a floater) where the mask
+    # already says empty. The second update must not bring B back (official compute_alpha).
+    model, schedule, params = _model(mask_update_steps=(1, 2), shrink_box=False)
+    state = model.initial_state()
+    params, state, events = schedule.advance(_blobs(model, params, [-0.7]), state, 1)
+    assert events == {"mask"} and _mask_at(params, (-0.7, 0, 0)) == 1 and _mask_at(params, (0.7, 0, 0)) == 0
+    both = _blobs(model, params, [-0.7, 0.7])
+    params, state, events = schedule.advance(both, state, 2)
+    assert events == {"mask"} and state["mask_updates"] == 2
+    assert _mask_at(params, (-0.7, 0, 0)) == 1
+    assert _mask_at(params, (0.7, 0, 0)) == 0
+
+
+def test_advance_masks_before_upsampling_and_shrinks_once():
+    model, schedule, params = _model(mask_update_steps=(5, 8, 9), upsample_steps=(5, 9), n_voxels_final=40**3)
+    params = _blobs(model, params, [0.0])
+    state = model.initial_state()
+    params, state, events = schedule.advance(params, state, 5)
+    assert events == {"mask", "resize"} and state["mask_updates"] == 1 and state["level"] == 1
+    # The mask was built on the (shrunk) grid before the upsampling: its shape is the crop's.
+    box = np.asarray(params["aabb"])
+    assert np.all(box[1] - box[0] < 2.0)  # shrunk to the blob
+    assert state["mask"] != state["resolution"]
+    assert all(m < r for m, r in zip(state["mask"], state["resolution"]))
+    upsampled = vm.voxels_to_resolution(schedule.voxels_at_level(1), box)
+    assert tuple(state["resolution"]) == upsampled
+    # Later updates rebuild the mask at the current grid but never shrink the box again.
+    params, state, events = schedule.advance(params, state, 8)
+    assert events == {"mask"} and state["mask"] == state["resolution"]
+    np.testing.assert_array_equal(np.asarray(params["aabb"]), box)
+    params, state, events = schedule.advance(params, state, 9)
+    assert events == {"mask", "resize"} and state["mask_updates"] == 3 and state["level"] == 2
+    np.testing.assert_array_equal(np.asarray(params["aabb"]), box)
+    assert schedule.advance(params, state, 100)[2] == set()  # nothing left to do
+
+
+def test_empty_field_skips_the_first_mask_update_and_the_next_one_shrinks():
+    model, schedule, params = _model(mask_update_steps=(2, 4))
+    state = model.initial_state()
+    params, state, events = schedule.advance(params, state, 2)  # the fresh field is empty
+    assert events == set() and state["mask_updates"] == 1 and params["occupancy"].shape == (1, 1, 1)
+    params, state, events = schedule.advance(_blobs(model, params, [0.0]), state, 4)
+    assert events == {"mask", "resize"} and state["mask_updates"] == 2
+    assert np.all(np.diff(np.asarray(params["aabb"]), axis=0) < 2.0)
+
+
+def test_skipped_first_mask_update_is_remembered_by_the_loop(scene, tmp_path, monkeypatch):
+    # A threshold no opacity reaches: the field counts as empty at the mask step. The loop must
+    # adopt the counted update, or it evaluates the full alpha grid again at every later step.
+    from tensorf.models.tensorf.schedule import TensoRFSchedule
+
+    calls = []
+    real = TensoRFSchedule.alpha_grid
+    monkeypatch.setattr(TensoRFSchedule, "alpha_grid", lambda self, *a: calls.append(1) or real(self, *a))
+    train(tiny_config(scene, tmp_path / "run", steps=6, model__mask_update_steps=(2,), model__mask_threshold=2.0))
+    assert len(calls) == 1
+    assert restore_run(tmp_path / "run")[3]["model_state"]["mask_updates"] == 1
+
+
+def test_voxel_and_sample_counts():
+    model, schedule, _ = _model(n_voxels_init=100**3, n_voxels_final=300**3, upsample_steps=(1, 2, 3, 4))
+    counts = [schedule.voxels_at_level(i) for i in range(5)]
+    assert counts[0] == 100**3 and counts[-1] == 300**3
+    np.testing.assert_allclose(np.diff(np.log(counts)), np.log(27) / 4, rtol=1e-6)  # log-spaced
+    # Official nSamples: the grid diagonal in voxels over step_ratio, capped by max_samples.
+    uncapped = dataclasses.replace(model, config=dataclasses.replace(model.config, max_samples=10**6))
+    assert uncapped.num_samples((128, 128, 128)) == int(np.ceil(np.sqrt(3) * 127 / 0.5)) == 440
+    assert model.num_samples((128, 128, 128)) == 96
+
+
+def test_sample_step_is_the_voxel_step_unless_max_samples_caps_it():
+    model, _, params = _model()
+    res = np.array(params["density"].resolution)
+    voxel = np.mean(3.0 / (res - 1))
+    uncapped = dataclasses.replace(model, config=dataclasses.replace(model.config, max_samples=10**6))
+    np.testing.assert_allclose(float(uncapped.sample_step(params)), voxel * 0.5, rtol=1e-6)
+    capped = dataclasses.replace(model, config=dataclasses.replace(model.config, max_samples=16))
+    np.testing.assert_allclose(float(capped.sample_step(params)), np.sqrt(3) * 3.0 / 16, rtol=1e-6)
+
+
+def test_learning_rates_decay_and_restart_at_upsampling():
+    cfg = TrainConfig(steps=1000, optim=OptimConfig(lr_grid=0.02, lr_mlp=1e-3, lr_decay_ratio=0.1),
+                      model=TensoRFConfig(upsample_steps=(200, 500)))
+    np.testing.assert_allclose(lrs_at(cfg, 0)["grid"], 0.02)
+    np.testing.assert_allclose(lrs_at(cfg, 199)["grid"], 0.02 * 0.1 ** (199 / 1000))
+    np.testing.assert_allclose(lrs_at(cfg, 200)["grid"], 0.02)  # restarted with the optimizer
+    np.testing.assert_allclose(lrs_at(cfg, 700)["mlp"], 1e-3 * 0.1 ** (200 / 1000))
+    assert lrs_at(cfg, 10)["frozen"] == 0.0
+    flat = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr_upsample_reset=False))
+    np.testing.assert_allclose(lrs_at(flat, 700)["grid"], 0.02 * 0.1 ** 0.7)
+
+
+def test_l1_weight_switches_at_the_first_mask_update():
+    model, _, _ = _model(mask_update_steps=(300, 600), l1_weight=8e-5, l1_weight_rest=4e-5)
+    assert model.loss_weights(299)["l1"] == 8e-5 and model.loss_weights(300)["l1"] == 4e-5
+    assert model.loss_weights(10**6)["l1"] == 4e-5
+
+
+def test_time_budget_stretches_the_schedule():
+    cfg = TrainConfig(steps=4000, time_budget_minutes=10.0)
+    assert schedule_step(cfg, 7, 0.0) == 0.0
+    assert schedule_step(cfg, 7, 150.0) == 1000.0  # a quarter of the budget: a quarter of the schedule
+    assert schedule_step(cfg, 7, 10_000.0) == 4000.0  # never past the end
+    assert schedule_step(dataclasses.replace(cfg, time_budget_minutes=None), 7, 150.0) == 7.0
+
+
+def _rays_through(points, origin=(0.0, 0.0, 4.0)):
+    o = np.broadcast_to(np.asarray(origin, np.float32), (len(points), 3)).copy()
+    d = np.asarray(points, np.float32) - o
+    return o, (d / np.linalg.norm(d, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_ray_filter_keeps_exactly_the_rays_that_hit():
+    model, schedule, params = _model(mask_update_steps=(1, 2))
+    rng = np.random.default_rng(0)
+    # Targets on the z = 0 plane well inside the box (|x|, |y| <= 1.2; a few near the centre) or
+    # well outside it (|x|, |y| >= 2.5), shuffled.
+    inside = np.concatenate([rng.uniform(-1.2, 1.2, (40, 2)), rng.uniform(-0.2, 0.2, (6, 2))])
+    outside = rng.uniform(2.5, 4.0, (40, 2)) * rng.choice([-1, 1], (40, 2))
+    targets = np.concatenate([inside, outside])
+    order = rng.permutation(len(targets))
+    o, d = _rays_through(np.concatenate([targets[order], np.zeros((len(targets), 1))], -1))
+    pool = RayPool(origins=o, directions=d, colors=np.zeros_like(o))
+    hit_box = order < len(inside)
+    kept = filter_pool(schedule, params, model.initial_state(), pool)
+    np.testing.assert_array_equal(kept.directions, d[hit_box])  # the same rays, in order
+    # From the second mask update on, only rays crossing an occupied cell: here one block.
+    occ = np.zeros((24, 24, 24), np.float32)
+    occ[8:16, 8:16, 8:16] = 1.0  # about [-0.46, 0.46]^3
+    masked = {**params, "occupancy": jnp.asarray(occ)}
+    state = {**model.initial_state(), "mask": [24] * 3, "mask_updates": 2}
+    close = np.max(np.abs(targets[order]), axis=-1) < 0.25
+    far = np.max(np.abs(targets[order]), axis=-1) > 0.7
+    keep_ids = np.nonzero(close | far)[0]  # leave out the rays that only graze the block's edge
+    sub = RayPool(origins=o[keep_ids], directions=d[keep_ids], colors=np.zeros_like(o[keep_ids]))
+    kept = filter_pool(schedule, masked, state, sub)
+    assert close.sum() >= 2 and far.sum() >= 10
+    np.testing.assert_array_equal(kept.directions, d[keep_ids][close[keep_ids]])
+
+
+def test_ray_filter_that_keeps_nothing_says_so(scene):
+    model, schedule, params = _model(mask_update_steps=(1, 2))
+    state = {**model.initial_state(), "mask": [24] * 3, "mask_updates": 2}
+    empty = {**params, "occupancy": jnp.zeros((24, 24, 24), jnp.float32)}
+    o, d = _rays_through([[0.0, 0.0, 0.0], [0.3, 0.1, 0.0]])
+    with pytest.raises(Exception, match=r"none of the 2 training rays crosses the scene box.*--data.aabb"):
+        filter_pool(schedule, empty, state, RayPool(origins=o, directions=d, colors=np.zeros_like(o)))
