@@ -20,7 +20,7 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from common import DEFAULT_LEGO, ROOT  # noqa: E402
+from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
 from tensorf.presets import LEGO_CPU  # noqa: E402
 from tensorf.training.loop import train  # noqa: E402
@@ -60,8 +60,6 @@ def main(args: Args) -> None:
         f"val (r_0, r_10, ..., r_90): PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"peak RSS {peak_gib:.1f} GiB  total {total_min:.1f} min"
     )
-    from common import add_rows
-
     row = (
         f"| {datetime.date.today()} | {args.minutes:g} | {result.steps} | {result.rays_per_s:.0f} | {res} | "
         f"{metrics['psnr']:.2f} | {metrics['ssim']:.4f} | {peak_gib:.1f} | |"

@@ -20,12 +20,24 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from common import DEFAULT_LEGO, ROOT  # noqa: E402
+from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
+from tensorf.config import resolve_backend  # noqa: E402
+from tensorf.data.blender import load_blender  # noqa: E402
+from tensorf.data.rays import RayPool  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
+from tensorf.fields import vm  # noqa: E402
+from tensorf.models.base import build_schedule  # noqa: E402
+from tensorf.run import restore_run  # noqa: E402
+from tensorf.training.loop import filter_pool, measure_budgets  # noqa: E402
+from tensorf.training.optimizer import lrs_at, make_optimizer  # noqa: E402
+from tensorf.training.step import initial_totals, make_train_step  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,20 +65,6 @@ class Args:
 
 
 def main(args: Args) -> list[dict]:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from tensorf.config import resolve_backend
-    from tensorf.data.blender import load_blender
-    from tensorf.data.rays import RayPool
-    from tensorf.fields import vm
-    from tensorf.models.base import build_schedule
-    from tensorf.run import restore_run
-    from tensorf.training.loop import filter_pool, measure_budgets
-    from tensorf.training.optimizer import lrs_at, make_optimizer
-    from tensorf.training.step import initial_totals, make_train_step
-
     cfg, model, params, meta = restore_run(args.run_dir)
     cfg = dataclasses.replace(
         cfg, batch_size=args.batch, model=dataclasses.replace(cfg.model, max_samples=args.max_samples)
@@ -86,7 +84,7 @@ def main(args: Args) -> list[dict]:
         # The mask is rebuilt from the field alone, as a first mask update would.
         p_mask, state = schedule.update_mask({**p, "occupancy": jnp.ones((1, 1, 1))}, state)
         budgets = measure_budgets(cfg, schedule, p_mask, pool, 0)
-        shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.key(0))
+        shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.split(jax.random.key(0), args.batch))
         for lookup, mask in ((lookup, mask) for lookup in args.lookups for mask in (False, True)):
             timed = dataclasses.replace(model, config=resolve_backend(dataclasses.replace(cfg.model, density_lookup=lookup), jax.default_backend()))
             if mask:
@@ -101,13 +99,13 @@ def main(args: Args) -> list[dict]:
             rays, cols = pool.batch(0, 0, args.batch)
             totals = initial_totals()
             for _ in range(2):  # compile, then once more: outputs fed back in can retrace once
-                prm, opt, totals, st = step(prm, opt, totals, rays, cols, jax.random.key(0), lrs, w)
+                prm, opt, totals, _, st = step(prm, opt, totals, None, rays, cols, jax.random.key(0), lrs, w)
                 jax.block_until_ready(st)
             times = []
             for i in range(args.steps):
                 rays, cols = pool.batch(0, i + 1, args.batch)
                 t0 = time.perf_counter()
-                prm, opt, totals, st = step(prm, opt, totals, rays, cols, jax.random.key(i), lrs, w)
+                prm, opt, totals, _, st = step(prm, opt, totals, None, rays, cols, jax.random.key(i), lrs, w)
                 jax.block_until_ready(st)
                 times.append(time.perf_counter() - t0)
             dt = float(np.median(times))
@@ -134,8 +132,6 @@ def main(args: Args) -> list[dict]:
             )
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=2))
-    from common import add_rows
-
     add_rows(
         args.results,
         f"## train_throughput.py (jitted train step, lego 200x200 training rays, {_device()})",
@@ -153,8 +149,6 @@ def main(args: Args) -> list[dict]:
 
 
 def _device() -> str:
-    import jax
-
     d = jax.devices()[0]
     return "2-core CPU" if d.platform == "cpu" else d.device_kind
 

@@ -71,9 +71,6 @@ class TensoRFConfig:
     """Multiplies sample spacing in the opacity term (official value)."""
     step_ratio: float = 0.5
     """Sample spacing in voxels of the current grid."""
-    sample_placement: Literal["march", "chord"] = "march"
-    """TEMPORARY (measured, then removed): march a fixed step from the box entry, or spread N
-    samples over each ray's chord."""
     max_samples: int = 1_000_000
     """Upper bound on samples per ray (CPU presets lower it)."""
     appearance_samples: int = 64
@@ -156,6 +153,9 @@ class TrainConfig:
     """Rays per step, drawn at random across all training images."""
     seed: int = 0
     """Seed for initialisation, ray batches and sample jitter."""
+    num_devices: int | None = None
+    """Devices to train on, data-parallel along the ray batch (None: every local device; 1 runs
+    the single-device program). The batch size must be a multiple of it."""
     time_budget_minutes: float | None = None
     """Stop after this much wall-clock time; schedules are stretched to the budget."""
     log_every: int = 100

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import tyro
 
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import view_rays
@@ -94,7 +95,5 @@ def main(args: EvalArgs) -> dict:
 
 
 if __name__ == "__main__":
-    import tyro
-
     with exit_on_user_error():
         main(tyro.cli(EvalArgs))

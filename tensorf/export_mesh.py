@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import tyro
 
 from tensorf.chunked import map_chunks
 from tensorf.errors import UserError, exit_on_user_error
@@ -94,7 +95,5 @@ def main(args: ExportMeshArgs) -> Path:
 
 
 if __name__ == "__main__":
-    import tyro
-
     with exit_on_user_error():
         main(tyro.cli(ExportMeshArgs))

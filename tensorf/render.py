@@ -26,6 +26,12 @@ class RenderOutput:
     dropped: jax.Array
 
 
+def ray_uniforms(keys: jax.Array | None) -> jax.Array | None:
+    """One uniform number in [0, 1) per ray from its own key (B,): the same for a ray whatever
+    batch or device shard it is drawn in. None for None (deterministic rendering)."""
+    return None if keys is None else jax.vmap(jax.random.uniform)(keys)
+
+
 def ray_box_interval(rays: Rays, aabb: jax.Array, near: float, far: float) -> tuple[jax.Array, jax.Array]:
     """Entry and exit distance of each ray in the box, clipped to [near, far]. Misses give t1 <= t0."""
     d = jnp.where(jnp.abs(rays.directions) < 1e-9, 1e-9, rays.directions)
@@ -37,16 +43,17 @@ def ray_box_interval(rays: Rays, aabb: jax.Array, near: float, far: float) -> tu
 
 
 def marched_samples(
-    t0: jax.Array, t1: jax.Array, step: jax.Array, n: int, key: jax.Array | None
+    t0: jax.Array, t1: jax.Array, step: jax.Array, n: int, offset: jax.Array | None
 ) -> tuple[jax.Array, jax.Array]:
     """n samples a fixed `step` apart from each ray's entry t0 (official sample_ray).
 
-    Each ray draws one random offset in [0, 1) steps (the official jitter); key=None places
-    samples at the middle of each step. Returns t (B, n) and inside (B, n): the samples before
-    the ray's exit t1. A short chord therefore has few samples inside, and every sample stands for
-    the same length.
+    offset (B,) in [0, 1): each ray's jitter in steps (official: one random offset per ray);
+    None places samples at the middle of each step. Returns t (B, n) and inside (B, n): the
+    samples before the ray's exit t1. A short chord therefore has few samples inside, and every
+    sample stands for the same length.
     """
-    offset = jnp.full(t0.shape, 0.5) if key is None else jax.random.uniform(key, t0.shape)
+    if offset is None:
+        offset = jnp.full(t0.shape, 0.5)
     t = t0[:, None] + (jnp.arange(n) + offset[:, None]) * step
     return t, t < t1[:, None]
 

@@ -106,7 +106,7 @@ def test_mask_render_equals_unmasked_render(scene, blob):
         assert np.abs(ref.rgb - got.rgb).max() < 1e-3
     # Training renders (jittered, random rays) pack live samples into the budget: same colours.
     compacted = dataclasses.replace(model, density_budget=min(1.0, live * 1.1 + 0.01))
-    key = jax.random.key(3)
+    key = jax.random.split(jax.random.key(3), 2048)
     ref, got = model.render(params, rays, key), compacted.render(masked, rays, key)
     assert float(ref.opacity.max()) > 0.5
     np.testing.assert_allclose(got.rgb, ref.rgb, atol=1e-3)
@@ -206,14 +206,14 @@ def test_compaction_changes_speed_never_the_image(scene, blob):
     schedule = build_schedule(model)
     masked, state = schedule.update_mask(params, model.initial_state())
     rays = RayPool.from_views(load_blender(scene, "test")).batch(0, 0, 2048)[0]
-    key = jax.random.key(5)
+    key = jax.random.split(jax.random.key(5), 2048)
     budgets = schedule.budgets(masked, [rays])
     compacted = model.for_state({**state, "budgets": budgets})
     dense = model.for_state({**state, "budgets": None})
     a, b = compacted.render(masked, rays, key), dense.render(masked, rays, key)
     assert float(a.dropped.sum()) == 0 and float(a.opacity.max()) > 0.3
     np.testing.assert_allclose(a.rgb, b.rgb, atol=2e-6)
-    # Eval (no key, never compacted) applies the same threshold: only the jitter differs.
+    # Eval (no keys, never compacted) applies the same threshold: only the jitter differs.
     c = dense.render(masked, rays, None)
     d = compacted.render(masked, rays, None)
     np.testing.assert_allclose(c.rgb, d.rgb, atol=2e-6)
@@ -227,7 +227,7 @@ def test_density_budget_overflow_drops_the_deepest_samples_of_the_busiest_rays(s
     schedule = build_schedule(model)
     masked, state = schedule.update_mask(params, model.initial_state())
     rays = RayPool.from_views(load_blender(scene, "test")).batch(0, 1, 2048)[0]
-    key = jax.random.key(2)
+    key = jax.random.split(jax.random.key(2), 2048)
     live = float(model.live_fractions(masked, rays, key)["density"])
     full = model.for_state({**state, "budgets": {"density": live * 1.1 + 0.01, "shade": None}}).render(masked, rays, key)
     tight = model.for_state({**state, "budgets": {"density": live * 0.85, "shade": None}}).render(masked, rays, key)
@@ -250,9 +250,9 @@ def _budget_run(scene, tmp_path, monkeypatch, **over):
     real = loop.measure_budgets
     first = over.pop("first", None)
 
-    def measure(cfg, schedule, params, pool, step, at_least=None):
+    def measure(cfg, schedule, params, pool, step, at_least=None, shards=1):
         calls.append((step, at_least))
-        out = real(cfg, schedule, params, pool, step, at_least)
+        out = real(cfg, schedule, params, pool, step, at_least, shards)
         return first if (first and len(calls) == 1) else out
 
     monkeypatch.setattr(loop, "measure_budgets", measure)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tensorf.data.rays import Rays
-from tensorf.render import composite, compositing_weights, marched_samples, ray_box_interval, top_k_samples
+from tensorf.render import composite, compositing_weights, marched_samples, ray_box_interval, ray_uniforms, top_k_samples
 
 
 def _slab(n=256, sigma=3.0, lo=0.4, hi=1.1, k=None, colors=None, threshold=-1.0):
@@ -87,7 +87,7 @@ def test_ray_box_interval_and_misses():
 def test_marching_keeps_a_fixed_step_and_each_ray_draws_its_own_jitter():
     t0 = jnp.zeros(64)
     t1 = jnp.linspace(0.3, 1.0, 64)  # chords of different lengths
-    t, inside = marched_samples(t0, t1, 0.1, 12, jax.random.key(0))
+    t, inside = marched_samples(t0, t1, 0.1, 12, ray_uniforms(jax.random.split(jax.random.key(0), 64)))
     np.testing.assert_allclose(jnp.diff(t, axis=-1), 0.1, atol=1e-6)  # the same spacing on every ray
     # A short chord has few samples inside; a long one has more (no oversampling of short chords).
     np.testing.assert_array_equal(inside.sum(-1), jnp.sum(t < t1[:, None], -1))
@@ -95,3 +95,10 @@ def test_marching_keeps_a_fixed_step_and_each_ray_draws_its_own_jitter():
     offsets = np.asarray(t[:, 0] / 0.1)
     assert len(np.unique(np.round(offsets, 6))) == 64
     assert np.all((offsets >= 0) & (offsets < 1))
+
+
+def test_a_rays_jitter_depends_on_its_key_alone():
+    keys = jax.random.split(jax.random.key(7), 8)
+    u = ray_uniforms(keys)
+    np.testing.assert_array_equal(ray_uniforms(keys[3:6]), u[3:6])  # not on its batch or shard
+    assert ray_uniforms(None) is None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import tyro
 
 CAMERA_RADIUS = 4.0
 CAMERA_ANGLE_X = 0.6911  # the NeRF-synthetic field of view
@@ -155,6 +156,4 @@ def generate(cfg: GenerateConfig = GenerateConfig()) -> Path:
 
 
 if __name__ == "__main__":
-    import tyro
-
     print(generate(tyro.cli(GenerateConfig)))

@@ -15,6 +15,7 @@ import numpy as np
 
 from tensorf.fields.interp import sample_line
 from tensorf.fields.vm import interp_matrix
+from tensorf.fields.vm import orthogonality as vm_orthogonality
 
 
 @jdc.pytree_dataclass
@@ -72,6 +73,4 @@ def tv_planes(factors: CPFactors) -> jax.Array:
 
 
 def orthogonality(factors: CPFactors) -> jax.Array:
-    from tensorf.fields.vm import orthogonality as vm_ortho
-
-    return vm_ortho(factors)  # same Gram-matrix penalty on each line
+    return vm_orthogonality(factors)  # the same Gram-matrix penalty on each line

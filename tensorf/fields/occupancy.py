@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tensorf.chunked import map_chunks
+
 
 def grid_points(aabb: np.ndarray, resolution) -> np.ndarray:
     """World positions (Rx, Ry, Rz, 3) of the grid vertices (align-corners: faces included)."""
@@ -45,8 +47,6 @@ def alpha_grid(
 
     params go into the jitted function as an argument, never as a closure: closed-over arrays
     become compile-time constants (slow to compile, and folded into the program)."""
-    from tensorf.chunked import map_chunks
-
     pts = grid_points(aabb, resolution).reshape(-1, 3)
     density = jax.jit(density_fn)
     sigma = map_chunks(lambda x: density(params, x), pts, chunk=chunk).reshape(*resolution)

@@ -34,8 +34,10 @@ class Model(Protocol):
     def for_state(self, state: dict) -> "Model":
         """The model configured for a state (static render settings that depend on it)."""
 
-    def render(self, params: Params, rays: Rays, key: jax.Array | None) -> RenderOutput:
-        """Render a batch of rays (B leading). key=None renders deterministically (eval)."""
+    def render(self, params: Params, rays: Rays, keys: jax.Array | None) -> RenderOutput:
+        """Render a batch of rays (B leading). keys (B,): one PRNG key per ray, so that a ray's
+        randomness does not depend on the batch or device shard it is in; None renders
+        deterministically (eval)."""
 
     def density(self, params: Params, xyz: jax.Array) -> jax.Array:
         """Volume density (M,) at world points (M, 3) as rendering sees it (mesh export, masks)."""

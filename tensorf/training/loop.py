@@ -14,9 +14,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from tensorf import parallel
 from tensorf.chunked import map_chunks
 from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
@@ -28,7 +30,7 @@ from tensorf.metrics import mse_to_psnr
 from tensorf.models.base import Model, Schedule, build_model, build_schedule
 from tensorf.run import resolved_config, write_cameras, write_config
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
-from tensorf.training.step import all_finite, initial_totals, make_train_step
+from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step
 
 
 @dataclasses.dataclass
@@ -69,9 +71,11 @@ def filter_pool(schedule: Schedule, params, mstate: dict, pool: RayPool) -> RayP
     return pool if keep.all() else pool.subset(keep)
 
 
-def measure_budgets(cfg: TrainConfig, schedule: Schedule, params, pool: RayPool, step: int, at_least=None) -> dict | None:
-    """The model's work budgets, measured on a few training batches drawn like the real ones."""
-    batches = [pool.batch(cfg.seed + 1, step + i, cfg.batch_size)[0] for i in range(8)]
+def measure_budgets(cfg: TrainConfig, schedule: Schedule, params, pool: RayPool, step: int, at_least=None,
+                    shards: int = 1) -> dict | None:
+    """The model's work budgets, measured on a few batches drawn like the real ones, at the size
+    each device renders (a shard of the batch): budgets are shares of a shard."""
+    batches = [pool.batch(cfg.seed + 1, step + i, cfg.batch_size // shards)[0] for i in range(8)]
     return schedule.budgets(params, batches, at_least)
 
 
@@ -83,6 +87,7 @@ class _Trainer:
     model: Model
     schedule: Schedule
     tx: Any
+    mesh: Mesh
     pool: RayPool
     writer: Any
     log: Any  # writes a line above the progress bar
@@ -90,14 +95,24 @@ class _Trainer:
     opt_state: Any
     mstate: dict
     step: int
+    loss_scale: dict | None  # float16 compute only
     totals: dict = dataclasses.field(default_factory=initial_totals)
     step_fn: Any = None
     seen: dict = dataclasses.field(default_factory=lambda: {"dropped": 0.0, "nonfinite": 0})
     warned_drop: bool = False
 
     def __post_init__(self):
+        self._place()
         self.model = self.model.for_state(self.mstate)
-        self.step_fn = make_train_step(self.model, self.tx)
+        self.step_fn = make_train_step(self.model, self.tx, self.mesh)
+
+    def _place(self) -> None:
+        """The step's state replicated over the mesh (again after every reshape)."""
+        self.params, self.opt_state, self.totals, self.loss_scale = parallel.replicate(
+            self.mesh, (self.params, self.opt_state, self.totals, self.loss_scale))
+
+    def _measure(self, at_least=None) -> dict | None:
+        return measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step, at_least, self.mesh.size)
 
     def apply_schedule(self, sched: float) -> None:
         """Schedule events due by `sched`. The new state is always adopted (a skipped mask update
@@ -112,7 +127,8 @@ class _Trainer:
             self.writer.add_scalar("train/ray_pool", len(self.pool), self.step)
         if "resize" in events:
             self.opt_state = self.tx.init(self.params)
-        self._set_budgets(measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step))
+        self._place()
+        self._set_budgets(self._measure())
         line = f"step {self.step}: {self.schedule.describe(self.params, self.mstate)}"
         if "mask" in events:
             line += f", {len(self.pool)} rays kept"
@@ -123,16 +139,17 @@ class _Trainer:
         for name, share in (budgets or {}).items():
             self.writer.add_scalar(f"train/budget_{name}", share or 1.0, self.step)
         self.model = self.model.for_state(self.mstate)
-        self.step_fn = make_train_step(self.model, self.tx)
+        self.step_fn = make_train_step(self.model, self.tx, self.mesh)
 
     def train_step(self, sched: float, key: jax.Array) -> tuple[dict, dict]:
         lrs = lrs_at(self.cfg, sched)
         weights = self.model.loss_weights(sched)
-        rays, colors = self.pool.batch(self.cfg.seed, self.step, self.cfg.batch_size)
-        self.params, self.opt_state, self.totals, stats = self.step_fn(
+        rays, colors = parallel.shard(self.mesh, self.pool.batch(self.cfg.seed, self.step, self.cfg.batch_size))
+        self.params, self.opt_state, self.totals, self.loss_scale, stats = self.step_fn(
             self.params,
             self.opt_state,
             self.totals,
+            self.loss_scale,
             rays,
             colors,
             jax.random.fold_in(key, self.step),
@@ -146,7 +163,8 @@ class _Trainer:
         """Fetch the step's scalars and the running totals (the one host transfer between logs);
         stop on a non-finite loss; on samples dropped by a work budget, warn once and measure the
         budgets again (no smaller than before)."""
-        host = jax.device_get({**stats, **{f"total_{k}": v for k, v in self.totals.items()}})
+        host = jax.device_get({**stats, **{f"total_{k}": v for k, v in self.totals.items()},
+                               "loss_scale": None if self.loss_scale is None else self.loss_scale["scale"]})
         loss = float(host["loss"])
         if not math.isfinite(loss) or host["total_nonfinite"] > self.seen["nonfinite"]:
             raise UserError(
@@ -162,8 +180,7 @@ class _Trainer:
                     "samples since the last log; measuring them again (train/dropped in TensorBoard counts any more)"
                 )
                 self.warned_drop = True
-            self._set_budgets(measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step,
-                                              at_least=self.mstate["budgets"]))
+            self._set_budgets(self._measure(at_least=self.mstate["budgets"]))
         return host
 
     def save(self, ckpt: Checkpointer, elapsed: float) -> None:
@@ -174,12 +191,16 @@ class _Trainer:
                 f"--optim.lr-mlp or resume from the last good checkpoint in {ckpt.directory}"
             )
         meta = {"step": self.step, "model_state": self.mstate, "elapsed_s": elapsed}
-        ckpt.save(self.step, {"params": self.params, "opt_state": self.opt_state}, meta)
+        items = {"params": self.params, "opt_state": self.opt_state}
+        if self.loss_scale is not None:
+            items["loss_scale"] = self.loss_scale
+        ckpt.save(self.step, items, meta)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     if cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 0:
         raise UserError("--time-budget-minutes must be positive")
+    mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
     data = load_dataset(cfg.data)
     cfg = resolved_config(cfg, data.scene)
     model = build_model(cfg.model, data.scene)
@@ -189,14 +210,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     run_dir = Path(cfg.run_dir)
 
     ckpt = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    scaled = cfg.model.compute_dtype == "float16"  # bfloat16 has float32's range: no scaling
     start, elapsed0 = 0, 0.0
     if resume and ckpt.latest_step() is not None:
         def template(meta):
             p = model.init(init_key, meta["model_state"])
-            return {"params": p, "opt_state": tx.init(p)}
+            return {"params": p, "opt_state": tx.init(p), **({"loss_scale": initial_loss_scale()} if scaled else {})}
 
         restored, meta = ckpt.restore(None, template)
         params, opt_state, mstate = restored["params"], restored["opt_state"], meta["model_state"]
+        loss_scale = restored.get("loss_scale")
         start, elapsed0 = int(meta["step"]), float(meta["elapsed_s"])
     else:
         if resume:
@@ -204,6 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         mstate = model.initial_state()
         params = model.init(init_key, mstate)
         opt_state = tx.init(params)
+        loss_scale = initial_loss_scale() if scaled else None
     write_config(cfg)
     write_cameras(run_dir, data.train.cameras)
 
@@ -212,7 +236,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                disable=not cfg.progress, dynamic_ncols=True, unit="step")
     # The ray pool is a pure function of the field's box and mask, so a resumed run rebuilds it.
     pool = filter_pool(schedule, params, mstate, RayPool.from_views(data.train))
-    t = _Trainer(cfg, model, schedule, tx, pool, writer, bar.write, params, opt_state, mstate, start)
+    t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale)
 
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
     t_start = time.perf_counter() - elapsed0
@@ -242,6 +266,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 writer.add_scalar(f"train/{name}", float(value), t.step)
             for g in GROUPS:
                 writer.add_scalar(f"train/lr_{g}", lrs[g], t.step)
+            if host["loss_scale"] is not None:
+                writer.add_scalar("train/loss_scale", float(host["loss_scale"]), t.step)
+                writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
             writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
         if cfg.eval_every and t.step % cfg.eval_every == 0:
             log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step)

@@ -1,40 +1,95 @@
-"""The jitted train step: a pure function of (params, optimizer state, running totals, a ray
-batch, a key, learning rates, loss weights). Rays and colours have the ray axis first, the axis a
-data-parallel step shards."""
+"""The jitted train step: a pure function of (params, optimizer state, running totals, the loss
+scale, a ray batch, a key, learning rates, loss weights). Rays and colours have the ray axis
+first, the axis a data-parallel step shards. Master params and Adam state stay float32; the
+model's compute dtype applies inside its lookups and MLP; the loss and the update are float32."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax.training.dynamic_scale import DynamicScale
+from jax.sharding import Mesh
 
 from tensorf.data.rays import Rays
 from tensorf.models.base import Model
+from tensorf.parallel import AXIS, data_parallel
 
 
 def initial_totals() -> dict[str, jax.Array]:
     """Running totals the step keeps on the device, so the loop need not fetch them every step:
-    live samples the work budgets dropped, and steps whose loss was not finite."""
-    return {"dropped": jnp.zeros((), jnp.float32), "nonfinite": jnp.zeros((), jnp.int32)}
+    live samples the work budgets dropped, steps whose loss was not finite, and updates skipped
+    because a loss-scaled gradient overflowed."""
+    return {"dropped": jnp.zeros((), jnp.float32), "nonfinite": jnp.zeros((), jnp.int32),
+            "skipped": jnp.zeros((), jnp.int32)}
 
 
-def make_train_step(model: Model, tx: optax.GradientTransformation):
-    def loss_fn(params, rays: Rays, colors, key, weights):
-        out = model.render(params, rays, key)
+def initial_loss_scale() -> dict[str, jax.Array]:
+    """Dynamic loss scale for float16 compute (flax DynamicScale's defaults: 2^16, doubled after
+    2000 clean steps, halved on an overflow). A plain dict, so that checkpoints carry it."""
+    ds = DynamicScale()
+    return {"scale": jnp.asarray(ds.scale, jnp.float32), "fin_steps": jnp.asarray(ds.fin_steps, jnp.int32)}
+
+
+def make_train_step(model: Model, tx: optax.GradientTransformation, mesh: Mesh | None = None):
+    """The jitted step
+    (params, opt_state, totals, loss_scale, rays, colors, key, lrs, weights)
+        -> (params, opt_state, totals, loss_scale, stats).
+
+    loss_scale is None, or (float16 compute) the dynamic loss scale: the loss is multiplied by it
+    before differentiation so small float16 gradients do not flush to zero, and an update whose
+    gradients overflow is skipped while the scale halves. With a mesh of several devices, each
+    device renders its shard of the batch and the gradients are averaged across them (pmean),
+    which gives the gradient of the whole batch: the loss is a mean over rays and the
+    regularisers see the same params everywhere."""
+    parallel = mesh is not None and mesh.size > 1
+    axis = AXIS if parallel else None
+
+    def loss_fn(params, rays: Rays, colors, keys, weights):
+        out = model.render(params, rays, keys)
         mse = jnp.mean((out.rgb - colors) ** 2)
         return mse + model.regularizer(params, weights), (mse, jnp.sum(out.dropped))
 
-    def step(params, opt_state, totals, rays: Rays, colors, key, lrs: dict[str, jax.Array], weights: dict[str, jax.Array]):
-        (loss, (mse, dropped)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rays, colors, key, weights)
+    def update(params, opt_state, totals, loss_scale, rays: Rays, colors, keys, lrs, weights):
+        # Each device differentiates its own shard's loss: params enter as per-device values, so
+        # that their gradients are the shard's (averaged below), not already summed over devices.
+        diff_params = jax.lax.pcast(params, AXIS, to="varying") if parallel else params
+        args = (diff_params, rays, colors, keys, weights)
+        if loss_scale is None:
+            (loss, (mse, dropped)), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
+            if parallel:
+                grads = jax.lax.pmean(grads, AXIS)
+            finite = jnp.bool_(True)
+        else:
+            ds = DynamicScale(scale=loss_scale["scale"], fin_steps=loss_scale["fin_steps"])
+            ds, finite, (loss, (mse, dropped)), grads = ds.value_and_grad(loss_fn, has_aux=True, axis_name=axis)(*args)
+            loss_scale = {"scale": ds.scale, "fin_steps": ds.fin_steps}
+        if parallel:
+            loss, mse = jax.lax.pmean((loss, mse), AXIS)
+            dropped = jax.lax.psum(dropped, AXIS)
         grads = jax.lax.optimization_barrier(grads)  # faster on CPU: no fusion into Adam (benchmarks/results.md)
-        updates, opt_state = tx.update(grads, opt_state, params)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u, g: -lrs[g] * u, updates, model.param_groups(params))
-        params = optax.apply_updates(params, updates)
+        new_params = optax.apply_updates(params, updates)
+        if loss_scale is not None:  # an overflowed update is skipped: params and moments unchanged
+            new_params, new_opt_state = jax.tree.map(
+                lambda new, old: jnp.where(finite, new, old), (new_params, new_opt_state), (params, opt_state)
+            )
         totals = {
             "dropped": totals["dropped"] + dropped,
             "nonfinite": totals["nonfinite"] + (~jnp.isfinite(loss)).astype(jnp.int32),
+            "skipped": totals["skipped"] + (~finite).astype(jnp.int32),
         }
-        return params, opt_state, totals, {"loss": loss, "mse": mse}
+        return new_params, new_opt_state, totals, loss_scale, {"loss": loss, "mse": mse}
+
+    if parallel:
+        update = data_parallel(update, mesh, n_before=4, n_batch_args=3, n_after=2)
+
+    def step(params, opt_state, totals, loss_scale, rays: Rays, colors, key, lrs: dict[str, jax.Array],
+             weights: dict[str, jax.Array]):
+        # One key per ray, drawn for the whole batch: a ray's jitter does not depend on the shard.
+        keys = jax.random.split(key, colors.shape[0])
+        return update(params, opt_state, totals, loss_scale, rays, colors, keys, lrs, weights)
 
     # Donating params/opt_state saves a copy of the grids on accelerators; on the CPU backend it
     # made the step slower (benchmarks/results.md), so it is left off there.

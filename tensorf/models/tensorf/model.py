@@ -37,6 +37,7 @@ from tensorf.render import (
     compositing_weights,
     marched_samples,
     ray_box_interval,
+    ray_uniforms,
     top_k_samples,
 )
 
@@ -200,19 +201,15 @@ class TensoRF:
         voxel_step = jnp.mean(size / (res - 1)) * self.config.step_ratio
         return jnp.maximum(voxel_step, jnp.linalg.norm(size) / self.num_samples(res))
 
-    def samples(self, params: dict, rays: Rays, key) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    def samples(self, params: dict, rays: Rays, keys) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """t (B, N), the sample spacing (scalar), points (B, N, 3) and live (B, N): samples
         inside the box and, once a mask exists, in occupied cells."""
         n = self.num_samples(params["density"].resolution)
         t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), *self.scene.near_far)
-        if self.config.sample_placement == "chord":  # TEMPORARY: measured against march, then removed
-            step = jnp.maximum(t1 - t0, 0.0) / n
-            offset = jnp.full(t0.shape, 0.5) if key is None else jax.random.uniform(key, t0.shape)
-            t = t0[:, None] + (jnp.arange(n) + offset[:, None]) * step[:, None]
-            live = jnp.broadcast_to((step > 0)[:, None], t.shape)
-        else:
-            step = self.sample_step(params)
-            t, live = marched_samples(t0, t1, step, n, key)
+        # A fixed step from the box entry (official sample_ray), not N samples spread over each
+        # chord: as good and faster (benchmarks/results.md, sample placement).
+        step = self.sample_step(params)
+        t, live = marched_samples(t0, t1, step, n, ray_uniforms(keys))
         pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
         mask = jax.lax.stop_gradient(params["occupancy"])
         if mask.size > 1:
@@ -220,21 +217,21 @@ class TensoRF:
             live = live & occupancy.lookup(mask, self.unit(params, pts.reshape(-1, 3))).reshape(b, n)
         return t, step, pts, live
 
-    def render(self, params: dict, rays: Rays, key: jax.Array | None) -> RenderOutput:
-        # Only training batches (random rays, key given) are compacted: the budgets are sized for
+    def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:
+        # Only training batches (random rays, keys given) are compacted: the budgets are sized for
         # them, and an image chunk (rows of one view) can hold far more live samples, so eval
-        # (key=None) evaluates densely. Either way the same samples are shaded: the image is the same.
-        return self._render(params, rays, key, compact=key is not None)[0]
+        # (keys=None) evaluates densely. Either way the same samples are shaded: the image is the same.
+        return self._render(params, rays, keys, compact=keys is not None)[0]
 
-    def live_fractions(self, params: dict, rays: Rays, key: jax.Array | None) -> dict[str, jax.Array]:
+    def live_fractions(self, params: dict, rays: Rays, keys: jax.Array | None) -> dict[str, jax.Array]:
         """Shares of this batch's samples that need density (the mask leaves them live) and
         colour (top-k samples above shade_threshold): what the budgets must hold."""
-        return self._render(params, rays, key, compact=False)[1]
+        return self._render(params, rays, keys, compact=False)[1]
 
-    def _render(self, params: dict, rays: Rays, key, compact: bool) -> tuple[RenderOutput, dict]:
+    def _render(self, params: dict, rays: Rays, keys, compact: bool) -> tuple[RenderOutput, dict]:
         c = self.config
         b = rays.origins.shape[0]
-        t, step, pts, live = self.samples(params, rays, key)
+        t, step, pts, live = self.samples(params, rays, keys)
         n = t.shape[1]
         dropped = jnp.zeros((b,), jnp.float32)
         has_mask = params["occupancy"].size > 1

@@ -123,7 +123,8 @@ class TensoRFSchedule:
         if params["occupancy"].size <= 1 or c.compaction != "on":
             return None
         fractions = jax.jit(self.model.live_fractions)
-        seen = [fractions(params, rays, jax.random.key(i)) for i, rays in enumerate(batches)]
+        seen = [fractions(params, rays, jax.random.split(jax.random.key(i), len(rays.origins)))
+                for i, rays in enumerate(batches)]
         floor = at_least or {}
 
         def budget(name: str, fixed: float | None) -> float | None:

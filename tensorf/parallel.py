@@ -1,0 +1,48 @@
+"""Data parallelism: a 1-D device mesh along the ray axis, and the per-device train step.
+
+Written with `jax.shard_map` (JAX now builds pmap on it and recommends it for new per-device
+code): the per-device program is explicit, so each device renders its own shard of the ray batch
+with its own work budgets (shares of a shard), and gradients are averaged with `pmean`, while
+params and optimizer state stay ordinary replicated arrays that orbax saves and any device count
+restores.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from tensorf.errors import UserError
+
+AXIS = "data"
+
+
+def make_mesh(num_devices: int | None, batch_size: int) -> Mesh:
+    """A mesh over the first `num_devices` devices (all when None) that splits `batch_size` rays."""
+    devices = jax.devices()
+    n = len(devices) if num_devices is None else num_devices
+    if not 1 <= n <= len(devices):
+        raise UserError(f"--num-devices {n}: this machine has {len(devices)} {devices[0].platform} device(s)")
+    if batch_size % n:
+        raise UserError(f"--batch-size {batch_size} does not split over {n} devices; use a multiple of {n}")
+    return Mesh(np.asarray(devices[:n]), (AXIS,))
+
+
+def replicate(mesh: Mesh, tree):
+    """Every leaf on every device of the mesh (params, optimizer state, totals)."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard(mesh: Mesh, tree):
+    """Every leaf split along its leading (ray) axis over the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, P(AXIS)))
+
+
+def data_parallel(per_device, mesh: Mesh, n_batch_args: int, n_before: int, n_after: int):
+    """shard_map `per_device` over the mesh: `n_before` replicated arguments, then `n_batch_args`
+    split along the ray axis, then `n_after` replicated ones; every output replicated (the
+    per-device program reduces across AXIS itself)."""
+    specs = (P(),) * n_before + (P(AXIS),) * n_batch_args + (P(),) * n_after
+    return jax.shard_map(per_device, mesh=mesh, in_specs=specs, out_specs=P())

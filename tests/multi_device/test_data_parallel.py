@@ -1,0 +1,99 @@
+"""Data-parallel training on several devices. These run in a subprocess with forced CPU devices
+(tests/test_parallel.py); in the main run, with one device, they skip."""
+
+import dataclasses
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import make_model, tiny_config
+from tensorf.config import TensoRFConfig
+from tensorf.data.blender import load_blender
+from tensorf.data.rays import RayPool
+from tensorf.models.base import build_schedule
+from tensorf.parallel import make_mesh, replicate, shard
+from tensorf.run import restore_run
+from tensorf.training.loop import train
+from tensorf.training.optimizer import lrs_at, make_optimizer
+from tensorf.training.step import initial_totals, make_train_step
+
+pytestmark = pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 devices (tests/test_parallel.py forces them)")
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
+    cfg = TensoRFConfig(n_voxels_init=20**3, density_components=(4, 4, 4), appearance_components=(6, 6, 6),
+                        appearance_features=8, mlp_hidden=16, init_scale=0.5, density_shift=-2.0, max_samples=48,
+                        appearance_samples=6, compaction="on", mask_threshold=0.5)
+    model = make_model(cfg)
+    params = model.init(jax.random.key(0))
+    state = model.initial_state()
+    if masked:
+        params, state = build_schedule(model).update_mask(params, state)
+        assert 0.05 < float(params["occupancy"].mean()) < 0.95
+        state = {**state, "budgets": {"density": 0.95, "shade": 0.95}}
+    model = model.for_state(state)
+    tx = make_optimizer(model, dataclasses.replace(tiny_config(scene, None).optim))
+    rays, colors = RayPool.from_views(load_blender(scene, "train")).batch(0, 0, 256)
+    lrs = {k: jnp.float32(v) for k, v in lrs_at(tiny_config(scene, None), 0).items()}
+    weights = {k: jnp.float32(v) for k, v in model.loss_weights(0).items()}
+    key = jax.random.key(3)
+    outs = []
+    for n in (1, 4):
+        mesh = make_mesh(n, 256)
+        p, o, t = replicate(mesh, (params, tx.init(params), initial_totals()))
+        outs.append(make_train_step(model, tx, mesh)(p, o, t, None, *shard(mesh, (rays, colors)), key, lrs, weights))
+    (p1, o1, t1, _, s1), (p4, o4, t4, _, s4) = outs
+    assert float(t1["dropped"]) == float(t4["dropped"]) == 0.0
+    np.testing.assert_allclose(float(s4["loss"]), float(s1["loss"]), rtol=1e-5)
+    # Adam's moments after one step are the gradient (mu = 0.1 g, nu = 0.01 g^2): the averaged
+    # shard gradients equal the whole batch's.
+    for a, b in zip(_leaves(o4), _leaves(o1), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-9)
+    # Adam's first update is lr * g / (|g| + 1e-8): where a gradient is ~0, summation order alone
+    # decides its sign, so the parameters are compared where the gradient is clear of zero.
+    def loss(p):
+        out = model.render(p, rays, jax.random.split(key, 256))
+        return jnp.mean((out.rgb - colors) ** 2) + model.regularizer(p, weights)
+
+    grads = jax.grad(loss)(params)
+    for a, b, g in zip(_leaves(p4), _leaves(p1), _leaves(grads), strict=True):
+        clear = np.abs(g) > 1e-5
+        np.testing.assert_allclose(a[clear], b[clear], rtol=1e-5, atol=1e-5)
+    moved = [not np.array_equal(a, b) for a, b in zip(_leaves(p1), _leaves(params))]
+    assert sum(moved) >= 5  # the step did update the params
+
+
+def test_two_devices_train_like_one_and_resume_on_one(scene, tmp_path):
+    over = dict(steps=120, batch_size=512, log_every=40, checkpoint_every=60, final_eval=True,
+                model__upsample_steps=(40,), model__mask_update_steps=(60,), model__compaction="on",
+                model__mask_threshold=3e-3, model__n_voxels_final=24**3)
+    one = train(tiny_config(scene, tmp_path / "one", num_devices=1, **over))
+    two = train(tiny_config(scene, tmp_path / "two", num_devices=2, **over))
+    assert two.model_state["mask_updates"] == 1 and two.model_state["level"] == 1
+    assert abs(two.eval_metrics["psnr"] - one.eval_metrics["psnr"]) < 1.0, (one.eval_metrics, two.eval_metrics)
+    # A checkpoint written on 2 devices resumes on 1 and continues the same trajectory.
+    shutil.rmtree(tmp_path / "two" / "checkpoints" / "120")
+    resumed = train(tiny_config(scene, tmp_path / "two", num_devices=1, **{**over, "final_eval": False}), resume=True)
+    assert resumed.steps == 120
+    # The mask update at step 60 runs again after the resume; its budgets are shares of what one
+    # device renders, measured on 1-device batches now, so only they may differ.
+    strip = lambda state: {k: v for k, v in state.items() if k != "budgets"}  # noqa: E731
+    assert strip(resumed.model_state) == strip(two.model_state)
+    for a, b in zip(_leaves(resumed.params), _leaves(two.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert restore_run(tmp_path / "two")[3]["step"] == 120
+
+
+def test_batch_that_does_not_split_is_one_clear_error(scene, tmp_path):
+    from tensorf.errors import UserError
+
+    with pytest.raises(UserError, match=r"--batch-size 250 does not split over 4 devices"):
+        train(tiny_config(scene, tmp_path / "r", num_devices=4, batch_size=250))

@@ -1,0 +1,50 @@
+"""Mixed precision: float16 with dynamic loss scaling, bfloat16 without; master params float32."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from conftest import make_model, replace_nested
+from tensorf.data.blender import load_blender
+from tensorf.data.rays import RayPool
+from tensorf.training.loop import train
+from tensorf.training.optimizer import lrs_at, make_optimizer
+from tensorf.training.step import initial_loss_scale, initial_totals, make_train_step
+
+
+def test_float16_overflow_skips_the_update_and_halves_the_scale(scene, trained_run):
+    cfg, _ = trained_run
+    model = make_model(dataclasses.replace(cfg.model, compute_dtype="float16"))
+    params = model.init(jax.random.key(0))
+    tx = make_optimizer(model, cfg.optim)
+    opt = tx.init(params)
+    step = make_train_step(model, tx)
+    rays, colors = RayPool.from_views(load_blender(scene, "train")).batch(0, 0, 256)
+    lrs = {k: jnp.float32(v) for k, v in lrs_at(cfg, 0).items()}
+    weights = {k: jnp.float32(v) for k, v in model.loss_weights(0).items()}
+    # A scale so large that the scaled float16 gradients overflow: the update is skipped.
+    huge = {"scale": jnp.float32(1e30), "fin_steps": jnp.int32(7)}
+    p, o, totals, scale, stats = step(params, opt, initial_totals(), huge, rays, colors, jax.random.key(1), lrs, weights)
+    assert np.isfinite(float(stats["loss"]))
+    assert int(totals["skipped"]) == 1 and float(scale["scale"]) == float(np.float32(1e30)) / 2 and int(scale["fin_steps"]) == 0
+    for a, b in zip(jax.tree.leaves((p, o)), jax.tree.leaves((params, opt)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # At the initial scale the same step goes through, in float32 master params.
+    p, o, totals, scale, _ = step(params, opt, totals, initial_loss_scale(), rays, colors, jax.random.key(1), lrs, weights)
+    assert int(totals["skipped"]) == 1 and int(scale["fin_steps"]) == 1
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params)))
+
+
+def test_half_precision_trains_like_float32(trained_run, tmp_path):
+    cfg, reference = trained_run
+    for dtype in ("bfloat16", "float16"):
+        run = replace_nested(cfg, run_dir=tmp_path / dtype, eval_every=0, model__compute_dtype=dtype)
+        result = train(run)
+        gap = reference.eval_metrics["psnr"] - result.eval_metrics["psnr"]
+        assert gap < 0.5, (dtype, reference.eval_metrics["psnr"], result.eval_metrics["psnr"])
+        if dtype == "float16":
+            events = b"".join(p.read_bytes() for p in (tmp_path / dtype / "tb").iterdir())
+            assert b"train/loss_scale" in events and b"train/skipped_steps" in events
