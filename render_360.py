@@ -20,6 +20,7 @@ from tqdm import tqdm
 from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import load_cameras, restore_run
 from tensorf.visualize import depth_image, to_uint8
@@ -68,6 +69,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         radius=frame.radius if args.radius is None else args.radius,
         elevation_deg=frame.elevation_deg if args.elevation_deg is None else args.elevation_deg,
     )
+    mesh = all_devices()  # each frame's chunks are spread over every device
     orbit = cams.with_poses(orbit_poses(frame, args.frames))
     if args.resolution:
         orbit = orbit.resized(*args.resolution)
@@ -76,7 +78,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     rgbs, depths, opacities = [], [], []
     for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):
         o, d = orbit.rays(i)
-        out = render_rays_chunked(model, params, Rays(origins=o, directions=d), args.chunk)
+        out = render_rays_chunked(model, params, Rays(origins=o, directions=d), args.chunk, mesh)
         rgbs.append(to_uint8(out.rgb))
         depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))
         opacities.append(to_uint8(out.opacity))

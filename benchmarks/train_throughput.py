@@ -16,28 +16,18 @@ import dataclasses
 import datetime
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+import lego_state  # noqa: E402
 from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
 from tensorf.config import resolve_backend  # noqa: E402
-from tensorf.data.blender import load_blender  # noqa: E402
-from tensorf.data.rays import RayPool  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
-from tensorf.fields import vm  # noqa: E402
-from tensorf.models.base import build_schedule  # noqa: E402
-from tensorf.run import restore_run  # noqa: E402
-from tensorf.training.loop import filter_pool, measure_budgets  # noqa: E402
-from tensorf.training.optimizer import lrs_at, make_optimizer  # noqa: E402
-from tensorf.training.step import initial_totals, make_train_step  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,50 +55,18 @@ class Args:
 
 
 def main(args: Args) -> list[dict]:
-    cfg, model, params, meta = restore_run(args.run_dir)
-    cfg = dataclasses.replace(
-        cfg, batch_size=args.batch, model=dataclasses.replace(cfg.model, max_samples=args.max_samples)
-    )
-    model = dataclasses.replace(model, config=cfg.model)
-    schedule = build_schedule(model)
-    views = load_blender(args.dataset_path, "train", cfg.data.downscale)
-    pool = RayPool.from_views(views)
-    box_only = {**meta["model_state"], "mask_updates": 0}
-    pool = filter_pool(schedule, params, box_only, pool)
-    tx = make_optimizer(model, cfg.optim)
+    s = lego_state.load(args.run_dir, args.dataset_path, args.batch, args.max_samples)
     rows = []
     for grid in args.grids:
-        res = vm.voxels_to_resolution(grid**3, np.asarray(params["aabb"]))
-        p = schedule.resize(params, res)
-        state = {**meta["model_state"], "resolution": list(res)}
-        # The mask is rebuilt from the field alone, as a first mask update would.
-        p_mask, state = schedule.update_mask({**p, "occupancy": jnp.ones((1, 1, 1))}, state)
-        budgets = measure_budgets(cfg, schedule, p_mask, pool, 0)
-        shares = jax.jit(model.live_fractions)(p_mask, pool.batch(1, 0, args.batch)[0], jax.random.split(jax.random.key(0), args.batch))
+        res, p, p_mask, state, budgets = lego_state.at_grid(s, grid)
+        shares = jax.jit(s.model.live_fractions)(
+            p_mask, s.pool.batch(1, 0, args.batch)[0], jax.random.split(jax.random.key(0), args.batch)
+        )
         for lookup, mask in ((lookup, mask) for lookup in args.lookups for mask in (False, True)):
-            timed = dataclasses.replace(model, config=resolve_backend(dataclasses.replace(cfg.model, density_lookup=lookup), jax.default_backend()))
-            if mask:
-                m, prm = timed.for_state({**state, "budgets": budgets}), p_mask
-            else:
-                m, prm = timed.for_state({**state, "budgets": None}), {**p, "occupancy": jnp.ones((1, 1, 1))}
-            prm = jax.tree.map(jnp.array, prm)  # the step donates its inputs; keep p and p_mask alive
-            opt = tx.init(prm)
-            step = make_train_step(m, tx)
-            lrs = {k: jnp.float32(v) for k, v in lrs_at(cfg, 0).items()}
-            w = {k: jnp.float32(v) for k, v in m.loss_weights(10**9).items()}
-            rays, cols = pool.batch(0, 0, args.batch)
-            totals = initial_totals()
-            for _ in range(2):  # compile, then once more: outputs fed back in can retrace once
-                prm, opt, totals, _, st = step(prm, opt, totals, None, rays, cols, jax.random.key(0), lrs, w)
-                jax.block_until_ready(st)
-            times = []
-            for i in range(args.steps):
-                rays, cols = pool.batch(0, i + 1, args.batch)
-                t0 = time.perf_counter()
-                prm, opt, totals, _, st = step(prm, opt, totals, None, rays, cols, jax.random.key(i), lrs, w)
-                jax.block_until_ready(st)
-                times.append(time.perf_counter() - t0)
-            dt = float(np.median(times))
+            config = resolve_backend(dataclasses.replace(s.cfg.model, density_lookup=lookup), jax.default_backend())
+            timed = dataclasses.replace(s.model, config=config)
+            m = timed.for_state({**state, "budgets": budgets if mask else None})
+            dt = lego_state.time_step(s, m, p_mask if mask else p, args.steps)
             n = m.num_samples(res)
             row = {
                 "grid": grid,

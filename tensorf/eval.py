@@ -17,6 +17,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import tyro
+from jax.sharding import Mesh
 
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import view_rays
@@ -24,24 +25,26 @@ from tensorf.data.views import Views
 from tensorf.errors import exit_on_user_error
 from tensorf.metrics import mse_to_psnr, psnr, ssim
 from tensorf.models.base import Model
+from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import restore_run
 from tensorf.visualize import depth_image
 
 
-def render_view(model: Model, params, views: Views, index: int, chunk: int):
-    """rgb (H, W, 3), depth (H, W) and opacity (H, W) of one view."""
-    out = render_rays_chunked(model, params, view_rays(views, index), chunk)
+def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh: Mesh | None = None):
+    """rgb (H, W, 3), depth (H, W) and opacity (H, W) of one view (chunks spread over the mesh)."""
+    out = render_rays_chunked(model, params, view_rays(views, index), chunk, mesh)
     h, w = views.height, views.width
     return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
 
 
-def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True) -> dict:
+def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
+                   mesh: Mesh | None = None) -> dict:
     img_dir = Path(out_dir) / split
     img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, name in enumerate(views.names):
-        rgb, _, _ = render_view(model, params, views, i, chunk)
+        rgb, _, _ = render_view(model, params, views, i, chunk, mesh)
         row = {"view": name, "psnr": psnr(rgb, views.images[i]), "ssim": ssim(rgb, views.images[i])}
         rows.append(row)
         iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
@@ -58,9 +61,10 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
     return metrics
 
 
-def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[float, float], chunk: int, step: int) -> None:
+def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[float, float], chunk: int, step: int,
+                  mesh: Mesh | None = None) -> None:
     """First eval view to TensorBoard: render, depth, absolute error, and its PSNR."""
-    rgb, depth, opacity = render_view(model, params, views, 0, chunk)
+    rgb, depth, opacity = render_view(model, params, views, 0, chunk, mesh)
     err = np.abs(rgb - views.images[0])
     writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean(err**2))), step)
     writer.add_image("eval/rgb", rgb, step, dataformats="HWC")
@@ -91,7 +95,7 @@ def main(args: EvalArgs) -> dict:
     root = args.dataset_path or cfg.data.path
     views = load_blender(root, args.split, cfg.data.downscale).select(args.views)
     print(f"run {args.run_dir} at step {meta['step']}, grid {tuple(meta['model_state']['resolution'])}; {root} split {args.split}")
-    return evaluate_views(model, params, views, Path(args.run_dir) / "eval", args.split, args.chunk)
+    return evaluate_views(model, params, views, Path(args.run_dir) / "eval", args.split, args.chunk, mesh=all_devices())
 
 
 if __name__ == "__main__":

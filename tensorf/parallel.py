@@ -30,6 +30,11 @@ def make_mesh(num_devices: int | None, batch_size: int) -> Mesh:
     return Mesh(np.asarray(devices[:n]), (AXIS,))
 
 
+def all_devices() -> Mesh:
+    """A mesh over every device, for rendering (any chunk size that is a multiple of it)."""
+    return Mesh(np.asarray(jax.devices()), (AXIS,))
+
+
 def replicate(mesh: Mesh, tree):
     """Every leaf on every device of the mesh (params, optimizer state, totals)."""
     return jax.device_put(tree, NamedSharding(mesh, P()))
@@ -40,9 +45,9 @@ def shard(mesh: Mesh, tree):
     return jax.device_put(tree, NamedSharding(mesh, P(AXIS)))
 
 
-def data_parallel(per_device, mesh: Mesh, n_batch_args: int, n_before: int, n_after: int):
+def data_parallel(per_device, mesh: Mesh, n_batch_args: int, n_before: int, n_after: int, sharded_out: bool = False):
     """shard_map `per_device` over the mesh: `n_before` replicated arguments, then `n_batch_args`
-    split along the ray axis, then `n_after` replicated ones; every output replicated (the
-    per-device program reduces across AXIS itself)."""
+    split along the ray axis, then `n_after` replicated ones. Outputs are replicated (the
+    per-device program reduces across AXIS itself) or, with sharded_out, split along the ray axis."""
     specs = (P(),) * n_before + (P(AXIS),) * n_batch_args + (P(),) * n_after
-    return jax.shard_map(per_device, mesh=mesh, in_specs=specs, out_specs=P())
+    return jax.shard_map(per_device, mesh=mesh, in_specs=specs, out_specs=P(AXIS) if sharded_out else P())

@@ -6,12 +6,16 @@ here indexes with a boolean mask, so it traces once per (B, N, k) and shards alo
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import jax_dataclasses as jdc
+from jax.sharding import Mesh
 
 from tensorf.chunked import map_chunks
 from tensorf.data.rays import Rays
+from tensorf.parallel import data_parallel, replicate
 
 
 @jdc.pytree_dataclass
@@ -100,19 +104,30 @@ def composite(
     return RenderOutput(rgb=jnp.clip(rgb, 0.0, 1.0), depth=depth, opacity=opacity, dropped=dropped)
 
 
-def _render_chunk(model, params, origins, directions):
-    return model.render(params, Rays(origins=origins, directions=directions), None)
+@functools.lru_cache(maxsize=8)
+def _chunk_renderer(model, mesh: Mesh | None):
+    """Jitted (params, origins, directions) -> RenderOutput; with a mesh of several devices each
+    device renders its share of the chunk."""
+
+    def render(params, origins, directions):
+        return model.render(params, Rays(origins=origins, directions=directions), None)
+
+    if mesh is not None and mesh.size > 1:
+        render = data_parallel(render, mesh, n_before=1, n_batch_args=2, n_after=0, sharded_out=True)
+    return jax.jit(render)
 
 
-_render_chunk_jit = jax.jit(_render_chunk, static_argnums=0)
-
-
-def render_rays_chunked(model, params, rays: Rays, chunk: int) -> RenderOutput:
-    """Deterministic render of any number of rays, `chunk` at a time (bounded memory).
-    Returns numpy-backed outputs with the rays' leading shape."""
+def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None = None) -> RenderOutput:
+    """Deterministic render of any number of rays, `chunk` at a time (bounded memory), spread
+    over the mesh's devices when one is given. Returns numpy-backed outputs with the rays'
+    leading shape."""
     lead = rays.origins.shape[:-1]
+    render = _chunk_renderer(model, mesh)
+    if mesh is not None and mesh.size > 1:
+        chunk = -(-chunk // mesh.size) * mesh.size  # every device gets an equal share
+        params = replicate(mesh, params)
     out = map_chunks(
-        lambda o, d: _render_chunk_jit(model, params, o, d),
+        lambda o, d: render(params, o, d),
         rays.origins.reshape(-1, 3),
         rays.directions.reshape(-1, 3),
         chunk=chunk,

@@ -271,7 +271,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
             writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
         if cfg.eval_every and t.step % cfg.eval_every == 0:
-            log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step)
+            log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step, mesh)
         if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
             t.save(ckpt, time.perf_counter() - t_start)
             last_saved = t.step
@@ -285,7 +285,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
     metrics = None
     if cfg.final_eval:
-        metrics = evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split, cfg.render_chunk)
+        metrics = evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split, cfg.render_chunk,
+                                 mesh=mesh)
         writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
         writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
     writer.close()

@@ -97,3 +97,19 @@ def test_batch_that_does_not_split_is_one_clear_error(scene, tmp_path):
 
     with pytest.raises(UserError, match=r"--batch-size 250 does not split over 4 devices"):
         train(tiny_config(scene, tmp_path / "r", num_devices=4, batch_size=250))
+
+
+def test_whole_image_renders_spread_over_devices_match_one_device(scene):
+    from tensorf.data.rays import view_rays
+    from tensorf.render import render_rays_chunked
+
+    model = make_model(TensoRFConfig(n_voxels_init=16**3, density_components=(2, 2, 2), appearance_components=(3, 3, 3),
+                                     appearance_features=4, mlp_hidden=8, init_scale=0.5, density_shift=-2.0,
+                                     max_samples=32, appearance_samples=4))
+    params = model.init(jax.random.key(0))
+    rays = view_rays(load_blender(scene, "test"), 0)  # 1024 rays: chunks of 100 leave a padded last one
+    one = render_rays_chunked(model, params, rays, 100)
+    four = render_rays_chunked(model, params, rays, 100, make_mesh(4, 4))
+    assert float(one.opacity.max()) > 0.1
+    for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

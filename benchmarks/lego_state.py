@@ -1,0 +1,75 @@
+"""A trained lego run resampled to a given grid, and the train step timed on it (shared by
+train_throughput.py and scaling.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tensorf.data.blender import load_blender
+from tensorf.data.rays import RayPool
+from tensorf.fields import vm
+from tensorf.models.base import build_schedule
+from tensorf.parallel import make_mesh, replicate, shard
+from tensorf.run import restore_run
+from tensorf.training.loop import filter_pool, measure_budgets
+from tensorf.training.optimizer import lrs_at, make_optimizer
+from tensorf.training.step import initial_loss_scale, initial_totals, make_train_step
+
+
+@dataclasses.dataclass
+class LegoState:
+    cfg: object
+    model: object
+    schedule: object
+    params: dict
+    meta: dict
+    pool: RayPool
+    tx: object
+
+
+def load(run_dir: Path, dataset_path: Path, batch: int, max_samples: int) -> LegoState:
+    """The run's field, box and config (batch and sample cap overridden) and the lego training
+    rays that cross its box."""
+    cfg, model, params, meta = restore_run(run_dir)
+    cfg = dataclasses.replace(cfg, batch_size=batch, model=dataclasses.replace(cfg.model, max_samples=max_samples))
+    model = dataclasses.replace(model, config=cfg.model)
+    schedule = build_schedule(model)
+    pool = RayPool.from_views(load_blender(dataset_path, "train", cfg.data.downscale))
+    pool = filter_pool(schedule, params, {**meta["model_state"], "mask_updates": 0}, pool)
+    return LegoState(cfg, model, schedule, params, meta, pool, make_optimizer(model, cfg.optim))
+
+
+def at_grid(s: LegoState, grid: int, shards: int = 1):
+    """(resolution, params without a mask, params with the mask rebuilt there, state, budgets
+    measured on batches of batch / shards rays) at grid^3 voxels in the run's box."""
+    res = vm.voxels_to_resolution(grid**3, np.asarray(s.params["aabb"]))
+    p = {**s.schedule.resize(s.params, res), "occupancy": jnp.ones((1, 1, 1))}
+    state = {**s.meta["model_state"], "resolution": list(res)}
+    p_mask, state = s.schedule.update_mask(p, state)  # from the field alone, as a first update would
+    budgets = measure_budgets(s.cfg, s.schedule, p_mask, s.pool, 0, shards=shards)
+    return res, p, p_mask, state, budgets
+
+
+def time_step(s: LegoState, model, params, steps: int, devices: int = 1, loss_scaling: bool = False) -> float:
+    """Median seconds of the jitted train step over `steps` random batches (after two warm-up
+    steps: compile, then once more, as outputs fed back in can retrace once)."""
+    mesh = make_mesh(devices, s.cfg.batch_size)
+    step = make_train_step(model, s.tx, mesh)
+    prm = jax.tree.map(jnp.array, params)  # the step donates its inputs on accelerators
+    state = replicate(mesh, (prm, s.tx.init(prm), initial_totals(), initial_loss_scale() if loss_scaling else None))
+    lrs = {k: jnp.float32(v) for k, v in lrs_at(s.cfg, 0).items()}
+    w = {k: jnp.float32(v) for k, v in model.loss_weights(10**9).items()}
+    times = []
+    for i in range(steps + 2):
+        batch = shard(mesh, s.pool.batch(0, i, s.cfg.batch_size))
+        t0 = time.perf_counter()
+        *state, stats = step(*state, *batch, jax.random.key(i), lrs, w)
+        jax.block_until_ready(stats)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:]))
