@@ -17,7 +17,8 @@ def test_help_documents_every_option():
     assert out.returncode == 0
     text = " ".join(out.stdout.split())
     for opt in ("--steps", "--batch-size", "--data.path", "--model.n-voxels-final", "--optim.lr-grid",
-                "--model.appearance-samples", "--model.compute-dtype", "--time-budget-minutes"):
+                "--model.appearance-samples", "--model.compute-dtype", "--time-budget-minutes", "--num-devices",
+                "--data.aabb", "--data.near-far"):
         assert opt in text, opt
     assert "--preset" in text and "--resume" in text
     # Every leaf option has a docstring: tyro would otherwise print a bare "(default: ...)".
