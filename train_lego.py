@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import jax
 import tyro
 
 from tensorf.config import TrainConfig
@@ -44,13 +45,17 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
 def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         cfg, resume = parse(sys.argv[1:] if argv is None else argv)
+        if cfg.distributed:  # before any other JAX call
+            jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
+                                       process_id=cfg.process_id)
         result = train(cfg, resume=resume)
         line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s, {result.rays_per_s:.0f} rays/s"
         if result.eval_metrics:
             m = result.eval_metrics
             line += f"; eval PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}"
-        print(line)
-        print(f"run directory: {cfg.run_dir}")
+        if jax.process_index() == 0:
+            print(line)
+            print(f"run directory: {cfg.run_dir}")
 
 
 if __name__ == "__main__":

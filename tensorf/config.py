@@ -154,8 +154,18 @@ class TrainConfig:
     seed: int = 0
     """Seed for initialisation, ray batches and sample jitter."""
     num_devices: int | None = None
-    """Devices to train on, data-parallel along the ray batch (None: every local device; 1 runs
-    the single-device program). The batch size must be a multiple of it."""
+    """Devices to train on, data-parallel along the ray batch (None: every device; 1 runs the
+    single-device program). The batch size must be a multiple of it."""
+    distributed: bool = False
+    """Train on several hosts: call jax.distributed.initialize first. Every process runs the same
+    command; each draws its own share of the batch, and only process 0 writes the run directory
+    (checkpoints go through orbax's multi-process save)."""
+    coordinator_address: str | None = None
+    """host:port of process 0 for --distributed (None: JAX's cluster auto-detection, e.g. SLURM)."""
+    num_processes: int | None = None
+    """Number of processes for --distributed (None: auto-detected)."""
+    process_id: int | None = None
+    """This process's index for --distributed (None: auto-detected)."""
     time_budget_minutes: float | None = None
     """Stop after this much wall-clock time; schedules are stretched to the budget."""
     log_every: int = 100

@@ -39,15 +39,18 @@ def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh
 
 
 def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
-                   mesh: Mesh | None = None) -> dict:
+                   mesh: Mesh | None = None, write: bool = True) -> dict:
+    """Render every view, measure it, and (write) save the PNGs and out_dir/<split>_metrics.json."""
     img_dir = Path(out_dir) / split
-    img_dir.mkdir(parents=True, exist_ok=True)
+    if write:
+        img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, name in enumerate(views.names):
         rgb, _, _ = render_view(model, params, views, i, chunk, mesh)
         row = {"view": name, "psnr": psnr(rgb, views.images[i]), "ssim": ssim(rgb, views.images[i])}
         rows.append(row)
-        iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
+        if write:
+            iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
         if verbose:
             print(f"{split}/{name}: PSNR {row['psnr']:.2f}  SSIM {row['ssim']:.4f}", flush=True)
     metrics = {
@@ -55,7 +58,8 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
         "ssim": float(np.mean([r["ssim"] for r in rows])),
         "views": rows,
     }
-    (Path(out_dir) / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if write:
+        (Path(out_dir) / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2))
     if verbose:
         print(f"{split} mean over {len(rows)} views: PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}")
     return metrics

@@ -45,6 +45,20 @@ def shard(mesh: Mesh, tree):
     return jax.device_put(tree, NamedSharding(mesh, P(AXIS)))
 
 
+def global_batch(mesh: Mesh, local_tree):
+    """This process's rays (leading axis) as its part of the global batch, split over the mesh."""
+    if jax.process_count() == 1:
+        return shard(mesh, local_tree)
+    sharding = NamedSharding(mesh, P(AXIS))
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_tree)
+
+
+def render_mesh() -> Mesh | None:
+    """Devices to spread whole-image renders over: all of them on one host. With several
+    processes, each renders on its own replicated copy (None), so results stay readable on the host."""
+    return all_devices() if jax.process_count() == 1 else None
+
+
 def data_parallel(per_device, mesh: Mesh, n_batch_args: int, n_before: int, n_after: int, sharded_out: bool = False):
     """shard_map `per_device` over the mesh: `n_before` replicated arguments, then `n_batch_args`
     split along the ray axis, then `n_after` replicated ones. Outputs are replicated (the

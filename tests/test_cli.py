@@ -18,6 +18,7 @@ def test_help_documents_every_option():
     text = " ".join(out.stdout.split())
     for opt in ("--steps", "--batch-size", "--data.path", "--model.n-voxels-final", "--optim.lr-grid",
                 "--model.appearance-samples", "--model.compute-dtype", "--time-budget-minutes", "--num-devices",
+                "--distributed", "--coordinator-address", "--num-processes", "--process-id",
                 "--data.aabb", "--data.near-far"):
         assert opt in text, opt
     assert "--preset" in text and "--resume" in text

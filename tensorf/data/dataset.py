@@ -19,11 +19,16 @@ class Dataset:
     scene: Scene
 
 
+def ensure_generated(cfg: DataConfig) -> None:
+    """Write the generated scene to cfg.path when asked to and it is not there yet."""
+    if cfg.generate and not (Path(cfg.path) / f"transforms_{cfg.train_split}.json").is_file():
+        generate(GenerateConfig(out=Path(cfg.path)))
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Training and eval views and the scene, with the config's overrides of the format's own
     bounds applied; writes the generated scene first when asked to."""
-    if cfg.generate and not (Path(cfg.path) / f"transforms_{cfg.train_split}.json").is_file():
-        generate(GenerateConfig(out=Path(cfg.path)))
+    ensure_generated(cfg)
     train = blender.load_blender(cfg.path, cfg.train_split, cfg.downscale)
     have = blender.available_splits(cfg.path)
     # The configured eval split, or val when the dataset has no such split (the shared lego).

@@ -52,8 +52,9 @@ class RayPool:
         """The rays where keep (N,) bool is set, in their order."""
         return RayPool(origins=self.origins[keep], directions=self.directions[keep], colors=self.colors[keep])
 
-    def batch(self, seed: int, step: int, size: int) -> tuple[Rays, np.ndarray]:
-        """Random rays for one step. A pure function of (seed, step), so a resumed run draws
-        exactly the batches the uninterrupted run would have drawn."""
-        idx = np.random.default_rng([seed, step]).integers(0, len(self), size)
+    def batch(self, seed: int, step: int, size: int, process: int = 0) -> tuple[Rays, np.ndarray]:
+        """Random rays for one step. A pure function of (seed, step) and, on several hosts, of the
+        process drawing them, so a resumed run draws exactly the batches the uninterrupted run
+        would have drawn."""
+        idx = np.random.default_rng([seed, step] + ([process] if process else [])).integers(0, len(self), size)
         return Rays(origins=self.origins[idx], directions=self.directions[idx]), self.colors[idx]

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
@@ -22,7 +23,7 @@ from tensorf import parallel
 from tensorf.chunked import map_chunks
 from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
-from tensorf.data.dataset import load_dataset
+from tensorf.data.dataset import ensure_generated, load_dataset
 from tensorf.data.rays import RayPool, Rays
 from tensorf.errors import UserError, warn
 from tensorf.eval import evaluate_views, log_eval_view
@@ -77,6 +78,13 @@ def measure_budgets(cfg: TrainConfig, schedule: Schedule, params, pool: RayPool,
     each device renders (a shard of the batch): budgets are shares of a shard."""
     batches = [pool.batch(cfg.seed + 1, step + i, cfg.batch_size // shards)[0] for i in range(8)]
     return schedule.budgets(params, batches, at_least)
+
+
+class _NoWriter:
+    """TensorBoard for the processes other than 0: they log nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 @dataclasses.dataclass
@@ -144,7 +152,9 @@ class _Trainer:
     def train_step(self, sched: float, key: jax.Array) -> tuple[dict, dict]:
         lrs = lrs_at(self.cfg, sched)
         weights = self.model.loss_weights(sched)
-        rays, colors = parallel.shard(self.mesh, self.pool.batch(self.cfg.seed, self.step, self.cfg.batch_size))
+        # Each process draws its own share of the batch; one process draws it all.
+        local = self.pool.batch(self.cfg.seed, self.step, self.cfg.batch_size // jax.process_count(), jax.process_index())
+        rays, colors = parallel.global_batch(self.mesh, local)
         self.params, self.opt_state, self.totals, self.loss_scale, stats = self.step_fn(
             self.params,
             self.opt_state,
@@ -201,6 +211,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     if cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 0:
         raise UserError("--time-budget-minutes must be positive")
     mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
+    if jax.process_count() > 1:
+        if cfg.time_budget_minutes is not None:
+            # Each process would read its own clock and the schedules could part ways.
+            raise UserError("--time-budget-minutes does not work with --distributed yet; give --steps instead")
+        if jax.process_index() == 0:
+            ensure_generated(cfg.data)
+        multihost_utils.sync_global_devices("dataset ready")
     data = load_dataset(cfg.data)
     cfg = resolved_config(cfg, data.scene)
     model = build_model(cfg.model, data.scene)
@@ -228,12 +245,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         params = model.init(init_key, mstate)
         opt_state = tx.init(params)
         loss_scale = initial_loss_scale() if scaled else None
-    write_config(cfg)
-    write_cameras(run_dir, data.train.cameras)
-
-    writer = SummaryWriter(str(run_dir / "tb"))
+    primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
+    if primary:
+        write_config(cfg)
+        write_cameras(run_dir, data.train.cameras)
+    writer = SummaryWriter(str(run_dir / "tb")) if primary else _NoWriter()
     bar = tqdm(total=cfg.steps if cfg.time_budget_minutes is None else None, initial=start,
-               disable=not cfg.progress, dynamic_ncols=True, unit="step")
+               disable=not (cfg.progress and primary), dynamic_ncols=True, unit="step")
+    render_mesh = parallel.render_mesh()
     # The ray pool is a pure function of the field's box and mask, so a resumed run rebuilds it.
     pool = filter_pool(schedule, params, mstate, RayPool.from_views(data.train))
     t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale)
@@ -271,7 +290,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
             writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
         if cfg.eval_every and t.step % cfg.eval_every == 0:
-            log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step, mesh)
+            log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,
+                          render_mesh)
         if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
             t.save(ckpt, time.perf_counter() - t_start)
             last_saved = t.step
@@ -286,7 +306,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     metrics = None
     if cfg.final_eval:
         metrics = evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split, cfg.render_chunk,
-                                 mesh=mesh)
+                                 verbose=primary, mesh=render_mesh, write=primary)
         writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
         writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
     writer.close()
