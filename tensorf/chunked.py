@@ -8,15 +8,16 @@ import jax
 import numpy as np
 
 
-def map_chunks(fn: Callable[..., Any], *arrays: np.ndarray, chunk: int) -> Any:
+def map_chunks(fn: Callable[..., Any], *arrays: np.ndarray, chunk: int, multiple: int = 1) -> Any:
     """fn(*chunks) over the leading axis of `arrays`, `chunk` rows at a time.
 
     The last chunk is padded by repeating its final row, so fn always sees one shape and
-    compiles once; padded rows are cut from the result. Returns fn's output pytree with numpy
-    leaves concatenated along axis 0.
+    compiles once; padded rows are cut from the result. Chunks stay a multiple of `multiple`
+    rows (devices sharing each chunk). Returns fn's output pytree with numpy leaves concatenated
+    along axis 0.
     """
     n = len(arrays[0])
-    chunk = max(1, min(chunk, n))
+    chunk = -(-max(1, min(chunk, n)) // multiple) * multiple
     outs = []
     for s in range(0, n, chunk):
         part = [np.asarray(a[s : s + chunk]) for a in arrays]

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax
 import numpy as np
 import tyro
 
+from jax.sharding import Mesh
+
 from tensorf.chunked import map_chunks
+from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.run import restore_run
 
@@ -59,8 +61,9 @@ def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.nd
         fh.write(f.tobytes())
 
 
-def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float, chunk: int):
-    """(vertices (V, 3), faces (F, 3), colors (V, 3) uint8) of the field's surface."""
+def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float, chunk: int, mesh: Mesh | None = None):
+    """(vertices (V, 3), faces (F, 3), colors (V, 3) uint8) of the field's surface; the field
+    queries are spread over the mesh's devices when one is given."""
     from skimage import measure  # optional: only mesh export needs scikit-image
 
     size = aabb[1] - aabb[0]
@@ -68,8 +71,11 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     axes = [np.linspace(aabb[0][d], aabb[1][d], counts[d]) for d in range(3)]
     xyz = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
     # params are passed into jit, not closed over (closures compile them in as constants).
-    density, color = jax.jit(model.density), jax.jit(model.color)
-    sigma = map_chunks(lambda x: density(params, x), xyz, chunk=chunk).reshape(*counts)
+    density, color = jit_over_rows(model.density, mesh, 1), jit_over_rows(model.color, mesh, 2)
+    multiple = rows_per_call(mesh)
+    if mesh is not None:
+        params = replicate(mesh, params)
+    sigma = map_chunks(lambda x: density(params, x), xyz, chunk=chunk, multiple=multiple).reshape(*counts)
     spacing = size / (counts - 1)
     alpha = 1.0 - np.exp(-sigma * float(np.mean(spacing)))
     if not (alpha.min() < level < alpha.max()):
@@ -78,7 +84,7 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     verts = (verts + aabb[0]).astype(np.float32)
     # skimage normals point towards increasing opacity (into the object); look along them.
     view = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-8)
-    rgb = map_chunks(lambda x, d: color(params, x, d), verts, view.astype(np.float32), chunk=chunk)
+    rgb = map_chunks(lambda x, d: color(params, x, d), verts, view.astype(np.float32), chunk=chunk, multiple=multiple)
     return verts, faces.astype(np.int32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -86,7 +92,7 @@ def main(args: ExportMeshArgs) -> Path:
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
     aabb = np.asarray(params["aabb"], np.float32)  # the trained box (shrunk when the mask did)
     resolution = args.resolution or max(meta["model_state"]["resolution"])
-    verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk)
+    verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk, all_devices())
     out = args.output or Path(args.run_dir) / "mesh.ply"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_ply(out, verts, faces, colors)

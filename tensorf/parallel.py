@@ -59,6 +59,20 @@ def render_mesh() -> Mesh | None:
     return all_devices() if jax.process_count() == 1 else None
 
 
+def jit_over_rows(fn, mesh: Mesh | None, n_rows: int):
+    """jit of fn(params, *rows) -> outputs with rows first; with a mesh of several devices each
+    device takes an equal share of the rows (their count must be a multiple of mesh.size, see
+    rows_per_call) and params must be replicated on the mesh."""
+    if mesh is None or mesh.size == 1:
+        return jax.jit(fn)
+    return jax.jit(data_parallel(fn, mesh, n_before=1, n_batch_args=n_rows, n_after=0, sharded_out=True))
+
+
+def rows_per_call(mesh: Mesh | None) -> int:
+    """What every chunk handed to a jit_over_rows function must be a multiple of."""
+    return 1 if mesh is None else mesh.size
+
+
 def data_parallel(per_device, mesh: Mesh, n_batch_args: int, n_before: int, n_after: int, sharded_out: bool = False):
     """shard_map `per_device` over the mesh: `n_before` replicated arguments, then `n_batch_args`
     split along the ray axis, then `n_after` replicated ones. Outputs are replicated (the

@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from tensorf.chunked import map_chunks
 from tensorf.data.rays import Rays
-from tensorf.parallel import data_parallel, replicate
+from tensorf.parallel import jit_over_rows, replicate, rows_per_call
 
 
 @jdc.pytree_dataclass
@@ -112,9 +112,7 @@ def _chunk_renderer(model, mesh: Mesh | None):
     def render(params, origins, directions):
         return model.render(params, Rays(origins=origins, directions=directions), None)
 
-    if mesh is not None and mesh.size > 1:
-        render = data_parallel(render, mesh, n_before=1, n_batch_args=2, n_after=0, sharded_out=True)
-    return jax.jit(render)
+    return jit_over_rows(render, mesh, 2)
 
 
 def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None = None) -> RenderOutput:
@@ -124,13 +122,13 @@ def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None
     lead = rays.origins.shape[:-1]
     render = _chunk_renderer(model, mesh)
     if mesh is not None and mesh.size > 1:
-        chunk = -(-chunk // mesh.size) * mesh.size  # every device gets an equal share
         params = replicate(mesh, params)
     out = map_chunks(
         lambda o, d: render(params, o, d),
         rays.origins.reshape(-1, 3),
         rays.directions.reshape(-1, 3),
         chunk=chunk,
+        multiple=rows_per_call(mesh),
     )
     return jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), out)
 

@@ -113,3 +113,18 @@ def test_whole_image_renders_spread_over_devices_match_one_device(scene):
     assert float(one.opacity.max()) > 0.1
     for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mesh_export_queries_spread_over_devices_match_one_device():
+    from tensorf.export_mesh import extract_mesh
+
+    model = make_model(TensoRFConfig(n_voxels_init=16**3, density_components=(2, 2, 2), appearance_components=(3, 3, 3),
+                                     appearance_features=4, mlp_hidden=8, init_scale=0.5, density_shift=-1.0))
+    params = model.init(jax.random.key(1))
+    aabb = np.asarray(params["aabb"])
+    one = extract_mesh(model, params, aabb, 20, 0.3, 999)
+    four = extract_mesh(model, params, aabb, 20, 0.3, 999, make_mesh(4, 4))
+    assert len(one[0]) > 100
+    np.testing.assert_allclose(four[0], one[0], rtol=1e-5, atol=1e-5)  # vertices
+    np.testing.assert_array_equal(four[1], one[1])  # faces
+    assert np.abs(four[2].astype(int) - one[2].astype(int)).max() <= 1  # uint8 colours, rounding
