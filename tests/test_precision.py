@@ -48,3 +48,25 @@ def test_half_precision_trains_like_float32(trained_run, tmp_path):
         if dtype == "float16":
             events = b"".join(p.read_bytes() for p in (tmp_path / dtype / "tb").iterdir())
             assert b"train/loss_scale" in events and b"train/skipped_steps" in events
+
+
+def test_float16_resume_continues_the_loss_scale(scene, tmp_path):
+    import shutil
+
+    from conftest import tiny_config
+    from tensorf.checkpoint import Checkpointer
+
+    cfg = tiny_config(scene, tmp_path / "run", steps=6, model__compute_dtype="float16")
+    straight = train(cfg)
+    ckpt = Checkpointer(tmp_path / "run", read_only=True)
+    saved, _ = ckpt.restore(3, lambda m: {"loss_scale": initial_loss_scale()})
+    ckpt.close()
+    assert int(saved["loss_scale"]["fin_steps"]) == 3  # three clean steps counted, carried by the checkpoint
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+    resumed = train(cfg, resume=True)
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    ckpt = Checkpointer(tmp_path / "run", read_only=True)
+    final, _ = ckpt.restore(6, lambda m: {"loss_scale": initial_loss_scale()})
+    ckpt.close()
+    assert int(final["loss_scale"]["fin_steps"]) == 6  # the resumed run continued the count from 3
