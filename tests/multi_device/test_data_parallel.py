@@ -1,7 +1,6 @@
 """Data-parallel training on several devices. These run in a subprocess with forced CPU devices
 (tests/test_parallel.py); in the main run, with one device, they skip."""
 
-import dataclasses
 import shutil
 
 import jax
@@ -40,7 +39,7 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
         assert 0.05 < float(params["occupancy"].mean()) < 0.95
         state = {**state, "budgets": {"density": 0.95, "shade": 0.95}}
     model = model.for_state(state)
-    tx = make_optimizer(model, dataclasses.replace(tiny_config(scene, None).optim))
+    tx = make_optimizer(model, tiny_config(scene, None).optim)
     rays, colors = RayPool.from_views(load_blender(scene, "train")).batch(0, 0, 256)
     lrs = {k: jnp.float32(v) for k, v in lrs_at(tiny_config(scene, None), 0).items()}
     weights = {k: jnp.float32(v) for k, v in model.loss_weights(0).items()}

@@ -164,10 +164,11 @@ class TensoRF:
         distance_scale applied, zero outside the box and, once a mask exists, outside the mask
         (official compute_alpha)."""
         unit = self.unit(params, xyz)
-        inside = jnp.all((unit >= 0) & (unit <= 1), axis=-1)
         mask = jax.lax.stop_gradient(params["occupancy"])
         if mask.size > 1:
-            inside = occupancy.lookup(mask, unit)
+            inside = occupancy.lookup(mask, unit)  # its own test covers the box
+        else:
+            inside = jnp.all((unit >= 0) & (unit <= 1), axis=-1)
         return jnp.where(inside, self._field_density(params, xyz), 0.0) * self.config.distance_scale
 
     def _field_density(self, params: dict, xyz: jax.Array) -> jax.Array:
