@@ -4,6 +4,7 @@ train_throughput.py and scaling.py)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool
 from tensorf.fields import vm
 from tensorf.models.base import build_schedule
-from tensorf.parallel import make_mesh, replicate, shard
+from tensorf.parallel import make_mesh, replicate
 from tensorf.run import restore_run
 from tensorf.training.loop import filter_pool, measure_budgets
 from tensorf.training.optimizer import lrs_at, make_optimizer
@@ -40,7 +41,7 @@ def load(run_dir: Path, dataset_path: Path, batch: int, max_samples: int) -> Leg
     cfg = dataclasses.replace(cfg, batch_size=batch, model=dataclasses.replace(cfg.model, max_samples=max_samples))
     model = dataclasses.replace(model, config=cfg.model)
     schedule = build_schedule(model)
-    pool = RayPool.from_views(load_blender(dataset_path, "train", cfg.data.downscale))
+    pool = jax.device_put(RayPool.from_views(load_blender(dataset_path, "train", cfg.data.downscale)))
     pool = filter_pool(schedule, params, {**meta["model_state"], "mask_updates": 0}, pool)
     return LegoState(cfg, model, schedule, params, meta, pool, make_optimizer(model, cfg.optim))
 
@@ -57,19 +58,18 @@ def at_grid(s: LegoState, grid: int, shards: int = 1):
 
 
 def time_step(s: LegoState, model, params, steps: int, devices: int = 1, loss_scaling: bool = False) -> float:
-    """Median seconds of the jitted train step over `steps` random batches (after two warm-up
-    steps: compile, then once more, as outputs fed back in can retrace once)."""
+    """Median seconds of the jitted train step (batch drawn on the device, as in training) over
+    `steps` steps, after two warm-up steps (compile, then once more, as outputs fed back in can
+    retrace once)."""
     mesh = make_mesh(devices, s.cfg.batch_size)
-    step = make_train_step(model, s.tx, mesh)
+    step = make_train_step(model, s.tx, functools.partial(lrs_at, s.cfg), s.cfg.batch_size, mesh)
     prm = jax.tree.map(jnp.array, params)  # the step donates its inputs on accelerators
     state = replicate(mesh, (prm, s.tx.init(prm), initial_totals(), initial_loss_scale() if loss_scaling else None))
-    lrs = {k: jnp.float32(v) for k, v in lrs_at(s.cfg, 0).items()}
-    w = {k: jnp.float32(v) for k, v in model.loss_weights(10**9).items()}
+    pool, key, count = replicate(mesh, (s.pool, jax.random.key(0), np.int32(0)))
     times = []
-    for i in range(steps + 2):
-        batch = shard(mesh, s.pool.batch(0, i, s.cfg.batch_size))
+    for _ in range(steps + 2):
         t0 = time.perf_counter()
-        *state, stats = step(*state, *batch, jax.random.key(i), lrs, w)
+        *state, count, stats = step(*state, pool, count, None, key)
         jax.block_until_ready(stats)
         times.append(time.perf_counter() - t0)
     return float(np.median(times[2:]))

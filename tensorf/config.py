@@ -158,7 +158,8 @@ class TrainConfig:
     single-device program). The batch size must be a multiple of it."""
     distributed: bool = False
     """Train on several hosts: call jax.distributed.initialize first. Every process runs the same
-    command; each draws its own share of the batch, and only process 0 writes the run directory
+    command; each holds the ray pool and draws the same batch, its devices keeping their shards,
+    and only process 0 writes the run directory
     (checkpoints go through orbax's multi-process save)."""
     coordinator_address: str | None = None
     """host:port of process 0 for --distributed (None: JAX's cluster auto-detection, e.g. SLURM)."""

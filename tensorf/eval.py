@@ -97,7 +97,7 @@ class EvalArgs:
 def main(args: EvalArgs) -> dict:
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
     root = args.dataset_path or cfg.data.path
-    views = load_blender(root, args.split, cfg.data.downscale).select(args.views)
+    views = load_blender(root, args.split, cfg.data.downscale, args.views)
     print(f"run {args.run_dir} at step {meta['step']}, grid {tuple(meta['model_state']['resolution'])}; {root} split {args.split}")
     return evaluate_views(model, params, views, Path(args.run_dir) / "eval", args.split, args.chunk, mesh=all_devices())
 

@@ -101,3 +101,44 @@ def trained_run(scene, tmp_path_factory):
         model__max_samples=64,
     )
     return cfg, train(cfg)
+
+
+def pool_of_rays(origins, directions):
+    """A RayPool (on the device) whose rays are exactly these, in order: one 1x1-pixel camera per
+    ray, looking along it. Colours are zero."""
+    import jax
+    import numpy as np
+
+    from tensorf.data.rays import RayPool
+
+    o = np.asarray(origins, np.float64)
+    d = np.asarray(directions, np.float64)
+    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    # Camera axes: -z along the ray, x and y any orthonormal completion.
+    helper = np.where(np.abs(d[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
+    x = np.cross(helper, -d)
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    y = np.cross(-d, x)
+    c2w = np.zeros((len(o), 4, 4))
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3], c2w[:, 3, 3] = x, y, -d, o, 1.0
+    n = len(o)
+    ones, half = np.ones(n, np.float32), np.full(n, 0.5, np.float32)
+    return jax.device_put(RayPool(colors=np.zeros((n, 3), np.float32), c2w=c2w.astype(np.float32), fx=ones, fy=ones,
+                                  cx=half, cy=half, ids=np.arange(n, dtype=np.int32), count=np.int32(n), width=1))
+
+
+def pool_rays(pool):
+    """The rays in play in a RayPool, in order: (origins, directions) as numpy arrays."""
+    import numpy as np
+
+    rays, _ = pool.rays(pool.ids[: int(pool.count)])
+    return np.asarray(rays.origins), np.asarray(rays.directions)
+
+
+def random_rays(views, seed: int, n: int):
+    """n training rays of `views` drawn at random (the way training batches are)."""
+    import jax
+
+    from tensorf.data.rays import RayPool
+
+    return jax.device_put(RayPool.from_views(views)).draw(jax.random.key(seed), n)[0]

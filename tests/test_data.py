@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import imageio.v3 as iio
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,7 +16,9 @@ from conftest import SHARED_DATA
 from tensorf.data.blender import load_blender
 from tensorf.data.cameras import Cameras
 from tensorf.data.rays import RayPool
+from tensorf.data.views import Views
 from tensorf.errors import UserError
+from tensorf.training.step import draw_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,14 +68,45 @@ def test_camera_intrinsics_per_view():
         np.testing.assert_array_equal(a, b)
 
 
-def test_ray_batches_are_a_pure_function_of_step(scene):
-    pool = RayPool.from_views(load_blender(scene, "train"))
-    a, ca = pool.batch(0, 7, 64)
-    b, cb = pool.batch(0, 7, 64)
-    c, _ = pool.batch(0, 8, 64)
-    np.testing.assert_array_equal(a.origins, b.origins)
+def test_ray_batches_are_drawn_on_the_device_as_a_pure_function_of_seed_and_step(scene):
+    pool = jax.device_put(RayPool.from_views(load_blender(scene, "train")))
+    key = jax.random.key(0)
+    a, ca, ka = draw_batch(pool, key, 7, 64)
+    b, cb, kb = draw_batch(pool, key, 7, 64)
+    c, _, _ = draw_batch(pool, key, 8, 64)
+    np.testing.assert_array_equal(a.directions, b.directions)
     np.testing.assert_array_equal(ca, cb)
+    np.testing.assert_array_equal(jax.random.key_data(ka), jax.random.key_data(kb))
     assert not np.array_equal(a.directions, c.directions)
+
+
+def test_pool_rays_are_the_views_rays_and_colours(scene):
+    views = load_blender(scene, "train")
+    pool = jax.device_put(RayPool.from_views(views))
+    pixels = views.height * views.width
+    for i in (0, len(views.names) - 1):
+        rays, colors = pool.rays(jnp.arange(i * pixels, (i + 1) * pixels, dtype=jnp.int32))
+        o, d = views.cameras.rays(i)
+        np.testing.assert_allclose(np.asarray(rays.directions), d.reshape(-1, 3), atol=2e-7)
+        np.testing.assert_array_equal(np.asarray(rays.origins), o.reshape(-1, 3))
+        np.testing.assert_array_equal(np.asarray(colors), views.images[i].reshape(-1, 3))
+
+
+def test_every_ray_in_play_is_drawn_and_no_other(scene):
+    views = load_blender(scene, "train", views=(0, 1))
+    small = Views(images=views.images[:, :6, :5], cameras=views.cameras.resized(5, 6), names=views.names)
+    pool = jax.device_put(RayPool.from_views(small))  # 60 rays
+    odd = lambda params, rays: jnp.arange(rays.origins.shape[0]) % 3 != 0  # noqa: E731
+    kept = pool.filtered(odd, {}, chunk=8)  # per chunk of 8: ids 1, 2, 4, 5, 7 of each chunk
+    expect = [i for i in range(60) if (i % 8) % 3 != 0]
+    assert int(kept.count) == len(expect)
+    np.testing.assert_array_equal(np.asarray(kept.ids[: len(expect)]), expect)
+    drawn = set()
+    for step in range(40):
+        rays, colors, _ = draw_batch(kept, jax.random.key(0), step, 32)
+        drawn |= {tuple(np.round(x, 5)) for x in np.asarray(rays.directions)}
+    every, _ = kept.rays(kept.ids[: len(expect)])
+    assert drawn == {tuple(np.round(x, 5)) for x in np.asarray(every.directions)}
 
 
 def test_missing_dataset_dir(tmp_path):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import make_model, tiny_config
+from conftest import make_model, pool_rays, random_rays, tiny_config
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool, Rays, view_rays
 from tensorf.fields import cp, occupancy, vm
@@ -97,7 +97,7 @@ def test_mask_render_equals_unmasked_render(scene, blob):
     masked, state = schedule.update_mask(params, model.initial_state())
     assert 0.01 < float(masked["occupancy"].mean()) < 0.3  # the mask skips most of the box
     test = load_blender(scene, "test")
-    rays = RayPool.from_views(test).batch(0, 0, 2048)[0]
+    rays = random_rays(test, 0, 2048)
     live = float(model.live_fractions(masked, rays, None)["density"])
     assert live < 0.5 * float(model.live_fractions(params, rays, None)["density"])
     for i in range(2):
@@ -146,14 +146,21 @@ def test_box_shrink_preserves_renders_and_filtering_drops_background(scene, blob
         assert psnr(np.clip(b.rgb, 0, 1), np.clip(a.rgb, 0, 1)) > 40
 
     # Filtering by the mask keeps every ray that sees the blob and drops the rest.
-    pool = RayPool.from_views(test)
+    pool = jax.device_put(RayPool.from_views(test))
     masked, st = schedule.update_mask(shrunk, new_state)
     st["mask_updates"] = 2
     model = dataclasses.replace(model, config=dataclasses.replace(model.config, mask_update_steps=(1, 2)))
     kept = filter_pool(build_schedule(model), masked, st, pool)
     assert 0.02 * len(pool) < len(kept) < 0.8 * len(pool)
-    every = render_rays_chunked(model, params, Rays(origins=pool.origins, directions=pool.directions), 4096)
+    o, d = pool_rays(pool)
+    every = render_rays_chunked(model, params, Rays(origins=o, directions=d), 4096)
     assert (every.opacity > 1e-3).sum() <= len(kept)  # nothing visible was dropped
+    # The device filter keeps exactly the rays the filter keeps when run on each view's rays on
+    # the host, in the same order.
+    keep = jax.jit(build_schedule(model).ray_filter(st))
+    host = np.concatenate([np.asarray(keep(masked, Rays(*map(lambda a: a.reshape(-1, 3), test.cameras.rays(i)))))
+                           for i in range(len(test.names))])
+    np.testing.assert_array_equal(np.asarray(kept.ids[: len(kept)]), np.nonzero(host)[0])
 
 
 def test_regularisers_match_hand_computation():
@@ -205,7 +212,7 @@ def test_compaction_changes_speed_never_the_image(scene, blob):
     model, params = _soft_blob(blob)
     schedule = build_schedule(model)
     masked, state = schedule.update_mask(params, model.initial_state())
-    rays = RayPool.from_views(load_blender(scene, "test")).batch(0, 0, 2048)[0]
+    rays = random_rays(load_blender(scene, "test"), 0, 2048)
     key = jax.random.split(jax.random.key(5), 2048)
     budgets = schedule.budgets(masked, [rays])
     compacted = model.for_state({**state, "budgets": budgets})
@@ -226,7 +233,7 @@ def test_density_budget_overflow_drops_the_deepest_samples_of_the_busiest_rays(s
     model, params = blob
     schedule = build_schedule(model)
     masked, state = schedule.update_mask(params, model.initial_state())
-    rays = RayPool.from_views(load_blender(scene, "test")).batch(0, 1, 2048)[0]
+    rays = random_rays(load_blender(scene, "test"), 1, 2048)
     key = jax.random.split(jax.random.key(2), 2048)
     live = float(model.live_fractions(masked, rays, key)["density"])
     full = model.for_state({**state, "budgets": {"density": live * 1.1 + 0.01, "shade": None}}).render(masked, rays, key)
@@ -237,7 +244,7 @@ def test_density_budget_overflow_drops_the_deepest_samples_of_the_busiest_rays(s
     # behind the surface (dropping the last rays wholesale would blank 15% of those that see it).
     err = np.abs(np.asarray(tight.rgb - full.rgb)).max(-1)
     sees = np.asarray(full.opacity) > 0.05
-    assert sees.sum() > 100
+    assert sees.sum() > 80
     assert np.percentile(err[sees], 95) < 1e-3 and err.max() < 0.2, np.percentile(err[sees], [50, 95, 100])
 
 

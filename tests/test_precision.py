@@ -1,6 +1,7 @@
 """Mixed precision: float16 with dynamic loss scaling, bfloat16 without; master params float32."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -20,19 +21,18 @@ def test_float16_overflow_skips_the_update_and_halves_the_scale(scene, trained_r
     params = model.init(jax.random.key(0))
     tx = make_optimizer(model, cfg.optim)
     opt = tx.init(params)
-    step = make_train_step(model, tx)
-    rays, colors = RayPool.from_views(load_blender(scene, "train")).batch(0, 0, 256)
-    lrs = {k: jnp.float32(v) for k, v in lrs_at(cfg, 0).items()}
-    weights = {k: jnp.float32(v) for k, v in model.loss_weights(0).items()}
+    step = make_train_step(model, tx, functools.partial(lrs_at, cfg), 256)
+    pool = jax.device_put(RayPool.from_views(load_blender(scene, "train")))
+    zero, key = jnp.int32(0), jax.random.key(1)
     # A scale so large that the scaled float16 gradients overflow: the update is skipped.
     huge = {"scale": jnp.float32(1e30), "fin_steps": jnp.int32(7)}
-    p, o, totals, scale, stats = step(params, opt, initial_totals(), huge, rays, colors, jax.random.key(1), lrs, weights)
+    p, o, totals, scale, _, stats = step(params, opt, initial_totals(), huge, pool, zero, None, key)
     assert np.isfinite(float(stats["loss"]))
     assert int(totals["skipped"]) == 1 and float(scale["scale"]) == float(np.float32(1e30)) / 2 and int(scale["fin_steps"]) == 0
     for a, b in zip(jax.tree.leaves((p, o)), jax.tree.leaves((params, opt)), strict=True):
         np.testing.assert_array_equal(a, b)
     # At the initial scale the same step goes through, in float32 master params.
-    p, o, totals, scale, _ = step(params, opt, totals, initial_loss_scale(), rays, colors, jax.random.key(1), lrs, weights)
+    p, o, totals, scale, _, _ = step(params, opt, totals, initial_loss_scale(), pool, zero, None, key)
     assert int(totals["skipped"]) == 1 and int(scale["fin_steps"]) == 1
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p))
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params)))

@@ -48,3 +48,29 @@ def test_eval_cli_on_another_split_and_folder(scene, trained_run, tmp_path):
     assert [v["view"] for v in metrics["views"]] == ["r_1", "r_2"]
     assert metrics["psnr"] > 20.0
     assert (cfg.run_dir / "eval" / "val_metrics.json").is_file()
+
+
+def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
+    """The loop queues its steps under jax.transfer_guard("disallow"): a run with schedule events,
+    logs and a checkpoint completes, and a value sent per step (the learning rate, as the loop once
+    did) stops it. (The CPU backend shares memory with the host, so there only host-to-device
+    transfers count; on a GPU a per-step fetch is caught as well.)"""
+    import pytest
+
+    from conftest import tiny_config
+    from tensorf.training import loop
+
+    cfg = tiny_config(scene, tmp_path / "run", steps=12, log_every=6, checkpoint_every=6, final_eval=False,
+                      model__mask_update_steps=(4,), model__upsample_steps=(8,), model__compaction="on",
+                      model__mask_threshold=1e-12)
+    result = loop.train(cfg)
+    assert result.steps == 12 and result.model_state["level"] == 1 and result.compile_s > 0
+    real = loop._Trainer.train_step
+
+    def chatty(self, sched):
+        jax.numpy.float32(sched)
+        return real(self, sched)
+
+    monkeypatch.setattr(loop._Trainer, "train_step", chatty)
+    with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
+        loop.train(tiny_config(scene, tmp_path / "chatty", steps=3, log_every=2, final_eval=False))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -51,15 +53,9 @@ class Cameras:
     def rays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3)."""
         h, w = int(self.height[index]), int(self.width[index])
-        j, i = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-        dirs = np.stack(
-            [(i + 0.5 - self.cx[index]) / self.fx[index], -(j + 0.5 - self.cy[index]) / self.fy[index], -np.ones_like(i)],
-            -1,
-        )
-        dirs = dirs @ self.c2w[index, :3, :3].T.astype(np.float64)
-        dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-        origins = np.broadcast_to(self.c2w[index, :3, 3], dirs.shape)
-        return origins.astype(np.float32), dirs.astype(np.float32)
+        y, x = np.divmod(np.arange(h * w, dtype=np.int32), w)
+        o, d = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)), x, y)
+        return np.asarray(o).reshape(h, w, 3), np.asarray(d).reshape(h, w, 3)
 
     def to_json(self) -> dict:
         return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
@@ -74,3 +70,22 @@ class Cameras:
 
 def focal_from_fov(width: int, fov_x: float) -> float:
     return 0.5 * width / math.tan(0.5 * fov_x)
+
+
+def pixel_rays(c2w, fx, fy, cx, cy, x, y) -> tuple[jax.Array, jax.Array]:
+    """Rays through pixel centres (x, y) (integer pixel indices, any shape S) of cameras
+    c2w (S, 4, 4) or (4, 4) and intrinsics (S,) or scalars: origins and unit directions (S, 3),
+    float32. The one ray formula of the project: host views and batches drawn on the device
+    both use it, so they agree to the bit."""
+    c2w = jnp.asarray(c2w, jnp.float32)
+    cam = jnp.stack(
+        [(x.astype(jnp.float32) + 0.5 - cx) / fx, -(y.astype(jnp.float32) + 0.5 - cy) / fy, -jnp.ones(x.shape, jnp.float32)],
+        -1,
+    )
+    rot = jnp.broadcast_to(c2w[..., :3, :3], cam.shape[:-1] + (3, 3))
+    dirs = jnp.sum(rot * cam[..., None, :], -1)
+    dirs = dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
+    return jnp.broadcast_to(c2w[..., :3, 3], dirs.shape), dirs
+
+
+_pixel_rays_jit = jax.jit(pixel_rays)

@@ -33,7 +33,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     have = blender.available_splits(cfg.path)
     # The configured eval split, or val when the dataset has no such split (the shared lego).
     eval_split = "val" if cfg.eval_split not in have and "val" in have else cfg.eval_split
-    eval_views = blender.load_blender(cfg.path, eval_split, cfg.downscale).select(cfg.eval_views)
+    eval_views = blender.load_blender(cfg.path, eval_split, cfg.downscale, cfg.eval_views)
     scene = scene_for(cfg, blender.SCENE)
     return Dataset(train=train, eval=eval_views, eval_split=eval_split, scene=scene)
 

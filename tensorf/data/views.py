@@ -4,13 +4,11 @@ data format produces, so each can supply its own bounds."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
 from tensorf.config import Vec3
 from tensorf.data.cameras import Cameras
-from tensorf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +39,3 @@ class Views:
     def width(self) -> int:
         return self.images.shape[2]
 
-    def select(self, indices: tuple[int, ...]) -> "Views":
-        """The views at `indices` (all of them when empty)."""
-        if not indices:
-            return self
-        bad = [i for i in indices if not 0 <= i < len(self.names)]
-        if bad:
-            raise UserError(f"eval view indices {bad} out of range (the split has {len(self.names)} views)")
-        idx = list(indices)
-        return Views(images=self.images[idx], cameras=self.cameras.subset(idx), names=tuple(self.names[i] for i in idx))

@@ -14,7 +14,7 @@ import jax_dataclasses as jdc
 import numpy as np
 
 from tensorf.fields.interp import sample_line
-from tensorf.fields.vm import interp_matrix
+from tensorf.fields.vm import interp_taps, lerp_axis
 from tensorf.fields.vm import orthogonality as vm_orthogonality
 
 
@@ -56,11 +56,12 @@ def summed_volume(factors: CPFactors, dtype=jnp.float32) -> jax.Array:
 
 def resample_cp(factors: CPFactors, positions: Sequence[np.ndarray]) -> CPFactors:
     old = factors.resolution
-    return CPFactors(
-        lines=tuple(
-            jnp.asarray(interp_matrix(old[d], positions[d])) @ factors.lines[d] for d in range(3)
-        )
-    )
+    return _resample(tuple(interp_taps(old[d], positions[d]) for d in range(3)), factors)
+
+
+@jax.jit
+def _resample(taps, factors: CPFactors) -> CPFactors:
+    return CPFactors(lines=tuple(lerp_axis(factors.lines[d], 0, taps[d]) for d in range(3)))
 
 
 def l1_norm(factors: CPFactors) -> jax.Array:

@@ -98,15 +98,20 @@ def summed_volume(factors: VMFactors, dtype=jnp.float32) -> jax.Array:
     )
 
 
-def interp_matrix(old: int, positions: np.ndarray) -> np.ndarray:
-    """(len(positions), old) linear-interpolation matrix sampling continuous indices `positions`."""
+def interp_taps(old: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation at continuous indices `positions` along an axis of `old` points:
+    (i0, i1, f) with value = x[i0] * (1 - f) + x[i1] * f (positions clamped to the axis)."""
     pos = np.clip(np.asarray(positions, np.float64), 0, old - 1)
-    i0 = np.clip(np.floor(pos), 0, old - 2).astype(int)
-    f = pos - i0
-    m = np.zeros((len(pos), old), np.float32)
-    m[np.arange(len(pos)), i0] += 1 - f
-    m[np.arange(len(pos)), i0 + 1] += f
-    return m
+    i0 = np.clip(np.floor(pos), 0, max(old - 2, 0)).astype(np.int32)
+    return i0, np.minimum(i0 + 1, old - 1).astype(np.int32), (pos - i0).astype(np.float32)
+
+
+def lerp_axis(x: jax.Array, axis: int, taps) -> jax.Array:
+    """x resampled along `axis` at interp_taps' positions (gathers: on a GPU an interpolation
+    matrix product spent 5-10 s in compilation per resize, benchmarks/results.md)."""
+    i0, i1, f = taps
+    f = f.reshape([-1 if d == axis else 1 for d in range(x.ndim)])
+    return jnp.take(x, i0, axis) * (1 - f) + jnp.take(x, i1, axis) * f
 
 
 def align_corners_positions(old: Sequence[int], new: Sequence[int]) -> list[np.ndarray]:
@@ -117,15 +122,16 @@ def align_corners_positions(old: Sequence[int], new: Sequence[int]) -> list[np.n
 def resample_vm(factors: VMFactors, positions: Sequence[np.ndarray]) -> VMFactors:
     """New factors whose grid points sit at continuous old indices positions[d] along axis d."""
     old = factors.resolution
-    mats = [jnp.asarray(interp_matrix(old[d], positions[d])) for d in range(3)]
-    planes = tuple(
-        jnp.einsum("ia,jb,abc->ijc", mats[a], mats[b], p, precision="highest")
-        for (a, b), p in zip(PLANE_AXES, factors.planes)
+    return _resample(tuple(interp_taps(old[d], positions[d]) for d in range(3)), factors)
+
+
+@jax.jit
+def _resample(taps, factors: VMFactors) -> VMFactors:
+    # One program for every factor: on a GPU each eager op on new shapes is a compile of its own.
+    return VMFactors(
+        planes=tuple(lerp_axis(lerp_axis(p, 0, taps[a]), 1, taps[b]) for (a, b), p in zip(PLANE_AXES, factors.planes)),
+        lines=tuple(lerp_axis(line, 0, taps[v]) for v, line in zip(LINE_AXIS, factors.lines)),
     )
-    lines = tuple(
-        jnp.einsum("iv,vc->ic", mats[v], line, precision="highest") for v, line in zip(LINE_AXIS, factors.lines)
-    )
-    return VMFactors(planes=planes, lines=lines)
 
 
 def resize_vm(factors: VMFactors, resolution: Sequence[int]) -> VMFactors:

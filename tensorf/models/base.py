@@ -45,8 +45,8 @@ class Model(Protocol):
     def color(self, params: Params, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points (M, 3) seen along unit directions (M, 3)."""
 
-    def loss_weights(self, step: float) -> dict[str, float]:
-        """Regulariser weights at a schedule step (passed into the jitted step as values)."""
+    def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
+        """Regulariser weights at a schedule step (a float32 scalar; computed inside the jitted step)."""
 
     def regularizer(self, params: Params, weights: dict) -> jax.Array:
         """Scalar added to the photometric loss."""
@@ -57,6 +57,9 @@ class Model(Protocol):
 
 class Schedule(Protocol):
     """Host-side events between training steps. A model without any has no events."""
+
+    def pending(self, state: dict, step: int) -> bool:
+        """Whether any event is due by `step` (host arithmetic only: asked every step)."""
 
     def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
         """Apply the events due by `step`. Returns the new params and state (always adopted) and

@@ -6,6 +6,7 @@ Everything with side effects lives here; the step (step.py) and the model's rend
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -20,7 +21,6 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from tensorf import parallel
-from tensorf.chunked import map_chunks
 from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
 from tensorf.data.dataset import ensure_generated, load_dataset
@@ -31,13 +31,14 @@ from tensorf.metrics import mse_to_psnr
 from tensorf.models.base import Model, Schedule, build_model, build_schedule
 from tensorf.run import resolved_config, write_cameras, write_config
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
-from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step
+from tensorf.training.step import all_finite, donates, initial_loss_scale, initial_totals, make_train_step
 
 
 @dataclasses.dataclass
 class TrainResult:
     steps: int
     elapsed_s: float
+    compile_s: float  # compiling the train step (included in elapsed_s)
     train_psnr: float
     rays_per_s: float
     eval_metrics: dict | None
@@ -56,27 +57,32 @@ def schedule_step(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
 
 
 def filter_pool(schedule: Schedule, params, mstate: dict, pool: RayPool) -> RayPool:
-    """Drop the rays the model's ray filter rejects, on the host, so batches keep their shape."""
-    keeps = schedule.ray_filter(mstate)
-    if keeps is None:
+    """Drop the rays the model's ray filter rejects, on the device, keeping the pool's shapes."""
+    keep = schedule.ray_filter(mstate)
+    if keep is None:
         return pool
-    keeps = jax.jit(keeps)  # params as an argument: a closure would compile them in as constants
-    keep = map_chunks(lambda o, d: keeps(params, Rays(origins=o, directions=d)), pool.origins, pool.directions, chunk=8192)
-    if not keep.any():
+    kept = pool.filtered(keep, params)
+    if int(kept.count) == 0:
         raise UserError(
             f"none of the {len(pool)} training rays crosses the scene box "
             f"{np.round(np.asarray(params['aabb']), 3).tolist()} or its occupancy mask, so nothing could be "
             "learned; check the scene bounds (--data.aabb, --data.near-far) against the cameras, or lower "
             "--model.mask-threshold"
         )
-    return pool if keep.all() else pool.subset(keep)
+    return kept
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _sample_batch(pool: RayPool, key: jax.Array, size: int) -> Rays:
+    return pool.draw(key, size)[0]
 
 
 def measure_budgets(cfg: TrainConfig, schedule: Schedule, params, pool: RayPool, step: int, at_least=None,
                     shards: int = 1) -> dict | None:
     """The model's work budgets, measured on a few batches drawn like the real ones, at the size
     each device renders (a shard of the batch): budgets are shares of a shard."""
-    batches = [pool.batch(cfg.seed + 1, step + i, cfg.batch_size // shards)[0] for i in range(8)]
+    key = jax.random.fold_in(jax.random.key(cfg.seed + 1), step)
+    batches = [_sample_batch(pool, k, cfg.batch_size // shards) for k in jax.random.split(key, 8)]
     return schedule.budgets(params, batches, at_least)
 
 
@@ -89,7 +95,8 @@ class _NoWriter:
 
 @dataclasses.dataclass
 class _Trainer:
-    """What the loop carries from step to step."""
+    """What the loop carries from step to step. Everything a step reads is on the device; the
+    host keeps the step count and the schedule state, and fetches scalars only at log steps."""
 
     cfg: TrainConfig
     model: Model
@@ -104,20 +111,44 @@ class _Trainer:
     mstate: dict
     step: int
     loss_scale: dict | None  # float16 compute only
+    key: jax.Array
     totals: dict = dataclasses.field(default_factory=initial_totals)
     step_fn: Any = None
+    step_on_device: Any = None
+    compile_s: float = 0.0  # compiling the train step, all grid sizes together
     seen: dict = dataclasses.field(default_factory=lambda: {"dropped": 0.0, "nonfinite": 0})
     warned_drop: bool = False
 
     def __post_init__(self):
+        self.pool = parallel.replicate(self.mesh, self.pool)
+        # By its raw data: a key array already on one device cannot be placed across processes.
+        self.key = jax.random.wrap_key_data(parallel.replicate(self.mesh, np.asarray(jax.random.key_data(self.key))))
         self._place()
         self.model = self.model.for_state(self.mstate)
-        self.step_fn = make_train_step(self.model, self.tx, self.mesh)
+        self._compile()
 
     def _place(self) -> None:
         """The step's state replicated over the mesh (again after every reshape)."""
-        self.params, self.opt_state, self.totals, self.loss_scale = parallel.replicate(
-            self.mesh, (self.params, self.opt_state, self.totals, self.loss_scale))
+        self.params, self.opt_state, self.totals, self.loss_scale, self.step_on_device = parallel.replicate(
+            self.mesh, (self.params, self.opt_state, self.totals, self.loss_scale, np.int32(self.step)))
+
+    def _sched_arg(self, sched: float):
+        """The schedule position the step reads: its own step count (None), or, with a time
+        budget, the host clock's (the one scalar such a run sends per step)."""
+        if self.cfg.time_budget_minutes is None:
+            return None
+        return parallel.replicate(self.mesh, np.float32(sched))
+
+    def _compile(self) -> None:
+        """Compile the step for the shapes in force, ahead of time and timed (train/compile_s):
+        a compiled step also refuses inputs of other shapes rather than silently retracing."""
+        fn = make_train_step(self.model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size, self.mesh)
+        t0 = time.perf_counter()
+        self.step_fn = fn.lower(self.params, self.opt_state, self.totals, self.loss_scale, self.pool,
+                                self.step_on_device, self._sched_arg(0.0), self.key).compile()
+        dt = time.perf_counter() - t0
+        self.compile_s += dt
+        self.writer.add_scalar("train/compile_s", dt, self.step)
 
     def _measure(self, at_least=None) -> dict | None:
         return measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step, at_least, self.mesh.size)
@@ -125,49 +156,47 @@ class _Trainer:
     def apply_schedule(self, sched: float) -> None:
         """Schedule events due by `sched`. The new state is always adopted (a skipped mask update
         still counts); after any event the budgets are measured again, since a new grid or mask
-        changes how many samples are live."""
+        changes how many samples are live. The event's time is logged by phase (train/event_s)."""
+        clock = _PhaseClock()
+        clock.lap("queued steps", self.params)  # steps dispatched but not yet run
         params, mstate, events = self.schedule.advance(self.params, self.mstate, int(sched))
-        self.params, self.mstate = params, mstate
+        self.params, self.mstate = clock.lap("schedule", (params, mstate))
         if not events:
             return
         if "mask" in events:
-            self.pool = filter_pool(self.schedule, self.params, self.mstate, self.pool)
+            self.pool = parallel.replicate(self.mesh, filter_pool(self.schedule, self.params, self.mstate, self.pool))
+            clock.lap("filter", self.pool)
             self.writer.add_scalar("train/ray_pool", len(self.pool), self.step)
         if "resize" in events:
-            self.opt_state = self.tx.init(self.params)
+            self.opt_state = jax.jit(self.tx.init)(self.params)  # one program, not an eager op per leaf
         self._place()
-        self._set_budgets(self._measure())
+        clock.lap("optimizer", self.opt_state)
+        budgets = clock.lap("budgets", self._measure())
+        compiled = self.compile_s
+        self._set_budgets(budgets)
+        clock.lap("compile", None)
+        self.writer.add_scalar("train/event_s", clock.total, self.step)
         line = f"step {self.step}: {self.schedule.describe(self.params, self.mstate)}"
         if "mask" in events:
             line += f", {len(self.pool)} rays kept"
-        self.log(line + (f", budgets {self.mstate['budgets']}" if self.mstate["budgets"] else ""))
+        if self.mstate["budgets"]:
+            line += f", budgets {self.mstate['budgets']}"
+        self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s)")
 
     def _set_budgets(self, budgets: dict | None) -> None:
         self.mstate = {**self.mstate, "budgets": budgets}
         for name, share in (budgets or {}).items():
             self.writer.add_scalar(f"train/budget_{name}", share or 1.0, self.step)
         self.model = self.model.for_state(self.mstate)
-        self.step_fn = make_train_step(self.model, self.tx, self.mesh)
+        self._compile()
 
-    def train_step(self, sched: float, key: jax.Array) -> tuple[dict, dict]:
-        lrs = lrs_at(self.cfg, sched)
-        weights = self.model.loss_weights(sched)
-        # Each process draws its own share of the batch; one process draws it all.
-        local = self.pool.batch(self.cfg.seed, self.step, self.cfg.batch_size // jax.process_count(), jax.process_index())
-        rays, colors = parallel.global_batch(self.mesh, local)
-        self.params, self.opt_state, self.totals, self.loss_scale, stats = self.step_fn(
-            self.params,
-            self.opt_state,
-            self.totals,
-            self.loss_scale,
-            rays,
-            colors,
-            jax.random.fold_in(key, self.step),
-            {k: jnp.float32(v) for k, v in lrs.items()},
-            {k: jnp.float32(v) for k, v in weights.items()},
-        )
+    def train_step(self, sched: float) -> dict:
+        """One step; no host transfer unless the schedule runs on the clock (see _sched_arg)."""
+        (self.params, self.opt_state, self.totals, self.loss_scale, self.step_on_device, stats) = self.step_fn(
+            self.params, self.opt_state, self.totals, self.loss_scale, self.pool, self.step_on_device,
+            self._sched_arg(sched), self.key)
         self.step += 1
-        return stats, lrs
+        return stats
 
     def check(self, stats: dict) -> dict:
         """Fetch the step's scalars and the running totals (the one host transfer between logs);
@@ -194,7 +223,8 @@ class _Trainer:
         return host
 
     def save(self, ckpt: Checkpointer, elapsed: float) -> None:
-        """Write a checkpoint, never one holding non-finite parameters."""
+        """Start writing a checkpoint (orbax writes it in the background), never one holding
+        non-finite parameters."""
         if not bool(all_finite(self.params)) or int(self.totals["nonfinite"]) > 0:
             raise UserError(
                 f"parameters became non-finite by step {self.step}; no checkpoint written. Lower --optim.lr-grid / "
@@ -204,6 +234,9 @@ class _Trainer:
         items = {"params": self.params, "opt_state": self.opt_state}
         if self.loss_scale is not None:
             items["loss_scale"] = self.loss_scale
+        if donates():
+            # The next step donates these buffers while orbax may still be reading them.
+            items = jax.tree.map(jnp.copy, items)
         ckpt.save(self.step, items, meta)
 
 
@@ -254,47 +287,58 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                disable=not (cfg.progress and primary), dynamic_ncols=True, unit="step")
     render_mesh = parallel.render_mesh()
     # The ray pool is a pure function of the field's box and mask, so a resumed run rebuilds it.
-    pool = filter_pool(schedule, params, mstate, RayPool.from_views(data.train))
-    t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale)
+    pool = parallel.replicate(mesh, RayPool.from_views(data.train))
+    pool = filter_pool(schedule, parallel.replicate(mesh, params), mstate, pool)
+    t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale,
+                 train_key)
 
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
     t_start = time.perf_counter() - elapsed0
     psnr, rays_per_s = float("nan"), 0.0
     window_t, window_steps = time.perf_counter(), 0
     last_saved = start if resume else None
-    while True:
-        elapsed = time.perf_counter() - t_start
-        if (budget_s is None and t.step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
-            break
-        sched = schedule_step(cfg, t.step, elapsed)
-        t.apply_schedule(sched)
-        stats, lrs = t.train_step(sched, train_key)
-        window_steps += 1
-        bar.update(1)
+    # Between schedule events, logs, evals and checkpoints the loop only queues steps: any
+    # transfer there (a scalar fetched, a batch sent) would stall the device, so it is an error.
+    with jax.transfer_guard("disallow"):
+        while True:
+            elapsed = time.perf_counter() - t_start
+            if (budget_s is None and t.step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
+                break
+            sched = schedule_step(cfg, t.step, elapsed)
+            if schedule.pending(t.mstate, int(sched)):
+                with _host_work():
+                    t.apply_schedule(sched)
+            stats = t.train_step(sched)
+            window_steps += 1
+            bar.update(1)
 
-        if t.step % cfg.log_every == 0 or t.step == 1:
-            host = t.check(stats)
-            now = time.perf_counter()
-            rays_per_s = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
-            window_t, window_steps = now, 0
-            psnr = float(mse_to_psnr(host["mse"]))
-            bar.set_postfix(psnr=f"{psnr:.2f}", grid="x".join(map(str, t.mstate["resolution"])))
-            # dropped: live samples the work budgets left out since the last log (should be 0).
-            for name, value in (("loss", host["loss"]), ("psnr", psnr), ("rays_per_s", rays_per_s),
-                                ("dropped", host["dropped"])):
-                writer.add_scalar(f"train/{name}", float(value), t.step)
-            for g in GROUPS:
-                writer.add_scalar(f"train/lr_{g}", lrs[g], t.step)
-            if host["loss_scale"] is not None:
-                writer.add_scalar("train/loss_scale", float(host["loss_scale"]), t.step)
-                writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
-            writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
-        if cfg.eval_every and t.step % cfg.eval_every == 0:
-            log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,
-                          render_mesh)
-        if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
-            t.save(ckpt, time.perf_counter() - t_start)
-            last_saved = t.step
+            if t.step % cfg.log_every == 0 or t.step == 1:
+                with _host_work():
+                    host = t.check(stats)
+                    now = time.perf_counter()
+                    rays_per_s = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
+                    window_t, window_steps = now, 0
+                    psnr = float(mse_to_psnr(host["mse"]))
+                    bar.set_postfix(psnr=f"{psnr:.2f}", grid="x".join(map(str, t.mstate["resolution"])))
+                    # dropped: live samples the work budgets left out since the last log (should be 0).
+                    for name, value in (("loss", host["loss"]), ("psnr", psnr), ("rays_per_s", rays_per_s),
+                                        ("dropped", host["dropped"])):
+                        writer.add_scalar(f"train/{name}", float(value), t.step)
+                    for g, lr in jax.device_get(lrs_at(cfg, sched)).items():
+                        if g in GROUPS:
+                            writer.add_scalar(f"train/lr_{g}", float(lr), t.step)
+                    if host["loss_scale"] is not None:
+                        writer.add_scalar("train/loss_scale", float(host["loss_scale"]), t.step)
+                        writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
+                    writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
+            if cfg.eval_every and t.step % cfg.eval_every == 0:
+                with _host_work():
+                    log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,
+                                  render_mesh)
+            if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
+                with _host_work():
+                    t.save(ckpt, time.perf_counter() - t_start)
+                last_saved = t.step
 
     elapsed = time.perf_counter() - t_start
     bar.close()
@@ -310,5 +354,32 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
         writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
     writer.close()
-    return TrainResult(steps=t.step, elapsed_s=elapsed, train_psnr=psnr, rays_per_s=rays_per_s,
+    return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
                        eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate)
+
+
+class _PhaseClock:
+    """Wall time of an event's phases, each measured once its results are on hand."""
+
+    def __init__(self):
+        self.t, self.phases = time.perf_counter(), {}
+
+    def lap(self, name: str, result):
+        jax.block_until_ready(result)
+        now = time.perf_counter()
+        self.phases[name] = now - self.t
+        self.t = now
+        return result
+
+    @property
+    def total(self) -> float:
+        """The event's own time: the steps still queued when it began are training time."""
+        return sum(v for k, v in self.phases.items() if k != "queued steps")
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v:.1f}" for k, v in self.phases.items())
+
+
+def _host_work():
+    """Where the training loop may move data between host and device (see train)."""
+    return jax.transfer_guard("allow")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from tensorf.config import TrainConfig
@@ -17,15 +19,17 @@ def make_optimizer(model: Model, optim) -> optax.GradientTransformation:
     return optax.multi_transform({**{g: adam for g in GROUPS}, "frozen": optax.set_to_zero()}, model.param_groups)
 
 
-def lrs_at(cfg: TrainConfig, sched_step: float) -> dict[str, float]:
-    """Learning rates at a (possibly fractional) schedule step.
+def lrs_at(cfg: TrainConfig, sched_step) -> dict[str, jax.Array]:
+    """Learning rates at a (possibly fractional) schedule step; jittable (the step computes them).
 
     Official recipe: multiply by ratio^(1/steps) every step; with lr_upsample_reset the decay
     restarts from the initial rates at each upsampling, together with the optimizer state.
     """
     o = cfg.optim
-    since = 0.0
-    if o.lr_upsample_reset:
-        since = max([s for s in cfg.model.upsample_steps if s <= sched_step], default=0)
-    scale = o.lr_decay_ratio ** ((sched_step - since) / cfg.steps)
-    return {"grid": o.lr_grid * scale, "mlp": o.lr_mlp * scale, "frozen": 0.0}
+    sched_step = jnp.asarray(sched_step, jnp.float32)
+    since = jnp.float32(0.0)
+    if o.lr_upsample_reset and cfg.model.upsample_steps:
+        ups = jnp.asarray(cfg.model.upsample_steps, jnp.float32)
+        since = jnp.max(jnp.where(ups <= sched_step, ups, 0.0))
+    scale = jnp.float32(o.lr_decay_ratio) ** ((sched_step - since) / cfg.steps)
+    return {"grid": o.lr_grid * scale, "mlp": o.lr_mlp * scale, "frozen": jnp.float32(0.0)}

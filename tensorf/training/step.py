@@ -1,6 +1,6 @@
 """The jitted train step: a pure function of (params, optimizer state, running totals, the loss
-scale, a ray batch, a key, learning rates, loss weights). Rays and colours have the ray axis
-first, the axis a data-parallel step shards. Master params and Adam state stay float32; the
+scale, the ray pool, the step count, the schedule position, a key). It draws its own batch; rays
+and colours have the ray axis first, the axis a data-parallel step shards. Master params and Adam state stay float32; the
 model's compute dtype applies inside its lookups and MLP; the loss and the update are float32."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import optax
 from flax.training.dynamic_scale import DynamicScale
 from jax.sharding import Mesh
 
-from tensorf.data.rays import Rays
+from tensorf.data.rays import RayPool, Rays
 from tensorf.models.base import Model
 from tensorf.parallel import AXIS, data_parallel
 
@@ -31,10 +31,17 @@ def initial_loss_scale() -> dict[str, jax.Array]:
     return {"scale": jnp.asarray(ds.scale, jnp.float32), "fin_steps": jnp.asarray(ds.fin_steps, jnp.int32)}
 
 
-def make_train_step(model: Model, tx: optax.GradientTransformation, mesh: Mesh | None = None):
+def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule, batch_size: int,
+                    mesh: Mesh | None = None):
     """The jitted step
-    (params, opt_state, totals, loss_scale, rays, colors, key, lrs, weights)
-        -> (params, opt_state, totals, loss_scale, stats).
+    (params, opt_state, totals, loss_scale, pool, step, sched, key)
+        -> (params, opt_state, totals, loss_scale, step + 1, stats).
+
+    Everything it needs is on the device already: the batch is drawn from `pool` (a RayPool)
+    with a key folded from (key, step), the learning rates (`lr_schedule(sched)`) and loss
+    weights are computed at schedule position `sched` (a float32 scalar; None: the step count
+    itself), and `step` is an int32 scalar the step returns incremented. So the loop transfers
+    nothing per step.
 
     loss_scale is None, or (float16 compute) the dynamic loss scale: the loss is multiplied by it
     before differentiation so small float16 gradients do not flush to zero, and an update whose
@@ -85,16 +92,30 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, mesh: Mesh |
     if parallel:
         update = data_parallel(update, mesh, n_before=4, n_batch_args=3, n_after=2)
 
-    def step(params, opt_state, totals, loss_scale, rays: Rays, colors, key, lrs: dict[str, jax.Array],
-             weights: dict[str, jax.Array]):
-        # One key per ray, drawn for the whole batch: a ray's jitter does not depend on the shard.
-        keys = jax.random.split(key, colors.shape[0])
-        return update(params, opt_state, totals, loss_scale, rays, colors, keys, lrs, weights)
+    def step(params, opt_state, totals, loss_scale, pool: RayPool, step, sched, key):
+        if sched is None:
+            sched = step.astype(jnp.float32)
+        rays, colors, keys = draw_batch(pool, key, step, batch_size)
+        out = update(params, opt_state, totals, loss_scale, rays, colors, keys, lr_schedule(sched),
+                     model.loss_weights(sched))
+        return *out[:4], step + 1, out[4]
 
-    # Donating params/opt_state saves a copy of the grids on accelerators; on the CPU backend it
-    # made the step slower (benchmarks/results.md), so it is left off there.
-    donate = (0, 1) if jax.default_backend() != "cpu" else ()
-    return jax.jit(step, donate_argnums=donate)
+    return jax.jit(step, donate_argnums=(0, 1) if donates() else ())
+
+
+def draw_batch(pool: RayPool, key: jax.Array, step, size: int) -> tuple[Rays, jax.Array, jax.Array]:
+    """The batch of step `step`: rays, colours and one key per ray (for the sample jitter),
+    a pure function of (key, step) and the pool."""
+    draw_key, ray_key = jax.random.split(jax.random.fold_in(key, step))
+    rays, colors = pool.draw(draw_key, size)
+    # One key per ray, drawn for the whole batch: a ray's jitter does not depend on the shard.
+    return rays, colors, jax.random.split(ray_key, size)
+
+
+def donates() -> bool:
+    """Whether the step donates params and optimizer state: it saves a copy of the grids on
+    accelerators; on the CPU backend it made the step slower (benchmarks/results.md)."""
+    return jax.default_backend() != "cpu"
 
 
 @jax.jit

@@ -1,6 +1,7 @@
 """Data-parallel training on several devices. These run in a subprocess with forced CPU devices
 (tests/test_parallel.py); in the main run, with one device, they skip."""
 
+import functools
 import shutil
 
 import jax
@@ -13,11 +14,11 @@ from tensorf.config import TensoRFConfig
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool
 from tensorf.models.base import build_schedule
-from tensorf.parallel import make_mesh, replicate, shard
+from tensorf.parallel import make_mesh, replicate
 from tensorf.run import restore_run
 from tensorf.training.loop import train
 from tensorf.training.optimizer import lrs_at, make_optimizer
-from tensorf.training.step import initial_totals, make_train_step
+from tensorf.training.step import draw_batch, initial_totals, make_train_step
 
 pytestmark = pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 devices (tests/test_parallel.py forces them)")
 
@@ -40,16 +41,17 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
         state = {**state, "budgets": {"density": 0.95, "shade": 0.95}}
     model = model.for_state(state)
     tx = make_optimizer(model, tiny_config(scene, None).optim)
-    rays, colors = RayPool.from_views(load_blender(scene, "train")).batch(0, 0, 256)
-    lrs = {k: jnp.float32(v) for k, v in lrs_at(tiny_config(scene, None), 0).items()}
-    weights = {k: jnp.float32(v) for k, v in model.loss_weights(0).items()}
+    pool = RayPool.from_views(load_blender(scene, "train"))
+    lrs = functools.partial(lrs_at, tiny_config(scene, None))
+    weights = model.loss_weights(jnp.float32(0))
     key = jax.random.key(3)
     outs = []
     for n in (1, 4):
         mesh = make_mesh(n, 256)
-        p, o, t = replicate(mesh, (params, tx.init(params), initial_totals()))
-        outs.append(make_train_step(model, tx, mesh)(p, o, t, None, *shard(mesh, (rays, colors)), key, lrs, weights))
-    (p1, o1, t1, _, s1), (p4, o4, t4, _, s4) = outs
+        p, o, t, pl, k, s = replicate(mesh, (params, tx.init(params), initial_totals(), pool, key, np.int32(0)))
+        outs.append(make_train_step(model, tx, lrs, 256, mesh)(p, o, t, None, pl, s, None, k))
+    (p1, o1, t1, _, _, s1), (p4, o4, t4, _, _, s4) = outs
+    rays, colors, keys = draw_batch(jax.device_put(pool), key, 0, 256)
     assert float(t1["dropped"]) == float(t4["dropped"]) == 0.0
     np.testing.assert_allclose(float(s4["loss"]), float(s1["loss"]), rtol=1e-5)
     # Adam's moments after one step are the gradient (mu = 0.1 g, nu = 0.01 g^2): the averaged
@@ -59,7 +61,7 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
     # Adam's first update is lr * g / (|g| + 1e-8): where a gradient is ~0, summation order alone
     # decides its sign, so the parameters are compared where the gradient is clear of zero.
     def loss(p):
-        out = model.render(p, rays, jax.random.split(key, 256))
+        out = model.render(p, rays, keys)
         return jnp.mean((out.rgb - colors) ** 2) + model.regularizer(p, weights)
 
     grads = jax.grad(loss)(params)

@@ -89,14 +89,14 @@ class TensoRF:
         diag_voxels = float(np.linalg.norm(np.asarray(resolution, np.float64) - 1))
         return min(self.config.max_samples, int(math.ceil(diag_voxels / self.config.step_ratio)))
 
-    def loss_weights(self, step: float) -> dict[str, float]:
+    def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
         c = self.config
         first_mask = min(c.mask_update_steps, default=math.inf)
         return {
-            "l1": c.l1_weight if step < first_mask else c.l1_weight_rest,
-            "tv_density": c.tv_weight_density,
-            "tv_appearance": c.tv_weight_appearance,
-            "ortho": c.ortho_weight,
+            "l1": jnp.where(step < first_mask, c.l1_weight, c.l1_weight_rest).astype(jnp.float32),
+            "tv_density": jnp.float32(c.tv_weight_density),
+            "tv_appearance": jnp.float32(c.tv_weight_appearance),
+            "ortho": jnp.float32(c.ortho_weight),
         }
 
     # --- parameters -------------------------------------------------------------------------

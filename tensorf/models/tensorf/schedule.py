@@ -32,6 +32,11 @@ class TensoRFSchedule:
         counts = np.exp(np.linspace(math.log(c.n_voxels_init), math.log(c.n_voxels_final), len(c.upsample_steps) + 1))
         return int(round(counts[level]))
 
+    def pending(self, state: dict, step: int) -> bool:
+        c = self.config
+        return (state["mask_updates"] < sum(1 for s in c.mask_update_steps if s <= step)
+                or state["level"] < sum(1 for s in c.upsample_steps if s <= step))
+
     def advance(self, params: dict, state: dict, step: int) -> tuple[dict, dict, set[str]]:
         """Apply the schedule events due by `step`, mask updates first, then upsampling (official
         order). Returns the new params and state (always to be adopted: a skipped mask update is

@@ -1,0 +1,186 @@
+"""The official lego recipe (`--preset lego`: VM-192, 128^3 -> 300^3, batch 4096, 30k steps) at
+full resolution on one accelerator, timed, measured and evaluated.
+
+    python benchmarks/lego_gpu.py --data DIR [--steps 30000] [--run-dir RUN] [--json OUT]
+
+DIR is a Blender-format lego folder: train/ with transforms_train.json, and transforms_val.json
+with (at least) the val views evaluated (`--eval-views`, default every 4th: r_0, r_4, ..., r_96;
+the other val images need not be there). Reports training wall time with and without
+compilation (every XLA compile during training, timed by jax.monitoring), steps/s, peak device
+memory in training (the device's memory_stats(); peak RSS on a CPU), and PSNR / SSIM on the val views, and
+appends a row to benchmarks/results.md naming the device.
+
+With fewer --steps the recipe's schedule (upsampling, mask updates) is compressed to fit, so a
+CPU can rehearse the whole run at a small size, e.g.
+`--steps 300 --downscale 8 --final-voxels 2000000 --batch-size 1024`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import jax
+import tyro
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from common import ROOT, add_rows  # noqa: E402
+from tensorf.errors import exit_on_user_error  # noqa: E402
+from tensorf.eval import evaluate_views  # noqa: E402
+from tensorf.data.dataset import load_dataset  # noqa: E402
+from tensorf.parallel import render_mesh  # noqa: E402
+from tensorf.presets import LEGO  # noqa: E402
+from tensorf.training.loop import train  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Train the official lego recipe, then evaluate val views; one results row."""
+
+    data: Path
+    """Blender-format lego folder (train split, transforms_val.json and the val views evaluated)."""
+    steps: int = LEGO.steps
+    """Training steps; below the recipe's 30k its event schedule is compressed in proportion."""
+    run_dir: Path = Path("runs/lego_gpu")
+    """Run directory to write (config, checkpoints, TensorBoard, eval images)."""
+    downscale: int = 1
+    """Image downscale factor (1: 800x800, the published setting)."""
+    eval_views: tuple[int, ...] = tuple(range(0, 100, 4))
+    """Val views to evaluate (indices into transforms_val.json)."""
+    density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"
+    """model.density_lookup for the run."""
+    compaction: Literal["auto", "on", "off"] = "auto"
+    """model.compaction for the run."""
+    batch_size: int = LEGO.batch_size
+    """Rays per step."""
+    final_voxels: int = LEGO.model.n_voxels_final
+    """Voxels after the last upsampling (300^3 in the recipe)."""
+    eval: bool = True
+    """Evaluate the val views after training (--no-eval: training figures only, no results row)."""
+    render_chunk: int = 16384
+    """Rays per chunk when rendering the eval views (bounds the eval's memory)."""
+    json: Path | None = None
+    """Also write the figures here as JSON."""
+    results: Path = ROOT / "benchmarks" / "results.md"
+    """Markdown file the result row is appended to."""
+    note: str = ""
+    """Free text for the row's notes column."""
+
+
+def compressed(steps: tuple[int, ...], factor: float) -> tuple[int, ...]:
+    return tuple(max(1, round(s * factor)) for s in steps)
+
+
+def config(args: Args):
+    f = args.steps / LEGO.steps
+    model = dataclasses.replace(
+        LEGO.model,
+        upsample_steps=compressed(LEGO.model.upsample_steps, f),
+        mask_update_steps=compressed(LEGO.model.mask_update_steps, f),
+        n_voxels_final=args.final_voxels,
+        density_lookup=args.density_lookup,
+        compaction=args.compaction,
+    )
+    return dataclasses.replace(
+        LEGO,
+        run_dir=args.run_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        render_chunk=args.render_chunk,
+        eval_every=0,
+        checkpoint_every=max(args.steps // 3, 1),
+        final_eval=False,  # evaluated below, so that its compiles are not counted as training's
+        progress=False,
+        log_every=max(args.steps // 30, 1),
+        data=dataclasses.replace(LEGO.data, path=args.data, downscale=args.downscale, eval_split="val",
+                                 eval_views=args.eval_views),
+        model=model,
+    )
+
+
+class CompileClock:
+    """Seconds spent in XLA compilation (every jit in the process), from jax.monitoring."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.total = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+
+    def _on_event(self, name: str, seconds: float, **_):
+        if name == self.EVENT:
+            self.total += seconds
+
+
+def peak_memory_gib() -> tuple[float, str]:
+    stats = jax.devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**30, "device"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "RSS"
+
+
+def device_name() -> str:
+    d = jax.devices()[0]
+    return "CPU" if d.platform == "cpu" else d.device_kind
+
+
+def main(args: Args) -> dict:
+    cfg = config(args)
+    clock = CompileClock()
+    result = train(cfg)
+    compile_s = clock.total
+    train_peak, peak_kind = peak_memory_gib()
+    figures = {
+        "device": device_name(),
+        "steps": result.steps,
+        "train_s": result.elapsed_s,
+        "compile_s": compile_s,
+        "step_compile_s": result.compile_s,
+        "train_s_without_compile": result.elapsed_s - compile_s,
+        "steps_per_s": result.steps / result.elapsed_s,
+        "peak_gib_train": train_peak,
+        "peak_kind": peak_kind,
+        "resolution": result.model_state["resolution"],
+        "density_lookup": result.model.config.density_lookup,
+        "compaction": result.model.config.compaction,
+    }
+    print(json.dumps(figures), flush=True)
+    if args.eval:
+        data = load_dataset(cfg.data)
+        t0 = time.perf_counter()
+        metrics = evaluate_views(result.model, result.params, data.eval, Path(cfg.run_dir) / "eval", data.eval_split,
+                                 cfg.render_chunk, verbose=False, mesh=render_mesh())
+        figures.update(eval_s=time.perf_counter() - t0, psnr=metrics["psnr"], ssim=metrics["ssim"],
+                       eval_views=len(metrics["views"]), image_size=f"{data.eval.width}x{data.eval.height}",
+                       peak_gib=peak_memory_gib()[0])
+        print(json.dumps(figures, indent=2), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    if not args.eval:
+        return figures
+    f = figures
+    add_rows(
+        args.results,
+        "## lego_gpu.py (official lego recipe, full train split, val every 4th view)",
+        "| date | device | image | steps | lookup / compaction | train min (compile s) | steps/s | peak GiB | "
+        "val views | val PSNR | val SSIM | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
+        [
+            f"| {datetime.date.today()} | {f['device']} | {f['image_size']} | {f['steps']} | "
+            f"{f['density_lookup']} / {f['compaction']} | {f['train_s'] / 60:.2f} ({f['compile_s']:.0f}) | "
+            f"{f['steps_per_s']:.0f} | {f['peak_gib_train']:.2f} ({f['peak_kind']}, training) | {f['eval_views']} | {f['psnr']:.2f} | "
+            f"{f['ssim']:.4f} | {args.note} |"
+        ],
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        main(tyro.cli(Args))
