@@ -20,6 +20,7 @@ from tqdm import tqdm
 from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import load_cameras, restore_run
@@ -73,7 +74,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     orbit = cams.with_poses(orbit_poses(frame, args.frames))
     if args.resolution:
         orbit = orbit.resized(*args.resolution)
-    near, far = depth_range(frame, np.asarray(params["aabb"]))
+    near, far = depth_range(frame, trained_box(model, params))
 
     rgbs, depths, opacities = [], [], []
     for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):
@@ -100,7 +101,8 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
                 written[f"{kind}_mp4"] = mp4
             except Exception as e:  # imageio raises a plugin error without imageio-ffmpeg
                 raise UserError(f"cannot write {mp4} ({e.__class__.__name__}); pip install imageio-ffmpeg") from None
-    print(f"step {meta['step']}, grid {tuple(meta['model_state']['resolution'])}: " + ", ".join(str(p) for p in written.values()))
+    grid = meta["model_state"].get("resolution")
+    print(f"step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + ": " + ", ".join(str(p) for p in written.values()))
     return written
 
 

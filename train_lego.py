@@ -1,7 +1,9 @@
-"""Train TensoRF. `python train_lego.py --help` lists every option.
+"""Train a radiance field (TensoRF, NeRF, JaxNeRF+). `python train_lego.py --help` lists every option.
 
     python train_lego.py                                  # official lego recipe, ./data/nerf_synthetic/lego
     python train_lego.py --preset generated               # the generated scene, no download
+    python train_lego.py --preset nerf --help             # NeRF's options, with the preset's values
+    python train_lego.py --preset generated model:nerf    # another model family on the same data
     python train_lego.py --resume runs/lego               # continue a run from its last checkpoint
 """
 
@@ -9,17 +11,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
 import jax
 import tyro
 
-from tensorf.config import TrainConfig
-from tensorf.errors import exit_on_user_error
+from tensorf.config import NeRFConfig, TensoRFConfig, TrainConfig
+from tensorf.errors import UserError, exit_on_user_error
 from tensorf.presets import PRESETS
 from tensorf.run import load_config
 from tensorf.training.loop import train
+
+
+FAMILIES = {"tensorf": TensoRFConfig, "nerf": NeRFConfig}
+
+
+@functools.cache
+def _config_class(model_cls: type) -> type:
+    """TrainConfig with its model field narrowed to one family, so that --help lists that
+    family's options flat (--model.coarse-samples ...) instead of a subcommand list."""
+    return dataclasses.make_dataclass(
+        "TrainConfig", [("model", model_cls, dataclasses.field(default=model_cls()))], bases=(TrainConfig,), frozen=True
+    )
 
 
 def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
@@ -28,7 +43,8 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
     pre.add_argument("--resume", type=Path, default=None)
     known, rest = pre.parse_known_args(argv)
     description = (
-        "Train a TensoRF radiance field (writes RUN/config.json, RUN/checkpoints, RUN/tb, RUN/eval).\n\n"
+        "Train a radiance field (writes RUN/config.json, RUN/checkpoints, RUN/tb, RUN/eval).\n\n"
+        "model:tensorf | model:nerf   the model family (default: the preset's); its options follow.\n"
         "--preset NAME   start from a named config, then apply the options below: "
         + "; ".join(f"{k}: {v[0]}" for k, v in PRESETS.items())
         + ".\n--resume RUN    continue RUN from its newest checkpoint with its saved config "
@@ -38,8 +54,19 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
         base = dataclasses.replace(load_config(known.resume), run_dir=known.resume)
     else:
         base = PRESETS[known.preset][1]
-    cfg = tyro.cli(TrainConfig, default=base, args=rest, description=description)
-    return cfg, known.resume is not None
+    families = [a for a in rest if a.startswith("model:")]
+    rest = [a for a in rest if not a.startswith("model:")]
+    if families:
+        name = families[-1].split(":", 1)[1]
+        if name not in FAMILIES:
+            raise UserError(f"{families[-1]}: unknown model family; choose one of "
+                            + ", ".join(f"model:{k}" for k in FAMILIES))
+        if not isinstance(base.model, FAMILIES[name]):
+            base = dataclasses.replace(base, model=FAMILIES[name]())
+    cls = _config_class(type(base.model))
+    fields = lambda c: {f.name: getattr(c, f.name) for f in dataclasses.fields(TrainConfig)}  # noqa: E731
+    cfg = tyro.cli(cls, default=cls(**fields(base)), args=rest, description=description)
+    return TrainConfig(**fields(cfg)), known.resume is not None
 
 
 def main(argv: list[str] | None = None) -> None:

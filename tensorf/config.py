@@ -124,10 +124,54 @@ class TensoRFConfig:
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
 
+    @property
+    def optimizer_restarts(self) -> tuple[int, ...]:
+        """Steps at which the optimizer state restarts (new parameter shapes)."""
+        return self.upsample_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class NeRFConfig:
+    """NeRF (Mildenhall et al. 2020) as JaxNeRF implements it: an 8x256 ReLU MLP on positionally
+    encoded points, the input concatenated again after the 4th layer, density from the trunk and
+    colour from a 128-wide view-dependent branch; 64 stratified coarse samples and 128 fine samples
+    drawn from the coarse weights, each set with its own network. Defaults: JaxNeRF's blender
+    config (google-research/jaxnerf/configs/blender.yaml, nerf/utils.py)."""
+
+    net_depth: int = 8
+    """Layers of the trunk."""
+    net_width: int = 256
+    """Width of the trunk."""
+    skip_layer: int = 4
+    """The encoded input is concatenated again after this many trunk layers."""
+    net_depth_condition: int = 1
+    """Layers of the view-dependent colour branch."""
+    net_width_condition: int = 128
+    """Width of the view-dependent colour branch."""
+    position_freqs: int = 10
+    """Positional-encoding frequencies of the position (2^0 .. 2^9; the input itself is included)."""
+    direction_freqs: int = 4
+    """Positional-encoding frequencies of the view direction (the input itself is included)."""
+    coarse_samples: int = 64
+    """Stratified samples per ray for the coarse network."""
+    fine_samples: int = 128
+    """Samples per ray drawn from the coarse weights for the fine network (rendered together with
+    the coarse samples, sorted)."""
+    density_noise: float = 0.0
+    """Std of the noise added to the raw density in training (NeRF: 1 on LLFF, 0 on Blender)."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of the MLPs; compositing and the loss stay float32."""
+
+    @property
+    def optimizer_restarts(self) -> tuple[int, ...]:
+        return ()
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam with grouped learning rates and exponential decay."""
+    """Adam with grouped learning rates ("grid": tensor factors, "mlp": networks), exponential
+    decay over the run, an optional warm-up and gradient clipping. Defaults: the official
+    TensoRF recipe; the NeRF presets set JaxNeRF's (5e-4 decaying to 5e-6)."""
 
     lr_grid: float = 0.02
     """Learning rate of the tensor factors."""
@@ -139,6 +183,13 @@ class OptimConfig:
     """Learning rates decay exponentially to this fraction over the run."""
     lr_upsample_reset: bool = True
     """Restart the decay from the initial rates at every upsampling (official behaviour)."""
+    lr_delay_steps: int = 0
+    """Warm-up: over this many steps the rates rise from lr_delay_mult times their value along a
+    quarter sine (JaxNeRF's lr_delay_steps; replaces NeRF's centre pre-cropping). 0: none."""
+    lr_delay_mult: float = 1.0
+    """Starting fraction of the warm-up (JaxNeRF's lr_delay_mult)."""
+    grad_max_norm: float | None = None
+    """Clip the gradient to this global norm before Adam (None: no clipping)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +201,10 @@ class TrainConfig:
     steps: int = 30_000
     """Number of optimisation steps."""
     batch_size: int = 4096
-    """Rays per step, drawn at random across all training images."""
+    """Rays per step."""
+    batching: Literal["all_images", "single_image"] = "all_images"
+    """Draw each batch from the rays of all training images, or from one image per step (NeRF's
+    original Blender setting); with replacement either way."""
     seed: int = 0
     """Seed for initialisation, ray batches and sample jitter."""
     num_devices: int | None = None
@@ -184,13 +238,16 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
     data: DataConfig = DataConfig()
-    model: TensoRFConfig = TensoRFConfig()
+    model: TensoRFConfig | NeRFConfig = TensoRFConfig()
+    """The model family and its options (train_lego.py: pick it with model:tensorf / model:nerf)."""
     optim: OptimConfig = OptimConfig()
 
 
-def resolve_backend(model: TensoRFConfig, backend: str) -> TensoRFConfig:
+def resolve_backend(model, backend: str):
     """The config with its backend-dependent `auto` choices decided for `backend` ("cpu", "gpu",
     ...). Done once when a run starts; the resolved values are what RUN/config.json records."""
+    if not isinstance(model, TensoRFConfig):
+        return model
     on_cpu = backend == "cpu"
     return dataclasses.replace(
         model,

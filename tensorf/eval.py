@@ -98,7 +98,8 @@ def main(args: EvalArgs) -> dict:
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
     root = args.dataset_path or cfg.data.path
     views = load_blender(root, args.split, cfg.data.downscale, args.views)
-    print(f"run {args.run_dir} at step {meta['step']}, grid {tuple(meta['model_state']['resolution'])}; {root} split {args.split}")
+    grid = meta["model_state"].get("resolution")
+    print(f"run {args.run_dir} at step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + f"; {root} split {args.split}")
     return evaluate_views(model, params, views, Path(args.run_dir) / "eval", args.split, args.chunk, mesh=all_devices())
 
 

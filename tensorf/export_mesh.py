@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 from tensorf.chunked import map_chunks
 from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.models.base import trained_box
 from tensorf.run import restore_run
 
 
@@ -90,8 +91,8 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
 
 def main(args: ExportMeshArgs) -> Path:
     cfg, model, params, meta = restore_run(args.run_dir, args.step)
-    aabb = np.asarray(params["aabb"], np.float32)  # the trained box (shrunk when the mask did)
-    resolution = args.resolution or max(meta["model_state"]["resolution"])
+    aabb = trained_box(model, params)
+    resolution = args.resolution or max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
     verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk, all_devices())
     out = args.output or Path(args.run_dir) / "mesh.ply"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,38 @@ def marched_samples(
     return t, t < t1[:, None]
 
 
+def stratified_samples(near: float, far: float, n: int, u: jax.Array | None, batch: int) -> jax.Array:
+    """t (B, n): one sample in each of n equal bins of [near, far] (NeRF's stratified sampling;
+    JaxNeRF bins). u (B, n) uniforms place each in its bin; None puts them on the bins' edges
+    linspace(near, far, n), as JaxNeRF renders deterministically."""
+    edges = jnp.linspace(near, far, n)
+    if u is None:
+        return jnp.broadcast_to(edges, (batch, n))
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    lower = jnp.concatenate([edges[:1], mids])
+    upper = jnp.concatenate([mids, edges[-1:]])
+    return lower + (upper - lower) * u
+
+
+def pdf_samples(bins: jax.Array, weights: jax.Array, n: int, u: jax.Array | None) -> jax.Array:
+    """t (B, n), sorted: inverse-CDF samples of the piecewise-constant density with `weights`
+    (B, M) on the intervals between `bins` (B, M + 1) (NeRF's hierarchical sampling). u (B, n)
+    uniforms; None takes evenly spaced quantiles. No gradient flows through the samples."""
+    weights = jax.lax.stop_gradient(weights) + 1e-5  # JaxNeRF's padding: no empty PDF
+    pdf = weights / jnp.sum(weights, axis=-1, keepdims=True)
+    cdf = jnp.concatenate([jnp.zeros_like(pdf[:, :1]), jnp.minimum(1.0, jnp.cumsum(pdf[:, :-1], axis=-1)),
+                           jnp.ones_like(pdf[:, :1])], axis=-1)
+    if u is None:
+        u = jnp.broadcast_to(jnp.linspace(0.0, 1.0 - 1e-6, n), (bins.shape[0], n))
+    u = jnp.sort(u, axis=-1)
+    idx = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="right"))(cdf, u)
+    lo, hi = jnp.maximum(idx - 1, 0), jnp.minimum(idx, cdf.shape[-1] - 1)
+    c0, c1 = jnp.take_along_axis(cdf, lo, -1), jnp.take_along_axis(cdf, hi, -1)
+    b0, b1 = jnp.take_along_axis(bins, lo, -1), jnp.take_along_axis(bins, hi, -1)
+    frac = (u - c0) / jnp.where(c1 - c0 < 1e-5, 1.0, c1 - c0)
+    return jax.lax.stop_gradient(b0 + frac * (b1 - b0))
+
+
 def compositing_weights(sigma: jax.Array, delta: jax.Array) -> jax.Array:
     """Volume-rendering weights w_i = T_i (1 - exp(-sigma_i delta_i)). sigma (B, N); delta a
     scalar, (B,) or (B, N)."""

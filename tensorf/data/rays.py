@@ -42,7 +42,8 @@ class RayPool:
     filtered pool never retraces the step. Memory: the images plus 4 bytes a ray, against 36 for
     origins, directions and colours (lego at 800x800: 1 GB, not 2.3).
 
-    colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); ids (N,) int32; count () int32.
+    colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); ids (N,) int32; count () int32;
+    starts (V + 1,) int32: view v's rays in play are ids[starts[v]:starts[v + 1]].
     """
 
     colors: jax.Array
@@ -53,6 +54,7 @@ class RayPool:
     cy: jax.Array
     ids: jax.Array
     count: jax.Array
+    starts: jax.Array
     width: jdc.Static[int]
 
     @staticmethod
@@ -66,7 +68,8 @@ class RayPool:
         vec = lambda v: np.asarray(v, np.float32)  # noqa: E731
         return RayPool(colors=np.asarray(views.images, np.float32).reshape(-1, 3), c2w=vec(cams.c2w),
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
-                       ids=np.arange(n * h * w, dtype=np.int32), count=np.int32(n * h * w), width=w)
+                       ids=np.arange(n * h * w, dtype=np.int32), count=np.int32(n * h * w),
+                       starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w)
 
     def __len__(self) -> int:
         """Rays in play (a host transfer: call it at schedule events, not per step)."""
@@ -80,10 +83,17 @@ class RayPool:
         o, d = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y)
         return Rays(origins=o, directions=d), self.colors[ids]
 
-    def draw(self, key: jax.Array, size: int) -> tuple[Rays, jax.Array]:
-        """`size` rays drawn uniformly, with replacement, from the rays in play: a pure function of
-        the key, so a resumed run draws exactly the batches the uninterrupted run would have."""
-        return self.rays(self.ids[jax.random.randint(key, (size,), 0, self.count)])
+    def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:
+        """`size` rays drawn uniformly, with replacement, from the rays in play, or (single_image)
+        from those of one view, picked with a chance proportional to its rays in play (NeRF's
+        original Blender batching). A pure function of the key, so a resumed run draws exactly the
+        batches the uninterrupted run would have."""
+        if not single_image:
+            return self.rays(self.ids[jax.random.randint(key, (size,), 0, self.count)])
+        k_view, k_rays = jax.random.split(key)
+        view = jnp.searchsorted(self.starts, jax.random.randint(k_view, (), 0, self.count), side="right") - 1
+        lo, hi = self.starts[view], self.starts[view + 1]
+        return self.rays(self.ids[jax.random.randint(k_rays, (size,), lo, hi)])
 
     def filtered(self, keep, params, chunk: int = 16384) -> "RayPool":
         """The pool without the rays that keep(params, rays) -> (B,) bool rejects, same shapes."""
@@ -97,4 +107,9 @@ def _filtered(keep, chunk: int, params, pool: RayPool) -> RayPool:
     kept = jax.lax.map(lambda ids: keep(params, pool.rays(ids)[0]), padded.reshape(-1, chunk)).reshape(-1)[:n]
     kept = kept & (jnp.arange(n) < pool.count)
     (where,) = jnp.nonzero(kept, size=n, fill_value=0)
-    return dataclasses.replace(pool, ids=pool.ids[where], count=jnp.sum(kept, dtype=jnp.int32))
+    count = jnp.sum(kept, dtype=jnp.int32)
+    ids = pool.ids[where]
+    pixels = pool.colors.shape[0] // pool.c2w.shape[0]
+    in_play = jnp.where(jnp.arange(n) < count, ids, jnp.iinfo(jnp.int32).max)
+    starts = jnp.searchsorted(in_play, jnp.arange(pool.c2w.shape[0] + 1, dtype=jnp.int32) * pixels).astype(jnp.int32)
+    return dataclasses.replace(pool, ids=ids, count=count, starts=starts)

@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 import jax
+import numpy as np
 
-from tensorf.config import TensoRFConfig, resolve_backend
+from tensorf.config import NeRFConfig, TensoRFConfig, resolve_backend
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
+from tensorf.models.nerf import NeRF
 from tensorf.models.tensorf import TensoRF, TensoRFSchedule
 from tensorf.render import RenderOutput
 
@@ -44,6 +46,10 @@ class Model(Protocol):
 
     def color(self, params: Params, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points (M, 3) seen along unit directions (M, 3)."""
+
+    def training_loss(self, params: Params, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
+        """(loss, (photometric MSE, live samples dropped by work budgets)) of a training batch:
+        what the step differentiates."""
 
     def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
         """Regulariser weights at a schedule step (a float32 scalar; computed inside the jitted step)."""
@@ -76,15 +82,43 @@ class Schedule(Protocol):
         """One line on the shapes in force, printed at schedule events."""
 
 
+def trained_box(model: Model, params: Params) -> np.ndarray:
+    """(2, 3) box the trained field lives in: the model's own (TensoRF shrinks it at its first
+    mask update) or the scene's."""
+    return np.asarray(params["aabb"] if "aabb" in params else model.scene.aabb, np.float32)
+
+
+class NoEvents:
+    """The schedule of a model whose shapes never change (NeRF): no events, no ray filter, no
+    work budgets."""
+
+    def pending(self, state: dict, step: int) -> bool:
+        return False
+
+    def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
+        return params, state, set()
+
+    def ray_filter(self, state: dict) -> None:
+        return None
+
+    def budgets(self, params: Params, batches: list[Rays], at_least: dict | None = None) -> None:
+        return None
+
+    def describe(self, params: Params, state: dict) -> str:
+        return "no schedule events"
+
+
 def build_model(config, scene: Scene, backend: str | None = None) -> Model:
     """Model for a model config and scene, its `auto` choices resolved for `backend` (default:
     JAX's). Each model family registers here."""
     if isinstance(config, TensoRFConfig):
         return TensoRF(resolve_backend(config, backend or jax.default_backend()), scene)
+    if isinstance(config, NeRFConfig):
+        return NeRF(config, scene)
     raise TypeError(f"no model for config type {type(config).__name__}")
 
 
 def build_schedule(model: Model) -> Schedule:
     if isinstance(model, TensoRF):
         return TensoRFSchedule(model)
-    raise TypeError(f"no schedule for model type {type(model).__name__}")
+    return NoEvents()

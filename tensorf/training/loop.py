@@ -142,7 +142,8 @@ class _Trainer:
     def _compile(self) -> None:
         """Compile the step for the shapes in force, ahead of time and timed (train/compile_s):
         a compiled step also refuses inputs of other shapes rather than silently retracing."""
-        fn = make_train_step(self.model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size, self.mesh)
+        fn = make_train_step(self.model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size, self.mesh,
+                             single_image=self.cfg.batching == "single_image")
         t0 = time.perf_counter()
         self.step_fn = fn.lower(self.params, self.opt_state, self.totals, self.loss_scale, self.pool,
                                 self.step_on_device, self._sched_arg(0.0), self.key).compile()
@@ -319,7 +320,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                     rays_per_s = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
                     window_t, window_steps = now, 0
                     psnr = float(mse_to_psnr(host["mse"]))
-                    bar.set_postfix(psnr=f"{psnr:.2f}", grid="x".join(map(str, t.mstate["resolution"])))
+                    grid = t.mstate.get("resolution")
+                    bar.set_postfix(psnr=f"{psnr:.2f}", **({"grid": "x".join(map(str, grid))} if grid else {}))
                     # dropped: live samples the work budgets left out since the last log (should be 0).
                     for name, value in (("loss", host["loss"]), ("psnr", psnr), ("rays_per_s", rays_per_s),
                                         ("dropped", host["dropped"])):
@@ -330,7 +332,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                     if host["loss_scale"] is not None:
                         writer.add_scalar("train/loss_scale", float(host["loss_scale"]), t.step)
                         writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
-                    writer.add_scalar("train/grid_voxels", math.prod(t.mstate["resolution"]), t.step)
+                    if grid:
+                        writer.add_scalar("train/grid_voxels", math.prod(grid), t.step)
             if cfg.eval_every and t.step % cfg.eval_every == 0:
                 with _host_work():
                     log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,

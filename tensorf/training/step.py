@@ -32,7 +32,7 @@ def initial_loss_scale() -> dict[str, jax.Array]:
 
 
 def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule, batch_size: int,
-                    mesh: Mesh | None = None):
+                    mesh: Mesh | None = None, single_image: bool = False):
     """The jitted step
     (params, opt_state, totals, loss_scale, pool, step, sched, key)
         -> (params, opt_state, totals, loss_scale, step + 1, stats).
@@ -52,10 +52,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
     parallel = mesh is not None and mesh.size > 1
     axis = AXIS if parallel else None
 
-    def loss_fn(params, rays: Rays, colors, keys, weights):
-        out = model.render(params, rays, keys)
-        mse = jnp.mean((out.rgb - colors) ** 2)
-        return mse + model.regularizer(params, weights), (mse, jnp.sum(out.dropped))
+    loss_fn = model.training_loss
 
     def update(params, opt_state, totals, loss_scale, rays: Rays, colors, keys, lrs, weights):
         # Each device differentiates its own shard's loss: params enter as per-device values, so
@@ -95,7 +92,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
     def step(params, opt_state, totals, loss_scale, pool: RayPool, step, sched, key):
         if sched is None:
             sched = step.astype(jnp.float32)
-        rays, colors, keys = draw_batch(pool, key, step, batch_size)
+        rays, colors, keys = draw_batch(pool, key, step, batch_size, single_image)
         out = update(params, opt_state, totals, loss_scale, rays, colors, keys, lr_schedule(sched),
                      model.loss_weights(sched))
         return *out[:4], step + 1, out[4]
@@ -103,11 +100,12 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
     return jax.jit(step, donate_argnums=(0, 1) if donates() else ())
 
 
-def draw_batch(pool: RayPool, key: jax.Array, step, size: int) -> tuple[Rays, jax.Array, jax.Array]:
+def draw_batch(pool: RayPool, key: jax.Array, step, size: int, single_image: bool = False
+               ) -> tuple[Rays, jax.Array, jax.Array]:
     """The batch of step `step`: rays, colours and one key per ray (for the sample jitter),
-    a pure function of (key, step) and the pool."""
+    a pure function of (key, step) and the pool (see RayPool.draw for single_image)."""
     draw_key, ray_key = jax.random.split(jax.random.fold_in(key, step))
-    rays, colors = pool.draw(draw_key, size)
+    rays, colors = pool.draw(draw_key, size, single_image)
     # One key per ray, drawn for the whole batch: a ray's jitter does not depend on the shard.
     return rays, colors, jax.random.split(ray_key, size)
 

@@ -141,6 +141,12 @@ class TensoRF:
 
         return {k: jax.tree.map(lambda _: group(k), v) for k, v in params.items()}
 
+    def training_loss(self, params: dict, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
+        """Photometric MSE plus the regularisers; also (MSE, live samples the budgets dropped)."""
+        out = self.render(params, rays, keys)
+        mse = jnp.mean((out.rgb - colors) ** 2)
+        return mse + self.regularizer(params, weights), (mse, jnp.sum(out.dropped))
+
     def regularizer(self, params: dict, weights: dict) -> jax.Array:
         ops = self.ops
         d, a = params["density"], params["appearance"]

@@ -1,0 +1,3 @@
+from tensorf.models.nerf.model import NeRF
+
+__all__ = ["NeRF"]

@@ -1,0 +1,117 @@
+"""NeRF (Mildenhall et al. 2020) and its large JaxNeRF+ variant: two MLPs, hierarchical sampling.
+
+What runs inside jit. Params: {"coarse": MLP params, "fine": MLP params}, all in the "mlp"
+optimizer group. No shapes change during training: the state is empty and the model has no
+schedule events (models.base.NoEvents).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from tensorf.config import NeRFConfig
+from tensorf.data.rays import Rays
+from tensorf.data.views import Scene
+from tensorf.fields.nerf_mlp import NeRFMLP, encode
+from tensorf.render import RenderOutput, compositing_weights, pdf_samples, stratified_samples
+
+
+@dataclasses.dataclass(frozen=True)
+class NeRF:
+    config: NeRFConfig
+    scene: Scene
+
+    @property
+    def _mlp(self) -> NeRFMLP:
+        c = self.config
+        return NeRFMLP(depth=c.net_depth, width=c.net_width, skip=c.skip_layer, depth_cond=c.net_depth_condition,
+                       width_cond=c.net_width_condition, dtype=jnp.dtype(c.compute_dtype))
+
+    # --- shapes -----------------------------------------------------------------------------
+
+    def initial_state(self) -> dict:
+        return {"budgets": None}
+
+    def for_state(self, state: dict) -> "NeRF":
+        return self
+
+    def init(self, key: jax.Array, state: dict | None = None) -> dict:
+        c = self.config
+        points = jnp.zeros((1, 3 * (1 + 2 * c.position_freqs)))
+        dirs = jnp.zeros((1, 3 * (1 + 2 * c.direction_freqs)))
+        k_coarse, k_fine = jax.random.split(key)
+        return {"coarse": self._mlp.init(k_coarse, points, dirs), "fine": self._mlp.init(k_fine, points, dirs)}
+
+    def param_groups(self, params: dict):
+        return jax.tree.map(lambda _: "mlp", params)
+
+    # --- fields -------------------------------------------------------------------------------
+
+    def _query(self, net_params, xyz: jax.Array, viewdirs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Raw density (M,) and RGB (M, 3) of one network at points (M, 3) seen along (M, 3)."""
+        c = self.config
+        return self._mlp.apply(net_params, encode(xyz, c.position_freqs), encode(viewdirs, c.direction_freqs))
+
+    def density(self, params: dict, xyz: jax.Array) -> jax.Array:
+        sigma, _ = self._query(params["fine"], xyz, jnp.zeros_like(xyz))
+        return jax.nn.relu(sigma)
+
+    def color(self, params: dict, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
+        return self._query(params["fine"], xyz, viewdirs)[1]
+
+    # --- rendering ----------------------------------------------------------------------------
+
+    def _composite(self, net_params, rays: Rays, t: jax.Array, noise_key) -> tuple[RenderOutput, jax.Array]:
+        """Render samples at distances t (B, N) along the rays with one network; also the
+        compositing weights (B, N)."""
+        b, n = t.shape
+        xyz = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        dirs = jnp.broadcast_to(rays.directions[:, None, :], xyz.shape)
+        sigma, rgb = self._query(net_params, xyz.reshape(-1, 3), dirs.reshape(-1, 3))
+        sigma, rgb = sigma.reshape(b, n), rgb.reshape(b, n, 3)
+        if noise_key is not None and self.config.density_noise > 0:
+            sigma = sigma + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
+        # The last sample reaches to infinity (NeRF); directions are unit, so spacing is distance.
+        delta = jnp.concatenate([jnp.diff(t, axis=-1), jnp.full((b, 1), 1e10)], axis=-1)
+        weights = compositing_weights(jax.nn.relu(sigma), delta)
+        opacity = jnp.sum(weights, axis=-1)
+        color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * self.scene.background
+        return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
+                            dropped=jnp.zeros((b,), jnp.float32)), weights
+
+    def render_both(self, params: dict, rays: Rays, keys: jax.Array | None) -> tuple[RenderOutput, RenderOutput]:
+        """The coarse render (stratified samples) and the fine one (the coarse samples plus samples
+        drawn from the coarse weights, sorted)."""
+        c = self.config
+        near, far = self.scene.near_far
+        b = rays.origins.shape[0]
+        draws = None if keys is None else jax.vmap(lambda k: jax.random.split(k, 4))(keys)
+        uniform = lambda i, n: None if draws is None else jax.vmap(lambda k: jax.random.uniform(k, (n,)))(draws[:, i])  # noqa: E731
+        noise = lambda i: None if draws is None else draws[:, i]  # noqa: E731
+        t_coarse = stratified_samples(near, far, c.coarse_samples, uniform(0, c.coarse_samples), b)
+        coarse, w = self._composite(params["coarse"], rays, t_coarse, noise(2))
+        mids = 0.5 * (t_coarse[:, 1:] + t_coarse[:, :-1])
+        t_fine = pdf_samples(mids, w[:, 1:-1], c.fine_samples, uniform(1, c.fine_samples))
+        t_all = jnp.sort(jnp.concatenate([t_coarse, t_fine], axis=-1), axis=-1)
+        fine, _ = self._composite(params["fine"], rays, t_all, noise(3))
+        return coarse, fine
+
+    def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:
+        return self.render_both(params, rays, keys)[1]
+
+    # --- training -----------------------------------------------------------------------------
+
+    def training_loss(self, params: dict, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
+        """Sum of the coarse and the fine network's MSE (NeRF); reports the fine one's MSE."""
+        coarse, fine = self.render_both(params, rays, keys)
+        mse_fine = jnp.mean((fine.rgb - colors) ** 2)
+        return jnp.mean((coarse.rgb - colors) ** 2) + mse_fine, (mse_fine, jnp.zeros(()))
+
+    def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
+        return {}
+
+    def regularizer(self, params: dict, weights: dict) -> jax.Array:
+        return jnp.zeros(())
