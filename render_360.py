@@ -47,6 +47,8 @@ class Render360Args:
     """Camera elevation above the orbit plane in degrees (default: mean of the training cameras)."""
     step: int | None = None
     """Checkpoint step to render (default: latest)."""
+    best: bool = False
+    """Use the checkpoint --keep-best kept (the best val PSNR) instead of --step's."""
     chunk: int = 8192
     """Rays rendered per chunk (bounds memory)."""
     depth: bool = True
@@ -62,7 +64,7 @@ class Render360Args:
 def render_orbit(args: Render360Args) -> dict[str, Path]:
     if args.frames < 2:
         raise UserError("--frames must be at least 2")
-    cfg, model, params, meta = restore_run(args.run_dir, args.step)
+    cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     cams = load_cameras(args.run_dir, cfg)
     frame = orbit_from_cameras(cams.c2w)
     frame = dataclasses.replace(

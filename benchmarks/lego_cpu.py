@@ -60,9 +60,11 @@ def main(args: Args) -> None:
         f"val (r_0, r_10, ..., r_90): PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"peak RSS {peak_gib:.1f} GiB  total {total_min:.1f} min"
     )
+    lpips_note = f"LPIPS {metrics['lpips']:.4f} (VGG), {metrics['lpips_alex']:.4f} (Alex)" if "lpips" in metrics else ""
+    print(lpips_note)
     row = (
         f"| {datetime.date.today()} | {args.minutes:g} | {result.steps} | {result.rays_per_s:.0f} | {res} | "
-        f"{metrics['psnr']:.2f} | {metrics['ssim']:.4f} | {peak_gib:.1f} | |"
+        f"{metrics['psnr']:.2f} | {metrics['ssim']:.4f} | {peak_gib:.1f} | {lpips_note} |"
     )
     add_rows(
         args.results,

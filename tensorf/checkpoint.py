@@ -17,10 +17,14 @@ from tensorf.errors import UserError
 
 
 class Checkpointer:
-    def __init__(self, run_dir: Path, keep: int = 3, read_only: bool = False):
-        self.directory = (Path(run_dir) / "checkpoints").absolute()  # orbax wants absolute paths
+    """RUN/<folder>/<step>: "checkpoints" (the newest `keep`), or "best" (the one --keep-best
+    kept: the best val PSNR so far)."""
+
+    def __init__(self, run_dir: Path, keep: int = 3, read_only: bool = False, folder: str = "checkpoints"):
+        self.directory = (Path(run_dir) / folder).absolute()  # orbax wants absolute paths
         if read_only and not self.directory.is_dir():
-            raise UserError(f"{self.directory}: no checkpoints in this run directory; train it first")
+            hint = "train it with --keep-best" if folder == "best" else "train it first"
+            raise UserError(f"{self.directory}: no checkpoints in this run directory; {hint}")
         self._mgr = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep, create=not read_only),

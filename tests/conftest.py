@@ -54,6 +54,7 @@ def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
         keep_checkpoints=5,
         render_chunk=1024,
         final_eval=False,
+        eval_lpips=False,  # its own tests cover it (test_metrics.py); compiling VGG costs seconds
         progress=False,
         data=DataConfig(path=scene, aabb=SCENE_BOX),
         model=model,

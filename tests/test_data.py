@@ -109,6 +109,23 @@ def test_every_ray_in_play_is_drawn_and_no_other(scene):
     assert drawn == {tuple(np.round(x, 5)) for x in np.asarray(every.directions)}
 
 
+def test_single_image_batches_come_from_one_view_and_only_rays_in_play(scene):
+    views = load_blender(scene, "train")
+    pool = jax.device_put(RayPool.from_views(views))
+    # Keep the rays of the views whose camera sits at x > 0 (a filter like the box or mask one).
+    right = lambda params, rays: rays.origins[:, 0] > 0  # noqa: E731
+    kept = pool.filtered(right, {}, chunk=512)
+    n_right = int(np.sum(views.cameras.c2w[:, 0, 3] > 0))
+    assert 0 < n_right < len(views.names) and int(kept.count) == n_right * views.height * views.width
+    origins = set()
+    for step in range(16):
+        rays, _, _ = draw_batch(kept, jax.random.key(0), step, 64, single_image=True)
+        o = np.unique(np.asarray(rays.origins), axis=0)
+        assert len(o) == 1 and o[0, 0] > 0  # one view per batch, and one in play
+        origins.add(tuple(np.round(o[0], 5)))
+    assert len(origins) > n_right // 2  # the view changes from step to step
+
+
 def test_missing_dataset_dir(tmp_path):
     with pytest.raises(UserError, match=r"nope does not exist.*generated"):
         load_blender(tmp_path / "nope", "train")

@@ -1,12 +1,15 @@
 """Training on the generated scene, through upsampling and two mask updates, improves held-out
 PSNR well beyond the starting point."""
 
+import json
+
 import jax
 import numpy as np
 
 from conftest import make_model
 from tensorf.data.blender import load_blender
 from tensorf.eval import evaluate_views
+from tensorf.metrics import lpips_available
 
 
 def test_training_raises_test_psnr(scene, trained_run, tmp_path):
@@ -47,7 +50,10 @@ def test_eval_cli_on_another_split_and_folder(scene, trained_run, tmp_path):
     metrics = main(EvalArgs(run_dir=cfg.run_dir, dataset_path=other, split="val", views=(1, 2)))
     assert [v["view"] for v in metrics["views"]] == ["r_1", "r_2"]
     assert metrics["psnr"] > 20.0
-    assert (cfg.run_dir / "eval" / "val_metrics.json").is_file()
+    written = json.loads((cfg.run_dir / "eval" / "val_metrics.json").read_text())
+    if lpips_available():  # VGG's, as the TensoRF paper reports, and AlexNet's
+        assert 0 < written["lpips"] < 1 and 0 < written["lpips_alex"] < 1
+        assert all("lpips" in v for v in written["views"])
 
 
 def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
@@ -74,3 +80,26 @@ def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
     monkeypatch.setattr(loop._Trainer, "train_step", chatty)
     with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
         loop.train(tiny_config(scene, tmp_path / "chatty", steps=3, log_every=2, final_eval=False))
+
+
+def test_keep_best_keeps_the_checkpoint_with_the_best_eval_psnr(scene, tmp_path):
+    from conftest import tiny_config
+    from tensorf.checkpoint import Checkpointer
+    from tensorf.eval import EvalArgs
+    from tensorf.eval import main as evaluate
+    from tensorf.run import restore_run
+    from tensorf.training.loop import train
+
+    cfg = tiny_config(scene, tmp_path / "run", steps=30, checkpoint_every=10, keep_best=True, log_every=10)
+    train(cfg)
+    views = load_blender(scene, cfg.data.eval_split)
+    scores = {}
+    for step in Checkpointer(cfg.run_dir, read_only=True).steps():
+        _, model, params, _ = restore_run(cfg.run_dir, step)
+        scores[step] = evaluate_views(model, params, views, tmp_path, "x", 1024, verbose=False, write=False,
+                                      with_lpips=False)["psnr"]
+    best = Checkpointer(cfg.run_dir, read_only=True, folder="best")
+    (step,) = best.steps()
+    assert step == max(scores, key=scores.get), scores
+    np.testing.assert_allclose(best.meta(step)["val_psnr"], scores[step], rtol=1e-5)
+    assert abs(evaluate(EvalArgs(run_dir=cfg.run_dir, split=cfg.data.eval_split, best=True))["psnr"] - scores[step]) < 1e-4

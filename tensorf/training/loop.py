@@ -293,6 +293,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale,
                  train_key)
 
+    best = BestKeeper(run_dir, resume) if cfg.keep_best else None
+
+    def saved() -> None:
+        """After a checkpoint: with --keep-best, judge it on every eval view."""
+        if best is not None:
+            psnr_all = best.consider(t, evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split,
+                                                       cfg.render_chunk, verbose=False, mesh=render_mesh, write=False,
+                                                       with_lpips=False)["psnr"])
+            writer.add_scalar("eval/psnr_all_views", psnr_all, t.step)
+
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
     t_start = time.perf_counter() - elapsed0
     psnr, rays_per_s = float("nan"), 0.0
@@ -341,24 +351,44 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
                 with _host_work():
                     t.save(ckpt, time.perf_counter() - t_start)
+                    saved()
                 last_saved = t.step
 
     elapsed = time.perf_counter() - t_start
     bar.close()
     if last_saved != t.step:
         t.save(ckpt, elapsed)
+        saved()
     ckpt.close()
+    if best is not None:
+        best.checkpoints.close()
     writer.flush()
 
     metrics = None
     if cfg.final_eval:
         metrics = evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split, cfg.render_chunk,
-                                 verbose=primary, mesh=render_mesh, write=primary)
+                                 verbose=primary, mesh=render_mesh, write=primary, with_lpips=cfg.eval_lpips)
         writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
         writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
     writer.close()
     return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
                        eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate)
+
+
+class BestKeeper:
+    """RUN/best: the checkpoint whose eval views scored the best mean PSNR so far (--keep-best)."""
+
+    def __init__(self, run_dir: Path, resume: bool):
+        self.checkpoints = Checkpointer(run_dir, keep=1, folder="best")
+        step = self.checkpoints.latest_step() if resume else None
+        self.psnr = -math.inf if step is None else float(self.checkpoints.meta(step)["val_psnr"])
+
+    def consider(self, t: "_Trainer", psnr: float) -> float:
+        if psnr > self.psnr:
+            self.psnr = psnr
+            params = jax.tree.map(jnp.copy, t.params) if donates() else t.params
+            self.checkpoints.save(t.step, {"params": params}, {"step": t.step, "model_state": t.mstate, "val_psnr": psnr})
+        return psnr
 
 
 class _PhaseClock:
