@@ -80,6 +80,27 @@ def test_ray_batches_are_drawn_on_the_device_as_a_pure_function_of_seed_and_step
     assert not np.array_equal(a.directions, c.directions)
 
 
+def test_view_rays_match_the_float64_formula_at_full_size():
+    """Every pixel's ray against numpy in float64, at a size (200x200) where one way of writing
+    the formula came out wrong under XLA CPU's jit."""
+    rng = np.random.default_rng(0)
+    angle = 0.7
+    c2w = np.eye(4, dtype=np.float32)
+    c2w[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    c2w[:3, 3] = rng.normal(size=3)
+    cams = Cameras.centered(c2w[None], 200, 200, 220.0)
+    o, d = cams.rays(0)
+    j, i = np.meshgrid(np.arange(200.0), np.arange(200.0), indexing="ij")
+    ref = np.stack([(i + 0.5 - 100) / 220.0, -(j + 0.5 - 100) / 220.0, -np.ones_like(i)], -1) @ c2w[:3, :3].T.astype(np.float64)
+    ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
+    np.testing.assert_allclose(d, ref, atol=1e-6)
+    np.testing.assert_array_equal(o, np.broadcast_to(c2w[:3, 3], o.shape))
+    # The same rays drawn through a pool on the device.
+    views = Views(images=np.zeros((1, 200, 200, 3), np.float32), cameras=cams, names=("a",))
+    rays, _ = jax.device_put(RayPool.from_views(views)).rays(jnp.arange(200 * 200, dtype=jnp.int32))
+    np.testing.assert_allclose(np.asarray(rays.directions), ref.reshape(-1, 3), atol=1e-6)
+
+
 def test_pool_rays_are_the_views_rays_and_colours(scene):
     views = load_blender(scene, "train")
     pool = jax.device_put(RayPool.from_views(views))

@@ -78,13 +78,14 @@ def pixel_rays(c2w, fx, fy, cx, cy, x, y) -> tuple[jax.Array, jax.Array]:
     float32. The one ray formula of the project: host views and batches drawn on the device
     both use it, so they agree to the bit."""
     c2w = jnp.asarray(c2w, jnp.float32)
-    cam = jnp.stack(
-        [(x.astype(jnp.float32) + 0.5 - cx) / fx, -(y.astype(jnp.float32) + 0.5 - cy) / fy, -jnp.ones(x.shape, jnp.float32)],
-        -1,
-    )
-    rot = jnp.broadcast_to(c2w[..., :3, :3], cam.shape[:-1] + (3, 3))
-    dirs = jnp.sum(rot * cam[..., None, :], -1)
-    dirs = dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
+    u = (x.astype(jnp.float32) + 0.5 - cx) / fx
+    v = -(y.astype(jnp.float32) + 0.5 - cy) / fy
+    rot = c2w[..., :3, :3]
+    # Written out per camera axis: the same rotation as a broadcast product summed and then
+    # divided by jnp.linalg.norm came out wrong for 40k rays on XLA CPU (jax 0.10.2) under jit,
+    # rays shifted by whole pixels (test_data.py holds the float64 reference).
+    dirs = u[..., None] * rot[..., :, 0] + v[..., None] * rot[..., :, 1] - rot[..., :, 2]
+    dirs = dirs * jax.lax.rsqrt(jnp.sum(dirs * dirs, axis=-1, keepdims=True))
     return jnp.broadcast_to(c2w[..., :3, 3], dirs.shape), dirs
 
 
