@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
-# One XLA compilation cache for the session, subprocesses included (they inherit the variables):
-# runs in different tests compile the same small programs through new jit objects, and on two
-# cores compiling is much of their time. A fresh folder per session, so timings stay honest.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="tensorf-test-xla-cache-"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
 from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
