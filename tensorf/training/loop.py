@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
@@ -31,7 +30,7 @@ from tensorf.metrics import mse_to_psnr
 from tensorf.models.base import Model, Schedule, build_model, build_schedule
 from tensorf.run import resolved_config, write_cameras, write_config
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
-from tensorf.training.step import all_finite, donates, initial_loss_scale, initial_totals, make_train_step
+from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step, undonated
 
 
 @dataclasses.dataclass
@@ -235,10 +234,7 @@ class _Trainer:
         items = {"params": self.params, "opt_state": self.opt_state}
         if self.loss_scale is not None:
             items["loss_scale"] = self.loss_scale
-        if donates():
-            # The next step donates these buffers while orbax may still be reading them.
-            items = jax.tree.map(jnp.copy, items)
-        ckpt.save(self.step, items, meta)
+        ckpt.save(self.step, undonated(items), meta)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
@@ -386,8 +382,7 @@ class BestKeeper:
     def consider(self, t: "_Trainer", psnr: float) -> float:
         if psnr > self.psnr:
             self.psnr = psnr
-            params = jax.tree.map(jnp.copy, t.params) if donates() else t.params
-            self.checkpoints.save(t.step, {"params": params}, {"step": t.step, "model_state": t.mstate, "val_psnr": psnr})
+            self.checkpoints.save(t.step, {"params": undonated(t.params)}, {"step": t.step, "model_state": t.mstate, "val_psnr": psnr})
         return psnr
 
 

@@ -110,6 +110,12 @@ def draw_batch(pool: RayPool, key: jax.Array, step, size: int, single_image: boo
     return rays, colors, jax.random.split(ray_key, size)
 
 
+def undonated(tree):
+    """`tree` safe to hand to a background writer: a device copy when the step donates (the next
+    step would otherwise reuse buffers orbax may still be reading)."""
+    return jax.tree.map(jnp.copy, tree) if donates() else tree
+
+
 def donates() -> bool:
     """Whether the step donates params and optimizer state: it saves a copy of the grids on
     accelerators; on the CPU backend it made the step slower (benchmarks/results.md)."""
