@@ -64,7 +64,7 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
         out = model.render(p, rays, keys)
         return jnp.mean((out.rgb - colors) ** 2) + model.regularizer(p, weights)
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     for a, b, g in zip(_leaves(p4), _leaves(p1), _leaves(grads), strict=True):
         clear = np.abs(g) > 1e-5
         np.testing.assert_allclose(a[clear], b[clear], rtol=1e-5, atol=1e-5)
@@ -73,24 +73,24 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
 
 
 def test_two_devices_train_like_one_and_resume_on_one(scene, tmp_path):
-    over = dict(steps=120, batch_size=512, log_every=40, checkpoint_every=60, final_eval=True,
-                model__upsample_steps=(40,), model__mask_update_steps=(60,), model__compaction="on",
+    over = dict(steps=80, batch_size=512, log_every=40, checkpoint_every=40, final_eval=True,
+                model__upsample_steps=(20,), model__mask_update_steps=(40,), model__compaction="on",
                 model__mask_threshold=3e-3, model__n_voxels_final=24**3)
     one = train(tiny_config(scene, tmp_path / "one", num_devices=1, **over))
     two = train(tiny_config(scene, tmp_path / "two", num_devices=2, **over))
     assert two.model_state["mask_updates"] == 1 and two.model_state["level"] == 1
     assert abs(two.eval_metrics["psnr"] - one.eval_metrics["psnr"]) < 1.0, (one.eval_metrics, two.eval_metrics)
     # A checkpoint written on 2 devices resumes on 1 and continues the same trajectory.
-    shutil.rmtree(tmp_path / "two" / "checkpoints" / "120")
+    shutil.rmtree(tmp_path / "two" / "checkpoints" / "80")
     resumed = train(tiny_config(scene, tmp_path / "two", num_devices=1, **{**over, "final_eval": False}), resume=True)
-    assert resumed.steps == 120
-    # The mask update at step 60 runs again after the resume; its budgets are shares of what one
+    assert resumed.steps == 80
+    # The mask update at step 40 runs again after the resume; its budgets are shares of what one
     # device renders, measured on 1-device batches now, so only they may differ.
     strip = lambda state: {k: v for k, v in state.items() if k != "budgets"}  # noqa: E731
     assert strip(resumed.model_state) == strip(two.model_state)
     for a, b in zip(_leaves(resumed.params), _leaves(two.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert restore_run(tmp_path / "two")[3]["step"] == 120
+    assert restore_run(tmp_path / "two")[3]["step"] == 80
 
 
 def test_batch_that_does_not_split_is_one_clear_error(scene, tmp_path):

@@ -1,0 +1,156 @@
+"""TensoRF, NeRF and JaxNeRF+ trained on the same lego views for the same wall-clock budget.
+
+    python benchmarks/compare_models.py [--minutes 20] [--models tensorf nerf jaxnerf-plus]
+                                        [--run-root runs/compare] [--dataset-path DIR]
+
+Each model trains in its own process (so that its peak RSS is its own) on lego's train split at
+200x200 (downscale 4) for `--minutes` of wall-clock time, its schedule stretched over the budget as
+in lego_cpu.py, then renders the same val views. Prints and appends to benchmarks/results.md one
+table: steps, rays/s, val PSNR / SSIM / LPIPS, parameter count, checkpoint size, peak RSS, with
+the published lego test figures beside it.
+
+The NeRF family runs its published architecture and learning-rate recipe (tensorf/presets.py);
+only the batch is smaller than the published 4096 / 2048 rays, because a 2-core CPU takes seconds
+for one such step and the budget would buy a handful of them (`--nerf-batch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import jax
+import numpy as np
+import tyro
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
+from tensorf.config import TrainConfig  # noqa: E402
+from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
+from tensorf.presets import JAXNERF_PLUS, LEGO_CPU, NERF  # noqa: E402
+
+ModelName = Literal["tensorf", "nerf", "jaxnerf-plus"]
+
+# Published lego test PSNR (shared/README.md): TensoRF paper Table 1; NeRF paper; JaxNeRF README;
+# SNeRG README for JaxNeRF+.
+PUBLISHED = {"tensorf": "36.46 (VM-192, 30k steps)", "nerf": "32.54 (NeRF); 33.28 (JaxNeRF)",
+             "jaxnerf-plus": "37.23"}
+LABEL = {"tensorf": "TensoRF (lego-cpu preset)", "nerf": "NeRF", "jaxnerf-plus": "JaxNeRF+"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Equal-budget comparison of the model families on lego 200x200; one results table."""
+
+    minutes: float = 20.0
+    """Wall-clock training budget of each model."""
+    models: tuple[ModelName, ...] = ("tensorf", "nerf", "jaxnerf-plus")
+    """Which models to train, in this order."""
+    run_root: Path = Path("runs/compare")
+    """Each model's run directory is RUN_ROOT/<model>."""
+    dataset_path: Path = DEFAULT_LEGO
+    """Blender-format lego folder (train and val splits)."""
+    eval_views: tuple[int, ...] = (0, 25, 50, 75)
+    """Val views every model renders (indices into transforms_val.json)."""
+    nerf_batch: int = 1024
+    """Rays per step for NeRF and JaxNeRF+ (published: 4096 and 2048)."""
+    results: Path = ROOT / "benchmarks" / "results.md"
+    """Markdown file the table is appended to."""
+    one: ModelName | None = None
+    """Internal: train and evaluate this one model in this process and write its figures as JSON."""
+
+
+def model_config(args: Args, name: ModelName) -> TrainConfig:
+    base = {"tensorf": LEGO_CPU, "nerf": NERF, "jaxnerf-plus": JAXNERF_PLUS}[name]
+    batch = base.batch_size if name == "tensorf" else args.nerf_batch
+    return dataclasses.replace(
+        base,
+        run_dir=args.run_root / name,
+        time_budget_minutes=args.minutes,
+        batch_size=batch,
+        render_chunk=min(base.render_chunk, 4096),
+        log_every=10 if name != "tensorf" else base.log_every,
+        eval_every=0,
+        checkpoint_every=0,  # one checkpoint, at the end: its size is the table's
+        progress=False,
+        data=dataclasses.replace(base.data, path=args.dataset_path, downscale=4, eval_split="val",
+                                 eval_views=args.eval_views),
+    )
+
+
+def checkpoint_mib(run_dir: Path) -> float:
+    steps = [p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+    newest = max(steps, key=lambda p: int(p.name))
+    return sum(f.stat().st_size for f in newest.rglob("*") if f.is_file()) / 2**20
+
+
+def run_one(args: Args, name: ModelName) -> dict:
+    from tensorf.training.loop import train
+
+    cfg = model_config(args, name)
+    if (Path(cfg.run_dir) / "checkpoints").exists():
+        raise UserError(f"{cfg.run_dir} already holds a run; remove it or pick another --run-root")
+    result = train(cfg)
+    m = result.eval_metrics
+    figures = {
+        "model": name,
+        "minutes": args.minutes,
+        "batch": cfg.batch_size,
+        "steps": result.steps,
+        "rays_per_s": result.steps * cfg.batch_size / result.elapsed_s,
+        "psnr": m["psnr"],
+        "ssim": m["ssim"],
+        "lpips": m.get("lpips"),
+        "lpips_alex": m.get("lpips_alex"),
+        "params": int(sum(np.size(x) for x in jax.tree.leaves(result.params))),
+        "checkpoint_mib": checkpoint_mib(Path(cfg.run_dir)),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "eval_views": list(args.eval_views),
+    }
+    (Path(cfg.run_dir) / "compare.json").write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def row(f: dict) -> str:
+    lp = "n/a" if f["lpips"] is None else f"{f['lpips']:.4f} / {f['lpips_alex']:.4f}"
+    return (f"| {datetime.date.today()} | {LABEL[f['model']]} | {f['minutes']:g} | {f['batch']} | {f['steps']} | "
+            f"{f['rays_per_s']:.0f} | {f['psnr']:.2f} | {f['ssim']:.4f} | {lp} | {f['params'] / 1e6:.2f} M | "
+            f"{f['checkpoint_mib']:.1f} | {f['peak_rss_gib']:.1f} | {PUBLISHED[f['model']]} |")
+
+
+def main(args: Args) -> None:
+    if args.one is not None:
+        run_one(args, args.one)
+        return
+    figures = []
+    for name in args.models:
+        cmd = [sys.executable, __file__, "--one", name, "--minutes", str(args.minutes), "--run-root",
+               str(args.run_root), "--dataset-path", str(args.dataset_path), "--nerf-batch", str(args.nerf_batch),
+               "--eval-views", *map(str, args.eval_views)]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise UserError(f"training {name} failed (its output is above); the table was not written")
+        figures.append(json.loads((args.run_root / name / "compare.json").read_text()))
+    rows = [row(f) for f in figures]
+    print("\n".join(rows))
+    views = ", ".join(f"r_{i}" for i in args.eval_views)
+    add_rows(
+        args.results,
+        f"## compare_models.py (lego 200x200 train split, val {views}, equal wall clock, 2-core CPU)",
+        "| date | model | minutes | batch | steps | train rays/s | val PSNR | val SSIM | LPIPS VGG / Alex | params | "
+        "checkpoint MiB | peak RSS GiB | published lego test PSNR |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        main(tyro.cli(Args))
