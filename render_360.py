@@ -3,7 +3,9 @@
     python render_360.py --run-dir RUN [--frames 60 --fps 20 --elevation-deg 30 --resolution 200 200]
 
 Defaults come from the run's training cameras: orbit centre, up axis, radius, elevation and
-image size. The checkpoint is loaded at its own grid size; rays are rendered in chunks.
+image size. Forward-facing captures (LLFF) cannot be orbited: their runs record the dataset's own
+spiral path, which is rendered instead (--path). The checkpoint is loaded at its own grid size;
+rays are rendered in chunks.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal
 
 import imageio.v3 as iio
 import numpy as np
@@ -23,7 +26,7 @@ from tensorf.errors import UserError, exit_on_user_error
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import load_cameras, restore_run
+from tensorf.run import load_cameras, load_render_path, restore_run
 from tensorf.visualize import depth_image, to_uint8
 
 
@@ -35,8 +38,11 @@ class Render360Args:
     """Run directory written by train_lego.py."""
     output: Path | None = None
     """GIF to write (default RUN/render_360.gif); depth and opacity GIFs go beside it."""
+    path: Literal["auto", "orbit", "dataset"] = "auto"
+    """Camera path: an orbit around the training cameras' centre, or the path the dataset
+    defines (LLFF: NeRF's spiral, 120 frames); auto takes the dataset's when the run has one."""
     frames: int = 60
-    """Number of frames in one full turn."""
+    """Number of frames in one full turn of the orbit."""
     fps: float = 20.0
     """Playback frames per second."""
     resolution: tuple[int, int] | None = None
@@ -66,17 +72,27 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         raise UserError("--frames must be at least 2")
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     cams = load_cameras(args.run_dir, cfg)
-    frame = orbit_from_cameras(cams.c2w)
-    frame = dataclasses.replace(
-        frame,
-        radius=frame.radius if args.radius is None else args.radius,
-        elevation_deg=frame.elevation_deg if args.elevation_deg is None else args.elevation_deg,
-    )
+    dataset_path = load_render_path(args.run_dir)
+    if args.path == "dataset" and dataset_path is None:
+        raise UserError(f"{args.run_dir}: this run's dataset defines no camera path; use --path orbit")
+    if args.path == "orbit" and cams.ndc_near is not None:
+        raise UserError("an orbit leaves the region a forward-facing (NDC) capture can show; use --path dataset")
     mesh = all_devices()  # each frame's chunks are spread over every device
-    orbit = cams.with_poses(orbit_poses(frame, args.frames))
+    if dataset_path is not None and args.path != "orbit":
+        orbit = cams.with_poses(dataset_path)
+        box = trained_box(model, params)
+        near, far = 0.0, float(np.linalg.norm(box[1] - box[0]))  # distances in the rays' space (NDC)
+    else:
+        frame = orbit_from_cameras(cams.c2w)
+        frame = dataclasses.replace(
+            frame,
+            radius=frame.radius if args.radius is None else args.radius,
+            elevation_deg=frame.elevation_deg if args.elevation_deg is None else args.elevation_deg,
+        )
+        orbit = cams.with_poses(orbit_poses(frame, args.frames))
+        near, far = depth_range(frame, trained_box(model, params))
     if args.resolution:
         orbit = orbit.resized(*args.resolution)
-    near, far = depth_range(frame, trained_box(model, params))
 
     rgbs, depths, opacities = [], [], []
     for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):

@@ -21,7 +21,11 @@ class DataConfig:
     """Where the training views come from."""
 
     path: Path = Path("data/nerf_synthetic/lego")
-    """Dataset folder in Blender / NeRF-synthetic format (transforms_<split>.json + RGBA PNGs)."""
+    """Dataset folder: Blender / NeRF-synthetic (transforms_<split>.json + RGBA PNGs), LLFF
+    (poses_bounds.npy + images_N/) or nerfstudio / instant-ngp (transforms.json)."""
+    format: Literal["auto", "blender", "llff", "nerfstudio"] = "auto"
+    """Dataset layout; auto detects it from the folder (transforms_train.json: blender,
+    poses_bounds.npy: llff, transforms.json: nerfstudio)."""
     downscale: int = 1
     """Integer downscale factor for every image (area averaging); focal length follows."""
     train_split: str = "train"
@@ -30,6 +34,12 @@ class DataConfig:
     """Split rendered for periodic and final evaluation (falls back to val when missing)."""
     eval_views: tuple[int, ...] = ()
     """Indices of eval views used during and after training; empty means every view."""
+    hold_every: int = 8
+    """LLFF and nerfstudio without split lists: every N-th image (0, N, 2N, ...) is held out as
+    the test split, the rest train (the NeRF protocol)."""
+    ndc: bool | None = None
+    """Cast rays in normalised device coordinates (forward-facing scenes). None: the format's
+    own choice (LLFF: yes, others: no)."""
     generate: bool = False
     """Write the project's generated scene to `path` first when it is not there (no download)."""
     aabb: tuple[Vec3, Vec3] | None = None
@@ -65,6 +75,9 @@ class TensoRFConfig:
     """Hidden width of the colour MLP (two hidden layers)."""
     init_scale: float = 0.1
     """Standard deviation of the random factor initialisation."""
+    density_activation: Literal["softplus", "relu"] = "softplus"
+    """Density from the summed density features (official fea2denseAct): softplus(x + shift)
+    (lego) or relu(x) (the official LLFF configs)."""
     density_shift: float = -10.0
     """Added before softplus so that a fresh grid is nearly empty."""
     distance_scale: float = 25.0
@@ -110,9 +123,11 @@ class TensoRFConfig:
     l1_weight_rest: float = 4e-5
     """L1 weight after the first mask update."""
     tv_weight_density: float = 0.0
-    """Total-variation weight on the density planes (official lego: off)."""
+    """Total-variation weight on the density planes (official lego: off, LLFF: 1), decaying with
+    the learning rate."""
     tv_weight_appearance: float = 0.0
-    """Total-variation weight on the appearance planes (official lego: off)."""
+    """Total-variation weight on the appearance planes (official lego: off, LLFF: 1), decaying
+    with the learning rate."""
     ortho_weight: float = 0.0
     """Weight of the orthogonality penalty on the line factors (official: off)."""
     density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"

@@ -20,7 +20,7 @@ import numpy as np
 import tyro
 from jax.sharding import Mesh
 
-from tensorf.data.blender import load_blender
+from tensorf.data.dataset import load_eval_views
 from tensorf.data.rays import view_rays
 from tensorf.data.views import Views
 from tensorf.errors import exit_on_user_error, warn
@@ -88,14 +88,15 @@ def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[fl
 
 @dataclasses.dataclass(frozen=True)
 class EvalArgs:
-    """Evaluate a trained run on every view of a Blender-format split."""
+    """Evaluate a trained run on every view of a split (Blender: transforms_<split>.json; LLFF and
+    transforms.json captures: their held-out test views)."""
 
     run_dir: Path
     """Run directory written by train_lego.py."""
     dataset_path: Path | None = None
     """Dataset folder; defaults to the one the run trained on."""
     split: str = "test"
-    """Split to render (transforms_<split>.json)."""
+    """Split to render (Blender: transforms_<split>.json; other formats: test, the held-out views)."""
     step: int | None = None
     """Checkpoint step; defaults to the latest."""
     best: bool = False
@@ -109,10 +110,10 @@ class EvalArgs:
 def main(args: EvalArgs) -> dict:
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     root = args.dataset_path or cfg.data.path
-    views = load_blender(root, args.split, cfg.data.downscale, args.views)
+    views, split = load_eval_views(dataclasses.replace(cfg.data, path=root, eval_split=args.split, eval_views=args.views))
     grid = meta["model_state"].get("resolution")
-    print(f"run {args.run_dir} at step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + f"; {root} split {args.split}")
-    return evaluate_views(model, params, views, Path(args.run_dir) / "eval", args.split, args.chunk, mesh=all_devices())
+    print(f"run {args.run_dir} at step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + f"; {root} split {split}")
+    return evaluate_views(model, params, views, Path(args.run_dir) / "eval", split, args.chunk, mesh=all_devices())
 
 
 if __name__ == "__main__":

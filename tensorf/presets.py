@@ -85,11 +85,66 @@ JAXNERF_PLUS = dataclasses.replace(
     optim=dataclasses.replace(NERF.optim, lr_delay_steps=2500, lr_delay_mult=0.1),
 )
 
+# Official LLFF recipe (apchenstu/TensoRF configs/flower.txt): NDC rays, images at factor 4,
+# 25k steps of 4096 rays, 128^3 -> 640^3 voxels upsampled at 2000/3000/4000/5500, one mask update
+# at 2500 (which also shrinks the box), density 16/4/4 and appearance 48/12/12 components, MLP on
+# raw features (view_pe 0, fea_pe 0), relu density, TV 1.0 on both (decaying with the learning
+# rate), no L1, no ray filtering (official: NDC rays are never filtered). Every 8th image is a
+# test view. Deviation: sample spacing follows our box-marching sampler (step_ratio 0.5 voxels
+# along unit NDC rays) rather than the official fixed linspace over NDC depth.
+LLFF = TrainConfig(
+    run_dir=Path("runs/llff"),
+    steps=25_000,
+    data=DataConfig(path=Path("data/nerf_llff_data/fern"), format="llff", downscale=4),
+    model=TensoRFConfig(
+        n_voxels_init=128**3,
+        n_voxels_final=640**3,
+        upsample_steps=(2000, 3000, 4000, 5500),
+        mask_update_steps=(2500,),
+        density_components=(16, 4, 4),
+        appearance_components=(48, 12, 12),
+        feature_pe=0,
+        view_pe=0,
+        density_activation="relu",
+        l1_weight=0.0,
+        l1_weight_rest=0.0,
+        tv_weight_density=1.0,
+        tv_weight_appearance=1.0,
+        filter_rays=False,
+    ),
+)
+
+# LLFF on a 2-core CPU (benchmarks/fern_cpu.py): images at factor 8 (fern: 504x378), the
+# official schedule's shape compressed to 4000 steps of 2048 rays and stretched over the time
+# budget (upsampling and the mask update in its first quarter, as officially), and a grid that
+# ends at 200^3 voxels instead of 640^3.
+LLFF_CPU = dataclasses.replace(
+    LLFF,
+    run_dir=Path("runs/llff_cpu"),
+    steps=4000,
+    batch_size=2048,
+    log_every=50,
+    eval_every=1000,
+    checkpoint_every=1000,
+    data=dataclasses.replace(LLFF.data, downscale=8),
+    model=dataclasses.replace(
+        LLFF.model,
+        n_voxels_init=64**3,
+        n_voxels_final=200**3,
+        upsample_steps=(320, 480, 640, 880),
+        mask_update_steps=(400,),
+        max_samples=256,
+        appearance_samples=16,
+    ),
+)
+
 PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "lego": ("official TensoRF lego recipe (GPU-sized)", LEGO),
     "generated": ("the project's generated scene, CPU-sized (minutes)", GENERATED),
     "nerf": ("NeRF as JaxNeRF trains it on lego (GPU-sized: 1M steps)", NERF),
     "jaxnerf-plus": ("JaxNeRF+, the large NeRF variant (GPU-sized)", JAXNERF_PLUS),
     "lego-cpu": ("lego at 200x200 for a 2-core CPU (use with --time-budget-minutes)", LEGO_CPU),
+    "llff": ("official TensoRF LLFF recipe (forward-facing, NDC; GPU-sized)", LLFF),
+    "llff-cpu": ("LLFF at factor 8 for a 2-core CPU (use with --time-budget-minutes)", LLFF_CPU),
 }
 

@@ -1,7 +1,8 @@
 """A run directory: what training writes and every tool reads back.
 
     RUN/config.json     the resolved config (auto choices and the scene's bounds decided)
-    RUN/cameras.json    the training cameras (renderers place new views from them)
+    RUN/cameras.json    the training cameras (renderers place new views from them), and the
+                        format's own camera path when it has one (LLFF's spiral)
     RUN/checkpoints/    orbax checkpoints (tensorf.checkpoint)
 """
 
@@ -13,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from tensorf import config as cfgmod
 from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
-from tensorf.data.blender import load_blender
 from tensorf.data.cameras import Cameras
 from tensorf.data.views import Scene
 from tensorf.errors import UserError
@@ -27,7 +28,8 @@ from tensorf.models.base import Model, build_model
 def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None) -> TrainConfig:
     """The config as a run records it: the dataset's scene bounds filled in and the model's
     backend-dependent `auto` choices decided, so the run can be restored without guessing."""
-    data = dataclasses.replace(cfg.data, aabb=scene.aabb, near_far=scene.near_far, background=scene.background)
+    data = dataclasses.replace(cfg.data, aabb=scene.aabb, near_far=scene.near_far, background=scene.background,
+                               ndc=scene.ndc)
     model = cfgmod.resolve_backend(cfg.model, backend or jax.default_backend())
     return dataclasses.replace(cfg, data=data, model=model)
 
@@ -37,7 +39,7 @@ def scene_of(cfg: TrainConfig) -> Scene:
     if d.aabb is None or d.near_far is None or d.background is None:
         raise UserError("the run's config.json lacks the scene bounds (data.aabb, near_far, background); "
                         "it was written by an older version: add them or retrain")
-    return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background)
+    return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background, ndc=bool(d.ndc))
 
 
 def write_config(cfg: TrainConfig) -> None:
@@ -55,15 +57,27 @@ def load_config(run_dir: Path) -> TrainConfig:
         raise UserError(f"{path}: unreadable run config ({str(e).splitlines()[0]}); restore it from a backup") from None
 
 
-def write_cameras(run_dir: Path, cameras: Cameras) -> None:
-    (Path(run_dir) / "cameras.json").write_text(json.dumps(cameras.to_json()))
+def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | None = None) -> None:
+    body = cameras.to_json()
+    if render_path is not None:
+        body["render_path"] = np.asarray(render_path).tolist()
+    (Path(run_dir) / "cameras.json").write_text(json.dumps(body))
+
+
+def load_render_path(run_dir: Path) -> np.ndarray | None:
+    """The dataset's own camera path (N, 4, 4) recorded with the run (LLFF: a spiral), or None."""
+    path = Path(run_dir) / "cameras.json"
+    body = json.loads(path.read_text()) if path.is_file() else {}
+    return None if body.get("render_path") is None else np.asarray(body["render_path"], np.float32)
 
 
 def load_cameras(run_dir: Path, cfg: TrainConfig | None = None) -> Cameras:
     """Training cameras of a run: RUN/cameras.json, else (with cfg) the run's dataset."""
     path = Path(run_dir) / "cameras.json"
     if not path.is_file() and cfg is not None and Path(cfg.data.path).is_dir():
-        return load_blender(cfg.data.path, cfg.data.train_split, cfg.data.downscale).cameras
+        from tensorf.data.dataset import load_dataset
+
+        return load_dataset(cfg.data).train.cameras
     if not path.is_file():
         raise UserError(f"{path} not found; the run directory is incomplete (train it with train_lego.py)")
     try:

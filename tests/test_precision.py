@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from conftest import make_model, replace_nested
+from conftest import make_model, tiny_config
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool
 from tensorf.training.loop import train
@@ -39,8 +39,6 @@ def test_float16_overflow_skips_the_update_and_halves_the_scale(scene, trained_r
 
 
 def test_half_precision_trains_like_float32(scene, tmp_path):
-    from conftest import tiny_config
-
     psnr = {}
     for dtype in ("float32", "bfloat16", "float16"):
         cfg = tiny_config(scene, tmp_path / dtype, steps=150, batch_size=512, log_every=50, checkpoint_every=0,
@@ -56,7 +54,6 @@ def test_half_precision_trains_like_float32(scene, tmp_path):
 def test_float16_resume_continues_the_loss_scale(scene, tmp_path):
     import shutil
 
-    from conftest import tiny_config
     from tensorf.checkpoint import Checkpointer
 
     cfg = tiny_config(scene, tmp_path / "run", steps=6, model__compute_dtype="float16")

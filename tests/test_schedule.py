@@ -143,8 +143,8 @@ def test_learning_rates_decay_and_restart_at_upsampling():
 
 def test_l1_weight_switches_at_the_first_mask_update():
     model, _, _ = _model(mask_update_steps=(300, 600), l1_weight=8e-5, l1_weight_rest=4e-5)
-    assert model.loss_weights(299)["l1"] == np.float32(8e-5) and model.loss_weights(300)["l1"] == np.float32(4e-5)
-    assert model.loss_weights(10**6)["l1"] == np.float32(4e-5)
+    assert model.loss_weights(299, 1.0)["l1"] == np.float32(8e-5) and model.loss_weights(300, 1.0)["l1"] == np.float32(4e-5)
+    assert model.loss_weights(10**6, 1.0)["l1"] == np.float32(4e-5)
 
 
 def test_time_budget_stretches_the_schedule():

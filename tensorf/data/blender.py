@@ -7,10 +7,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 
 from tensorf.data.cameras import Cameras, focal_from_fov
+from tensorf.data.images import read_rgb
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
 
@@ -26,32 +26,6 @@ LEGO_HINT = (
 
 def available_splits(root: Path) -> list[str]:
     return sorted(p.name[len("transforms_") : -len(".json")] for p in Path(root).glob("transforms_*.json"))
-
-
-def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
-    h, w = img.shape[:2]
-    if h % f or w % f:
-        raise UserError(f"{path}: size {w}x{h} is not divisible by downscale {f}; pick a factor that divides it")
-    return img.reshape(h // f, f, w // f, f, img.shape[2]).mean(axis=(1, 3))
-
-
-def _read_rgb(path: Path, downscale: int) -> np.ndarray:
-    if not path.is_file():
-        raise UserError(f"{path}: image file is missing; restore it or remove its frame from the transforms json")
-    try:
-        raw = iio.imread(path)
-    except Exception as e:  # imageio raises many types for broken files
-        raise UserError(f"{path}: cannot read image ({e.__class__.__name__}); replace the file") from None
-    img = raw.astype(np.float32) / (65535.0 if raw.dtype == np.uint16 else 255.0)
-    if img.ndim == 2:
-        img = img[..., None].repeat(3, axis=-1)
-    if img.shape[-1] == 4:
-        # Composite at full resolution, then average: what a camera sees of a white backdrop.
-        img = img[..., :3] * img[..., 3:] + (1.0 - img[..., 3:])
-    img = img[..., :3]
-    if downscale > 1:
-        img = _area_downscale(img, downscale, path)
-    return img
 
 
 def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, ...] = ()) -> Views:
@@ -98,7 +72,7 @@ def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, .
         files.append(p)
     # Decoding dominates loading (100 full-size lego PNGs: ~10 s on one core) and releases the GIL.
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(lambda f: _read_rgb(f, downscale), files))
+        images = list(pool.map(lambda f: read_rgb(f, downscale), files))
     for p, img in zip(files, images):
         if img.shape != images[0].shape:
             h0, w0 = images[0].shape[:2]

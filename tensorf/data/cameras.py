@@ -13,7 +13,11 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class Cameras:
     """N pinhole cameras. c2w (N, 4, 4) camera-to-world; fx, fy, cx, cy (N,) in pixels, with the
-    principal point measured from the image's top-left corner; width, height (N,) in pixels."""
+    principal point measured from the image's top-left corner; width, height (N,) in pixels.
+
+    ndc_near: None for rays in world space; for forward-facing captures (LLFF) the world z of the
+    near plane (negated: the cameras look down -z) from which rays are cast in normalised device
+    coordinates instead (see ndc_rays)."""
 
     c2w: np.ndarray
     fx: np.ndarray
@@ -22,21 +26,24 @@ class Cameras:
     cy: np.ndarray
     width: np.ndarray
     height: np.ndarray
+    ndc_near: float | None = None
 
     @staticmethod
-    def centered(c2w: np.ndarray, width: int, height: int, focal: float) -> "Cameras":
-        """Cameras with one focal length and the principal point at the image centre (Blender)."""
+    def centered(c2w: np.ndarray, width: int, height: int, focal: float, ndc_near: float | None = None) -> "Cameras":
+        """Cameras with one focal length and the principal point at the image centre (Blender, LLFF)."""
         n = len(c2w)
         full = lambda v, dt=np.float64: np.full(n, v, dt)  # noqa: E731
         return Cameras(np.asarray(c2w, np.float32), full(focal), full(focal), full(width / 2), full(height / 2),
-                       full(width, np.int64), full(height, np.int64))
+                       full(width, np.int64), full(height, np.int64), ndc_near)
+
+    _PER_CAMERA = ("c2w", "fx", "fy", "cx", "cy", "width", "height")
 
     def __len__(self) -> int:
         return len(self.c2w)
 
     def subset(self, indices) -> "Cameras":
         idx = np.asarray(indices, np.int64)
-        return Cameras(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
+        return dataclasses.replace(self, **{k: getattr(self, k)[idx] for k in self._PER_CAMERA})
 
     def resized(self, width: int, height: int) -> "Cameras":
         """The same cameras rendering images of another size (intrinsics scaled to match)."""
@@ -54,29 +61,31 @@ class Cameras:
         """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3)."""
         h, w = int(self.height[index]), int(self.width[index])
         y, x = np.divmod(np.arange(h * w, dtype=np.int32), w)
-        o, d = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)), x, y)
+        o, d = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)), x, y,
+                               self.ndc_near)
         return np.asarray(o).reshape(h, w, 3), np.asarray(d).reshape(h, w, 3)
 
     def to_json(self) -> dict:
-        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
+        return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA}, "ndc_near": self.ndc_near}
 
     @staticmethod
     def from_json(d: dict) -> "Cameras":
         c2w = np.asarray(d["c2w"], np.float32).reshape(-1, 4, 4)
         n = len(c2w)
         vec = lambda k, dt=np.float64: np.asarray(d[k], dt).reshape(n)  # noqa: E731
-        return Cameras(c2w, vec("fx"), vec("fy"), vec("cx"), vec("cy"), vec("width", np.int64), vec("height", np.int64))
+        return Cameras(c2w, vec("fx"), vec("fy"), vec("cx"), vec("cy"), vec("width", np.int64), vec("height", np.int64),
+                       d.get("ndc_near"))
 
 
 def focal_from_fov(width: int, fov_x: float) -> float:
     return 0.5 * width / math.tan(0.5 * fov_x)
 
 
-def pixel_rays(c2w, fx, fy, cx, cy, x, y) -> tuple[jax.Array, jax.Array]:
+def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc_near: float | None = None) -> tuple[jax.Array, jax.Array]:
     """Rays through pixel centres (x, y) (integer pixel indices, any shape S) of cameras
     c2w (S, 4, 4) or (4, 4) and intrinsics (S,) or scalars: origins and unit directions (S, 3),
-    float32. The one ray formula of the project: host views and batches drawn on the device
-    both use it, so they agree to the bit."""
+    float32; in NDC (ndc_rays) when ndc_near is given. The one ray formula of the project: host
+    views and batches drawn on the device both use it, so they agree to the bit."""
     c2w = jnp.asarray(c2w, jnp.float32)
     u = (x.astype(jnp.float32) + 0.5 - cx) / fx
     v = -(y.astype(jnp.float32) + 0.5 - cy) / fy
@@ -85,8 +94,26 @@ def pixel_rays(c2w, fx, fy, cx, cy, x, y) -> tuple[jax.Array, jax.Array]:
     # divided by jnp.linalg.norm came out wrong for 40k rays on XLA CPU (jax 0.10.2) under jit,
     # rays shifted by whole pixels (test_data.py holds the float64 reference).
     dirs = u[..., None] * rot[..., :, 0] + v[..., None] * rot[..., :, 1] - rot[..., :, 2]
+    origins = jnp.broadcast_to(c2w[..., :3, 3], dirs.shape)
+    if ndc_near is not None:
+        origins, dirs = ndc_rays(origins, dirs, fx / cx, fy / cy, ndc_near)
     dirs = dirs * jax.lax.rsqrt(jnp.sum(dirs * dirs, axis=-1, keepdims=True))
-    return jnp.broadcast_to(c2w[..., :3, 3], dirs.shape), dirs
+    return origins, dirs
 
 
-_pixel_rays_jit = jax.jit(pixel_rays)
+def ndc_rays(origins, directions, sx, sy, near: float) -> tuple[jax.Array, jax.Array]:
+    """World rays (S, 3) of forward-facing cameras (looking down -z) in normalised device
+    coordinates (NeRF, Mildenhall et al. 2020, appendix C): the frustum from the plane z = -near
+    to infinity becomes the cube [-1, 1]^3, x and y scaled by the projection sx = 2 fx / W,
+    sy = 2 fy / H (fx / cx and fy / cy for a centred principal point). Origins move to the near
+    plane (NDC z = -1); directions are not normalised (NDC z reaches +1 at t = 1)."""
+    ox, oy, oz = (origins[..., i] for i in range(3))
+    dx, dy, dz = (directions[..., i] for i in range(3))
+    t = -(near + oz) / dz
+    ox, oy, oz = ox + t * dx, oy + t * dy, oz + t * dz
+    o = jnp.stack([-sx * ox / oz, -sy * oy / oz, 1.0 + 2.0 * near / oz], axis=-1)
+    d = jnp.stack([-sx * (dx / dz - ox / oz), -sy * (dy / dz - oy / oz), -2.0 * near / oz], axis=-1)
+    return o, d
+
+
+_pixel_rays_jit = jax.jit(pixel_rays, static_argnums=7)

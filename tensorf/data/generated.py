@@ -155,5 +155,43 @@ def generate(cfg: GenerateConfig = GenerateConfig()) -> Path:
     return out
 
 
+def forward_facing_poses(n: int, seed: int) -> np.ndarray:
+    """(n, 4, 4): cameras on a 1.2 x 0.8 patch of the plane z = 3.5 above the scene, each looking
+    at a point near the origin: a forward-facing capture like LLFF's."""
+    rng = np.random.default_rng(seed)
+    poses = []
+    for _ in range(n):
+        pos = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.4), 3.5])
+        target = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), 0.0])
+        back = (pos - target) / np.linalg.norm(pos - target)
+        right = np.cross([0.0, 1.0, 0.0], back)
+        right /= np.linalg.norm(right)
+        c2w = np.eye(4)
+        c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, np.cross(back, right), back, pos
+        poses.append(c2w)
+    return np.stack(poses)
+
+
+def generate_capture(out: Path, size: int = 32, n: int = 16) -> Path:
+    """The scene seen forward-facing, written twice into one folder: as LLFF (poses_bounds.npy +
+    images/) and as a nerfstudio transforms.json over the same images. Opaque RGB (the backdrop
+    composited), like a photo."""
+    from tensorf.data.llff import write_llff
+
+    out = Path(out)
+    poses = forward_facing_poses(n, seed=3)
+    rgba = np.stack([render_view(p, size) for p in poses]).astype(np.float64) / 255.0
+    rgb = np.round((rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])) * 255).astype(np.uint8)
+    focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
+    # Depth bounds per camera: the geometry lies between z = -0.6 and z = 0.85.
+    bounds = np.stack([poses[:, 2, 3] - 0.85 - 0.2, poses[:, 2, 3] + 0.6 + 0.5], axis=1)
+    write_llff(out, poses, bounds, rgb, focal)
+    frames = [{"file_path": f"images/image{i:03d}.png", "transform_matrix": p.tolist()} for i, p in enumerate(poses)]
+    meta = {"camera_model": "OPENCV", "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size,
+            "h": size, "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames}
+    (out / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
 if __name__ == "__main__":
     print(generate(tyro.cli(GenerateConfig)))

@@ -19,7 +19,8 @@ from tensorf.errors import UserError
 class Rays:
     """A batch of rays; every field has the ray axis first so it can be sharded across devices.
 
-    origins: (..., 3); directions: (..., 3), unit length (depth is distance along them).
+    origins: (..., 3); directions: (..., 3), unit length (depth is distance along them), in
+    the scene's space: world, or NDC for forward-facing captures (Cameras.ndc_near).
     """
 
     origins: jax.Array
@@ -56,6 +57,7 @@ class RayPool:
     count: jax.Array
     starts: jax.Array
     width: jdc.Static[int]
+    ndc_near: jdc.Static[float | None] = None
 
     @staticmethod
     def from_views(views: Views) -> "RayPool":
@@ -69,7 +71,7 @@ class RayPool:
         return RayPool(colors=np.asarray(views.images, np.float32).reshape(-1, 3), c2w=vec(cams.c2w),
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
                        ids=np.arange(n * h * w, dtype=np.int32), count=np.int32(n * h * w),
-                       starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w)
+                       starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w, ndc_near=cams.ndc_near)
 
     def __len__(self) -> int:
         """Rays in play (a host transfer: call it at schedule events, not per step)."""
@@ -80,7 +82,8 @@ class RayPool:
         pixels = self.colors.shape[0] // self.c2w.shape[0]
         view, pixel = jnp.divmod(ids, pixels)
         y, x = jnp.divmod(pixel, self.width)
-        o, d = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y)
+        o, d = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
+                          self.ndc_near)
         return Rays(origins=o, directions=d), self.colors[ids]
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:

@@ -14,12 +14,14 @@ from tensorf.data.cameras import Cameras
 @dataclasses.dataclass(frozen=True)
 class Scene:
     """Where the scene lives: the box the fields cover (min corner, max corner), the range of ray
-    distances sampled, and the background intensity composited behind it. Hashable, so a model
-    holding it can be a static jit argument."""
+    distances sampled, and the background intensity composited behind it; ndc: the rays are cast
+    in normalised device coordinates (forward-facing captures), so box and distances are NDC's.
+    Hashable, so a model holding it can be a static jit argument."""
 
     aabb: tuple[Vec3, Vec3]
     near_far: tuple[float, float]
     background: float
+    ndc: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,8 +51,9 @@ class Model(Protocol):
         """(loss, (photometric MSE, live samples dropped by work budgets)) of a training batch:
         what the step differentiates."""
 
-    def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
-        """Regulariser weights at a schedule step (a float32 scalar; computed inside the jitted step)."""
+    def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
+        """Regulariser weights at a schedule step (a float32 scalar; computed inside the jitted
+        step); decay: the learning rates' decay factor there, without restarts (lrs_at)."""
 
     def regularizer(self, params: Params, weights: dict) -> jax.Array:
         """Scalar added to the photometric loss."""

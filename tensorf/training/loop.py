@@ -250,6 +250,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         multihost_utils.sync_global_devices("dataset ready")
     data = load_dataset(cfg.data)
     cfg = resolved_config(cfg, data.scene)
+    if jax.process_index() == 0 and data.format != "blender":
+        # Bounds chosen from the cameras, not given: say what they are and how to change them.
+        sc = data.scene
+        print(f"{data.format} capture {cfg.data.path}: {len(data.train.images)} train and {len(data.eval.images)} "
+              f"{data.eval_split} views of {data.train.width}x{data.train.height}; {'NDC rays, ' if sc.ndc else ''}"
+              f"box {np.round(sc.aabb, 3).tolist()}, near/far {np.round(sc.near_far, 3).tolist()} "
+              "(override with --data.aabb / --data.near-far)")
     model = build_model(cfg.model, data.scene)
     schedule = build_schedule(model)
     tx = make_optimizer(model, cfg.optim)
@@ -278,7 +285,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
     if primary:
         write_config(cfg)
-        write_cameras(run_dir, data.train.cameras)
+        write_cameras(run_dir, data.train.cameras, data.render_path)
     writer = SummaryWriter(str(run_dir / "tb")) if primary else _NoWriter()
     bar = tqdm(total=cfg.steps if cfg.time_budget_minutes is None else None, initial=start,
                disable=not (cfg.progress and primary), dynamic_ncols=True, unit="step")

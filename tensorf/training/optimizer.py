@@ -27,6 +27,9 @@ def lrs_at(cfg: TrainConfig, sched_step) -> dict[str, jax.Array]:
     decay restarts from the initial rates wherever the model restarts its optimizer (TensoRF: at
     each upsampling). JaxNeRF's log-linear decay from lr_init to lr_final is the same curve with
     ratio = lr_final / lr_init, times its warm-up (lr_delay_steps, lr_delay_mult).
+
+    Also "decay": the decay factor without restarts or warm-up, ratio^(step / steps), by which the
+    official trainer shrinks its TV weights (times lr_factor every step).
     """
     o = cfg.optim
     sched_step = jnp.asarray(sched_step, jnp.float32)
@@ -39,4 +42,5 @@ def lrs_at(cfg: TrainConfig, sched_step) -> dict[str, jax.Array]:
     if o.lr_delay_steps > 0:
         ramp = jnp.sin(0.5 * jnp.pi * jnp.clip(sched_step / o.lr_delay_steps, 0.0, 1.0))
         scale = scale * (o.lr_delay_mult + (1.0 - o.lr_delay_mult) * ramp)
-    return {"grid": o.lr_grid * scale, "mlp": o.lr_mlp * scale, "frozen": jnp.float32(0.0)}
+    decay = jnp.float32(o.lr_decay_ratio) ** (sched_step / cfg.steps)
+    return {"grid": o.lr_grid * scale, "mlp": o.lr_mlp * scale, "frozen": jnp.float32(0.0), "decay": decay}

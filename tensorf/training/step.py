@@ -93,8 +93,9 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
         if sched is None:
             sched = step.astype(jnp.float32)
         rays, colors, keys = draw_batch(pool, key, step, batch_size, single_image)
-        out = update(params, opt_state, totals, loss_scale, rays, colors, keys, lr_schedule(sched),
-                     model.loss_weights(sched))
+        lrs = lr_schedule(sched)
+        out = update(params, opt_state, totals, loss_scale, rays, colors, keys, lrs,
+                     model.loss_weights(sched, lrs["decay"]))
         return *out[:4], step + 1, out[4]
 
     return jax.jit(step, donate_argnums=(0, 1) if donates() else ())

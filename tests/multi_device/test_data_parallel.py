@@ -43,7 +43,7 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
     tx = make_optimizer(model, tiny_config(scene, None).optim)
     pool = RayPool.from_views(load_blender(scene, "train"))
     lrs = functools.partial(lrs_at, tiny_config(scene, None))
-    weights = model.loss_weights(jnp.float32(0))
+    weights = model.loss_weights(jnp.float32(0), jnp.float32(1))
     key = jax.random.key(3)
     outs = []
     for n in (1, 4):

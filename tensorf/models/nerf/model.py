@@ -110,7 +110,7 @@ class NeRF:
         mse_fine = jnp.mean((fine.rgb - colors) ** 2)
         return jnp.mean((coarse.rgb - colors) ** 2) + mse_fine, (mse_fine, jnp.zeros(()))
 
-    def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
+    def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
         return {}
 
     def regularizer(self, params: dict, weights: dict) -> jax.Array:

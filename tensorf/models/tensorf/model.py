@@ -89,13 +89,15 @@ class TensoRF:
         diag_voxels = float(np.linalg.norm(np.asarray(resolution, np.float64) - 1))
         return min(self.config.max_samples, int(math.ceil(diag_voxels / self.config.step_ratio)))
 
-    def loss_weights(self, step: jax.Array) -> dict[str, jax.Array]:
+    def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
+        """L1 drops to its second weight at the first mask update; the TV weights decay with the
+        learning rate (official train.py multiplies them by lr_factor every step)."""
         c = self.config
         first_mask = min(c.mask_update_steps, default=math.inf)
         return {
             "l1": jnp.where(step < first_mask, c.l1_weight, c.l1_weight_rest).astype(jnp.float32),
-            "tv_density": jnp.float32(c.tv_weight_density),
-            "tv_appearance": jnp.float32(c.tv_weight_appearance),
+            "tv_density": jnp.float32(c.tv_weight_density) * decay,
+            "tv_appearance": jnp.float32(c.tv_weight_appearance) * decay,
             "ortho": jnp.float32(c.ortho_weight),
         }
 
@@ -188,7 +190,10 @@ class TensoRF:
             raw = trilinear(self.ops.volume(factors, self._dtype), unit)
         else:
             raw = sum(jnp.sum(f, axis=-1) for f in self.ops.features(factors, unit, self._dtype))
-        return jax.nn.softplus(raw.astype(jnp.float32) + self.config.density_shift)
+        raw = raw.astype(jnp.float32)
+        if self.config.density_activation == "relu":
+            return jax.nn.relu(raw)
+        return jax.nn.softplus(raw + self.config.density_shift)
 
     def color(self, params: dict, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points xyz (M, 3) seen along unit directions viewdirs (M, 3)."""

@@ -1,0 +1,198 @@
+"""LLFF forward-facing captures: poses_bounds.npy + images_<factor>/ (the NeRF paper's real scenes).
+
+poses_bounds.npy holds one row of 17 numbers per image, in the images' file-name order: a 3x5
+matrix (columns: the camera's down, right and backward axes, its position, and [H, W, focal] of the
+full-resolution image), then the scene depth bounds [near, far] seen from that camera. The loader
+follows NeRF's load_llff.py and the official TensoRF dataLoader/llff.py:
+- axes to OpenGL (x right, y up, z backward): [down, right, back] -> [right, -down, back];
+- scaled so the nearest bound sits at 1 / 0.75 (bd_factor 0.75), so that NDC's near plane z = -1
+  lies just in front of everything;
+- recentred on the mean pose (its axes become the world's);
+- every `hold_every`-th image (0, 8, 16, ...) held out as the test split.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from tensorf.data.cameras import Cameras
+from tensorf.data.images import read_rgb
+from tensorf.data.views import Scene, Views
+from tensorf.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+BD_FACTOR = 0.75  # NeRF load_llff: the nearest bound lands at 1 / 0.75 after rescaling
+NDC_NEAR = 1.0  # NDC near plane (official TensoRF llff: ndc_rays_blender(..., near=1.0))
+# Official TensoRF dataLoader/llff.py: the box in NDC, and near/far [0, 1] along NDC rays that
+# reach z = +1 at t = 1. Rays here are unit length, so "far" is the box diagonal; the box clips them.
+NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
+NDC_NEAR_FAR = (0.0, float(np.linalg.norm(np.subtract(NDC_BOX[1], NDC_BOX[0]))))
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def view_matrix(back: np.ndarray, up: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """(3, 4) camera-to-world with z along `back`, y as close to `up` as possible."""
+    z = _normalize(back)
+    x = _normalize(np.cross(up, z))
+    return np.stack([x, np.cross(z, x), z, position], axis=1)
+
+
+def average_pose(c2w: np.ndarray) -> np.ndarray:
+    """(3, 4): the mean position, the summed backward axis and the summed up axis (NeRF poses_avg)."""
+    return view_matrix(c2w[:, :3, 2].sum(0), c2w[:, :3, 1].sum(0), c2w[:, :3, 3].mean(0))
+
+
+def recentre(c2w: np.ndarray) -> np.ndarray:
+    """Poses (N, 3, 4) expressed in the frame of their average pose."""
+    return (np.linalg.inv(homogeneous(average_pose(c2w)[None])[0]) @ homogeneous(c2w))[:, :3]
+
+
+def spiral_path(c2w: np.ndarray, bounds: np.ndarray, n: int = 120, rotations: int = 2) -> np.ndarray:
+    """(n, 4, 4) cameras on NeRF's spiral (render_path_spiral): around the average pose, radii
+    the 90th percentile of the camera offsets, looking at a focus depth between the nearest and
+    5x the farthest bound (dt 0.75), two turns, z oscillating at half the rate."""
+    avg = average_pose(c2w)
+    up = _normalize(c2w[:, :3, 1].sum(0))
+    close, far = bounds.min() * 0.9, bounds.max() * 5.0
+    focus = 1.0 / ((1.0 - 0.75) / close + 0.75 / far)
+    radii = np.percentile(np.abs(c2w[:, :3, 3]), 90, axis=0)
+    poses = []
+    for theta in np.linspace(0.0, 2 * math.pi * rotations, n + 1)[:-1]:
+        local = np.array([math.cos(theta), -math.sin(theta), -math.sin(0.5 * theta)]) * radii
+        position = avg[:, :3] @ local + avg[:, 3]
+        target = avg[:, :3] @ np.array([0.0, 0.0, -focus]) + avg[:, 3]
+        pose = np.eye(4)
+        pose[:3] = view_matrix(position - target, up, position)
+        poses.append(pose)
+    return np.stack(poses).astype(np.float32)
+
+
+def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int]:
+    """The image files for `downscale` and the extra factor still to apply to them: images_<d>/
+    as LLFF ships it, else images/ downscaled here."""
+    listing = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
+    folder = root / ("images" if downscale == 1 else f"images_{downscale}")
+    if folder.is_dir():
+        return listing(folder), 1
+    if (root / "images").is_dir():
+        return listing(root / "images"), downscale
+    have = sorted(p.name for p in root.glob("images*") if p.is_dir())
+    raise UserError(f"{folder}: no such image folder (here: {', '.join(have) or 'no images* folders'}); "
+                    f"pick --data.downscale to match one of them, or put the full-size images in {root / 'images'}")
+
+
+def load_poses(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """poses_bounds.npy read and checked: c2w (N, 3, 4) in LLFF's own frame converted to OpenGL
+    axes, full-size [H, W, focal] (N, 3) and bounds (N, 2), not yet rescaled or recentred."""
+    path = root / "poses_bounds.npy"
+    try:
+        arr = np.load(path)
+    except FileNotFoundError:
+        raise UserError(f"{path} not found; an LLFF capture needs poses_bounds.npy (run LLFF's imgs2poses.py "
+                        "on it, or give --data.format for another layout)") from None
+    except Exception as e:  # numpy raises ValueError / OSError / UnpicklingError for damaged files
+        raise UserError(f"{path}: unreadable ({e.__class__.__name__}); regenerate it with LLFF's imgs2poses.py") from None
+    if arr.ndim != 2 or arr.shape[1] != 17 or len(arr) == 0:
+        raise UserError(f"{path}: holds an array of shape {arr.shape}, expected (N, 17): a 3x5 pose and 2 bounds "
+                        "per image")
+    if not np.all(np.isfinite(arr)):
+        row = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise UserError(f"{path}: row {row} holds a non-finite number; regenerate the poses")
+    m = arr[:, :15].reshape(-1, 3, 5).astype(np.float64)
+    bounds = arr[:, 15:].astype(np.float64)
+    if np.any(bounds <= 0):
+        row = int(np.argwhere(bounds <= 0)[0, 0])
+        raise UserError(f"{path}: row {row} has depth bounds {bounds[row].tolist()}; they must be positive")
+    c2w = np.stack([m[:, :, 1], -m[:, :, 0], m[:, :, 2], m[:, :, 3]], axis=-1)
+    return c2w, m[:, :, 4], bounds
+
+
+def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = True,
+              eval_views: tuple[int, ...] = ()) -> tuple[Views, Views, Scene, np.ndarray]:
+    """(train views, test views, scene, spiral render path (N, 4, 4)). The test split is every
+    `hold_every`-th image (eval_views index into it). With ndc the rays are cast in NDC from the
+    plane z = -1 and the scene is the official NDC box; without, the box holds the cameras and the
+    farthest bound."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset folder {root} does not exist; point --data.path at an LLFF capture "
+                        "(poses_bounds.npy + images_N/)")
+    if downscale < 1:
+        raise UserError(f"downscale must be a positive integer, got {downscale}")
+    if hold_every < 2:
+        raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
+    c2w, hwf, bounds = load_poses(root)
+    files, extra = _image_folder(root, downscale)
+    if len(files) != len(c2w):
+        raise UserError(f"{root / 'poses_bounds.npy'} holds {len(c2w)} rows but {files[0].parent if files else root} "
+                        f"has {len(files)} images; they must match one to one (same order)")
+    scale = 1.0 / (bounds.min() * BD_FACTOR)
+    c2w[:, :, 3] *= scale
+    bounds = bounds * scale
+    c2w = recentre(c2w)
+
+    test = list(range(0, len(files), hold_every))
+    train = [i for i in range(len(files)) if i not in set(test)]
+    if not train:
+        raise UserError(f"{root}: {len(files)} image(s) leave none to train on with --data.hold-every {hold_every}")
+    if eval_views:
+        bad = [i for i in eval_views if not 0 <= i < len(test)]
+        if bad:
+            raise UserError(f"{root}: test view indices {bad} out of range (every {hold_every}-th image: "
+                            f"{len(test)} test views)")
+        test = [test[i] for i in eval_views]
+
+    def views(indices: list[int]) -> Views:
+        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+            images = list(pool.map(lambda i: read_rgb(files[i], extra), indices))
+        first = images[0].shape
+        for i, img in zip(indices, images):
+            if img.shape != first:
+                raise UserError(f"{files[i]}: image size {img.shape[1]}x{img.shape[0]} differs from "
+                                f"{files[indices[0]].name}'s {first[1]}x{first[0]}; every image must have the same size")
+        h, w = first[:2]
+        full_h, full_w, focal = hwf[indices[0]]
+        if abs(w / h - full_w / full_h) > 0.01:
+            raise UserError(f"{files[indices[0]]}: aspect {w}x{h} does not match the {full_w:.0f}x{full_h:.0f} recorded "
+                            "in poses_bounds.npy; the images and poses belong to different captures")
+        cams = Cameras.centered(homogeneous(c2w[indices]), w, h, focal * w / full_w, NDC_NEAR if ndc else None)
+        return Views(images=np.stack(images), cameras=cams, names=tuple(files[i].stem for i in indices))
+
+    if ndc:
+        scene = Scene(aabb=NDC_BOX, near_far=NDC_NEAR_FAR, background=0.0, ndc=True)
+    else:
+        reach = float(np.abs(c2w[:, :, 3]).max() + bounds.max())
+        scene = Scene(aabb=((-reach,) * 3, (reach,) * 3), near_far=(float(bounds.min() * 0.9), float(bounds.max() * 1.1)),
+                      background=0.0)
+    return views(train), views(test), scene, spiral_path(c2w, bounds)
+
+
+def homogeneous(c2w: np.ndarray) -> np.ndarray:
+    """(N, 3, 4) poses as (N, 4, 4)."""
+    out = np.zeros((len(c2w), 4, 4))
+    out[:, :3], out[:, 3, 3] = c2w, 1.0
+    return out
+
+
+def write_llff(root: Path, c2w: np.ndarray, bounds: np.ndarray, images: np.ndarray, focal: float,
+               folder: str = "images") -> None:
+    """Write a capture in LLFF layout: OpenGL c2w (N, 4, 4), bounds (N, 2), uint8 images
+    (N, H, W, 3) into root/folder/, focal in pixels of these images (tests and the generated
+    forward-facing scene)."""
+    root = Path(root)
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape[:3]
+    m = np.stack([-c2w[:, :3, 1], c2w[:, :3, 0], c2w[:, :3, 2], c2w[:, :3, 3],
+                  np.broadcast_to([h, w, focal], (n, 3))], axis=-1)
+    np.save(root / "poses_bounds.npy", np.concatenate([m.reshape(n, 15), bounds], axis=1))
+    for i, img in enumerate(images):
+        iio.imwrite(root / folder / f"image{i:03d}.png", img)
