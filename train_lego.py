@@ -5,6 +5,7 @@
     python train_lego.py --preset nerf --help             # NeRF's options, with the preset's values
     python train_lego.py --preset generated model:nerf    # another model family on the same data
     python train_lego.py --resume runs/lego               # continue a run from its last checkpoint
+    python train_lego.py --overwrite --run-dir runs/lego  # start over in a folder that holds a run
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ def _config_class(model_cls: type) -> type:
     )
 
 
-def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
+def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
+    """(config, resume, overwrite) from the command line."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", choices=sorted(PRESETS), default="lego")
     pre.add_argument("--resume", type=Path, default=None)
+    pre.add_argument("--overwrite", action="store_true")
     known, rest = pre.parse_known_args(argv)
     description = (
         "Train a radiance field (writes RUN/config.json, RUN/checkpoints, RUN/tb, RUN/eval).\n\n"
@@ -48,8 +51,11 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
         "--preset NAME   start from a named config, then apply the options below: "
         + "; ".join(f"{k}: {v[0]}" for k, v in PRESETS.items())
         + ".\n--resume RUN    continue RUN from its newest checkpoint with its saved config "
-        "(options below still override it, e.g. more --steps)."
+        "(options below still override it, e.g. more --steps; not ones that change parameter shapes)."
+        "\n--overwrite     start over in a run directory that already holds a run (deletes its checkpoints and logs)."
     )
+    if known.resume is not None and known.overwrite:
+        raise UserError("--resume continues a run and --overwrite deletes it; give one of them")
     if known.resume is not None:
         base = dataclasses.replace(load_config(known.resume), run_dir=known.resume)
     else:
@@ -66,16 +72,16 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool]:
     cls = _config_class(type(base.model))
     fields = lambda c: {f.name: getattr(c, f.name) for f in dataclasses.fields(TrainConfig)}  # noqa: E731
     cfg = tyro.cli(cls, default=cls(**fields(base)), args=rest, description=description)
-    return TrainConfig(**fields(cfg)), known.resume is not None
+    return TrainConfig(**fields(cfg)), known.resume is not None, known.overwrite
 
 
 def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
-        cfg, resume = parse(sys.argv[1:] if argv is None else argv)
+        cfg, resume, overwrite = parse(sys.argv[1:] if argv is None else argv)
         if cfg.distributed:  # before any other JAX call
             jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
                                        process_id=cfg.process_id)
-        result = train(cfg, resume=resume)
+        result = train(cfg, resume=resume, overwrite=overwrite)
         line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s, {result.rays_per_s:.0f} rays/s"
         if result.eval_metrics:
             m = result.eval_metrics

@@ -96,8 +96,6 @@ def run_one(args: Args, name: ModelName) -> dict:
     from tensorf.training.loop import train
 
     cfg = model_config(args, name)
-    if (Path(cfg.run_dir) / "checkpoints").exists():
-        raise UserError(f"{cfg.run_dir} already holds a run; remove it or pick another --run-root")
     result = train(cfg)
     m = result.eval_metrics
     figures = {

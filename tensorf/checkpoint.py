@@ -13,7 +13,7 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
-from tensorf.errors import UserError
+from tensorf.errors import UserError, warn
 
 
 class Checkpointer:
@@ -51,28 +51,51 @@ class Checkpointer:
             raise UserError(f"{self.directory / str(step)}: checkpoint metadata unreadable ({_brief(e)})") from None
 
     def restore(self, step: int | None, template_for: Callable[[dict[str, Any]], dict[str, Any]]):
-        """Restore (items, meta) at `step` (latest when None).
+        """Restore (items, meta) at `step`, or at the newest checkpoint that reads back whole when
+        step is None: a damaged or truncated newest one is reported in one warning line and the
+        one before it is used.
 
         template_for(meta) returns {item name: pytree} for the items wanted, built from what the
         checkpoint says (its resolution), not from the current config.
         """
-        if step is None:
-            step = self.latest_step()
-            if step is None:
-                raise UserError(f"{self.directory}: no finished checkpoint found; train the run first")
-        elif step not in self.steps():
-            raise UserError(f"{self.directory}: no checkpoint at step {step} (have {self.steps()})")
+        if step is not None:
+            if step not in self.steps():
+                raise UserError(f"{self.directory}: no checkpoint at step {step} (have {self.steps()})")
+            try:
+                return self._restore(step, template_for)
+            except UserError as e:
+                raise UserError(f"{e}; pick another with --step (have {self.steps()})") from None
+        steps = sorted(self.steps(), reverse=True)
+        if not steps:
+            raise UserError(f"{self.directory}: no finished checkpoint found; train the run first")
+        for i, s in enumerate(steps):
+            try:
+                return self._restore(s, template_for)
+            except UserError as e:
+                if i + 1 == len(steps):
+                    raise UserError(f"{e}; no earlier checkpoint reads back either") from None
+                warn(f"{e}; using the one before it, step {steps[i + 1]}")
+        raise AssertionError("unreachable")
+
+    def _restore(self, step: int, template_for):
         meta = self.meta(step)
-        templates = jax.eval_shape(lambda: template_for(meta))
-        args = {name: ocp.args.StandardRestore(t) for name, t in templates.items()}
         try:
+            templates = jax.eval_shape(lambda: template_for(meta))
+            args = {name: ocp.args.StandardRestore(t) for name, t in templates.items()}
             restored = self._mgr.restore(step, args=ocp.args.Composite(**args))
         except Exception as e:
             raise UserError(
-                f"{self.directory / str(step)}: checkpoint is damaged or does not match the model "
-                f"({_brief(e)}); delete that step folder to fall back to an earlier one"
+                f"{self.directory / str(step)}: checkpoint is damaged or does not match the model ({_brief(e)})"
             ) from None
         return {name: restored[name] for name in templates}, meta
+
+    def discard_after(self, step: int) -> None:
+        """Delete the checkpoints newer than `step` (a resumed run that fell back past a damaged one
+        writes those steps again)."""
+        for s in self.steps():
+            if s > step:
+                warn(f"{self.directory / str(s)}: deleting it; training resumes from step {step} and writes it again")
+                self._mgr.delete(s)
 
     def close(self) -> None:
         self._mgr.wait_until_finished()

@@ -4,12 +4,16 @@
     RUN/cameras.json    the training cameras (renderers place new views from them), and the
                         format's own camera path when it has one (LLFF's spiral)
     RUN/checkpoints/    orbax checkpoints (tensorf.checkpoint)
+    RUN/lock            held by the process training into RUN (pid and host), removed at its end
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
 from tensorf.data.cameras import Cameras
 from tensorf.data.views import Scene
-from tensorf.errors import UserError
+from tensorf.errors import UserError, warn
 from tensorf.models.base import Model, build_model
 
 
@@ -95,3 +99,107 @@ def restore_run(run_dir: Path, step: int | None = None, best: bool = False) -> t
     state, meta = ckpt.restore(step, lambda m: {"params": model.init(jax.random.key(0), m["model_state"])})
     ckpt.close()
     return cfg, model.for_state(meta["model_state"]), state["params"], meta
+
+
+# --- one run per directory ----------------------------------------------------------------
+
+RUN_OUTPUTS = ("checkpoints", "best", "tb", "eval", "config.json", "cameras.json")
+
+
+def holds_run(run_dir: Path) -> bool:
+    return (Path(run_dir) / "config.json").is_file() or (Path(run_dir) / "checkpoints").is_dir()
+
+
+class RunLock:
+    """RUN/lock: the pid and host of the process training into RUN, so that a second one refuses
+    instead of interleaving checkpoints. Created atomically (O_EXCL); a lock whose process is gone
+    (same host, pid not running) is stale and taken over with a warning."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "lock"
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner.get("host") != me["host"]:
+                    raise UserError(f"{self.path.parent} is locked by process {owner.get('pid')} on host "
+                                    f"{owner.get('host')} ({self.path}); if that run is over, delete the lock file") from None
+                if _alive(owner.get("pid")):
+                    raise UserError(f"{self.path.parent} is being trained by process {owner['pid']} ({self.path}); "
+                                    "wait for it to finish, or pick another --run-dir") from None
+                warn(f"{self.path}: taking over the lock of process {owner.get('pid')}, which is no longer running")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise UserError(f"{self.path}: another process keeps taking this lock; pick another --run-dir")
+
+    def _owner(self) -> dict:
+        try:
+            owner = json.loads(self.path.read_text())
+            return owner if isinstance(owner, dict) else {}
+        except (OSError, ValueError):
+            return {"host": socket.gethostname()}  # half-written by a process killed while locking: stale
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> RunLock:
+    """Lock RUN for this process; a directory already holding a run is refused unless resumed,
+    or emptied of its outputs first with overwrite."""
+    lock = RunLock(run_dir).acquire()
+    if holds_run(run_dir) and not resume:
+        if not overwrite:
+            lock.release()
+            raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or start over with "
+                            "--overwrite (deletes its checkpoints and logs)")
+        for name in RUN_OUTPUTS:
+            target = Path(run_dir) / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    return lock
+
+
+def check_resumable(saved: TrainConfig, cfg: TrainConfig, run_dir: Path) -> None:
+    """Refuse a --resume whose overrides change the model family or a parameter's shape, naming
+    the fields; every other override (more steps, logging, data) is applied."""
+    family = lambda c: type(c.model).__name__.replace("Config", "")  # noqa: E731
+    if type(saved.model) is not type(cfg.model):
+        raise UserError(f"{run_dir} holds a {family(saved)} run; --resume cannot turn it into {family(cfg)}. "
+                        "Start the new model in another --run-dir")
+    scene = scene_of(saved)
+    old, new = build_model(saved.model, scene), build_model(cfg.model, scene)
+    state = old.initial_state()
+    shapes = lambda m: jax.tree.map(lambda x: x.shape, jax.eval_shape(lambda: m.init(jax.random.key(0), state)))  # noqa: E731
+    if shapes(old) != shapes(new):
+        a, b = dataclasses.asdict(saved.model), dataclasses.asdict(cfg.model)
+        changed = [f"--model.{k.replace('_', '-')} {a[k]} -> {b[k]}" for k in a if a[k] != b[k]]
+        raise UserError(f"--resume {run_dir}: {', '.join(changed)} changes the shapes of the saved parameters; drop "
+                        "the override, or train it as a new run in another --run-dir")

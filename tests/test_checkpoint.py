@@ -45,9 +45,9 @@ def test_resume_cli_needs_no_other_flags(scene, tmp_path):
     import train_lego
 
     train(tiny_config(scene, tmp_path / "run", steps=3))
-    cfg, resume = train_lego.parse(["--resume", str(tmp_path / "run")])
+    cfg, resume, _ = train_lego.parse(["--resume", str(tmp_path / "run")])
     assert resume and cfg.steps == 3 and cfg.data.path == scene and cfg.model.n_voxels_init == 16**3
-    cfg, _ = train_lego.parse(["--resume", str(tmp_path / "run"), "--steps", "5"])
+    cfg, _, _ = train_lego.parse(["--resume", str(tmp_path / "run"), "--steps", "5"])
     assert cfg.steps == 5 and cfg.run_dir == tmp_path / "run"
 
 

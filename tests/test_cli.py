@@ -45,6 +45,6 @@ def test_config_round_trip():
 def test_preset_then_override():
     import train_lego
 
-    cfg, resume = train_lego.parse(["--preset", "generated", "--steps", "7", "--model.max-samples", "9"])
+    cfg, resume, _ = train_lego.parse(["--preset", "generated", "--steps", "7", "--model.max-samples", "9"])
     assert not resume and cfg.steps == 7 and cfg.model.max_samples == 9
     assert cfg.data.path == PRESETS["generated"][1].data.path

@@ -108,7 +108,7 @@ def test_nerf_preset_cli_help_lists_its_options(capsys):
         assert exit_.value.code == 0
         out = capsys.readouterr().out
         assert "--model.coarse-samples" in out and "--model.fine-samples" in out
-    cfg, _ = parse(["--preset", "generated", "model:nerf", "--model.coarse-samples", "8"])
+    cfg, _, _ = parse(["--preset", "generated", "model:nerf", "--model.coarse-samples", "8"])
     assert isinstance(cfg.model, NeRFConfig) and cfg.model.coarse_samples == 8 and cfg.steps == 1500
     with pytest.raises(UserError, match="unknown model family"):
         parse(["model:mlp"])

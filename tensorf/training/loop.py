@@ -28,7 +28,8 @@ from tensorf.errors import UserError, warn
 from tensorf.eval import evaluate_views, log_eval_view
 from tensorf.metrics import mse_to_psnr
 from tensorf.models.base import Model, Schedule, build_model, build_schedule
-from tensorf.run import resolved_config, write_cameras, write_config
+from tensorf.run import check_resumable, claim_run_dir, load_config, resolved_config, write_cameras, write_config
+from tensorf.training.crash_points import crash_point
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
 from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step, undonated
 
@@ -161,6 +162,8 @@ class _Trainer:
         clock.lap("queued steps", self.params)  # steps dispatched but not yet run
         params, mstate, events = self.schedule.advance(self.params, self.mstate, int(sched))
         self.params, self.mstate = clock.lap("schedule", (params, mstate))
+        if events:
+            crash_point("event", self.step)
         if not events:
             return
         if "mask" in events:
@@ -235,9 +238,22 @@ class _Trainer:
         if self.loss_scale is not None:
             items["loss_scale"] = self.loss_scale
         ckpt.save(self.step, undonated(items), meta)
+        crash_point("save", self.step)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train into cfg.run_dir, which this process locks (RUN/lock) for the run's duration. A
+    directory that already holds a run is continued with resume, restarted with overwrite, and
+    otherwise refused."""
+    lock = claim_run_dir(Path(cfg.run_dir), resume, overwrite) if jax.process_index() == 0 else None
+    try:
+        return _train(cfg, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
     if cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 0:
         raise UserError("--time-budget-minutes must be positive")
     mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
@@ -267,6 +283,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     scaled = cfg.model.compute_dtype == "float16"  # bfloat16 has float32's range: no scaling
     start, elapsed0 = 0, 0.0
     if resume and ckpt.latest_step() is not None:
+        check_resumable(load_config(run_dir), cfg, run_dir)
+
         def template(meta):
             p = model.init(init_key, meta["model_state"])
             return {"params": p, "opt_state": tx.init(p), **({"loss_scale": initial_loss_scale()} if scaled else {})}
@@ -275,6 +293,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         params, opt_state, mstate = restored["params"], restored["opt_state"], meta["model_state"]
         loss_scale = restored.get("loss_scale")
         start, elapsed0 = int(meta["step"]), float(meta["elapsed_s"])
+        ckpt.discard_after(start)
     else:
         if resume:
             print(f"no checkpoint in {run_dir}; starting from step 0")
@@ -323,6 +342,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 with _host_work():
                     t.apply_schedule(sched)
             stats = t.train_step(sched)
+            crash_point("step", t.step)
             window_steps += 1
             bar.update(1)
 
