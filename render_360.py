@@ -124,6 +124,11 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     return written
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: one `error:` line and exit status 2 for a UserError."""
     with exit_on_user_error():
-        render_orbit(tyro.cli(Render360Args, args=sys.argv[1:]))
+        render_orbit(tyro.cli(Render360Args, args=sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli()

@@ -7,6 +7,7 @@ its own grid size whatever the final config says.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,10 +40,24 @@ class Checkpointer:
     def save(self, step: int, items: dict[str, Any], meta: dict[str, Any]) -> None:
         """Save pytrees `items` (e.g. params, opt_state) and JSON `meta`; asynchronous."""
         args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
-        self._mgr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **args), force=True)
+        with self._writing(step):
+            self._mgr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **args), force=True)
+
+    @contextlib.contextmanager
+    def _writing(self, step: int):
+        """A failed write (disk full, directory gone) as one line; orbax commits a checkpoint only
+        once it is whole, so the last complete one stays usable."""
+        try:
+            yield
+        except (OSError, ValueError, RuntimeError) as e:
+            have = [s for s in self.steps() if s != step]
+            keep = f"the newest complete checkpoint (step {max(have)}) stays usable" if have else "no checkpoint is complete"
+            raise UserError(f"{self.directory}: writing checkpoint {step} failed ({_brief(e)}); {keep}. Free space or "
+                            "fix the directory, then --resume") from None
 
     def wait(self) -> None:
-        self._mgr.wait_until_finished()
+        with self._writing(self.latest_step() or 0):
+            self._mgr.wait_until_finished()
 
     def meta(self, step: int) -> dict[str, Any]:
         try:
@@ -98,7 +113,8 @@ class Checkpointer:
                 self._mgr.delete(s)
 
     def close(self) -> None:
-        self._mgr.wait_until_finished()
+        with self._writing(self.latest_step() or 0):
+            self._mgr.wait_until_finished()
         self._mgr.close()
 
 

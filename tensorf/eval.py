@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -116,6 +117,11 @@ def main(args: EvalArgs) -> dict:
     return evaluate_views(model, params, views, Path(args.run_dir) / "eval", split, args.chunk, mesh=all_devices())
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: one `error:` line and exit status 2 for a UserError."""
     with exit_on_user_error():
-        main(tyro.cli(EvalArgs))
+        main(tyro.cli(EvalArgs, args=sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,6 +10,7 @@ vertex colours come from the appearance field seen head-on (view direction = -no
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,11 @@ def main(args: ExportMeshArgs) -> Path:
     return out
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: one `error:` line and exit status 2 for a UserError."""
     with exit_on_user_error():
-        main(tyro.cli(ExportMeshArgs))
+        main(tyro.cli(ExportMeshArgs, args=sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli()

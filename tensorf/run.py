@@ -120,7 +120,14 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._acquire()
+        except OSError as e:
+            raise UserError(f"{self.path.parent}: cannot write the run directory ({e.strerror or e}); pick a "
+                            "writable --run-dir") from None
+
+    def _acquire(self) -> "RunLock":
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):
             try:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from tensorf.data.cameras import Cameras, focal_from_fov
-from tensorf.data.images import read_rgb
+from tensorf.data.images import read_images
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
 
@@ -70,9 +68,8 @@ def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, .
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             p = p.with_name(p.name + ".png")  # Blender exports omit the extension
         files.append(p)
-    # Decoding dominates loading (100 full-size lego PNGs: ~10 s on one core) and releases the GIL.
-    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(lambda f: read_rgb(f, downscale), files))
+    # Decoding dominates loading (100 full-size lego PNGs: ~10 s on one core): a thread pool.
+    images = read_images(files, downscale, SCENE.background, where=str(root / split), expect_alpha=True)
     for p, img in zip(files, images):
         if img.shape != images[0].shape:
             h0, w0 = images[0].shape[:2]

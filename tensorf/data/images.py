@@ -7,7 +7,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from tensorf.errors import UserError
+from tensorf.errors import UserError, warn
+
+# What read_rgb converted, as it is reported: "<n> of <N> images <note>".
+GREY = "are greyscale (repeated into RGB)"
+DEEP = "are 16-bit (scaled to [0, 1])"
+OPAQUE = "have no alpha channel (used as they are, background included)"
 
 
 def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
@@ -17,22 +22,47 @@ def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
     return img.reshape(h // f, f, w // f, f, img.shape[2]).mean(axis=(1, 3))
 
 
-def read_rgb(path: Path, downscale: int, background: float = 1.0) -> np.ndarray:
+def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:
     """(H, W, 3) float32 in [0, 1] (8- or 16-bit; grey repeated; alpha composited over
-    `background`), area-averaged by `downscale`."""
+    `background`), area-averaged by `downscale`; and the conversions made (GREY, DEEP, OPAQUE)."""
     if not path.is_file():
         raise UserError(f"{path}: image file is missing; restore it or remove its frame from the transforms json")
     try:
         raw = iio.imread(path)
     except Exception as e:  # imageio raises many types for broken files
         raise UserError(f"{path}: cannot read image ({e.__class__.__name__}); replace the file") from None
+    channels = raw.shape[-1] if raw.ndim == 3 else 1
+    if raw.dtype not in (np.uint8, np.uint16) or raw.ndim not in (2, 3) or channels > 4:
+        raise UserError(f"{path}: a {raw.dtype} image of shape {raw.shape}; expected 8- or 16-bit grey, RGB or RGBA")
+    notes = {DEEP} if raw.dtype == np.uint16 else set()
     img = raw.astype(np.float32) / (65535.0 if raw.dtype == np.uint16 else 255.0)
     if img.ndim == 2:
-        img = img[..., None].repeat(3, axis=-1)
+        img = img[..., None]
+    if img.shape[-1] in (1, 2):  # grey, or grey + alpha
+        notes.add(GREY)
+        img = np.concatenate([img[..., :1].repeat(3, axis=-1), img[..., 1:]], axis=-1)
+    if img.shape[-1] == 3:
+        notes.add(OPAQUE)
     if img.shape[-1] == 4:
         # Composite at full resolution, then average: what a camera sees of the backdrop.
         img = img[..., :3] * img[..., 3:] + background * (1.0 - img[..., 3:])
     img = img[..., :3]
     if downscale > 1:
         img = _area_downscale(img, downscale, path)
-    return img
+    return img, notes
+
+
+def read_images(files: list[Path], downscale: int, background: float = 1.0, where: str = "",
+                expect_alpha: bool = False) -> list[np.ndarray]:
+    """read_rgb over files on a thread pool (decoding releases the GIL); one warning line per kind
+    of conversion made (opaque images only where alpha is expected)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(lambda f: read_rgb(f, downscale, background), files))
+    for note in (GREY, DEEP, OPAQUE):
+        n = sum(note in notes for _, notes in results)
+        if n and (note != OPAQUE or expect_alpha):
+            warn(f"{where}: {n} of {len(files)} images {note}")
+    return [img for img, _ in results]

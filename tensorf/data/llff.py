@@ -14,15 +14,13 @@ follows NeRF's load_llff.py and the official TensoRF dataLoader/llff.py:
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
 from tensorf.data.cameras import Cameras
-from tensorf.data.images import read_rgb
+from tensorf.data.images import read_images
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
 
@@ -152,8 +150,7 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = T
         test = [test[i] for i in eval_views]
 
     def views(indices: list[int]) -> Views:
-        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-            images = list(pool.map(lambda i: read_rgb(files[i], extra), indices))
+        images = read_images([files[i] for i in indices], extra, where=str(files[0].parent))
         first = images[0].shape
         for i, img in zip(indices, images):
             if img.shape != first:

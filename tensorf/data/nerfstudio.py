@@ -14,14 +14,12 @@ so it fits an object in a 360-degree capture and the subject of a forward-facing
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from tensorf.data.cameras import Cameras, focal_from_fov
-from tensorf.data.images import read_rgb
+from tensorf.data.images import read_images
 from tensorf.data.orbit import orbit_from_cameras
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
@@ -168,8 +166,10 @@ def load_transforms(root: Path, downscale: int = 1, hold_every: int = 8, eval_vi
         test = [test[i] for i in eval_views]
 
     def views(idx: list[int]) -> Views:
-        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-            images = list(pool.map(lambda i: read_rgb(files[i][0], files[i][1], background), idx))
+        extra = {files[i][1] for i in idx}
+        if len(extra) > 1:  # some frames had images_<d>/ files, others not
+            raise UserError(f"{root}: images_{downscale}/ holds only some of the frames; complete it or remove it")
+        images = read_images([files[i][0] for i in idx], extra.pop(), background, where=str(path))
         for i, img in zip(idx, images):
             fx, fy, cx, cy, w, h = intr[i]
             if (img.shape[1] * downscale, img.shape[0] * downscale) != (w, h):

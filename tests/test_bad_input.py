@@ -1,0 +1,77 @@
+"""Bad input at every entry point: one `error:` line naming the file and the fix, exit status 2."""
+
+import json
+import shutil
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import render_360
+import train_lego
+from tensorf import eval as eval_cli
+from tensorf import export_mesh
+from tensorf.data.blender import load_blender
+
+
+@pytest.fixture(scope="module")
+def broken(scene, tmp_path_factory):
+    """Copies of the generated scene, each broken in one way."""
+    root = tmp_path_factory.mktemp("broken")
+    for name in ("mixed", "empty"):
+        shutil.copytree(scene, root / name)
+    img = iio.imread(root / "mixed" / "train" / "r_3.png")
+    iio.imwrite(root / "mixed" / "train" / "r_3.png", img[:-2])
+    meta = json.loads((root / "empty" / "transforms_train.json").read_text())
+    (root / "empty" / "transforms_train.json").write_text(json.dumps({**meta, "frames": []}))
+    (root / "a_file").write_text("")
+    return root
+
+
+CASES = [
+    # (entry point, arguments; {scene}, {broken}, {run} and {tmp} are filled in, expected message)
+    ("train", "--data.path {tmp}/nowhere --run-dir {tmp}/r", r"dataset folder .*nowhere does not exist"),
+    ("train", "--data.path {broken}/mixed --run-dir {tmp}/r", r"train/r_3.png: image size 32x30 differs from the split's 32x32"),
+    ("train", "--data.path {broken}/empty --run-dir {tmp}/r", r"transforms_train.json: malformed transforms json \('frames' must be a non-empty list\)"),
+    ("train", "--data.path {scene} --run-dir {broken}/a_file/run", r"a_file/run: cannot write the run directory .*pick a writable --run-dir"),
+    ("train", "--resume {run} --overwrite", r"--resume continues a run and --overwrite deletes it"),
+    ("train", "--preset generated --data.path {scene} --run-dir {run}", r"already holds a run; continue it with --resume"),
+    ("eval", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found; .* is not a run directory"),
+    ("eval", "--run-dir {run} --split holdout", r"transforms_holdout.json not found \(splits here: test, train, val\)"),
+    ("eval", "--run-dir {run} --step 7", r"no checkpoint at step 7 \(have \[400\]\)"),
+    ("render_360", "--run-dir {run} --frames 1", r"--frames must be at least 2"),
+    ("render_360", "--run-dir {run} --path dataset", r"this run's dataset defines no camera path; use --path orbit"),
+    ("export_mesh", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
+    ("export_mesh", "--run-dir {run} --best", r"best: no checkpoints in this run directory; train it with --keep-best"),
+]
+ENTRY = {"train": train_lego.main, "eval": eval_cli.cli, "render_360": render_360.cli, "export_mesh": export_mesh.cli}
+
+
+@pytest.mark.parametrize("entry, args, message", CASES, ids=[f"{c[0]}: {c[2][:40]}" for c in CASES])
+def test_bad_input_gives_one_error_line_and_status_2(entry, args, message, scene, broken, trained_run, tmp_path, capsys):
+    import re
+
+    run = trained_run[0].run_dir
+    argv = args.format(scene=scene, broken=broken, run=run, tmp=tmp_path).split()
+    with pytest.raises(SystemExit) as exit_info:
+        ENTRY[entry](argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert err and err[-1].startswith("error: ") and re.search(message, err[-1]), err[-3:]
+    assert not any(line.startswith("Traceback") for line in err)
+
+
+def test_greyscale_16_bit_and_opaque_images_are_converted_and_reported(scene, tmp_path, capsys):
+    root = tmp_path / "s"
+    shutil.copytree(scene, root)
+    rgba = iio.imread(root / "train" / "r_0.png").astype(np.float64) / 255
+    grey = (rgba[..., :3].mean(-1) * rgba[..., 3] + 1 - rgba[..., 3]) * 65535
+    iio.imwrite(root / "train" / "r_0.png", np.round(grey).astype(np.uint16))
+    rgb = rgba[..., :3] * rgba[..., 3:] + 1 - rgba[..., 3:]
+    iio.imwrite(root / "train" / "r_1.png", np.round(rgb * 255).astype(np.uint8))
+    views = load_blender(root, "train")
+    err = capsys.readouterr().err
+    assert "1 of 24 images are greyscale (repeated into RGB)" in err and "1 of 24 images are 16-bit" in err
+    assert "2 of 24 images have no alpha channel" in err
+    np.testing.assert_allclose(views.images[0], np.repeat(np.round(grey)[..., None] / 65535, 3, -1), atol=1e-6)
+    np.testing.assert_allclose(views.images[1], np.round(rgb * 255) / 255, atol=1e-6)
