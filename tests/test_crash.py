@@ -122,3 +122,24 @@ def test_resume_refuses_overrides_that_change_parameter_shapes(scene, tmp_path):
     result = train(dataclasses.replace(cfg, steps=5, log_every=2), resume=True)
     assert result.steps == 5 and json.loads((run / "config.json").read_text())["steps"] == 5
     shutil.rmtree(run)
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_the_last_complete_one_stays(scene, tmp_path, monkeypatch):
+    import errno
+
+    from tensorf.checkpoint import Checkpointer
+
+    run = tmp_path / "run"
+    train(tiny_config(scene, run, steps=3))
+    ckpt = Checkpointer(run)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt._mgr, "save", full)
+    with pytest.raises(UserError, match=r"writing checkpoint 6 failed \(OSError: .*No space left on device\); the newest "
+                                        r"complete checkpoint \(step 3\) stays usable"):
+        ckpt.save(6, {"x": np.zeros(3)}, {"step": 6})
+    monkeypatch.undo()
+    ckpt.close()
+    assert restore_run(run)[3]["step"] == 3
