@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from tensorf.chunked import map_chunks
 from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
-from tensorf.errors import UserError, exit_on_user_error
+from tensorf.errors import UserError, exit_on_user_error, warn
 from tensorf.models.base import trained_box
 from tensorf.run import restore_run
 
@@ -94,6 +94,9 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
 
 def main(args: ExportMeshArgs) -> Path:
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
+    if model.scene.ndc:
+        warn("this run's field lives in NDC (a forward-facing capture): the mesh is in NDC coordinates, depth "
+             "warped as 1 / z, not in world units")
     aabb = trained_box(model, params)
     resolution = args.resolution or max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
     verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk, all_devices())

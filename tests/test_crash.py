@@ -22,6 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 OVER = dict(steps=9, checkpoint_every=3)
 
 
+@pytest.fixture(scope="module")
+def finished(scene, tmp_path_factory):
+    """(a finished 9-step run's folder, its result); tests work on copies of the folder."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    return run, train(tiny_config(scene, run, **OVER))
+
+
+def _copy(finished, tmp_path) -> Path:
+    shutil.copytree(finished[0], tmp_path / "run")
+    return tmp_path / "run"
+
+
 def _train_in_subprocess(scene, run_dir, kill_at=None):
     script = textwrap.dedent(f"""
         import sys
@@ -35,8 +47,8 @@ def _train_in_subprocess(scene, run_dir, kill_at=None):
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_sigkill_anywhere_then_resume_ends_where_an_uninterrupted_run_does(scene, tmp_path):
-    straight = train(tiny_config(scene, tmp_path / "straight", **OVER))
+def test_sigkill_anywhere_then_resume_ends_where_an_uninterrupted_run_does(scene, finished, tmp_path):
+    straight = finished[1]
     run = tmp_path / "crashed"
     # Killed during the upsampling at step 4 (checkpoint 3 complete), then inside the save of
     # step 6, then after step 8: each time resumed from the newest complete checkpoint.
@@ -60,11 +72,10 @@ def _truncate_newest(run: Path, step: int) -> None:
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
 
 
-def test_truncated_newest_checkpoint_falls_back_to_the_one_before(scene, tmp_path, capsys):
+def test_truncated_newest_checkpoint_falls_back_to_the_one_before(scene, finished, tmp_path, capsys):
     import tensorf.eval
 
-    run = tmp_path / "run"
-    straight = train(tiny_config(scene, run, **OVER))
+    run, straight = _copy(finished, tmp_path), finished[1]
     _truncate_newest(run, 9)
     _, _, params, meta = restore_run(run)
     assert meta["step"] == 6
@@ -79,13 +90,12 @@ def test_truncated_newest_checkpoint_falls_back_to_the_one_before(scene, tmp_pat
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(scene, tmp_path):
-    run = tmp_path / "run"
-    train(tiny_config(scene, run, steps=3))
+def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(scene, finished, tmp_path):
+    run = _copy(finished, tmp_path)
     with pytest.raises(UserError, match=r"already holds a run; continue it with --resume .*or start over with --overwrite"):
         train(tiny_config(scene, run, steps=3))
     result = train(tiny_config(scene, run, steps=2, checkpoint_every=0), overwrite=True)
-    assert result.steps == 2 and restore_run(run)[3]["step"] == 2 and not (run / "checkpoints" / "3").exists()
+    assert result.steps == 2 and restore_run(run)[3]["step"] == 2 and not (run / "checkpoints" / "9").exists()
 
 
 def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(scene, tmp_path):
@@ -105,41 +115,38 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(scen
     assert not (run / "lock").exists()
 
 
-def test_resume_refuses_overrides_that_change_parameter_shapes(scene, tmp_path):
+def test_resume_refuses_overrides_that_change_parameter_shapes(scene, finished, tmp_path):
     import dataclasses
 
     from tensorf.config import NeRFConfig
 
-    run = tmp_path / "run"
-    cfg = tiny_config(scene, run, steps=3)
-    train(cfg)
+    run = _copy(finished, tmp_path)
+    cfg = tiny_config(scene, run, **OVER)
     wider = dataclasses.replace(cfg.model, appearance_components=(6, 6, 6))
     with pytest.raises(UserError, match=r"--model.appearance-components \(8, 8, 8\) -> \(6, 6, 6\) changes the shapes"):
         train(dataclasses.replace(cfg, model=wider), resume=True)
     with pytest.raises(UserError, match=r"holds a TensoRF run; --resume cannot turn it into NeRF"):
         train(dataclasses.replace(cfg, model=NeRFConfig(net_width=8)), resume=True)
     # Safe overrides go through and are recorded.
-    result = train(dataclasses.replace(cfg, steps=5, log_every=2), resume=True)
-    assert result.steps == 5 and json.loads((run / "config.json").read_text())["steps"] == 5
-    shutil.rmtree(run)
+    result = train(dataclasses.replace(cfg, steps=10, log_every=2), resume=True)
+    assert result.steps == 10 and json.loads((run / "config.json").read_text())["steps"] == 10
 
 
-def test_a_failed_checkpoint_write_is_one_line_and_the_last_complete_one_stays(scene, tmp_path, monkeypatch):
+def test_a_failed_checkpoint_write_is_one_line_and_the_last_complete_one_stays(finished, tmp_path, monkeypatch):
     import errno
 
     from tensorf.checkpoint import Checkpointer
 
-    run = tmp_path / "run"
-    train(tiny_config(scene, run, steps=3))
+    run = _copy(finished, tmp_path)
     ckpt = Checkpointer(run)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt._mgr, "save", full)
-    with pytest.raises(UserError, match=r"writing checkpoint 6 failed \(OSError: .*No space left on device\); the newest "
-                                        r"complete checkpoint \(step 3\) stays usable"):
-        ckpt.save(6, {"x": np.zeros(3)}, {"step": 6})
+    with pytest.raises(UserError, match=r"writing checkpoint 12 failed \(OSError: .*No space left on device\); the newest "
+                                        r"complete checkpoint \(step 9\) stays usable"):
+        ckpt.save(12, {"x": np.zeros(3)}, {"step": 12})
     monkeypatch.undo()
     ckpt.close()
-    assert restore_run(run)[3]["step"] == 3
+    assert restore_run(run)[3]["step"] == 9

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_multi_device_suite():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", str(ROOT / "tests" / "multi_device")],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", str(ROOT / "tests" / "multi_device")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
