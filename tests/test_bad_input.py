@@ -75,3 +75,18 @@ def test_greyscale_16_bit_and_opaque_images_are_converted_and_reported(scene, tm
     assert "2 of 24 images have no alpha channel" in err
     np.testing.assert_allclose(views.images[0], np.repeat(np.round(grey)[..., None] / 65535, 3, -1), atol=1e-6)
     np.testing.assert_allclose(views.images[1], np.round(rgb * 255) / 255, atol=1e-6)
+
+
+def test_the_notebook_helpers_raise_one_line_errors(tmp_path, trained_run):
+    """render.ipynb calls restore_run and load_eval_views: a UserError is one line in Jupyter."""
+    import dataclasses
+
+    from tensorf.data.dataset import load_eval_views
+    from tensorf.errors import UserError
+    from tensorf.run import restore_run
+
+    with pytest.raises(UserError, match=r"nowhere/config.json not found; .* is not a run directory"):
+        restore_run(tmp_path / "nowhere")
+    cfg = trained_run[0]
+    with pytest.raises(UserError, match=r"transforms_holdout.json not found \(splits here: test, train, val\)"):
+        load_eval_views(dataclasses.replace(cfg.data, eval_split="holdout"))
