@@ -65,7 +65,7 @@ def filter_pool(schedule: Schedule, params, mstate: dict, pool: RayPool) -> RayP
     if int(kept.count) == 0:
         raise UserError(
             f"none of the {len(pool)} training rays crosses the scene box "
-            f"{np.round(np.asarray(params['aabb']), 3).tolist()} or its occupancy mask, so nothing could be "
+            f"{np.round(np.asarray(params['aabb'], np.float64), 3).tolist()} or its occupancy mask, so nothing could be "
             "learned; check the scene bounds (--data.aabb, --data.near-far) against the cameras, or lower "
             "--model.mask-threshold"
         )

@@ -161,7 +161,7 @@ class TensoRFSchedule:
 
     def describe(self, params: dict, state: dict) -> str:
         """One line on the grid, box and mask in force (printed at schedule events)."""
-        line = f"grid {'x'.join(map(str, state['resolution']))}, box {np.round(np.asarray(params['aabb']), 3).tolist()}"
+        line = f"grid {'x'.join(map(str, state['resolution']))}, box {np.round(np.asarray(params['aabb'], np.float64), 3).tolist()}"
         if params["occupancy"].size > 1:
             line += f", mask {float(jnp.mean(params['occupancy'])):.1%} occupied"
         return line
