@@ -70,13 +70,6 @@ def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, .
         files.append(p)
     # Decoding dominates loading (100 full-size lego PNGs: ~10 s on one core): a thread pool.
     images = read_images(files, downscale, SCENE.background, where=str(root / split), expect_alpha=True)
-    for p, img in zip(files, images):
-        if img.shape != images[0].shape:
-            h0, w0 = images[0].shape[:2]
-            raise UserError(
-                f"{p}: image size {img.shape[1]}x{img.shape[0]} differs from the split's {w0}x{h0} "
-                "(after downscale); resize it to match"
-            )
     names = [p.stem for p in files]
     imgs = np.stack(images).astype(np.float32)
     h, w = imgs.shape[1:3]

@@ -59,9 +59,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     ensure_generated(cfg)
     fmt = detect_format(cfg)
     render_path = None
+    if cfg.ndc and fmt != "llff":
+        raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
     if fmt == "blender":
-        if cfg.ndc:
-            raise UserError("--data.ndc is for forward-facing captures (LLFF); Blender scenes surround the object")
         train = blender.load_blender(cfg.path, cfg.train_split, cfg.downscale)
         have = blender.available_splits(cfg.path)
         # The configured eval split, or val when the dataset has no such split (the shared lego).
@@ -73,8 +73,6 @@ def load_dataset(cfg: DataConfig) -> Dataset:
                                                                cfg.ndc is not False, cfg.eval_views)
         eval_split = "test"
     else:
-        if cfg.ndc:
-            raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
         train, eval_views, scene, eval_split = nerfstudio.load_transforms(
             cfg.path, cfg.downscale, cfg.hold_every, cfg.eval_views, 1.0 if cfg.background is None else cfg.background)
     return Dataset(train=train, eval=eval_views, eval_split=eval_split, scene=scene_for(cfg, scene), format=fmt,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -54,15 +56,18 @@ def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.nd
 
 def read_images(files: list[Path], downscale: int, background: float = 1.0, where: str = "",
                 expect_alpha: bool = False) -> list[np.ndarray]:
-    """read_rgb over files on a thread pool (decoding releases the GIL); one warning line per kind
-    of conversion made (opaque images only where alpha is expected)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
+    """read_rgb over files on a thread pool (decoding releases the GIL), all of one size; one
+    warning line per kind of conversion made (opaque images only where alpha is expected)."""
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         results = list(pool.map(lambda f: read_rgb(f, downscale, background), files))
     for note in (GREY, DEEP, OPAQUE):
         n = sum(note in notes for _, notes in results)
         if n and (note != OPAQUE or expect_alpha):
             warn(f"{where}: {n} of {len(files)} images {note}")
-    return [img for img, _ in results]
+    images = [img for img, _ in results]
+    for f, img in zip(files, images):
+        if img.shape != images[0].shape:
+            h0, w0 = images[0].shape[:2]
+            raise UserError(f"{f}: image size {img.shape[1]}x{img.shape[0]} differs from the split's {w0}x{h0} "
+                            "(after downscale); resize it to match")
+    return images

@@ -151,12 +151,7 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = T
 
     def views(indices: list[int]) -> Views:
         images = read_images([files[i] for i in indices], extra, where=str(files[0].parent))
-        first = images[0].shape
-        for i, img in zip(indices, images):
-            if img.shape != first:
-                raise UserError(f"{files[i]}: image size {img.shape[1]}x{img.shape[0]} differs from "
-                                f"{files[indices[0]].name}'s {first[1]}x{first[0]}; every image must have the same size")
-        h, w = first[:2]
+        h, w = images[0].shape[:2]
         full_h, full_w, focal = hwf[indices[0]]
         if abs(w / h - full_w / full_h) > 0.01:
             raise UserError(f"{files[indices[0]]}: aspect {w}x{h} does not match the {full_w:.0f}x{full_h:.0f} recorded "

@@ -171,13 +171,10 @@ def load_transforms(root: Path, downscale: int = 1, hold_every: int = 8, eval_vi
             raise UserError(f"{root}: images_{downscale}/ holds only some of the frames; complete it or remove it")
         images = read_images([files[i][0] for i in idx], extra.pop(), background, where=str(path))
         for i, img in zip(idx, images):
-            fx, fy, cx, cy, w, h = intr[i]
+            w, h = intr[i][4:]
             if (img.shape[1] * downscale, img.shape[0] * downscale) != (w, h):
                 raise UserError(f"{files[i][0]}: image is {img.shape[1]}x{img.shape[0]} after downscale {downscale}, "
                                 f"but transforms.json says {w}x{h}; fix 'w'/'h' or the image")
-            if img.shape != images[0].shape:
-                raise UserError(f"{files[i][0]}: size {img.shape[1]}x{img.shape[0]} differs from the split's "
-                                f"{images[0].shape[1]}x{images[0].shape[0]}; every image must have the same size")
         k = np.asarray([intr[i][:4] for i in idx]) / downscale
         h, w = images[0].shape[:2]
         n = len(idx)
