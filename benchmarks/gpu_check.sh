@@ -1,26 +1,25 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 13), one command of under 10 minutes on an H100:
-#   1. a short run of the lego recipe (3k steps, its schedule compressed) for a trained field;
-#   2. train-step timings on that field at 300^3 and 128^3 for the factor and the volume density
-#      lookup, dense and compacted (benchmarks/train_throughput.py); the fastest at 300^3, where
-#      most of the recipe's steps run, is picked;
-#   3. the official recipe with that choice: 30k steps at 800x800, timed, evaluated on val views
-#      (benchmarks/lego_gpu.py), inside what is left of DEADLINE.
+#   1. benchmarks/step_profile.py at the recipe's final size (300^3 in a shrunk box, batch 4096):
+#      the whole train step for each density lookup and compaction (and bfloat16, for the record),
+#      then the step's parts; the fastest float32 variant is picked;
+#   2. the official recipe with that choice: 30k steps at 800x800 (benchmarks/lego_gpu.py), stopped
+#      early if the deadline needs it (--stop-after-minutes), then evaluated on the val views.
 #
 #   bash benchmarks/gpu_check.sh DATA_DIR OUT_DIR
 #
 # DATA_DIR: lego's train/, both transforms files and the val views r_0, r_4, ..., r_96
 # (benchmarks/pack_lego.sh SRC DST makes it: ~53 MB, no network needed). OUT_DIR receives the
-# log lines, the figures as JSON, the results.md rows and the full run's TensorBoard events.
+# log, the figures as JSON, the results.md rows and the full run's TensorBoard events.
 # Python packages missing on the machine can sit as wheels in .whl/ (README, GPU section).
 # Rehearse on a CPU at a small size:
-#   SHORT_STEPS=60 STEPS=200 LEGO_ARGS="--downscale 8 --final-voxels 2000000 --batch-size 1024" \
-#   TIMING_ARGS="--batch 1024 --steps 3 --grids 64" bash benchmarks/gpu_check.sh DATA OUT
+#   PROFILE_ARGS="--downscale 8 --grid 64 --batch 512 --steps 3" STEPS=200 EVAL_RESERVE=60 \
+#   LEGO_ARGS="--downscale 8 --final-voxels 2000000 --batch-size 1024" bash benchmarks/gpu_check.sh DATA OUT
 set -uo pipefail
 DATA=$(realpath "$1"); OUT=$(realpath -m "$2"); RUNS=${RUNS:-runs}
-STEPS=${STEPS:-30000}; SHORT_STEPS=${SHORT_STEPS:-3000}; LEGO_ARGS=${LEGO_ARGS:-}
-TIMING_ARGS=${TIMING_ARGS:-"--grids 300 128"}
-DEADLINE=${DEADLINE:-580}  # seconds for everything (a device call may run 600)
+STEPS=${STEPS:-30000}; LEGO_ARGS=${LEGO_ARGS:-}; PROFILE_ARGS=${PROFILE_ARGS:-}
+DEADLINE=${DEADLINE:-570}  # seconds for everything (a device call may run 600)
+EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds kept for loading, the last checkpoint and the eval
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -30,7 +29,7 @@ fi
 export PYTHONUNBUFFERED=1
 (command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)
 python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__)" || exit 1
-rm -rf "$RUNS/lego_gpu_short" "$RUNS/lego_gpu"
+rm -rf "$RUNS/lego_gpu"
 stage() {  # stage NAME LIMIT COMMAND...: run with what is left of the deadline, at most LIMIT
   local name=$1 limit=$2; shift 2
   local left=$((DEADLINE - SECONDS)); [ "$limit" -gt "$left" ] && limit=$left
@@ -40,25 +39,21 @@ stage() {  # stage NAME LIMIT COMMAND...: run with what is left of the deadline,
   echo "$name: exit $rc after $((SECONDS - t0)) s"; return $rc
 }
 # shellcheck disable=SC2086
-stage short 150 python3 benchmarks/lego_gpu.py --data "$DATA" --steps "$SHORT_STEPS" --run-dir "$RUNS/lego_gpu_short" \
-  --no-eval --json "$OUT/short.json" $LEGO_ARGS
-# shellcheck disable=SC2086
-stage timings 120 python3 benchmarks/train_throughput.py --run-dir "$RUNS/lego_gpu_short" --dataset-path "$DATA" \
-  --lookups factors volume --json "$OUT/throughput.json" --results "$OUT/results_rows.md" $TIMING_ARGS
-read -r LOOKUP COMPACTION < <(python3 - "$OUT/throughput.json" <<'PY'
+stage profile 170 python3 benchmarks/step_profile.py --data "$DATA" --json "$OUT/profile.json" $PROFILE_ARGS
+read -r LOOKUP COMPACTION < <(python3 - "$OUT/profile.json" <<'PY'
 import json, sys
 try:
-    rows = json.load(open(sys.argv[1]))["rows"]
-    top = max(r["grid"] for r in rows)
-    best = min((r for r in rows if r["grid"] == top), key=lambda r: r["s_per_step"])
-    print(best["lookup"], "on" if best["mask"] else "off")
-except (OSError, ValueError, KeyError):
-    print("auto auto")
+    print(*json.load(open(sys.argv[1]))["best"].split("/")[:2])
+except (OSError, ValueError, KeyError, AttributeError):
+    print("volume off")  # the faster lookup in every GPU row so far (docs/gpu.md)
 PY
 )
-echo "full run: density lookup $LOOKUP, compaction $COMPACTION"
+LEFT=$((DEADLINE - SECONDS))
+STOP=$(python3 -c "print(round(max($LEFT - $EVAL_RESERVE, 30) / 60, 2))")
+echo "full run: density lookup $LOOKUP, compaction $COMPACTION; training stops after $STOP min at the latest"
 # shellcheck disable=SC2086
 stage full 600 python3 benchmarks/lego_gpu.py --data "$DATA" --steps "$STEPS" --run-dir "$RUNS/lego_gpu" \
-  --density-lookup "$LOOKUP" --compaction "$COMPACTION" --json "$OUT/lego_gpu.json" --results "$OUT/results_rows.md" $LEGO_ARGS
+  --density-lookup "$LOOKUP" --compaction "$COMPACTION" --stop-after-minutes "$STOP" \
+  --json "$OUT/lego_gpu.json" --results "$OUT/results_rows.md" $LEGO_ARGS
 cp "$RUNS"/lego_gpu/tb/events.* "$OUT/tb_events" 2>/dev/null
 exit 0

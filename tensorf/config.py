@@ -104,11 +104,11 @@ class TensoRFConfig:
     """Shrink the box to the occupied region at the first mask update (grids cropped to it)."""
     filter_rays: bool = True
     """Drop training rays that miss the box (at start) and miss the mask (second mask update)."""
-    compaction: Literal["auto", "on", "off"] = "auto"
+    compaction: Literal["auto", "on", "off", "shade"] = "auto"
     """Pack a training batch's live samples into fixed budgets once a mask exists (on), or evaluate
-    every sample and zero the empty ones (off); the image is the same either way. auto: on for the
-    CPU backend only, where it measured faster; on an H100 the dense step was faster
-    (benchmarks/results.md)."""
+    every sample and zero the empty ones (off), or pack only the samples to colour (shade:
+    density at every sample); the image is the same either way. auto: on for the CPU backend only,
+    where it measured faster; on an H100 the dense step was faster (benchmarks/results.md)."""
     density_budget: float | None = None
     """Share of a training batch's samples given density slots once a mask exists (live samples
     are compacted into them). None measures the live share at each mask update plus headroom."""
@@ -238,6 +238,9 @@ class TrainConfig:
     """This process's index for --distributed (None: auto-detected)."""
     time_budget_minutes: float | None = None
     """Stop after this much wall-clock time; schedules are stretched to the budget."""
+    stop_after_minutes: float | None = None
+    """Stop (checkpoint, then the final eval) after this much training wall-clock time even if
+    steps remain; unlike --time-budget-minutes the step schedule is not stretched."""
     log_every: int = 100
     """Steps between TensorBoard scalar logs."""
     eval_every: int = 5000

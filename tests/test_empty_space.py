@@ -220,6 +220,13 @@ def test_compaction_changes_speed_never_the_image(scene, blob):
     a, b = compacted.render(masked, rays, key), dense.render(masked, rays, key)
     assert float(a.dropped.sum()) == 0 and float(a.opacity.max()) > 0.3
     np.testing.assert_allclose(a.rgb, b.rgb, atol=2e-6)
+    # "shade" packs only the samples to colour: density is evaluated at every sample.
+    shade_only = dataclasses.replace(model, config=dataclasses.replace(model.config, compaction="shade"))
+    shade_budgets = build_schedule(shade_only).budgets(masked, [rays])
+    assert shade_budgets["density"] is None and shade_budgets["shade"] == budgets["shade"] < 1
+    s = shade_only.for_state({**state, "budgets": shade_budgets}).render(masked, rays, key)
+    assert float(s.dropped.sum()) == 0
+    np.testing.assert_allclose(s.rgb, b.rgb, atol=2e-6)
     # Eval (no keys, never compacted) applies the same threshold: only the jitter differs.
     c = dense.render(masked, rays, None)
     d = compacted.render(masked, rays, None)

@@ -103,3 +103,18 @@ def test_keep_best_keeps_the_checkpoint_with_the_best_eval_psnr(scene, tmp_path)
     assert step == max(scores, key=scores.get), scores
     np.testing.assert_allclose(best.meta(step)["val_psnr"], scores[step], rtol=1e-5)
     assert abs(evaluate(EvalArgs(run_dir=cfg.run_dir, split=cfg.data.eval_split, best=True))["psnr"] - scores[step]) < 1e-4
+
+
+def test_stop_after_minutes_ends_early_with_a_checkpoint_on_the_step_schedule(scene, tmp_path):
+    """--stop-after-minutes ends a run at its wall-clock limit, writes the last checkpoint there
+    and keeps the step schedule (the upsampling at step 4 happens at step 4, not stretched)."""
+    from conftest import tiny_config
+    from tensorf.checkpoint import Checkpointer
+    from tensorf.training.loop import train
+
+    cfg = tiny_config(scene, tmp_path / "run", steps=100_000, log_every=50, checkpoint_every=0,
+                      stop_after_minutes=0.1)
+    result = train(cfg)
+    assert 4 < result.steps < 100_000 and result.model_state["level"] == 1
+    assert 6.0 <= result.elapsed_s < 30.0
+    assert Checkpointer(cfg.run_dir, read_only=True).latest_step() == result.steps

@@ -254,13 +254,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Tr
 
 
 def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
-    if cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 0:
-        raise UserError("--time-budget-minutes must be positive")
+    clocks = {"--time-budget-minutes": cfg.time_budget_minutes, "--stop-after-minutes": cfg.stop_after_minutes}
+    for flag, minutes in clocks.items():
+        if minutes is not None and minutes <= 0:
+            raise UserError(f"{flag} must be positive")
     mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
     if jax.process_count() > 1:
-        if cfg.time_budget_minutes is not None:
-            # Each process would read its own clock and the schedules could part ways.
-            raise UserError("--time-budget-minutes does not work with --distributed yet; give --steps instead")
+        for flag, minutes in clocks.items():
+            if minutes is not None:
+                # Each process would read its own clock and the processes could part ways.
+                raise UserError(f"{flag} does not work with --distributed yet; give --steps instead")
         if jax.process_index() == 0:
             ensure_generated(cfg.data)
         multihost_utils.sync_global_devices("dataset ready")
@@ -336,6 +339,9 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         while True:
             elapsed = time.perf_counter() - t_start
             if (budget_s is None and t.step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
+                break
+            if cfg.stop_after_minutes is not None and elapsed >= 60.0 * cfg.stop_after_minutes:
+                t.log(f"step {t.step}: stopping, --stop-after-minutes {cfg.stop_after_minutes:g} reached")
                 break
             sched = schedule_step(cfg, t.step, elapsed)
             if schedule.pending(t.mstate, int(sched)):

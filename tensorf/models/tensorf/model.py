@@ -150,14 +150,17 @@ class TensoRF:
         return mse + self.regularizer(params, weights), (mse, jnp.sum(out.dropped))
 
     def regularizer(self, params: dict, weights: dict) -> jax.Array:
-        ops = self.ops
+        c, ops = self.config, self.ops
         d, a = params["density"], params["appearance"]
-        return (
-            weights["l1"] * ops.l1(d)
-            + weights["tv_density"] * ops.tv(d)
-            + weights["tv_appearance"] * ops.tv(a)
-            + weights["ortho"] * (ops.ortho(d) + ops.ortho(a))
+        # Terms whose weight is zero by config are left out of the program: XLA keeps 0 * x (it
+        # could be NaN), so a TV of the appearance planes would cost a pass over them every step.
+        terms = (
+            (c.l1_weight or c.l1_weight_rest, lambda: weights["l1"] * ops.l1(d)),
+            (c.tv_weight_density, lambda: weights["tv_density"] * ops.tv(d)),
+            (c.tv_weight_appearance, lambda: weights["tv_appearance"] * ops.tv(a)),
+            (c.ortho_weight, lambda: weights["ortho"] * (ops.ortho(d) + ops.ortho(a))),
         )
+        return sum((term() for weight, term in terms if weight), jnp.float32(0.0))
 
     # --- fields -----------------------------------------------------------------------------
 

@@ -123,9 +123,9 @@ class TensoRFSchedule:
         """Work budgets for training batches like `batches`: the largest share seen plus 10%
         headroom, rounded up to 1/256, unless the config fixes them; each at least `at_least`'s
         (after an overflow, budgets only grow). None (evaluate densely) until a mask exists or
-        when compaction is off."""
+        when compaction is off; no density budget (every sample evaluated) when it is "shade"."""
         c = self.config
-        if params["occupancy"].size <= 1 or c.compaction != "on":
+        if params["occupancy"].size <= 1 or c.compaction not in ("on", "shade"):
             return None
         fractions = jax.jit(self.model.live_fractions)
         seen = [fractions(params, rays, jax.random.split(jax.random.key(i), len(rays.origins)))
@@ -139,7 +139,8 @@ class TensoRFSchedule:
             b = math.ceil(share * 256) / 256
             return None if b >= 1.0 else b
 
-        return {"density": budget("density", c.density_budget), "shade": budget("shade", c.shade_budget)}
+        density = budget("density", c.density_budget) if c.compaction == "on" else None
+        return {"density": density, "shade": budget("shade", c.shade_budget)}
 
     def ray_filter(self, state: dict):
         """(params, rays) -> (B,) bool of the training rays worth keeping (official
