@@ -45,7 +45,7 @@ import json, sys
 try:
     print(*json.load(open(sys.argv[1]))["best"].split("/")[:2])
 except (OSError, ValueError, KeyError, AttributeError):
-    print("volume off")  # the faster lookup in every GPU row so far (docs/gpu.md)
+    print("auto on")  # the defaults
 PY
 )
 LEFT=$((DEADLINE - SECONDS))

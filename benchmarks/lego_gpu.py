@@ -57,7 +57,7 @@ class Args:
     """Val views to evaluate (indices into transforms_val.json)."""
     density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"
     """model.density_lookup for the run."""
-    compaction: Literal["auto", "on", "off", "shade"] = "auto"
+    compaction: Literal["on", "off", "shade"] = "on"
     """model.compaction for the run."""
     stop_after_minutes: float | None = None
     """Stop training at this wall time even if steps remain (then checkpoint and evaluate), so a

@@ -104,11 +104,11 @@ class TensoRFConfig:
     """Shrink the box to the occupied region at the first mask update (grids cropped to it)."""
     filter_rays: bool = True
     """Drop training rays that miss the box (at start) and miss the mask (second mask update)."""
-    compaction: Literal["auto", "on", "off", "shade"] = "auto"
+    compaction: Literal["on", "off", "shade"] = "on"
     """Pack a training batch's live samples into fixed budgets once a mask exists (on), or evaluate
     every sample and zero the empty ones (off), or pack only the samples to colour (shade:
-    density at every sample); the image is the same either way. auto: on for the CPU backend only,
-    where it measured faster; on an H100 the dense step was faster (benchmarks/results.md)."""
+    density at every sample); the image is the same either way. On is the fastest on a 2-core CPU
+    and on an H100 (benchmarks/results.md, step_profile.py)."""
     density_budget: float | None = None
     """Share of a training batch's samples given density slots once a mask exists (live samples
     are compacted into them). None measures the live share at each mask update plus headroom."""
@@ -134,8 +134,8 @@ class TensoRFConfig:
     """How density is read at samples (the same field either way): from the factors (per sample,
     18 rows of components), by trilinear lookups in the component-summed grid volume rebuilt in
     each call (one matmul per plane/line pair), or mixed: the volume for calls that read at least
-    one sample per 16 voxels, the factors for smaller ones. auto: mixed on the CPU backend, where
-    it measured fastest; factors elsewhere (benchmarks/results.md, docs/gpu.md)."""
+    one sample per 16 voxels, the factors for smaller ones. auto: mixed on the CPU backend, the
+    volume elsewhere, the fastest of each on a 2-core CPU and an H100 (benchmarks/results.md)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
 
@@ -267,16 +267,12 @@ class TrainConfig:
 
 
 def resolve_backend(model, backend: str):
-    """The config with its backend-dependent `auto` choices decided for `backend` ("cpu", "gpu",
-    ...). Done once when a run starts; the resolved values are what RUN/config.json records."""
-    if not isinstance(model, TensoRFConfig):
+    """The config with its backend-dependent `auto` choice (the density lookup) decided for
+    `backend` ("cpu", "gpu", ...). Done once when a run starts; the resolved value is what
+    RUN/config.json records."""
+    if not isinstance(model, TensoRFConfig) or model.density_lookup != "auto":
         return model
-    on_cpu = backend == "cpu"
-    return dataclasses.replace(
-        model,
-        compaction=("on" if on_cpu else "off") if model.compaction == "auto" else model.compaction,
-        density_lookup=("mixed" if on_cpu else "factors") if model.density_lookup == "auto" else model.density_lookup,
-    )
+    return dataclasses.replace(model, density_lookup="mixed" if backend == "cpu" else "volume")
 
 
 # --- (de)serialisation of the resolved config stored in every run directory -----------------

@@ -61,7 +61,7 @@ class TensoRF:
     """Share of a training batch's B*k top-k samples given colour slots (None: every one)."""
 
     def __post_init__(self):
-        if "auto" in (self.config.compaction, self.config.density_lookup):
+        if self.config.density_lookup == "auto":
             raise ValueError("TensoRF needs a config resolved for the backend (config.resolve_backend)")
 
     @property
