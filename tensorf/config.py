@@ -40,6 +40,11 @@ class DataConfig:
     ndc: bool | None = None
     """Cast rays in normalised device coordinates (forward-facing scenes). None: the format's
     own choice (LLFF: yes, others: no)."""
+    contraction: Literal["none", "linf", "l2"] = "none"
+    """Unbounded scenes (360-degree captures with a distant background): contract space beyond
+    the unit region (|x| <= 1, L-infinity or L2 norm, in the loader's normalised units) into the
+    shell out to radius 2 (mip-NeRF 360), sample the unit region linearly and beyond it in
+    disparity out to far = 1000. The box becomes the contracted space's, [-2, 2]^3."""
     generate: bool = False
     """Write the project's generated scene to `path` first when it is not there (no download)."""
     aabb: tuple[Vec3, Vec3] | None = None

@@ -97,6 +97,9 @@ def main(args: ExportMeshArgs) -> Path:
     if model.scene.ndc:
         warn("this run's field lives in NDC (a forward-facing capture): the mesh is in NDC coordinates, depth "
              "warped as 1 / z, not in world units")
+    if model.scene.contraction:
+        warn("this run's field lives in contracted space (an unbounded scene): the mesh is too, with the "
+             "background squeezed into the shell between radius 1 and 2")
     aabb = trained_box(model, params)
     resolution = args.resolution or max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
     verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk, all_devices())

@@ -138,6 +138,18 @@ LLFF_CPU = dataclasses.replace(
     ),
 )
 
+# Unbounded 360-degree captures (a transforms.json of an object in a room or a landscape): space
+# beyond the unit region (where nerfstudio's normalisation puts the cameras) is contracted,
+# L-infinity, into the cube [-2, 2]^3 that the grid fills. The lego recipe otherwise, with a finer
+# last grid (the unit region, which holds the cameras and the subject, is the inner half of each
+# axis), no box shrink (the backdrop fills the contracted shell) and no ray filtering (every ray
+# ends in the backdrop). Not yet measured on a real capture or a GPU.
+UNBOUNDED = TrainConfig(
+    run_dir=Path("runs/unbounded"),
+    data=DataConfig(path=Path("data/unbounded"), contraction="linf"),
+    model=TensoRFConfig(n_voxels_final=384**3, shrink_box=False, filter_rays=False),
+)
+
 PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "lego": ("official TensoRF lego recipe (GPU-sized)", LEGO),
     "generated": ("the project's generated scene, CPU-sized (minutes)", GENERATED),
@@ -146,5 +158,6 @@ PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "lego-cpu": ("lego at 200x200 for a 2-core CPU (use with --time-budget-minutes)", LEGO_CPU),
     "llff": ("official TensoRF LLFF recipe (forward-facing, NDC; GPU-sized)", LLFF),
     "llff-cpu": ("LLFF at factor 8 for a 2-core CPU (use with --time-budget-minutes)", LLFF_CPU),
+    "unbounded": ("360-degree captures with a distant background: scene contraction (GPU-sized)", UNBOUNDED),
 }
 

@@ -62,6 +62,46 @@ def marched_samples(
     return t, t < t1[:, None]
 
 
+def contract(x: jax.Array, norm: str) -> jax.Array:
+    """mip-NeRF 360's scene contraction of points (..., 3): the identity where |x| <= 1, else
+    (2 - 1/|x|) x/|x|, so all of space maps into radius 2. norm "linf" (the contracted space is
+    the cube [-2, 2]^3, which a grid fills) or "l2" (the ball of radius 2)."""
+    mag = jnp.max(jnp.abs(x), axis=-1, keepdims=True) if norm == "linf" else jnp.linalg.norm(x, axis=-1, keepdims=True)
+    safe = jnp.maximum(mag, 1.0)
+    return jnp.where(mag <= 1.0, x, (2.0 - 1.0 / safe) * (x / safe))
+
+
+def unit_region_exit(rays: Rays, norm: str) -> jax.Array:
+    """Distance (B,) at which each ray leaves the unit region (the cube |x|_inf <= 1 or the unit
+    ball); 0 for a ray that never enters it ahead of its origin."""
+    if norm == "linf":
+        box = jnp.asarray([[-1.0] * 3, [1.0] * 3], jnp.float32)
+        t0, t1 = ray_box_interval(rays, box, 0.0, jnp.inf)
+        return jnp.where(t1 > t0, t1, 0.0)
+    b = jnp.sum(rays.origins * rays.directions, axis=-1)
+    c = jnp.sum(rays.origins**2, axis=-1) - 1.0
+    disc = b * b - c
+    return jnp.maximum(jnp.where(disc > 0, -b + jnp.sqrt(jnp.maximum(disc, 0.0)), 0.0), 0.0)
+
+
+def unbounded_samples(near: float, far: float, exit_t: jax.Array, n: int, offset: jax.Array | None
+                      ) -> tuple[jax.Array, jax.Array]:
+    """t (B, n) and the bins' edges (B, n + 1) along rays through an unbounded scene: the first
+    n // 2 bins spread evenly from near to where the ray leaves the unit region (exit_t, (B,)),
+    the rest evenly in disparity (1/t) from there to far, as mip-NeRF 360 spaces them;
+    contracted, both halves come out about evenly spaced. offset (B,) in [0, 1) jitters each
+    ray's samples within their bins (None: bin middles)."""
+    n_in = n // 2
+    mid = jnp.clip(exit_t, near + 1e-3, far)[:, None]
+    u_in = jnp.arange(n_in + 1, dtype=jnp.float32) / n_in
+    u_out = jnp.arange(1, n - n_in + 1, dtype=jnp.float32) / (n - n_in)
+    inner = near + u_in * (mid - near)
+    outer = 1.0 / (1.0 / mid + u_out * (1.0 / far - 1.0 / mid))
+    edges = jnp.concatenate([inner, outer], axis=-1)
+    frac = 0.5 if offset is None else offset[:, None]
+    return edges[:, :-1] + frac * (edges[:, 1:] - edges[:, :-1]), edges
+
+
 def stratified_samples(near: float, far: float, n: int, u: jax.Array | None, batch: int) -> jax.Array:
     """t (B, n): one sample in each of n equal bins of [near, far] (NeRF's stratified sampling;
     JaxNeRF bins). u (B, n) uniforms place each in its bin; None puts them on the bins' edges

@@ -43,7 +43,8 @@ def scene_of(cfg: TrainConfig) -> Scene:
     if d.aabb is None or d.near_far is None or d.background is None:
         raise UserError("the run's config.json lacks the scene bounds (data.aabb, near_far, background); "
                         "it was written by an older version: add them or retrain")
-    return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background, ndc=bool(d.ndc))
+    return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background, ndc=bool(d.ndc),
+                 contraction=None if d.contraction == "none" else d.contraction)
 
 
 def write_config(cfg: TrainConfig) -> None:

@@ -61,6 +61,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     render_path = None
     if cfg.ndc and fmt != "llff":
         raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
+    if cfg.contraction != "none" and (cfg.ndc or (fmt == "llff" and cfg.ndc is None)):
+        raise UserError("--data.contraction is for unbounded scenes and NDC rays are for forward-facing ones; "
+                        "give --data.ndc False to contract an LLFF capture")
     if fmt == "blender":
         train = blender.load_blender(cfg.path, cfg.train_split, cfg.downscale)
         have = blender.available_splits(cfg.path)
@@ -87,11 +90,20 @@ def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:
     return data.eval, data.eval_split
 
 
+UNBOUNDED_BOX = ((-2.0, -2.0, -2.0), (2.0, 2.0, 2.0))  # contracted space: radius 2 in either norm
+UNBOUNDED_FAR = 1000.0  # contracts to within 0.001 of the boundary
+
+
 def scene_for(cfg: DataConfig, default: Scene) -> Scene:
-    """The format's scene with the config's overrides."""
+    """The format's scene with the config's overrides (a contracted scene's box and far plane
+    are the contracted space's unless given)."""
+    contraction = None if cfg.contraction == "none" else cfg.contraction
+    if contraction:
+        default = dataclasses.replace(default, aabb=UNBOUNDED_BOX, near_far=(default.near_far[0], UNBOUNDED_FAR))
     return Scene(
         aabb=default.aabb if cfg.aabb is None else cfg.aabb,
         near_far=default.near_far if cfg.near_far is None else cfg.near_far,
         background=default.background if cfg.background is None else cfg.background,
         ndc=default.ndc,
+        contraction=contraction,
     )

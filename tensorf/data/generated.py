@@ -109,15 +109,33 @@ def _shade(o, d):
     return np.where(hit[..., None], rgb, 1.0), hit.astype(np.float64)
 
 
-def render_view(c2w: np.ndarray, size: int, supersample: int = 2) -> np.ndarray:
-    """RGBA (size, size, 4) uint8 image of the scene from one camera."""
-    s = size * supersample
+def _sky(d: np.ndarray) -> np.ndarray:
+    """A backdrop at infinity (..., 3) from directions (..., 3): an elevation gradient with
+    azimuthal bands, so an unbounded model has something to learn out there."""
+    el = np.arcsin(np.clip(d[..., 2], -1, 1))
+    bands = 0.5 + 0.5 * np.sin(6.0 * np.arctan2(d[..., 1], d[..., 0]) + 4.0 * el)
+    ground, zenith = np.array([0.45, 0.35, 0.25]), np.array([0.3, 0.55, 0.95])
+    mix = np.clip(0.5 + el / np.pi * 1.6, 0, 1)[..., None]
+    return np.clip((1 - mix) * ground + mix * zenith + 0.25 * (bands[..., None] - 0.5), 0, 1)
+
+
+def _camera_rays(c2w: np.ndarray, s: int) -> np.ndarray:
     focal = 0.5 * s / math.tan(0.5 * CAMERA_ANGLE_X)
     j, i = np.meshgrid(np.arange(s) + 0.5, np.arange(s) + 0.5, indexing="ij")
     dirs = np.stack([(i - 0.5 * s) / focal, -(j - 0.5 * s) / focal, -np.ones_like(i)], -1) @ c2w[:3, :3].T
-    dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+    return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
+
+
+def render_view(c2w: np.ndarray, size: int, supersample: int = 2, sky: bool = False) -> np.ndarray:
+    """RGBA (size, size, 4) uint8 image of the scene from one camera; with sky, opaque, the
+    backdrop at infinity behind the geometry."""
+    s = size * supersample
+    dirs = _camera_rays(c2w, s)
     with np.errstate(invalid="ignore"):  # missed rays carry inf distances until masked
         rgb, alpha = _shade(np.broadcast_to(c2w[:3, 3], dirs.shape), dirs)
+    if sky:
+        rgb = rgb * alpha[..., None] + _sky(dirs) * (1 - alpha[..., None])
+        alpha = np.ones_like(alpha)
     # Premultiplied average over each pixel's subsamples, then un-premultiply for straight alpha.
     pm = np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1)
     pm = pm.reshape(size, supersample, size, supersample, 4).mean((1, 3))
@@ -189,6 +207,25 @@ def generate_capture(out: Path, size: int = 32, n: int = 16) -> Path:
     frames = [{"file_path": f"images/image{i:03d}.png", "transform_matrix": p.tolist()} for i, p in enumerate(poses)]
     meta = {"camera_model": "OPENCV", "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size,
             "h": size, "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames}
+    (out / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def generate_unbounded(out: Path, size: int = 32, n: int = 40, radius: float = 2.6) -> Path:
+    """The scene seen from all around, low (cameras on a ring of `radius`, 0-25 degrees up,
+    looking at the origin), with a backdrop at infinity above and around it: a 360-degree capture
+    of an unbounded scene, written as a nerfstudio transforms.json with opaque RGB images."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    frames = []
+    rng = np.random.default_rng(4)
+    for k in range(n):
+        az = 2 * math.pi * k / n + rng.uniform(0, 0.1)
+        el = math.radians(rng.uniform(0, 25))
+        pose = look_at(radius * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]))
+        iio.imwrite(out / "images" / f"frame{k:03d}.png", render_view(pose, size, sky=True)[..., :3])
+        frames.append({"file_path": f"images/frame{k:03d}.png", "transform_matrix": pose.tolist()})
+    meta = {"camera_angle_x": CAMERA_ANGLE_X, "w": size, "h": size, "frames": frames}
     (out / "transforms.json").write_text(json.dumps(meta, indent=1))
     return out
 

@@ -15,13 +15,16 @@ from tensorf.data.cameras import Cameras
 class Scene:
     """Where the scene lives: the box the fields cover (min corner, max corner), the range of ray
     distances sampled, and the background intensity composited behind it; ndc: the rays are cast
-    in normalised device coordinates (forward-facing captures), so box and distances are NDC's.
-    Hashable, so a model holding it can be a static jit argument."""
+    in normalised device coordinates (forward-facing captures), so box and distances are NDC's;
+    contraction: unbounded scenes (mip-NeRF 360): points beyond the unit region (|x| <= 1 in the
+    L-infinity or L2 norm) are contracted into the shell out to radius 2, and the box is the
+    contracted space's. Hashable, so a model holding it can be a static jit argument."""
 
     aabb: tuple[Vec3, Vec3]
     near_far: tuple[float, float]
     background: float
     ndc: bool = False
+    contraction: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 from tensorf.config import NeRFConfig, TensoRFConfig, resolve_backend
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
+from tensorf.errors import UserError
 from tensorf.models.nerf import NeRF
 from tensorf.models.tensorf import TensoRF, TensoRFSchedule
 from tensorf.render import RenderOutput
@@ -115,6 +116,8 @@ def build_model(config, scene: Scene, backend: str | None = None) -> Model:
     if isinstance(config, TensoRFConfig):
         return TensoRF(resolve_backend(config, backend or jax.default_backend()), scene)
     if isinstance(config, NeRFConfig):
+        if scene.contraction:
+            raise UserError("--data.contraction (unbounded scenes) works with the TensoRF model only")
         return NeRF(config, scene)
     raise TypeError(f"no model for config type {type(config).__name__}")
 

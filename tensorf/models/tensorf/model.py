@@ -35,10 +35,13 @@ from tensorf.render import (
     compacted_map,
     composite,
     compositing_weights,
+    contract,
     marched_samples,
     ray_box_interval,
     ray_uniforms,
     top_k_samples,
+    unbounded_samples,
+    unit_region_exit,
 )
 
 GRID_KEYS = ("density", "appearance")
@@ -166,7 +169,8 @@ class TensoRF:
 
     @staticmethod
     def unit(params: dict, xyz: jax.Array) -> jax.Array:
-        """World points (M, 3) in box units: [0, 1]^3 inside the current box."""
+        """Points (..., 3) of the field's space (world; contracted in an unbounded scene) in box
+        units: [0, 1]^3 inside the current box."""
         aabb = jax.lax.stop_gradient(params["aabb"])
         return (xyz - aabb[0]) / (aabb[1] - aabb[0])
 
@@ -217,15 +221,30 @@ class TensoRF:
         return jnp.maximum(voxel_step, jnp.linalg.norm(size) / self.num_samples(res))
 
     def samples(self, params: dict, rays: Rays, keys) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        """t (B, N), the sample spacing (scalar), points (B, N, 3) and live (B, N): samples
+        """t (B, N), the sample spacing (a scalar, or (B, N) in an unbounded scene), points
+        (B, N, 3) in the field's space (contracted in an unbounded scene) and live (B, N): samples
         inside the box and, once a mask exists, in occupied cells."""
         n = self.num_samples(params["density"].resolution)
-        t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), *self.scene.near_far)
-        # A fixed step from the box entry (official sample_ray), not N samples spread over each
-        # chord: as good and faster (benchmarks/results.md, sample placement).
-        step = self.sample_step(params)
-        t, live = marched_samples(t0, t1, step, n, ray_uniforms(keys))
-        pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        near, far = self.scene.near_far
+        norm = self.scene.contraction
+        if norm:
+            t, edges = unbounded_samples(near, far, unit_region_exit(rays, norm), n, ray_uniforms(keys))
+            o, d = rays.origins[:, None, :], rays.directions[:, None, :]
+            pts = contract(o + t[..., None] * d, norm)
+            # Each sample's length is measured in the contracted space the field lives in: in
+            # world units the far bins are hundreds long, opaque from the first step, and the
+            # model paints every view onto the backdrop before any foreground forms.
+            ends = contract(o + edges[..., None] * d, norm)
+            step = jnp.linalg.norm(ends[:, 1:] - ends[:, :-1], axis=-1)
+            unit = self.unit(params, pts)
+            live = jnp.all((unit >= 0) & (unit <= 1), axis=-1)  # all of space, unless the box shrank
+        else:
+            t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), near, far)
+            # A fixed step from the box entry (official sample_ray), not N samples spread over each
+            # chord: as good and faster (benchmarks/results.md, sample placement).
+            step = self.sample_step(params)
+            t, live = marched_samples(t0, t1, step, n, ray_uniforms(keys))
+            pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
         mask = jax.lax.stop_gradient(params["occupancy"])
         if mask.size > 1:
             b = t.shape[0]
