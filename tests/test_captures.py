@@ -149,3 +149,65 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     (root / "transforms.json").unlink()
     with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\) or transforms.json"):
         load_dataset(DataConfig(path=root))
+
+
+def _write_ply(path, points, binary=True):
+    head = f"ply\nformat {'binary_little_endian' if binary else 'ascii'} 1.0\nelement vertex {len(points)}\n"
+    head += "property float x\nproperty float y\nproperty float z\nproperty uchar red\nelement face 0\n"
+    head += "property list uchar int vertex_indices\nend_header\n"
+    table = np.zeros(len(points), [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1")])
+    table["x"], table["y"], table["z"] = points.T
+    body = table.tobytes() if binary else "".join(f"{x} {y} {z} 7\n" for x, y, z in points).encode()
+    path.write_bytes(head.encode() + body)
+
+
+def test_a_point_cloud_sets_the_box_around_the_surfaces(capture, tmp_path):
+    """With ply_file_path the box hugs the points (moved and scaled as the poses were), leaving
+    out stray points; ascii and binary PLY agree; a truncated one is one line naming it."""
+    from tensorf.data.generated import GEOMETRY_BOUNDS
+    from tensorf.data.nerfstudio import normalise_poses
+
+    rng = np.random.default_rng(0)
+    lo, hi = np.asarray(GEOMETRY_BOUNDS)
+    points = np.concatenate([rng.uniform(lo, hi, (2000, 3)), rng.uniform(-30, 30, (10, 3))])  # 0.5% strays
+    meta = json.loads((capture / "transforms.json").read_text())
+    _, transform, scale = normalise_poses(np.stack([np.asarray(f["transform_matrix"]) for f in meta["frames"]]))
+    corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
+    corners = scale * (corners @ transform[:3, :3].T + transform[:3, 3])
+    boxes = []
+    for binary in (True, False):
+        folder = tmp_path / f"ply_{binary}"
+        shutil.copytree(capture, folder)
+        _write_ply(folder / "sparse_pc.ply", points, binary)
+        (folder / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
+        boxes.append(np.asarray(load_dataset(DataConfig(path=folder, format="nerfstudio")).scene.aabb))
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-5)
+    # The geometry's bounds plus the 10% margins, not the strays' (to within the slight tilt the
+    # normalisation gives the geometry's box, and the 1% quantiles).
+    np.testing.assert_allclose(boxes[0], corners.min(0) + np.outer([-0.1, 1.1], np.ptp(corners, 0)),
+                               atol=0.05 * np.ptp(corners, 0).max())
+    cameras_box = np.asarray(load_dataset(DataConfig(path=capture, format="nerfstudio")).scene.aabb)
+    assert np.prod(boxes[0][1] - boxes[0][0]) < np.prod(cameras_box[1] - cameras_box[0])
+    raw = (folder / "sparse_pc.ply").read_bytes()
+    _write_ply(folder / "sparse_pc.ply", points, binary=True)
+    (folder / "sparse_pc.ply").write_bytes((folder / "sparse_pc.ply").read_bytes()[:-100])
+    with pytest.raises(UserError, match="sparse_pc.ply: .*vertices"):
+        load_dataset(DataConfig(path=folder, format="nerfstudio"))
+    (folder / "sparse_pc.ply").write_bytes(raw.replace(b"ply\n", b"xyz\n", 1))
+    with pytest.raises(UserError, match="sparse_pc.ply: not a PLY file"):
+        load_dataset(DataConfig(path=folder, format="nerfstudio"))
+
+
+def test_nerf_samples_ndc_rays_evenly_in_ndc_depth_to_infinity(capture):
+    """JaxNeRF's LLFF sampling: the coarse samples of an NDC ray run evenly in NDC z from the near
+    plane (-1) to infinity (+1), each ray to its own reach."""
+    from tensorf.config import NeRFConfig
+    from tensorf.data.rays import view_rays
+    from tensorf.models.nerf import NeRF
+
+    data = load_dataset(DataConfig(path=capture, format="llff"))
+    rays = view_rays(data.train, 0)
+    model = NeRF(NeRFConfig(coarse_samples=9), data.scene)
+    t = np.asarray(model.coarse_samples(rays, None))
+    z = np.asarray(rays.origins[:, None, 2] + t * rays.directions[:, None, 2])
+    np.testing.assert_allclose(z, np.broadcast_to(np.linspace(-1, 1, 9), z.shape), atol=1e-5)

@@ -8,7 +8,8 @@ mean camera position is the origin, scaled so the farthest camera sits at distan
 axis. The box is ours (nerfstudio's [-1, 1]^3 suits its contracted fields, and leaves a
 forward-facing subject outside): centred on the point the cameras look at (nearest to every
 optical axis), as wide as what the cameras see there (distance x tan(half field of view), x 1.5),
-so it fits an object in a 360-degree capture and the subject of a forward-facing one alike.
+so it fits an object in a 360-degree capture and the subject of a forward-facing one alike. When
+the capture names its sparse point cloud (`ply_file_path`), the box is fitted to the points instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from tensorf.data.cameras import Cameras, focal_from_fov
 from tensorf.data.images import read_images
 from tensorf.data.orbit import orbit_from_cameras
+from tensorf.data.points import box_around, read_ply_points
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
 
@@ -134,10 +136,10 @@ def load_transforms(root: Path, downscale: int = 1, hold_every: int = 8, eval_vi
         poses.append(pose)
         intr.append(_intrinsics(meta, fr, where))
         files.append(_image_path(root, str(fr["file_path"]), downscale))
-    c2w, _, _ = normalise_poses(np.stack(poses))
+    c2w, transform, scale = normalise_poses(np.stack(poses))
     if float(meta.get("aabb_scale", 1)) > 1:
-        warn(f"{path}: aabb_scale {meta['aabb_scale']} marks an unbounded capture; the box fitted to what the "
-             "cameras look at holds the subject, and what lies beyond it is painted on the box (override with --data.aabb)")
+        warn(f"{path}: aabb_scale {meta['aabb_scale']} marks an unbounded capture; without --data.contraction linf "
+             "(or --preset unbounded) what lies beyond the box is painted on its walls")
 
     names = [str(fr["file_path"]) for fr in frames]
     lists = {k: meta.get(f"{k}_filenames") for k in ("train", "val", "test")}
@@ -185,6 +187,11 @@ def load_transforms(root: Path, downscale: int = 1, hold_every: int = 8, eval_vi
     k = np.asarray(intr)
     half_fov = np.arctan(np.maximum(k[:, 4] / 2 / k[:, 0], k[:, 5] / 2 / k[:, 1]))
     box = auto_box(c2w, half_fov)
+    if meta.get("ply_file_path"):
+        # The surfaces COLMAP found, moved and scaled as the poses were: a tighter box than the
+        # cameras' view (the pose normalisation applies to points as to camera centres).
+        pts = read_ply_points(root / str(meta["ply_file_path"]))
+        box = box_around(scale * (pts @ transform[:3, :3].T + transform[:3, 3]))
     reach = float(np.linalg.norm(c2w[:, :3, 3][:, None] - np.asarray(box)[None], axis=-1).max())
     scene = Scene(aabb=box, near_far=(NEAR, reach), background=background)
     return views(train), views(test), scene, split

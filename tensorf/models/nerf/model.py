@@ -82,16 +82,24 @@ class NeRF:
         return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
                             dropped=jnp.zeros((b,), jnp.float32)), weights
 
+    def coarse_samples(self, rays: Rays, u: jax.Array | None) -> jax.Array:
+        """t (B, coarse_samples): stratified over [near, far]; in NDC (JaxNeRF's LLFF setting)
+        evenly in NDC depth from the near plane (z = -1) to infinity (z = +1), i.e. up to
+        t = 2 / d_z along our unit NDC directions. u: (B, n) uniforms, or None (bin edges)."""
+        n, b = self.config.coarse_samples, rays.origins.shape[0]
+        if self.scene.ndc:
+            reach = 2.0 / jnp.maximum(rays.directions[:, 2], 1e-6)
+            return stratified_samples(0.0, 1.0, n, u, b) * reach[:, None]
+        return stratified_samples(*self.scene.near_far, n, u, b)
+
     def render_both(self, params: dict, rays: Rays, keys: jax.Array | None) -> tuple[RenderOutput, RenderOutput]:
         """The coarse render (stratified samples) and the fine one (the coarse samples plus samples
         drawn from the coarse weights, sorted)."""
         c = self.config
-        near, far = self.scene.near_far
-        b = rays.origins.shape[0]
         draws = None if keys is None else jax.vmap(lambda k: jax.random.split(k, 4))(keys)
         uniform = lambda i, n: None if draws is None else jax.vmap(lambda k: jax.random.uniform(k, (n,)))(draws[:, i])  # noqa: E731
         noise = lambda i: None if draws is None else draws[:, i]  # noqa: E731
-        t_coarse = stratified_samples(near, far, c.coarse_samples, uniform(0, c.coarse_samples), b)
+        t_coarse = self.coarse_samples(rays, uniform(0, c.coarse_samples))
         coarse, w = self._composite(params["coarse"], rays, t_coarse, noise(2))
         mids = 0.5 * (t_coarse[:, 1:] + t_coarse[:, :-1])
         t_fine = pdf_samples(mids, w[:, 1:-1], c.fine_samples, uniform(1, c.fine_samples))

@@ -1,0 +1,71 @@
+"""A capture's sparse point cloud (COLMAP's, as nerfstudio's `ply_file_path` names it), read to
+choose the scene box from where the surfaces are rather than from where the cameras look."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tensorf.errors import UserError
+
+_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
+          "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
+          "double": "f8", "float64": "f8"}
+POINT_QUANTILE = 0.01  # share of points left out on each side of each axis: COLMAP's stray points
+POINT_MARGIN = 0.1  # of the box's size, added on each side
+
+
+def read_ply_points(path: Path) -> np.ndarray:
+    """The vertex positions (N, 3) float64 of a PLY file (ascii or binary little-endian; the vertex
+    element first, as COLMAP and nerfstudio write it)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the point cloud ({e.strerror}); fix ply_file_path in transforms.json "
+                        "or remove it") from None
+    end = raw.find(b"end_header\n")
+    if not raw.startswith(b"ply") or end < 0:
+        raise UserError(f"{path}: not a PLY file (no 'ply' ... 'end_header' header); re-export the point cloud")
+    header = raw[:end].decode("ascii", "replace").splitlines()
+    fmt, count, props, first, current = None, 0, [], None, None
+    for line in header:
+        words = line.split()
+        if words[:1] == ["format"] and len(words) > 1:
+            fmt = words[1]
+        elif words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
+            first, current = first or words[1], words[1]
+            if current == "vertex":
+                count = int(words[2])
+        elif words[:1] == ["property"] and current == "vertex" and len(words) >= 3:
+            props.append((words[-1], None if words[1] == "list" else _TYPES.get(words[1])))
+    names = [p[0] for p in props]
+    if first != "vertex" or not {"x", "y", "z"} <= set(names) or any(t is None for _, t in props):
+        raise UserError(f"{path}: expected a first element 'vertex' with numeric x, y, z properties; re-export the "
+                        "point cloud (e.g. ns-process-data writes sparse_pc.ply)")
+    body = raw[end + len(b"end_header\n"):]
+    try:
+        if fmt == "binary_little_endian":
+            table = np.frombuffer(body, dtype=np.dtype([(n, "<" + t) for n, t in props]), count=count)
+            xyz = np.stack([table[a].astype(np.float64) for a in "xyz"], -1)
+        elif fmt == "ascii":
+            rows = body.decode("ascii").split("\n")[:count]
+            table = np.loadtxt(rows, ndmin=2)
+            xyz = table[:, [names.index(a) for a in "xyz"]].astype(np.float64)
+        else:
+            raise UserError(f"{path}: PLY format {fmt} is not supported (ascii or binary_little_endian); re-export it")
+    except ValueError:
+        raise UserError(f"{path}: the header promises {count} vertices but the data does not hold them; "
+                        "re-export the point cloud") from None
+    if len(xyz) != count or not np.all(np.isfinite(xyz)):
+        raise UserError(f"{path}: {len(xyz)} of {count} vertices read, or non-finite positions; re-export it")
+    return xyz
+
+
+def box_around(points: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The box around points (N, 3), less POINT_QUANTILE of them on each side of each axis (stray
+    points), plus POINT_MARGIN of its size on each side."""
+    lo, hi = np.quantile(points, [POINT_QUANTILE, 1 - POINT_QUANTILE], axis=0)
+    pad = POINT_MARGIN * np.maximum(hi - lo, 1e-6)
+    return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
