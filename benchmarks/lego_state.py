@@ -59,17 +59,31 @@ def at_grid(s: LegoState, grid: int, shards: int = 1):
 
 def time_step(s: LegoState, model, params, steps: int, devices: int = 1, loss_scaling: bool = False) -> float:
     """Median seconds of the jitted train step (batch drawn on the device, as in training) over
-    `steps` steps, after two warm-up steps (compile, then once more, as outputs fed back in can
-    retrace once)."""
-    mesh = make_mesh(devices, s.cfg.batch_size)
-    step = make_train_step(model, s.tx, functools.partial(lrs_at, s.cfg), s.cfg.batch_size, mesh)
+    `steps` steps, one at a time (see step_timings)."""
+    return step_timings(s.cfg, s.tx, model, params, s.pool, steps, devices, loss_scaling)["ms"] / 1000
+
+
+def step_timings(cfg, tx, model, params, pool, steps: int, devices: int = 1, loss_scaling: bool = False) -> dict:
+    """The jitted train step timed on batches drawn from `pool`: compile_s (ahead of time), ms
+    (median over `steps` steps, each waited for, after two warm-up steps), queued_ms (mean over
+    `steps` more dispatched back to back, as the training loop runs them) and the last loss."""
+    mesh = make_mesh(devices, cfg.batch_size)
+    fn = make_train_step(model, tx, functools.partial(lrs_at, cfg), cfg.batch_size, mesh)
     prm = jax.tree.map(jnp.array, params)  # the step donates its inputs on accelerators
-    state = replicate(mesh, (prm, s.tx.init(prm), initial_totals(), initial_loss_scale() if loss_scaling else None))
-    pool, key, count = replicate(mesh, (s.pool, jax.random.key(0), np.int32(0)))
+    state = list(replicate(mesh, (prm, tx.init(prm), initial_totals(), initial_loss_scale() if loss_scaling else None)))
+    pool, key, count = replicate(mesh, (pool, jax.random.key(0), np.int32(0)))
+    t0 = time.perf_counter()
+    step = fn.lower(*state, pool, count, None, key).compile()
+    compile_s = time.perf_counter() - t0
     times = []
     for _ in range(steps + 2):
         t0 = time.perf_counter()
         *state, count, stats = step(*state, pool, count, None, key)
         jax.block_until_ready(stats)
         times.append(time.perf_counter() - t0)
-    return float(np.median(times[2:]))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        *state, count, stats = step(*state, pool, count, None, key)
+    jax.block_until_ready((state, stats))
+    return {"compile_s": compile_s, "ms": 1000 * float(np.median(times[2:])),
+            "queued_ms": 1000 * (time.perf_counter() - t0) / steps, "loss": float(stats["loss"])}

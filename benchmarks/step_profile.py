@@ -21,7 +21,6 @@ samples, the top-k itself, and the optimizer update.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -35,6 +34,7 @@ import tyro
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from common import DEFAULT_LEGO  # noqa: E402
+from lego_state import step_timings  # noqa: E402
 from tensorf.config import resolve_backend  # noqa: E402
 from tensorf.data.dataset import load_dataset  # noqa: E402
 from tensorf.data.rays import RayPool  # noqa: E402
@@ -44,8 +44,7 @@ from tensorf.models.base import build_model, build_schedule  # noqa: E402
 from tensorf.presets import LEGO  # noqa: E402
 from tensorf.render import compositing_weights, top_k_samples  # noqa: E402
 from tensorf.training.loop import filter_pool, measure_budgets  # noqa: E402
-from tensorf.training.optimizer import lrs_at, make_optimizer  # noqa: E402
-from tensorf.training.step import initial_totals, make_train_step  # noqa: E402
+from tensorf.training.optimizer import make_optimizer  # noqa: E402
 
 # World-space blocks (min, max), one per VM pair: a base plate, a tower and an arm, spanning
 # about what lego's shrunk box spans.
@@ -123,31 +122,6 @@ def timed(fn, *args, steps: int) -> dict:
     return {"compile_s": compile_s, "ms": 1000 * float(np.median(times[2:]))}
 
 
-def time_step(cfg, model, params, pool, steps: int) -> dict:
-    """The whole train step: compile, blocking median, and back-to-back mean per step."""
-    tx = make_optimizer(model, cfg.optim)
-    fn = make_train_step(model, tx, functools.partial(lrs_at, cfg), cfg.batch_size)
-    state = [jax.tree.map(jnp.array, params)]  # the step donates its inputs on accelerators
-    state += [tx.init(state[0]), initial_totals(), None]
-    count, key = jnp.int32(0), jax.random.key(0)
-    t0 = time.perf_counter()
-    compiled = fn.lower(*state, pool, count, None, key).compile()
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(steps + 2):
-        t0 = time.perf_counter()
-        *state, count, stats = compiled(*state, pool, count, None, key)
-        jax.block_until_ready(stats)
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        *state, count, stats = compiled(*state, pool, count, None, key)
-    jax.block_until_ready((state, stats))
-    queued = (time.perf_counter() - t0) / steps
-    return {"compile_s": compile_s, "ms": 1000 * float(np.median(times[2:])), "queued_ms": 1000 * queued,
-            "loss": float(stats["loss"])}
-
-
 def main(args: Args) -> dict:
     cfg = dataclasses.replace(LEGO, batch_size=args.batch, data=dataclasses.replace(
         LEGO.data, path=args.data, downscale=args.downscale, eval_split="val", eval_views=(0,)))
@@ -182,7 +156,8 @@ def main(args: Args) -> dict:
         m = dataclasses.replace(model, config=mcfg)
         budgets = measure_budgets(vcfg, build_schedule(m), params, pool, 0)
         m = m.for_state({**state, "budgets": budgets})
-        row = {"variant": variant, "dtype": dtype, "budgets": budgets, **time_step(vcfg, m, params, pool, args.steps)}
+        tx = make_optimizer(m, vcfg.optim)
+        row = {"variant": variant, "dtype": dtype, "budgets": budgets, **step_timings(vcfg, tx, m, params, pool, args.steps)}
         steps.append(row)
         print(f"step {variant:12s} budgets {budgets}: compile {row['compile_s']:5.1f} s, {row['ms']:7.2f} ms blocking, "
               f"{row['queued_ms']:7.2f} ms queued ({args.batch / row['queued_ms'] * 1e3:,.0f} rays/s)", flush=True)
