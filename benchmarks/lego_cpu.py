@@ -41,12 +41,12 @@ class Args:
 
 
 def main(args: Args) -> None:
-    # The preset evaluates val r_0, r_10, ..., r_90 at the end of training (RUN/eval/val_metrics.json).
+    # Val r_0, r_10, ..., r_90 are evaluated at the end of training (RUN/eval/val_metrics.json).
     cfg = dataclasses.replace(
         LEGO_CPU,
         run_dir=args.run_dir,
         time_budget_minutes=args.minutes,
-        data=dataclasses.replace(LEGO_CPU.data, path=args.dataset_path),
+        data=dataclasses.replace(LEGO_CPU.data, path=args.dataset_path, eval_views=tuple(range(0, 100, 10))),
     )
     t0 = time.perf_counter()
     result = train(cfg)

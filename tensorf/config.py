@@ -22,10 +22,16 @@ class DataConfig:
 
     path: Path = Path("data/nerf_synthetic/lego")
     """Dataset folder: Blender / NeRF-synthetic (transforms_<split>.json + RGBA PNGs), LLFF
-    (poses_bounds.npy + images_N/) or nerfstudio / instant-ngp (transforms.json)."""
-    format: Literal["auto", "blender", "llff", "nerfstudio"] = "auto"
+    (poses_bounds.npy + images_N/), nerfstudio / instant-ngp (transforms.json) or a COLMAP
+    model (sparse/0/ or sparse/ + images/)."""
+    format: Literal["auto", "blender", "llff", "nerfstudio", "colmap"] = "auto"
     """Dataset layout; auto detects it from the folder (transforms_train.json: blender,
-    poses_bounds.npy: llff, transforms.json: nerfstudio)."""
+    poses_bounds.npy: llff, transforms.json: nerfstudio, sparse/0/ or sparse/: colmap)."""
+    kind: Literal["auto", "forward-facing", "360"] = "auto"
+    """What the capture is (LLFF, nerfstudio, COLMAP): auto decides from how far the cameras'
+    viewing directions spread. Forward-facing: NDC rays (LLFF) and NeRF's spiral as the render
+    path; 360: world rays, a box fitted to what the cameras see (or to the sparse points) and an
+    orbit. The decision is printed and recorded in RUN/config.json."""
     downscale: int = 1
     """Integer downscale factor for every image (area averaging); focal length follows."""
     train_split: str = "train"
@@ -39,12 +45,14 @@ class DataConfig:
     the test split, the rest train (the NeRF protocol)."""
     ndc: bool | None = None
     """Cast rays in normalised device coordinates (forward-facing scenes). None: the format's
-    own choice (LLFF: yes, others: no)."""
-    contraction: Literal["none", "linf", "l2"] = "none"
+    own choice (LLFF: when the capture is forward-facing, others: no)."""
+    contraction: Literal["auto", "none", "linf", "l2"] = "auto"
     """Unbounded scenes (360-degree captures with a distant background): contract space beyond
     the unit region (|x| <= 1, L-infinity or L2 norm, in the loader's normalised units) into the
     shell out to radius 2 (mip-NeRF 360), sample the unit region linearly and beyond it in
-    disparity out to far = 1000. The box becomes the contracted space's, [-2, 2]^3."""
+    disparity out to far = 1000. The box becomes the contracted space's, [-2, 2]^3. auto: linf
+    for a 360 capture whose sparse points (or LLFF far bounds) reach far beyond the fitted box,
+    else none."""
     generate: bool = False
     """Write the project's generated scene to `path` first when it is not there (no download)."""
     aabb: tuple[Vec3, Vec3] | None = None

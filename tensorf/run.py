@@ -29,11 +29,12 @@ from tensorf.errors import UserError, warn
 from tensorf.models.base import Model, build_model
 
 
-def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None) -> TrainConfig:
-    """The config as a run records it: the dataset's scene bounds filled in and the model's
-    backend-dependent `auto` choices decided, so the run can be restored without guessing."""
+def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, kind: str | None = None) -> TrainConfig:
+    """The config as a run records it: the dataset's scene bounds, ray space and (for captures)
+    kind filled in and the model's backend-dependent `auto` choices decided, so the run can be
+    restored without guessing."""
     data = dataclasses.replace(cfg.data, aabb=scene.aabb, near_far=scene.near_far, background=scene.background,
-                               ndc=scene.ndc)
+                               ndc=scene.ndc, contraction=scene.contraction or "none", kind=kind or cfg.data.kind)
     model = cfgmod.resolve_backend(cfg.model, backend or jax.default_backend())
     return dataclasses.replace(cfg, data=data, model=model)
 
@@ -44,7 +45,7 @@ def scene_of(cfg: TrainConfig) -> Scene:
         raise UserError("the run's config.json lacks the scene bounds (data.aabb, near_far, background); "
                         "it was written by an older version: add them or retrain")
     return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background, ndc=bool(d.ndc),
-                 contraction=None if d.contraction == "none" else d.contraction)
+                 contraction=None if d.contraction in ("none", "auto") else d.contraction)
 
 
 def write_config(cfg: TrainConfig) -> None:

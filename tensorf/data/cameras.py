@@ -1,4 +1,5 @@
-"""Pinhole cameras, one per view (OpenGL convention: the camera looks down -z with y up)."""
+"""Cameras, one per view (OpenGL convention: the camera looks down -z with y up): pinhole
+intrinsics and, optionally, lens distortion (tensorf.data.lens)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tensorf.data import lens
+
 
 @dataclasses.dataclass(frozen=True)
 class Cameras:
-    """N pinhole cameras. c2w (N, 4, 4) camera-to-world; fx, fy, cx, cy (N,) in pixels, with the
+    """N cameras. c2w (N, 4, 4) camera-to-world; fx, fy, cx, cy (N,) in pixels, with the
     principal point measured from the image's top-left corner; width, height (N,) in pixels.
 
     ndc_near: None for rays in world space; for forward-facing captures (LLFF) the world z of the
     near plane (negated: the cameras look down -z) from which rays are cast in normalised device
-    coordinates instead (see ndc_rays)."""
+    coordinates instead (see ndc_rays).
+
+    model: the lens model shared by the cameras (lens.MODELS); distortion (N, 6) its parameters
+    [k1, k2, k3, k4, p1, p2] per camera (None: all zero)."""
 
     c2w: np.ndarray
     fx: np.ndarray
@@ -27,6 +33,14 @@ class Cameras:
     width: np.ndarray
     height: np.ndarray
     ndc_near: float | None = None
+    model: str = "pinhole"
+    distortion: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.model not in lens.MODELS:
+            raise ValueError(f"camera model {self.model!r} is not one of {lens.MODELS}")
+        dist = np.zeros((len(self.c2w), 6)) if self.distortion is None else self.distortion
+        object.__setattr__(self, "distortion", np.asarray(dist, np.float64).reshape(len(self.c2w), 6))
 
     @staticmethod
     def centered(c2w: np.ndarray, width: int, height: int, focal: float, ndc_near: float | None = None) -> "Cameras":
@@ -36,7 +50,7 @@ class Cameras:
         return Cameras(np.asarray(c2w, np.float32), full(focal), full(focal), full(width / 2), full(height / 2),
                        full(width, np.int64), full(height, np.int64), ndc_near)
 
-    _PER_CAMERA = ("c2w", "fx", "fy", "cx", "cy", "width", "height")
+    _PER_CAMERA = ("c2w", "fx", "fy", "cx", "cy", "width", "height", "distortion")
 
     def __len__(self) -> int:
         return len(self.c2w)
@@ -53,47 +67,58 @@ class Cameras:
                                    width=np.full(n, width, np.int64), height=np.full(n, height, np.int64))
 
     def with_poses(self, c2w: np.ndarray) -> "Cameras":
-        """Cameras at new poses with the intrinsics of the first camera (orbits, spirals)."""
+        """Pinhole cameras at new poses with the focal lengths and image size of the first camera
+        (orbits, spirals: novel views are rendered without the capture's lens distortion)."""
         first = self.subset(np.zeros(len(c2w), np.int64))
-        return dataclasses.replace(first, c2w=np.asarray(c2w, np.float32))
+        return dataclasses.replace(first, c2w=np.asarray(c2w, np.float32), model="pinhole", distortion=None)
 
     def rays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3)."""
         h, w = int(self.height[index]), int(self.width[index])
         y, x = np.divmod(np.arange(h * w, dtype=np.int32), w)
         o, d = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)), x, y,
-                               self.ndc_near)
+                               self.ndc_near, self.distortion[index].astype(np.float32), self.model)
         return np.asarray(o).reshape(h, w, 3), np.asarray(d).reshape(h, w, 3)
 
     def to_json(self) -> dict:
-        return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA}, "ndc_near": self.ndc_near}
+        return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA}, "ndc_near": self.ndc_near,
+                "model": self.model}
 
     @staticmethod
     def from_json(d: dict) -> "Cameras":
         c2w = np.asarray(d["c2w"], np.float32).reshape(-1, 4, 4)
         n = len(c2w)
         vec = lambda k, dt=np.float64: np.asarray(d[k], dt).reshape(n)  # noqa: E731
+        # Runs written before lens models existed have neither key: pinhole.
         return Cameras(c2w, vec("fx"), vec("fy"), vec("cx"), vec("cy"), vec("width", np.int64), vec("height", np.int64),
-                       d.get("ndc_near"))
+                       d.get("ndc_near"), d.get("model", "pinhole"), d.get("distortion"))
 
 
 def focal_from_fov(width: int, fov_x: float) -> float:
     return 0.5 * width / math.tan(0.5 * fov_x)
 
 
-def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc_near: float | None = None) -> tuple[jax.Array, jax.Array]:
+def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc_near: float | None = None, distortion=None,
+               model: str = "pinhole") -> tuple[jax.Array, jax.Array]:
     """Rays through pixel centres (x, y) (integer pixel indices, any shape S) of cameras
     c2w (S, 4, 4) or (4, 4) and intrinsics (S,) or scalars: origins and unit directions (S, 3),
-    float32; in NDC (ndc_rays) when ndc_near is given. The one ray formula of the project: host
-    views and batches drawn on the device both use it, so they agree to the bit."""
+    float32; in NDC (ndc_rays) when ndc_near is given; through the lens `model` with parameters
+    distortion (S, 6) or (6,) (tensorf.data.lens). The one ray formula of the project: host views
+    and batches drawn on the device both use it, so they agree to the bit."""
     c2w = jnp.asarray(c2w, jnp.float32)
-    u = (x.astype(jnp.float32) + 0.5 - cx) / fx
-    v = -(y.astype(jnp.float32) + 0.5 - cy) / fy
+    # Normalised image coordinates in OpenCV's axes (y down), where lens models are defined.
+    xd = (x.astype(jnp.float32) + 0.5 - cx) / fx
+    yd = (y.astype(jnp.float32) + 0.5 - cy) / fy
+    if model == "pinhole":
+        u, v, w = xd, -yd, jnp.ones_like(xd)
+    else:
+        u, v, w = lens.undistorted_directions(xd, yd, jnp.asarray(distortion, jnp.float32), model)
+        v = -v
     rot = c2w[..., :3, :3]
     # Written out per camera axis: the same rotation as a broadcast product summed and then
     # divided by jnp.linalg.norm came out wrong for 40k rays on XLA CPU (jax 0.10.2) under jit,
     # rays shifted by whole pixels (test_data.py holds the float64 reference).
-    dirs = u[..., None] * rot[..., :, 0] + v[..., None] * rot[..., :, 1] - rot[..., :, 2]
+    dirs = u[..., None] * rot[..., :, 0] + v[..., None] * rot[..., :, 1] - w[..., None] * rot[..., :, 2]
     origins = jnp.broadcast_to(c2w[..., :3, 3], dirs.shape)
     if ndc_near is not None:
         origins, dirs = ndc_rays(origins, dirs, fx / cx, fy / cy, ndc_near)
@@ -116,4 +141,4 @@ def ndc_rays(origins, directions, sx, sy, near: float) -> tuple[jax.Array, jax.A
     return o, d
 
 
-_pixel_rays_jit = jax.jit(pixel_rays, static_argnums=7)
+_pixel_rays_jit = jax.jit(pixel_rays, static_argnums=(7, 9))

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.config import DataConfig
-from tensorf.data import blender, llff, nerfstudio
+from tensorf.data import blender, colmap, llff, nerfstudio
+from tensorf.data.capture import load_capture
+from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
@@ -20,7 +22,8 @@ from tensorf.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """render_path (N, 4, 4): the format's own camera path for viewers (LLFF's spiral), or None."""
+    """render_path (N, 4, 4): the format's own camera path for viewers (a forward-facing capture's
+    spiral), or None; kind: what a capture was read as (None for Blender scenes)."""
 
     train: Views
     eval: Views
@@ -28,6 +31,7 @@ class Dataset:
     scene: Scene
     format: str
     render_path: np.ndarray | None = None
+    kind: CaptureKind | None = None
 
 
 def ensure_generated(cfg: DataConfig) -> None:
@@ -49,8 +53,11 @@ def detect_format(cfg: DataConfig) -> str:
         return "llff"
     if (root / "transforms.json").is_file():
         return "nerfstudio"
-    raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF) or transforms.json "
-                    "(nerfstudio / instant-ngp) here; point --data.path at a dataset folder or give --data.format")
+    if colmap.find_model(root) is not None:
+        return "colmap"
+    raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
+                    "(nerfstudio / instant-ngp) or sparse/0/ (COLMAP) here; point --data.path at a dataset folder "
+                    "or give --data.format")
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -58,28 +65,32 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     bounds applied; writes the generated scene first when asked to."""
     ensure_generated(cfg)
     fmt = detect_format(cfg)
-    render_path = None
     if cfg.ndc and fmt != "llff":
         raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
-    if cfg.contraction != "none" and (cfg.ndc or (fmt == "llff" and cfg.ndc is None)):
+    if cfg.contraction not in ("auto", "none") and cfg.ndc:
         raise UserError("--data.contraction is for unbounded scenes and NDC rays are for forward-facing ones; "
-                        "give --data.ndc False to contract an LLFF capture")
+                        "give one of them")
     if fmt == "blender":
         train = blender.load_blender(cfg.path, cfg.train_split, cfg.downscale)
         have = blender.available_splits(cfg.path)
         # The configured eval split, or val when the dataset has no such split (the shared lego).
         eval_split = "val" if cfg.eval_split not in have and "val" in have else cfg.eval_split
         eval_views = blender.load_blender(cfg.path, eval_split, cfg.downscale, cfg.eval_views)
-        scene = blender.SCENE
-    elif fmt == "llff":
-        train, eval_views, scene, render_path = llff.load_llff(cfg.path, cfg.downscale, cfg.hold_every,
-                                                               cfg.ndc is not False, cfg.eval_views)
-        eval_split = "test"
+        return Dataset(train=train, eval=eval_views, eval_split=eval_split, scene=scene_for(cfg, blender.SCENE),
+                       format=fmt)
+    if fmt == "llff":
+        loaded = llff.load_llff(cfg.path, cfg.downscale, cfg.hold_every, cfg.ndc, cfg.eval_views, cfg.kind,
+                                cfg.contraction)
+        if loaded.scene.ndc and cfg.contraction not in ("auto", "none"):
+            raise UserError(f"{cfg.path}: --data.contraction is for unbounded scenes, and this capture is "
+                            f"{loaded.kind.describe()} with NDC rays; give --data.kind 360 (or --data.ndc False) to contract it")
     else:
-        train, eval_views, scene, eval_split = nerfstudio.load_transforms(
-            cfg.path, cfg.downscale, cfg.hold_every, cfg.eval_views, 1.0 if cfg.background is None else cfg.background)
-    return Dataset(train=train, eval=eval_views, eval_split=eval_split, scene=scene_for(cfg, scene), format=fmt,
-                   render_path=render_path)
+        read = nerfstudio.read_transforms if fmt == "nerfstudio" else colmap.read_colmap
+        background = 1.0 if cfg.background is None else cfg.background
+        loaded = load_capture(read(cfg.path, cfg.downscale), cfg.downscale, cfg.hold_every, cfg.eval_views, background,
+                              cfg.kind, cfg.contraction)
+    return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
+                   format=fmt, render_path=loaded.render_path, kind=loaded.kind)
 
 
 def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:
@@ -97,7 +108,8 @@ UNBOUNDED_FAR = 1000.0  # contracts to within 0.001 of the boundary
 def scene_for(cfg: DataConfig, default: Scene) -> Scene:
     """The format's scene with the config's overrides (a contracted scene's box and far plane
     are the contracted space's unless given)."""
-    contraction = None if cfg.contraction == "none" else cfg.contraction
+    contraction = default.contraction if cfg.contraction == "auto" else None if cfg.contraction == "none" \
+        else cfg.contraction
     if contraction:
         default = dataclasses.replace(default, aabb=UNBOUNDED_BOX, near_far=(default.near_far[0], UNBOUNDED_FAR))
     return Scene(

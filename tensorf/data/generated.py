@@ -20,6 +20,8 @@ import imageio.v3 as iio
 import numpy as np
 import tyro
 
+from tensorf.data import lens
+
 CAMERA_RADIUS = 4.0
 CAMERA_ANGLE_X = 0.6911  # the NeRF-synthetic field of view
 LIGHT = np.array([0.4, 0.3, 0.87]) / np.linalg.norm([0.4, 0.3, 0.87])
@@ -39,7 +41,7 @@ def look_at(position: np.ndarray) -> np.ndarray:
     return c2w
 
 
-def camera_poses(n: int, seed: int) -> list[np.ndarray]:
+def camera_poses(n: int, seed: int, radius: float = CAMERA_RADIUS) -> list[np.ndarray]:
     """n cameras on the upper hemisphere (elevation 10-70 degrees), evenly spread in azimuth."""
     rng = np.random.default_rng(seed)
     golden = math.pi * (3.0 - math.sqrt(5.0))
@@ -47,7 +49,7 @@ def camera_poses(n: int, seed: int) -> list[np.ndarray]:
     for i in range(n):
         az = i * golden + rng.uniform(0, 0.3)
         el = math.radians(10 + 60 * ((i * 0.618034 + rng.uniform(0, 0.1)) % 1.0))
-        pos = CAMERA_RADIUS * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        pos = radius * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
         poses.append(look_at(pos))
     return poses
 
@@ -75,8 +77,20 @@ def _box(o, d, lo, hi):
     return t, n
 
 
-def _shade(o, d):
-    """Trace rays (..., 3); returns RGB (..., 3) and coverage (...,)."""
+def _grain(p: np.ndarray) -> np.ndarray:
+    """A non-repeating texture (...,) in [0, 1] over points p (..., 3): a sum of plane waves of
+    fixed random directions and frequencies, for feature matching (photos -> poses)."""
+    rng = np.random.default_rng(7)
+    waves = rng.normal(size=(32, 3))
+    waves *= rng.uniform(10.0, 70.0, (32, 1)) / np.linalg.norm(waves, axis=-1, keepdims=True)
+    phase = rng.uniform(0, 2 * np.pi, 32)
+    g = np.sin(p @ waves.T + phase).sum(-1) / np.sqrt(16.0)
+    return 0.5 + 0.5 * np.tanh(2.5 * g)  # sharp-edged blobs: corners and blobs for SIFT
+
+
+def _shade(o, d, textured: bool = False):
+    """Trace rays (..., 3); returns RGB (..., 3) and coverage (...,). textured: albedo modulated
+    by _grain, so that features can be found and matched between views."""
     hits = [
         _sphere(o, d, np.array([0.0, 0.0, 0.3]), 0.55),
         _box(o, d, np.array([-0.9, -0.9, -0.6]), np.array([0.9, 0.9, -0.4])),
@@ -100,6 +114,8 @@ def _shade(o, d):
         [sphere_col, slab_col, np.broadcast_to(np.array([0.3, 0.75, 0.3]), p.shape)],
         np.broadcast_to(np.array([0.8, 0.8, 0.2]), p.shape),
     )
+    if textured:
+        albedo = albedo * (0.35 + 0.65 * _grain(p))[..., None]
     diffuse = np.clip(np.sum(normal * LIGHT, -1), 0, 1)
     half = LIGHT - d
     half /= np.linalg.norm(half, axis=-1, keepdims=True)
@@ -119,22 +135,29 @@ def _sky(d: np.ndarray) -> np.ndarray:
     return np.clip((1 - mix) * ground + mix * zenith + 0.25 * (bands[..., None] - 0.5), 0, 1)
 
 
-def _camera_rays(c2w: np.ndarray, s: int) -> np.ndarray:
-    focal = 0.5 * s / math.tan(0.5 * CAMERA_ANGLE_X)
+def _camera_rays(c2w: np.ndarray, s: int, lens_model: str = "pinhole", distortion=(0.0,) * 6,
+                 angle_x: float = CAMERA_ANGLE_X) -> np.ndarray:
+    """Unit world directions (s, s, 3) through the pixel centres of an s x s camera with field of
+    view angle_x (the NeRF-synthetic one by default), through the lens (tensorf.data.lens, float64)."""
+    focal = 0.5 * s / math.tan(0.5 * angle_x)
     j, i = np.meshgrid(np.arange(s) + 0.5, np.arange(s) + 0.5, indexing="ij")
-    dirs = np.stack([(i - 0.5 * s) / focal, -(j - 0.5 * s) / focal, -np.ones_like(i)], -1) @ c2w[:3, :3].T
+    x, y, z = lens.undistorted_directions((i - 0.5 * s) / focal, (j - 0.5 * s) / focal, np.asarray(distortion),
+                                          lens_model, xp=np)
+    dirs = np.stack([x, -y, -z], -1) @ c2w[:3, :3].T  # OpenCV camera axes to OpenGL
     return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
 
 
-def render_view(c2w: np.ndarray, size: int, supersample: int = 2, sky: bool = False) -> np.ndarray:
-    """RGBA (size, size, 4) uint8 image of the scene from one camera; with sky, opaque, the
-    backdrop at infinity behind the geometry."""
+def render_view(c2w: np.ndarray, size: int, supersample: int = 2, sky: bool = False, lens_model: str = "pinhole",
+                distortion=(0.0,) * 6, textured: bool = False, angle_x: float = CAMERA_ANGLE_X) -> np.ndarray:
+    """RGBA (size, size, 4) uint8 image of the scene from one camera, through the lens; with sky,
+    opaque, the backdrop at infinity behind the geometry; textured: see _shade."""
     s = size * supersample
-    dirs = _camera_rays(c2w, s)
+    dirs = _camera_rays(c2w, s, lens_model, distortion, angle_x)
     with np.errstate(invalid="ignore"):  # missed rays carry inf distances until masked
-        rgb, alpha = _shade(np.broadcast_to(c2w[:3, 3], dirs.shape), dirs)
+        rgb, alpha = _shade(np.broadcast_to(c2w[:3, 3], dirs.shape), dirs, textured)
     if sky:
-        rgb = rgb * alpha[..., None] + _sky(dirs) * (1 - alpha[..., None])
+        back = _sky(dirs) * ((0.5 + 0.5 * _grain(3.0 * dirs))[..., None] if textured else 1.0)
+        rgb = rgb * alpha[..., None] + back * (1 - alpha[..., None])
         alpha = np.ones_like(alpha)
     # Premultiplied average over each pixel's subsamples, then un-premultiply for straight alpha.
     pm = np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1)
@@ -209,6 +232,48 @@ def generate_capture(out: Path, size: int = 32, n: int = 16) -> Path:
             "h": size, "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames}
     (out / "transforms.json").write_text(json.dumps(meta, indent=1))
     return out
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA uint8 images composited on white: what a photo of the scene would hold."""
+    a = rgba[..., 3:].astype(np.float64) / 255.0
+    return np.round(rgba[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
+
+
+def generate_lens_capture(out: Path, lens_model: str = "pinhole", distortion=(0.0,) * 6, size: int = 32,
+                          n: int = 40, textured: bool = False, radius: float = CAMERA_RADIUS,
+                          sky: bool = False, angle_x: float = CAMERA_ANGLE_X) -> Path:
+    """The scene from all around (the Blender scene's cameras, at `radius`), photographed through
+    a lens (tensorf.data.lens) and written as a nerfstudio transforms.json with opaque RGB images
+    (composited on white, or on the backdrop at infinity with sky) and the lens's parameters."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    focal = 0.5 * size / math.tan(0.5 * angle_x)
+    frames = []
+    for k, pose in enumerate(camera_poses(n, seed=5, radius=radius)):
+        rgba = render_view(pose, size, lens_model=lens_model, distortion=distortion, textured=textured, sky=sky,
+                           angle_x=angle_x)
+        iio.imwrite(out / "images" / f"frame{k:03d}.png", composite_on_white(rgba))
+        frames.append({"file_path": f"images/frame{k:03d}.png", "transform_matrix": pose.tolist()})
+    names = {"pinhole": "PINHOLE", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE"}
+    meta = {"camera_model": names[lens_model], "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2,
+            "w": size, "h": size, **dict(zip(lens.PARAMS, map(float, distortion))), "frames": frames}
+    (out / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def generate_llff_360(out: Path, size: int = 32, n: int = 40) -> Path:
+    """The scene from all around in LLFF layout (poses_bounds.npy + images/), with the backdrop at
+    infinity behind it: a 360-degree capture as mip-NeRF 360's scenes ship."""
+    from tensorf.data.llff import write_llff
+
+    poses = np.stack(camera_poses(n, seed=6))
+    rgb = np.stack([render_view(p, size, sky=True)[..., :3] for p in poses])
+    focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
+    # Depth bounds: the geometry lies within 1.3 of the origin, the cameras at CAMERA_RADIUS.
+    bounds = np.tile([CAMERA_RADIUS - 1.3, CAMERA_RADIUS + 1.3], (n, 1))
+    write_llff(Path(out), poses, bounds, rgb, focal)
+    return Path(out)
 
 
 def generate_unbounded(out: Path, size: int = 32, n: int = 40, radius: float = 2.6) -> Path:

@@ -9,6 +9,11 @@ follows NeRF's load_llff.py and the official TensoRF dataLoader/llff.py:
   lies just in front of everything;
 - recentred on the mean pose (its axes become the world's);
 - every `hold_every`-th image (0, 8, 16, ...) held out as the test split.
+
+That is the forward-facing treatment. The same layout also carries 360-degree captures
+(mip-NeRF 360's scenes ship in it), so the capture is classified from its cameras first
+(tensorf.data.capture_kind); a 360 capture is normalised, boxed and split as every posed capture
+is (tensorf.data.capture), its depth bounds deciding whether the scene needs contraction.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import imageio.v3 as iio
 import numpy as np
 
 from tensorf.data.cameras import Cameras
+from tensorf.data.capture import Capture, Frame, LoadedCapture, load_capture
+from tensorf.data.capture_kind import classify
 from tensorf.data.images import read_images
 from tensorf.data.views import Scene, Views
-from tensorf.errors import UserError
+from tensorf.errors import UserError, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BD_FACTOR = 0.75  # NeRF load_llff: the nearest bound lands at 1 / 0.75 after rescaling
@@ -74,16 +81,22 @@ def spiral_path(c2w: np.ndarray, bounds: np.ndarray, n: int = 120, rotations: in
     return np.stack(poses).astype(np.float32)
 
 
-def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int]:
-    """The image files for `downscale` and the extra factor still to apply to them: images_<d>/
-    as LLFF ships it, else images/ downscaled here."""
+def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
+    """The image files for `downscale`, the extra factor still to apply to them and the factor
+    they end at: images_<d>/ as LLFF ships it, else images/ downscaled here, else (with a
+    warning) the nearest smaller images_<n>/ there is (a capture shipped at factor 8 only)."""
     listing = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
     folder = root / ("images" if downscale == 1 else f"images_{downscale}")
     if folder.is_dir():
-        return listing(folder), 1
+        return listing(folder), 1, downscale
     if (root / "images").is_dir():
-        return listing(root / "images"), downscale
+        return listing(root / "images"), downscale, downscale
     have = sorted(p.name for p in root.glob("images*") if p.is_dir())
+    coarser = sorted(int(n[7:]) for n in have if n[7:].isdigit() and int(n[7:]) > downscale)
+    if coarser:
+        warn(f"{folder}: no such image folder; using {root / f'images_{coarser[0]}'} (factor {coarser[0]}, the "
+             f"nearest there is; --data.downscale {coarser[0]} says so and silences this)")
+        return listing(root / f"images_{coarser[0]}"), 1, coarser[0]
     raise UserError(f"{folder}: no such image folder (here: {', '.join(have) or 'no images* folders'}); "
                     f"pick --data.downscale to match one of them, or put the full-size images in {root / 'images'}")
 
@@ -114,12 +127,12 @@ def load_poses(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return c2w, m[:, :, 4], bounds
 
 
-def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = True,
-              eval_views: tuple[int, ...] = ()) -> tuple[Views, Views, Scene, np.ndarray]:
-    """(train views, test views, scene, spiral render path (N, 4, 4)). The test split is every
-    `hold_every`-th image (eval_views index into it). With ndc the rays are cast in NDC from the
-    plane z = -1 and the scene is the official NDC box; without, the box holds the cameras and the
-    farthest bound."""
+def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | None = None,
+              eval_views: tuple[int, ...] = (), kind: str = "auto", contraction: str = "auto") -> LoadedCapture:
+    """Train and test views, scene, kind and render path of an LLFF-layout capture. The test split
+    is every `hold_every`-th image (eval_views index into it). Forward-facing (by its cameras, or
+    `kind`): NDC rays from the plane z = -1 in the official NDC box (unless ndc is False: then the
+    box holds the cameras and the farthest bound) and NeRF's spiral; 360: tensorf.data.capture."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; point --data.path at an LLFF capture "
@@ -129,10 +142,14 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = T
     if hold_every < 2:
         raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     c2w, hwf, bounds = load_poses(root)
-    files, extra = _image_folder(root, downscale)
+    files, extra, downscale = _image_folder(root, downscale)
     if len(files) != len(c2w):
         raise UserError(f"{root / 'poses_bounds.npy'} holds {len(c2w)} rows but {files[0].parent if files else root} "
                         f"has {len(files)} images; they must match one to one (same order)")
+    found = classify(homogeneous(c2w), kind)
+    if found.kind == "360" and not ndc:
+        return _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction)
+    ndc = ndc is not False
     scale = 1.0 / (bounds.min() * BD_FACTOR)
     c2w[:, :, 3] *= scale
     bounds = bounds * scale
@@ -153,9 +170,7 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = T
         images = read_images([files[i] for i in indices], extra, where=str(files[0].parent))
         h, w = images[0].shape[:2]
         full_h, full_w, focal = hwf[indices[0]]
-        if abs(w / h - full_w / full_h) > 0.01:
-            raise UserError(f"{files[indices[0]]}: aspect {w}x{h} does not match the {full_w:.0f}x{full_h:.0f} recorded "
-                            "in poses_bounds.npy; the images and poses belong to different captures")
+        _check_aspect(files[indices[0]], w, h, full_w, full_h)
         cams = Cameras.centered(homogeneous(c2w[indices]), w, h, focal * w / full_w, NDC_NEAR if ndc else None)
         return Views(images=np.stack(images), cameras=cams, names=tuple(files[i].stem for i in indices))
 
@@ -165,7 +180,37 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool = T
         reach = float(np.abs(c2w[:, :, 3]).max() + bounds.max())
         scene = Scene(aabb=((-reach,) * 3, (reach,) * 3), near_far=(float(bounds.min() * 0.9), float(bounds.max() * 1.1)),
                       background=0.0)
-    return views(train), views(test), scene, spiral_path(c2w, bounds)
+    return LoadedCapture(views(train), views(test), scene, "test", found, spiral_path(c2w, bounds))
+
+
+def _check_aspect(file: Path, w: int, h: int, full_w: float, full_h: float) -> None:
+    if abs(w / h - full_w / full_h) > 0.01:
+        raise UserError(f"{file}: aspect {w}x{h} does not match the {full_w:.0f}x{full_h:.0f} recorded "
+                        "in poses_bounds.npy; the images and poses belong to different captures")
+
+
+def _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction):
+    """A 360 capture in LLFF layout as a posed capture: full-size pinhole intrinsics from hwf,
+    and the far end of each camera's depth range standing in for the sparse points when deciding
+    whether the scene reaches far beyond its box."""
+    first = iio.imread(files[0])
+    full_h, full_w, _ = hwf[0]
+    _check_aspect(files[0], first.shape[1] // extra, first.shape[0] // extra, full_w, full_h)
+    frames = []
+    for i, f in enumerate(files):
+        h, w, focal = hwf[i]
+        # Intrinsics at the size `downscale` expects (the images' own size times it).
+        s = first.shape[1] // extra * downscale / w
+        frames.append(Frame(file=f, factor=extra, c2w=homogeneous(c2w[i:i + 1])[0],
+                            intrinsics=(focal * s, focal * s, w * s / 2, h * s / 2, round(w * s), round(h * s)),
+                            name=f.name))
+    forward = -c2w[:, :, 2] / np.linalg.norm(c2w[:, :, 2], axis=-1, keepdims=True)
+    far = c2w[:, :, 3] + bounds[:, 1:] * forward
+    # White behind the box, as for every posed capture: with black, a field that starts empty
+    # (softplus density) renders exactly the background, no sample reaches the shading threshold,
+    # and no gradient reaches the density.
+    return load_capture(Capture(source=root / "poses_bounds.npy", frames=frames, far_points=far), downscale,
+                        hold_every, eval_views, background=1.0, kind=found, contraction=contraction)
 
 
 def homogeneous(c2w: np.ndarray) -> np.ndarray:

@@ -43,8 +43,9 @@ class RayPool:
     filtered pool never retraces the step. Memory: the images plus 4 bytes a ray, against 36 for
     origins, directions and colours (lego at 800x800: 1 GB, not 2.3).
 
-    colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); ids (N,) int32; count () int32;
-    starts (V + 1,) int32: view v's rays in play are ids[starts[v]:starts[v + 1]].
+    colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); distortion (V, 6) (lens
+    parameters of `camera_model`); ids (N,) int32; count () int32; starts (V + 1,) int32: view v's
+    rays in play are ids[starts[v]:starts[v + 1]].
     """
 
     colors: jax.Array
@@ -53,11 +54,13 @@ class RayPool:
     fy: jax.Array
     cx: jax.Array
     cy: jax.Array
+    distortion: jax.Array
     ids: jax.Array
     count: jax.Array
     starts: jax.Array
     width: jdc.Static[int]
     ndc_near: jdc.Static[float | None] = None
+    camera_model: jdc.Static[str] = "pinhole"
 
     @staticmethod
     def from_views(views: Views) -> "RayPool":
@@ -70,8 +73,9 @@ class RayPool:
         vec = lambda v: np.asarray(v, np.float32)  # noqa: E731
         return RayPool(colors=np.asarray(views.images, np.float32).reshape(-1, 3), c2w=vec(cams.c2w),
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
-                       ids=np.arange(n * h * w, dtype=np.int32), count=np.int32(n * h * w),
-                       starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w, ndc_near=cams.ndc_near)
+                       distortion=vec(cams.distortion), ids=np.arange(n * h * w, dtype=np.int32),
+                       count=np.int32(n * h * w), starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w,
+                       ndc_near=cams.ndc_near, camera_model=cams.model)
 
     def __len__(self) -> int:
         """Rays in play (a host transfer: call it at schedule events, not per step)."""
@@ -83,7 +87,7 @@ class RayPool:
         view, pixel = jnp.divmod(ids, pixels)
         y, x = jnp.divmod(pixel, self.width)
         o, d = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
-                          self.ndc_near)
+                          self.ndc_near, self.distortion[view], self.camera_model)
         return Rays(origins=o, directions=d), self.colors[ids]
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:

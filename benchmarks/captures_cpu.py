@@ -1,0 +1,93 @@
+"""Train the real captures users bring (../shared/data/captures: fox, head) as a user would, with
+a CPU preset and no flag beyond --data.path, then report held-out PSNR / SSIM / LPIPS.
+
+    python benchmarks/captures_cpu.py [--steps 3000] [--preset lego-cpu] [--run-root runs/captures]
+
+Each capture trains for a fixed number of steps (so the figure does not depend on the machine's
+speed) into RUN_ROOT/<capture>, evaluates every 8th view (held out), renders an orbit GIF into
+docs/, and appends a row per capture to benchmarks/results.md. A capture whose run directory
+already holds a finished run (RUN/eval/test_metrics.json) is summarised, not trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tyro
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from common import ROOT, add_rows  # noqa: E402
+from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
+
+CAPTURES = ROOT.parent / "shared" / "data" / "captures"
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Real captures at a fixed step count with a CPU preset."""
+
+    captures: tuple[str, ...] = ("fox", "head")
+    """Folders under --captures-dir to train."""
+    captures_dir: Path = CAPTURES
+    """Where the captures are."""
+    steps: int = 3000
+    """Training steps per capture."""
+    preset: str = "lego-cpu"
+    """train_lego.py preset."""
+    run_root: Path = Path("runs/captures")
+    """Each capture's run directory is RUN_ROOT/<capture>."""
+    gif_dir: Path = ROOT / "docs"
+    """Where the orbit GIFs go (<capture>_orbit.gif)."""
+    results: Path = ROOT / "benchmarks" / "results.md"
+    """Markdown file the rows are appended to."""
+
+
+def command(args: Args, name: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train_lego.py"), "--preset", args.preset, "--data.path",
+            str(args.captures_dir / name), "--steps", str(args.steps), "--run-dir", str(args.run_root / name),
+            "--no-progress"]
+
+
+def main(args: Args) -> None:
+    rows = []
+    for name in args.captures:
+        run = args.run_root / name
+        metrics_file = run / "eval" / "test_metrics.json"
+        wall = None
+        if not metrics_file.is_file():
+            cmd = command(args, name)
+            print("==", " ".join(cmd[1:]), flush=True)
+            t0 = time.perf_counter()
+            code = subprocess.run(cmd + (["--overwrite"] if run.exists() else [])).returncode
+            wall = (time.perf_counter() - t0) / 60
+            if code != 0:
+                raise UserError(f"training {name} failed with exit status {code}; its output is above")
+        m = json.loads(metrics_file.read_text())
+        cfg = json.loads((run / "config.json").read_text())
+        gif = args.gif_dir / f"{name}_orbit.gif"
+        subprocess.run([sys.executable, str(ROOT / "render_360.py"), "--run-dir", str(run), "--output", str(gif),
+                        "--frames", "36", "--resolution", "160", "160", "--no-depth", "--no-opacity"], check=True)
+        wall_s = "n/a (summarised)" if wall is None else f"{wall:.1f}"
+        rows.append(f"| {datetime.date.today()} | {name} | {args.preset} | {args.steps} | {cfg['data']['kind']} | "
+                    f"{len(m['views'])} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | "
+                    f"{wall_s} | `{' '.join(command(args, name)[1:])}` |")
+        print(rows[-1], flush=True)
+    add_rows(
+        args.results,
+        "## captures_cpu.py (real captures, fixed steps, every 8th view held out, 2-core CPU)",
+        "| date | capture | preset | steps | read as | test views | PSNR | SSIM | LPIPS (VGG) | minutes (train + eval) "
+        "| command |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        main(tyro.cli(Args))

@@ -1,0 +1,243 @@
+"""Posed photo captures (transforms.json, COLMAP models): from frames to training views.
+
+A format's reader turns its files into a `Capture` (frames with an OpenGL camera-to-world pose,
+pinhole intrinsics, a lens model, an image file; optionally the sparse points); `load_capture`
+does the rest the same way for every format:
+- frames whose image file is missing are dropped with one warning (a capture with none is an error);
+- poses are normalised as nerfstudio's dataparser does by default (nerfstudio_dataparser.py:
+  orientation_method "up", center_method "poses", auto_scale_poses): rotated so the mean camera
+  up is +z, translated so the mean camera position is the origin, scaled so the farthest camera
+  sits at distance 1 along an axis;
+- the capture is classified forward-facing or 360 from its cameras (capture_kind);
+- the box: nerfstudio's [-1, 1]^3 suits its contracted fields and leaves a forward-facing subject
+  outside, so the box here is centred on the point the cameras look at (nearest to every optical
+  axis), as wide as what the cameras see there (distance x tan(half field of view), x 1.5); when
+  the capture has sparse points, the box is fitted to them instead, and when many points lie far
+  beyond it (a distant background) the scene is contracted (mip-NeRF 360) unless told otherwise;
+- splits from the capture's own lists, else every `hold_every`-th frame held out as test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from tensorf.data import lens
+from tensorf.data.cameras import Cameras
+from tensorf.data.capture_kind import CaptureKind, classify
+from tensorf.data.images import read_images
+from tensorf.data.orbit import orbit_from_cameras
+from tensorf.data.points import box_around
+from tensorf.data.views import Scene, Views
+from tensorf.errors import UserError, warn
+
+NEAR = 0.05  # nerfstudio's default near plane, in the normalised units
+BOX_MARGIN = 1.5
+# A scene is unbounded when more than this share of its sparse points lies beyond the box grown
+# FAR_FACTOR times about its centre: a background that the box can only paint on its walls.
+FAR_FACTOR = 2.0
+FAR_SHARE = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One posed photo: file and the downscale still to apply to it; c2w (4, 4) OpenGL axes;
+    fx, fy, cx, cy, width, height of the full-size image; lens model and distortion (6,)."""
+
+    file: Path
+    factor: int
+    c2w: np.ndarray
+    intrinsics: tuple[float, float, float, float, int, int]
+    model: str = "pinhole"
+    distortion: tuple[float, ...] = (0.0,) * 6
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Capture:
+    """What a format's reader found. source: the file named in messages; points (M, 3) in the
+    frames' world, or None; splits: train/val/test lists of frame names (file names or paths as
+    the format lists them), empty when the format has none."""
+
+    source: Path
+    frames: list[Frame]
+    points: np.ndarray | None = None
+    splits: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    far_points: np.ndarray | None = None
+    """(M, 3): where the cameras' views end (LLFF: each optical axis at the far bound), when
+    there are no sparse points to tell whether the scene reaches far beyond its box."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCapture:
+    train: Views
+    eval: Views
+    scene: Scene
+    eval_split: str
+    kind: CaptureKind
+    render_path: np.ndarray | None
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation taking unit vector a onto unit vector b (the shortest arc)."""
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    v, c = np.cross(a, b), float(np.dot(a, b))
+    if c < -1 + 1e-8:  # opposite: half a turn about any axis perpendicular to a
+        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        axis /= np.linalg.norm(axis)
+        return 2.0 * np.outer(axis, axis) - np.eye(3)
+    k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + k + k @ k / (1.0 + c)
+
+
+def normalise_poses(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """nerfstudio's default: orient (mean up -> +z), centre (mean position -> 0), scale (max |t| = 1).
+    Returns the new poses (N, 4, 4), the (4, 4) transform applied and the scale."""
+    rot = rotation_between(c2w[:, :3, 1].mean(0), np.array([0.0, 0.0, 1.0]))
+    transform = np.eye(4)
+    transform[:3, :3], transform[:3, 3] = rot, -rot @ c2w[:, :3, 3].mean(0)
+    out = transform @ c2w
+    scale = 1.0 / max(float(np.abs(out[:, :3, 3]).max()), 1e-8)
+    out[:, :3, 3] *= scale
+    return out, transform, scale
+
+
+def auto_box(c2w: np.ndarray, half_fov: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The box the cameras (N, 4, 4) look into: around their focus point, BOX_MARGIN times what
+    the widest half field of view (N,) (radians) spans at the mean distance to it."""
+    focus = orbit_from_cameras(c2w).center
+    distance = float(np.linalg.norm(c2w[:, :3, 3] - focus, axis=-1).mean())
+    half = BOX_MARGIN * distance * float(np.tan(np.minimum(half_fov.max(), np.radians(75))))
+    return tuple((focus - half).tolist()), tuple((focus + half).tolist())
+
+
+def far_share(points: np.ndarray, box) -> float:
+    """Share of points (M, 3) beyond the box grown FAR_FACTOR times about its centre."""
+    lo, hi = np.asarray(box[0]), np.asarray(box[1])
+    centre, half = (lo + hi) / 2, FAR_FACTOR * (hi - lo) / 2
+    return float(np.mean(np.any(np.abs(points - centre) > half, axis=-1)))
+
+
+def lens_model(frames: list[Frame], where: Path) -> str:
+    """The one lens model of the frames: pinhole and opencv frames together are opencv (a pinhole
+    is an opencv lens with zero distortion); a fisheye among perspective lenses is refused."""
+    models = {f.model for f in frames if f.model != "pinhole" or any(f.distortion)}
+    if not models:
+        return "pinhole"
+    if len(models) > 1 and "fisheye" in models:
+        raise UserError(f"{where}: fisheye and perspective lenses in one capture are not supported; "
+                        "train each camera's frames separately")
+    return "fisheye" if "fisheye" in models else "opencv"
+
+
+def _existing(capture: Capture) -> list[Frame]:
+    missing = [f for f in capture.frames if not f.file.is_file()]
+    if len(missing) == len(capture.frames):
+        raise UserError(f"{capture.source}: none of its {len(missing)} frames' images exists (first: "
+                        f"{missing[0].file}); copy the images next to it or fix the file paths")
+    if missing:
+        warn(f"{capture.source}: {len(missing)} of {len(capture.frames)} frames have no image file (first: "
+             f"{missing[0].file}); training on the {len(capture.frames) - len(missing)} that do")
+    return [f for f in capture.frames if f.file.is_file()]
+
+
+def _split_indices(capture: Capture, frames: list[Frame], hold_every: int) -> tuple[list[int], list[int], str]:
+    lists = capture.splits
+    if lists.get("train"):
+        lookup: dict[str, int] = {}
+        for i, f in enumerate(frames):
+            lookup.setdefault(f.name, i)
+            lookup.setdefault(Path(f.name).name, i)
+        split = "test" if lists.get("test") else "val"
+
+        def indices(key: str) -> list[int]:
+            # Frames dropped for a missing image leave their names behind: skip them quietly
+            # (the warning above has counted them).
+            return [lookup.get(n, lookup.get(Path(n).name)) for n in lists.get(key) or []
+                    if n in lookup or Path(n).name in lookup]
+
+        return indices("train"), indices(split), split
+    test = list(range(0, len(frames), hold_every))
+    return [i for i in range(len(frames)) if i not in set(test)], test, "test"
+
+
+def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval_views: tuple[int, ...] = (),
+                 background: float = 1.0, kind: str | CaptureKind = "auto",
+                 contraction: str = "auto") -> LoadedCapture:
+    """Training and eval views, the scene, the eval split's name, the capture's kind and its
+    render path (a spiral for forward-facing captures, None: an orbit) of a posed capture."""
+    if hold_every < 2:
+        raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
+    frames = _existing(capture)
+    model = lens_model(frames, capture.source)
+    c2w, transform, scale = normalise_poses(np.stack([f.c2w for f in frames]))
+    train, test, split = _split_indices(capture, frames, hold_every)
+    if not train or not test:
+        raise UserError(f"{capture.source}: {len(train)} train and {len(test)} {split} frames; both splits need "
+                        "frames (add frames or change --data.hold-every)")
+    if eval_views:
+        bad = [i for i in eval_views if not 0 <= i < len(test)]
+        if bad:
+            raise UserError(f"{capture.source}: {split} view indices {bad} out of range ({len(test)} {split} views)")
+        test = [test[i] for i in eval_views]
+
+    def views(idx: list[int]) -> Views:
+        extra = {frames[i].factor for i in idx}
+        if len(extra) > 1:  # some frames had images_<d>/ files, others not
+            raise UserError(f"{capture.source.parent}: images_{downscale}/ holds only some of the frames; complete "
+                            "it or remove it")
+        images = read_images([frames[i].file for i in idx], extra.pop(), background, where=str(capture.source))
+        for i, img in zip(idx, images):
+            w, h = frames[i].intrinsics[4:]
+            if (img.shape[1] * downscale, img.shape[0] * downscale) != (w, h):
+                raise UserError(f"{frames[i].file}: image is {img.shape[1]}x{img.shape[0]} after downscale "
+                                f"{downscale}, but {capture.source.name} says {w}x{h}; fix the size or the image")
+        k = np.asarray([frames[i].intrinsics[:4] for i in idx]) / downscale
+        h, w = images[0].shape[:2]
+        n = len(idx)
+        cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], np.full(n, w, np.int64),
+                       np.full(n, h, np.int64), model=model,
+                       distortion=np.asarray([frames[i].distortion for i in idx]))
+        return Views(images=np.stack(images), cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx))
+
+    k = np.asarray([f.intrinsics for f in frames])
+    half_fov = half_field_of_view(k, model, np.asarray([f.distortion for f in frames]))
+    box = auto_box(c2w, half_fov)
+    points = None
+    if capture.points is not None and len(capture.points) >= 10:
+        # The surfaces SfM found, moved and scaled as the poses were: a tighter box than the
+        # cameras' view (the pose normalisation applies to points as to camera centres).
+        points = scale * (capture.points @ transform[:3, :3].T + transform[:3, 3])
+        box = box_around(points)
+    found = kind if isinstance(kind, CaptureKind) else classify(c2w, kind)
+    if contraction == "auto":
+        ends = points
+        if ends is None and capture.far_points is not None:
+            ends = scale * (capture.far_points @ transform[:3, :3].T + transform[:3, 3])
+        unbounded = ends is not None and found.kind == "360" and far_share(ends, box) > FAR_SHARE
+        contraction = "linf" if unbounded else "none"
+    reach = float(np.linalg.norm(c2w[:, :3, 3][:, None] - np.asarray(box)[None], axis=-1).max())
+    scene = Scene(aabb=box, near_far=(NEAR, reach), background=background,
+                  contraction=None if contraction == "none" else contraction)
+    path = None
+    if found.kind == "forward-facing":
+        from tensorf.data.llff import average_pose, homogeneous, spiral_path
+
+        # NeRF's spiral is drawn in the frame of the average pose (LLFF's poses are recentred on it).
+        avg = homogeneous(average_pose(c2w[:, :3])[None])[0]
+        local = np.linalg.inv(avg) @ c2w
+        centre = (np.linalg.inv(avg) @ np.append(np.mean(box, 0), 1.0))[:3]
+        depth = float(np.mean(local[:, 2, 3] - centre[2]))  # the box centre's depth, looking down -z
+        half = 0.5 * float(np.linalg.norm(np.subtract(box[1], box[0])))
+        path = avg @ spiral_path(local[:, :3], np.array([max(depth - half, NEAR), depth + half]))
+    return LoadedCapture(views(train), views(test), scene, split, found, path)
+
+
+def half_field_of_view(k: np.ndarray, model: str, distortion: np.ndarray) -> np.ndarray:
+    """Half the widest field of view (N,) (radians) of cameras with intrinsics k (N, 6+):
+    the image edge's angle, through the lens."""
+    xd = np.maximum(k[:, 4] / 2 / k[:, 0], k[:, 5] / 2 / k[:, 1])
+    x, y, z = lens.undistorted_directions(xd, np.zeros_like(xd), distortion, model, xp=np)
+    return np.arctan2(np.hypot(x, y), z)

@@ -1,0 +1,173 @@
+"""Photos or a video -> camera poses: a COLMAP model that train_lego.py reads.
+
+    python -m tensorf.poses PHOTOS_DIR --out CAPTURE           # a folder of photos
+    python -m tensorf.poses clip.mp4 --out CAPTURE --frames 150  # a video, frames sampled evenly
+    python train_lego.py --preset lego-cpu --data.path CAPTURE
+
+Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT features, then
+matching (every pair for a small set of photos; neighbours in order for a video, where
+consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, or the
+sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D) and
+CAPTURE/colmap/ (database and logs). One camera is shared by every image (one device), with
+COLMAP's SIMPLE_RADIAL lens unless --camera-model says otherwise; the lens is applied to rays when
+training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+from tensorf.errors import UserError, exit_on_user_error
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+INSTALL_HINT = "pip install -r requirements-poses.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class PosesConfig:
+    """Recover camera poses for a folder of photos or a video with COLMAP (pycolmap)."""
+
+    input: tyro.conf.Positional[Path]
+    """A folder of photos (.png/.jpg) or a video file."""
+    out: Path = Path("data/capture")
+    """Capture folder to write: images/, sparse/0/ (the COLMAP model) and colmap/ (database)."""
+    frames: int = 150
+    """Video only: frames sampled evenly over the whole clip."""
+    matching: Literal["auto", "exhaustive", "sequential"] = "auto"
+    """Which image pairs are matched: every pair (exhaustive), or each image with its neighbours in
+    order (sequential, for video). auto: sequential for a video or more than 200 photos."""
+    camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE"] = \
+        "SIMPLE_RADIAL"
+    """COLMAP camera model shared by the images (one device); its lens is refined in the mapping."""
+    max_image_size: int = 1600
+    """Images are scaled down to this size for feature extraction (COLMAP's default 3200)."""
+    min_registered: float = 0.5
+    """Refuse a reconstruction that registers a smaller share of the images than this."""
+    overwrite: bool = False
+    """Replace what an earlier run wrote in --out."""
+    seed: int = 0
+    """Seed of COLMAP's random choices (RANSAC, initial pair), for repeatable poses."""
+
+
+def _pycolmap():
+    try:
+        import pycolmap
+    except ImportError:
+        raise UserError(f"pycolmap is not installed; {INSTALL_HINT} (COLMAP inside its wheel, ~40 MB)") from None
+    return pycolmap
+
+
+def _photos(folder: Path, images: Path) -> list[str]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"{folder}: no .png or .jpg images here; point INPUT at a folder of photos or a video file")
+    images.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, images / f.name)
+    return [f.name for f in files]
+
+
+def _video_frames(video: Path, images: Path, count: int) -> list[str]:
+    """`count` frames sampled evenly over the video, written as PNGs (one pass, only those kept)."""
+    import imageio.v3 as iio
+
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UserError(f"reading video needs imageio-ffmpeg; {INSTALL_HINT}") from None
+    try:
+        total, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
+    except (RuntimeError, OSError) as e:
+        raise UserError(f"{video}: cannot read the video ({e}); re-encode it as H.264 mp4") from None
+    if total < 1:
+        raise UserError(f"{video}: no frames decoded; re-encode it as H.264 mp4")
+    keep = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+    images.mkdir(parents=True)
+    names = []
+    for i, frame in enumerate(tqdm(iio.imiter(video, plugin="FFMPEG"), total=total, desc="video", unit="frame",
+                                   dynamic_ncols=True, leave=False)):
+        if i in keep:
+            names.append(f"frame_{len(names):05d}.png")
+            iio.imwrite(images / names[-1], frame)
+    return names
+
+
+def recover_poses(cfg: PosesConfig) -> Path:
+    """Write the capture for cfg.input into cfg.out; returns the model folder (out/sparse/0)."""
+    pycolmap = _pycolmap()
+    pycolmap.logging.minloglevel = 1  # COLMAP's per-image INFO lines drown the progress bars
+    src, out = Path(cfg.input), Path(cfg.out)
+    if not src.exists():
+        raise UserError(f"{src} does not exist; give a folder of photos or a video file")
+    if out.exists() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise UserError(f"{out} is not empty; give another --out or --overwrite")
+        for sub in ("images", "sparse", "colmap"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    images, work = out / "images", out / "colmap"
+    video = src.is_file()
+    if video and src.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"{src}: not a folder or a video ({', '.join(VIDEO_SUFFIXES)})")
+    names = _video_frames(src, images, cfg.frames) if video else _photos(src, images)
+    if len(names) < 3:
+        raise UserError(f"{src}: {len(names)} image(s); poses need at least 3 overlapping views (20+ for training)")
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "database.db"
+    sequential = cfg.matching == "sequential" or (cfg.matching == "auto" and (video or len(names) > 200))
+    stages = tqdm(total=3, desc="features", unit="stage", dynamic_ncols=True)
+
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = cfg.camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = cfg.max_image_size
+    pycolmap.extract_features(db, images, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
+                              reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
+    stages.update()
+    stages.set_description("matching (sequential)" if sequential else "matching (exhaustive)")
+    if sequential:
+        pycolmap.match_sequential(db, device=pycolmap.Device.cpu)
+    else:
+        pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
+    stages.update()
+    stages.set_description("mapping")
+    options = pycolmap.IncrementalPipelineOptions()
+    options.random_seed = cfg.seed
+    registered = tqdm(total=len(names), desc="registered", unit="img", dynamic_ncols=True, leave=False)
+    maps = pycolmap.incremental_mapping(db, images, work / "sparse", options,
+                                        next_image_callback=lambda: registered.update())
+    registered.close()
+    stages.update()
+    stages.close()
+    if not maps:
+        raise UserError(f"{src}: COLMAP registered no images (too little overlap or texture); take more photos "
+                        "with more overlap, or try --matching exhaustive")
+    best = max(maps.values(), key=lambda r: r.num_reg_images())
+    count = best.num_reg_images()
+    share = count / len(names)
+    if share < cfg.min_registered:
+        raise UserError(f"{src}: COLMAP registered {count} of {len(names)} images ({share:.0%}, under "
+                        f"--min-registered {cfg.min_registered:.0%}); take photos with more overlap or lower the bar")
+    model = out / "sparse" / "0"
+    model.mkdir(parents=True, exist_ok=True)
+    best.write(model)
+    print(f"registered {count} of {len(names)} images ({len(maps)} model(s); kept the largest), "
+          f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px\n"
+          f"capture: {out}\ntrain it: python train_lego.py --preset lego-cpu --data.path {out}")
+    return model
+
+
+def cli() -> None:
+    with exit_on_user_error():
+        recover_poses(tyro.cli(PosesConfig))
+
+
+if __name__ == "__main__":
+    cli()
