@@ -323,3 +323,22 @@ def test_360_and_forward_facing_captures_are_told_apart_from_their_cameras(captu
     assert b.kind.spread_deg < 15
     forced = load_dataset(DataConfig(path=ring, kind="forward-facing"))
     assert forced.scene.ndc and forced.kind.forced and "as given" in forced.kind.describe()
+
+
+def test_an_orbit_sweeps_only_the_arc_the_cameras_cover():
+    """Cameras on a 100-degree arc (a capture from one side, like the fox on its wall): the orbit
+    stays within their azimuths; cameras all the way round: a full turn."""
+    from tensorf.data.orbit import look_at, orbit_from_cameras, orbit_poses
+
+    def ring(degrees):
+        return np.stack([look_at(np.array([3 * np.cos(a), 3 * np.sin(a), 1.0]), np.zeros(3), np.array([0, 0, 1.0]))
+                         for a in np.radians(degrees)])
+
+    side = orbit_from_cameras(ring(np.linspace(10, 110, 12)))
+    path = orbit_poses(side, 24)[:, :3, 3] - side.center
+    az = np.degrees(np.arctan2(path[:, 1], path[:, 0]))
+    assert side.arc is not None and az.min() > 5 and az.max() < 115 and np.ptp(az) > 90
+    full = orbit_from_cameras(ring(np.arange(0, 360, 30)))
+    assert full.arc is None
+    path = orbit_poses(full, 24)[:, :3, 3] - full.center
+    assert np.ptp(np.degrees(np.arctan2(path[:, 1], path[:, 0]))) > 330

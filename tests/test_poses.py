@@ -125,3 +125,27 @@ def test_too_few_registered_images_and_missing_input_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(tmp_path / "nowhere"), "--out",
                           str(tmp_path / "d")], capture_output=True, text=True)
     assert out.stderr.strip().splitlines()[-1].startswith("error:") and "does not exist" in out.stderr
+
+
+def test_a_video_is_sampled_to_frames_and_matched_in_sequence(tmp_path):
+    """A clip circling the scene (60 frames, mp4): --frames 20 keeps every third frame, sequential
+    matching, and most of them register."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="pip install -r requirements-poses.txt")
+    from tensorf.data.generated import look_at
+
+    frames = []
+    for a in np.linspace(0, np.radians(120), 60):
+        pose = look_at(2.4 * np.array([np.cos(a), np.sin(a), 0.6]))
+        frames.append(render_view(pose, 240, sky=True, textured=True, angle_x=1.1)[..., :3])  # opaque: sky
+    writer = imageio_ffmpeg.write_frames(str(tmp_path / "clip.mp4"), (240, 240), fps=30, quality=9,
+                                         macro_block_size=16)
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(tmp_path / "clip.mp4"), "--frames", "20",
+                          "--out", str(tmp_path / "capture")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "capture" / "images").iterdir())) == 20
+    registered = int(out.stdout.split("registered ")[1].split(" of ")[0])
+    assert registered >= 15, out.stdout

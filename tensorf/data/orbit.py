@@ -10,12 +10,41 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class OrbitFrame:
-    """Where the training cameras look: a centre, an up axis, a radius and an elevation."""
+    """Where the training cameras look: a centre, an up axis, a radius and an elevation; arc:
+    the azimuths (start, end, radians, in orbit_poses' basis) the cameras cover when they leave a
+    gap of more than ARC_GAP_DEG around the centre (a capture from one side: an orbit would look
+    at what no camera saw), else None (all the way round)."""
 
     center: np.ndarray
     up: np.ndarray
     radius: float
     elevation_deg: float
+    arc: tuple[float, float] | None = None
+
+
+ARC_GAP_DEG = 90.0
+
+
+def _basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane normal to up: azimuth 0 and 90 degrees."""
+    helper = np.array([1.0, 0, 0]) if abs(up[0]) < 0.9 else np.array([0, 1.0, 0])
+    e1 = np.cross(up, helper)
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(up, e1)
+
+
+def covered_arc(offsets: np.ndarray, up: np.ndarray) -> tuple[float, float] | None:
+    """The azimuth range (start, end) of camera offsets (N, 3) from the centre, going the short way
+    round their largest gap; None when no gap exceeds ARC_GAP_DEG."""
+    e1, e2 = _basis(up)
+    az = np.sort(np.arctan2(offsets @ e2, offsets @ e1))
+    gaps = np.diff(np.concatenate([az, az[:1] + 2 * math.pi]))
+    k = int(np.argmax(gaps))
+    if math.degrees(gaps[k]) <= ARC_GAP_DEG:
+        return None
+    start = float(az[(k + 1) % len(az)])
+    end = float(az[k]) + (2 * math.pi if k + 1 < len(az) else 0.0)
+    return start, end
 
 
 def orbit_from_cameras(c2w: np.ndarray) -> OrbitFrame:
@@ -30,7 +59,8 @@ def orbit_from_cameras(c2w: np.ndarray) -> OrbitFrame:
     offsets = origins - center
     radius = float(np.linalg.norm(offsets, axis=-1).mean())
     sin_el = np.clip(offsets @ up / np.linalg.norm(offsets, axis=-1), -1, 1)
-    return OrbitFrame(center=center, up=up, radius=radius, elevation_deg=float(np.degrees(np.arcsin(sin_el)).mean()))
+    return OrbitFrame(center=center, up=up, radius=radius, elevation_deg=float(np.degrees(np.arcsin(sin_el)).mean()),
+                      arc=covered_arc(offsets, up))
 
 
 def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -45,15 +75,17 @@ def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndar
 
 
 def orbit_poses(frame: OrbitFrame, n: int) -> np.ndarray:
-    """n cameras evenly spaced in azimuth around frame.up. Returns (n, 4, 4)."""
-    helper = np.array([1.0, 0, 0]) if abs(frame.up[0]) < 0.9 else np.array([0, 1.0, 0])
-    e1 = np.cross(frame.up, helper)
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(frame.up, e1)
+    """n cameras around frame.up: evenly spaced all the way round, or, when the cameras cover only
+    frame.arc, sweeping it there and back (a cosine, so the turns are smooth). Returns (n, 4, 4)."""
+    e1, e2 = _basis(frame.up)
     el = math.radians(frame.elevation_deg)
     poses = []
     for k in range(n):
-        th = 2 * math.pi * k / n
+        if frame.arc is None:
+            th = 2 * math.pi * k / n
+        else:
+            a, b = frame.arc
+            th = a + (b - a) * 0.5 * (1 - math.cos(2 * math.pi * k / n))
         direction = math.cos(el) * (math.cos(th) * e1 + math.sin(th) * e2) + math.sin(el) * frame.up
         poses.append(look_at(frame.center + frame.radius * direction, frame.center, frame.up))
     return np.stack(poses)
