@@ -24,6 +24,7 @@ import tyro
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from common import ROOT, add_rows  # noqa: E402
+from tensorf.checkpoint import Checkpointer  # noqa: E402
 from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
 
 CAPTURES = ROOT.parent / "shared" / "data" / "captures"
@@ -55,6 +56,14 @@ def command(args: Args, name: str) -> list[str]:
             "--no-progress"]
 
 
+def shown(args: Args, name: str) -> str:
+    """The training command as a user in the repository would type it."""
+    data = args.captures_dir / name
+    if data.resolve().is_relative_to(ROOT.parent):
+        data = Path("..") / data.resolve().relative_to(ROOT.parent)
+    return f"python train_lego.py --preset {args.preset} --data.path {data} --steps {args.steps}"
+
+
 def main(args: Args) -> None:
     rows = []
     for name in args.captures:
@@ -71,18 +80,21 @@ def main(args: Args) -> None:
                 raise UserError(f"training {name} failed with exit status {code}; its output is above")
         m = json.loads(metrics_file.read_text())
         cfg = json.loads((run / "config.json").read_text())
+        ckpt = Checkpointer(run, read_only=True)
+        train_min = ckpt.meta(ckpt.latest_step())["elapsed_s"] / 60
+        ckpt.close()
         gif = args.gif_dir / f"{name}_orbit.gif"
         subprocess.run([sys.executable, str(ROOT / "render_360.py"), "--run-dir", str(run), "--output", str(gif),
                         "--frames", "36", "--resolution", "160", "160", "--no-depth", "--no-opacity"], check=True)
-        wall_s = "n/a (summarised)" if wall is None else f"{wall:.1f}"
+        wall_s = f"{train_min:.1f}" + ("" if wall is None else f" ({wall:.1f} with eval)")
         rows.append(f"| {datetime.date.today()} | {name} | {args.preset} | {args.steps} | {cfg['data']['kind']} | "
                     f"{len(m['views'])} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | "
-                    f"{wall_s} | `{' '.join(command(args, name)[1:])}` |")
+                    f"{wall_s} | `{shown(args, name)}` |")
         print(rows[-1], flush=True)
     add_rows(
         args.results,
         "## captures_cpu.py (real captures, fixed steps, every 8th view held out, 2-core CPU)",
-        "| date | capture | preset | steps | read as | test views | PSNR | SSIM | LPIPS (VGG) | minutes (train + eval) "
+        "| date | capture | preset | steps | read as | test views | PSNR | SSIM | LPIPS (VGG) | train minutes "
         "| command |\n|---|---|---|---|---|---|---|---|---|---|---|",
         rows,
     )

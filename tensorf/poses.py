@@ -47,6 +47,10 @@ class PosesConfig:
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE"] = \
         "SIMPLE_RADIAL"
     """COLMAP camera model shared by the images (one device); its lens is refined in the mapping."""
+    focal_px: float | None = None
+    """Focal length in pixels of the images as given, when known (the camera's spec, or another
+    reconstruction): the mapping starts from it and still refines it. None: COLMAP's guess from
+    EXIF, else 1.2 x the larger image side, which a small set of photos may not correct."""
     max_image_size: int = 1600
     """Images are scaled down to this size for feature extraction (COLMAP's default 3200)."""
     min_registered: float = 0.5
@@ -100,6 +104,21 @@ def _video_frames(video: Path, images: Path, count: int) -> list[str]:
     return names
 
 
+def _initial_params(cfg: PosesConfig, first: Path) -> str:
+    """COLMAP's parameter string for cfg.camera_model with the focal length cfg.focal_px, the
+    principal point at the centre of `first`'s image and no distortion."""
+    import imageio.v3 as iio
+
+    if cfg.focal_px <= 0:
+        raise UserError(f"--focal-px must be positive, got {cfg.focal_px}")
+    h, w = iio.improps(first).shape[:2]
+    f, cx, cy = cfg.focal_px, w / 2, h / 2
+    params = {"SIMPLE_PINHOLE": [f, cx, cy], "PINHOLE": [f, f, cx, cy], "SIMPLE_RADIAL": [f, cx, cy, 0],
+              "RADIAL": [f, cx, cy, 0, 0], "OPENCV": [f, f, cx, cy, 0, 0, 0, 0],
+              "OPENCV_FISHEYE": [f, f, cx, cy, 0, 0, 0, 0]}[cfg.camera_model]
+    return ",".join(f"{v:g}" for v in params)
+
+
 def recover_poses(cfg: PosesConfig) -> Path:
     """Write the capture for cfg.input into cfg.out; returns the model folder (out/sparse/0)."""
     pycolmap = _pycolmap()
@@ -126,6 +145,8 @@ def recover_poses(cfg: PosesConfig) -> Path:
 
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = cfg.camera_model
+    if cfg.focal_px is not None:
+        reader.camera_params = _initial_params(cfg, images / names[0])
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = cfg.max_image_size
     pycolmap.extract_features(db, images, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,

@@ -93,6 +93,7 @@ def lens_captures(tmp_path_factory):
             for name, lens_ in (("pinhole", ("pinhole", (0.0,) * 6)), ("barrel", BARREL))}
 
 
+@pytest.mark.slow  # three trainings, 95 s on 2 cores: on its own CI line
 def test_a_capture_through_a_lens_trains_as_well_as_one_without_when_the_lens_is_known(lens_captures, tmp_path):
     from tensorf.training.loop import train
 
