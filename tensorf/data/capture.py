@@ -28,7 +28,7 @@ from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
 from tensorf.data.images import read_images
-from tensorf.data.orbit import orbit_from_cameras
+from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
@@ -223,8 +223,6 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                   contraction=None if contraction == "none" else contraction)
     path = None
     if found.kind == "forward-facing":
-        from tensorf.data.llff import average_pose, homogeneous, spiral_path
-
         # NeRF's spiral is drawn in the frame of the average pose (LLFF's poses are recentred on it).
         avg = homogeneous(average_pose(c2w[:, :3])[None])[0]
         local = np.linalg.inv(avg) @ c2w

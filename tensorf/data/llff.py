@@ -18,7 +18,6 @@ is (tensorf.data.capture), its depth bounds deciding whether the scene needs con
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -28,6 +27,7 @@ from tensorf.data.cameras import Cameras
 from tensorf.data.capture import Capture, Frame, LoadedCapture, load_capture
 from tensorf.data.capture_kind import classify
 from tensorf.data.images import read_images
+from tensorf.data.orbit import average_pose, homogeneous, spiral_path
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
 
@@ -40,45 +40,9 @@ NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
 NDC_NEAR_FAR = (0.0, float(np.linalg.norm(np.subtract(NDC_BOX[1], NDC_BOX[0]))))
 
 
-def _normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
-
-
-def view_matrix(back: np.ndarray, up: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """(3, 4) camera-to-world with z along `back`, y as close to `up` as possible."""
-    z = _normalize(back)
-    x = _normalize(np.cross(up, z))
-    return np.stack([x, np.cross(z, x), z, position], axis=1)
-
-
-def average_pose(c2w: np.ndarray) -> np.ndarray:
-    """(3, 4): the mean position, the summed backward axis and the summed up axis (NeRF poses_avg)."""
-    return view_matrix(c2w[:, :3, 2].sum(0), c2w[:, :3, 1].sum(0), c2w[:, :3, 3].mean(0))
-
-
 def recentre(c2w: np.ndarray) -> np.ndarray:
     """Poses (N, 3, 4) expressed in the frame of their average pose."""
     return (np.linalg.inv(homogeneous(average_pose(c2w)[None])[0]) @ homogeneous(c2w))[:, :3]
-
-
-def spiral_path(c2w: np.ndarray, bounds: np.ndarray, n: int = 120, rotations: int = 2) -> np.ndarray:
-    """(n, 4, 4) cameras on NeRF's spiral (render_path_spiral): around the average pose, radii
-    the 90th percentile of the camera offsets, looking at a focus depth between the nearest and
-    5x the farthest bound (dt 0.75), two turns, z oscillating at half the rate."""
-    avg = average_pose(c2w)
-    up = _normalize(c2w[:, :3, 1].sum(0))
-    close, far = bounds.min() * 0.9, bounds.max() * 5.0
-    focus = 1.0 / ((1.0 - 0.75) / close + 0.75 / far)
-    radii = np.percentile(np.abs(c2w[:, :3, 3]), 90, axis=0)
-    poses = []
-    for theta in np.linspace(0.0, 2 * math.pi * rotations, n + 1)[:-1]:
-        local = np.array([math.cos(theta), -math.sin(theta), -math.sin(0.5 * theta)]) * radii
-        position = avg[:, :3] @ local + avg[:, 3]
-        target = avg[:, :3] @ np.array([0.0, 0.0, -focus]) + avg[:, 3]
-        pose = np.eye(4)
-        pose[:3] = view_matrix(position - target, up, position)
-        poses.append(pose)
-    return np.stack(poses).astype(np.float32)
 
 
 def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
@@ -211,13 +175,6 @@ def _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_
     # and no gradient reaches the density.
     return load_capture(Capture(source=root / "poses_bounds.npy", frames=frames, far_points=far), downscale,
                         hold_every, eval_views, background=1.0, kind=found, contraction=contraction)
-
-
-def homogeneous(c2w: np.ndarray) -> np.ndarray:
-    """(N, 3, 4) poses as (N, 4, 4)."""
-    out = np.zeros((len(c2w), 4, 4))
-    out[:, :3], out[:, 3, 3] = c2w, 1.0
-    return out
 
 
 def write_llff(root: Path, c2w: np.ndarray, bounds: np.ndarray, images: np.ndarray, focal: float,
