@@ -90,3 +90,19 @@ def test_the_notebook_helpers_raise_one_line_errors(tmp_path, trained_run):
     cfg = trained_run[0]
     with pytest.raises(UserError, match=r"transforms_holdout.json not found \(splits here: test, train, val\)"):
         load_eval_views(dataclasses.replace(cfg.data, eval_split="holdout"))
+
+
+def test_photos_to_poses_without_pycolmap_says_how_to_get_it(tmp_path):
+    """pycolmap is optional: without it, `python -m tensorf.poses` ends with one line naming the
+    requirements file, before touching the output folder."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pycolmap'] = None; sys.argv = ['poses', sys.argv[1], '--out', sys.argv[2]]; "
+            "from tensorf.poses import cli; cli()")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "capture")], capture_output=True,
+                         text=True)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == ("error: pycolmap is not installed; pip install -r "
+                                                    "requirements-poses.txt (COLMAP inside its wheel, ~40 MB)")
+    assert not (tmp_path / "capture").exists()
