@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes training, 62 s on 2 cores: on its own CI line
 def test_two_processes_train_one_run(scene, tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)

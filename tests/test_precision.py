@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import make_model, tiny_config
 from tensorf.data.blender import load_blender
@@ -38,6 +39,7 @@ def test_float16_overflow_skips_the_update_and_halves_the_scale(scene, trained_r
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params)))
 
 
+@pytest.mark.slow  # three trainings, 63 s on 2 cores: on its own CI line
 def test_half_precision_trains_like_float32(scene, tmp_path):
     psnr = {}
     for dtype in ("float32", "bfloat16", "float16"):

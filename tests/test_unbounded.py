@@ -92,6 +92,7 @@ def _sky_psnr(run_dir, capture) -> float:
     return -10 * math.log10(float(np.concatenate(err).mean()))
 
 
+@pytest.mark.slow  # two trainings, 55 s on 2 cores: on its own CI line
 def test_a_360_capture_with_a_distant_backdrop_trains_and_places_the_backdrop(capture, tmp_path):
     from tensorf.training.loop import train
 
