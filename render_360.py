@@ -96,8 +96,8 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
 
     rgbs, depths, opacities = [], [], []
     for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):
-        o, d = orbit.rays(i)
-        out = render_rays_chunked(model, params, Rays(origins=o, directions=d), args.chunk, mesh)
+        o, d, r = orbit.rays(i)
+        out = render_rays_chunked(model, params, Rays(origins=o, directions=d, radii=r), args.chunk, mesh)
         rgbs.append(to_uint8(out.rgb))
         depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))
         opacities.append(to_uint8(out.opacity))

@@ -2,6 +2,7 @@
 a CPU preset and no flag beyond --data.path, then report held-out PSNR / SSIM / LPIPS.
 
     python benchmarks/captures_cpu.py [--steps 3000] [--preset lego-cpu] [--run-root runs/captures]
+        [--flags "--model.proposal-samples"]  # more train_lego.py options, as one string
 
 Each capture trains for a fixed number of steps (so the figure does not depend on the machine's
 speed) into RUN_ROOT/<capture>, evaluates every 8th view (held out), renders an orbit GIF into
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -42,6 +44,9 @@ class Args:
     """Training steps per capture."""
     preset: str = "lego-cpu"
     """train_lego.py preset."""
+    flags: str = ""
+    """More train_lego.py options, as one string (e.g. "--model.proposal-samples", which turns
+    unbounded-cpu's proposals off); shown in each row's command."""
     run_root: Path = Path("runs/captures")
     """Each capture's run directory is RUN_ROOT/<capture>."""
     gif_dir: Path = ROOT / "docs"
@@ -53,7 +58,7 @@ class Args:
 def command(args: Args, name: str) -> list[str]:
     return [sys.executable, str(ROOT / "train_lego.py"), "--preset", args.preset, "--data.path",
             str(args.captures_dir / name), "--steps", str(args.steps), "--run-dir", str(args.run_root / name),
-            "--no-progress"]
+            "--no-progress", *shlex.split(args.flags)]
 
 
 def shown(args: Args, name: str) -> str:
@@ -61,7 +66,7 @@ def shown(args: Args, name: str) -> str:
     data = args.captures_dir / name
     if data.resolve().is_relative_to(ROOT.parent):
         data = Path("..") / data.resolve().relative_to(ROOT.parent)
-    return f"python train_lego.py --preset {args.preset} --data.path {data} --steps {args.steps}"
+    return f"python train_lego.py --preset {args.preset} --data.path {data} --steps {args.steps} {args.flags}".rstrip()
 
 
 def main(args: Args) -> None:

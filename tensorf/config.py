@@ -143,6 +143,28 @@ class TensoRFConfig:
     with the learning rate."""
     ortho_weight: float = 0.0
     """Weight of the orthogonality penalty on the line factors (official: off)."""
+    proposal_samples: tuple[int, ...] = ()
+    """Proposal sampling (mip-NeRF 360): samples per ray of each proposal level, e.g. (128, 64).
+    Each level is a small density field (VM, proposal_resolution) trained only to bound the
+    model's compositing weights from above (the interlevel loss); each level's samples are drawn
+    from the previous level's weights, and the model is evaluated at proposal_final_samples drawn
+    from the last. Empty: march at a fixed step through the box (the official sampler, best with
+    the occupancy mask in a bounded scene)."""
+    proposal_final_samples: int = 48
+    """Samples per ray at which the model itself is evaluated after the proposals (nerfacto: 48)."""
+    proposal_resolution: tuple[int, ...] = (64, 128)
+    """Grid resolution per axis of each proposal level's density field (K-Planes' proposal
+    grids: 64 and 128); one entry per proposal level."""
+    proposal_components: int = 8
+    """Components of each plane/line pair of a proposal density field."""
+    proposal_anneal_steps: int = 1000
+    """Steps over which resampling sharpens from every proposal bin alike to the proposal's own
+    weights (mip-NeRF 360 eq. 18, Schlick bias with slope 10; nerfacto anneals over 1000)."""
+    interlevel_weight: float = 1.0
+    """Weight of the interlevel loss that trains the proposals (mip-NeRF 360, nerfacto: 1)."""
+    distortion_weight: float = 0.002
+    """Weight of the distortion loss (mip-NeRF 360 eq. 15) on the model's weights along each ray,
+    with proposals (nerfacto: 0.002; mip-NeRF 360: 0.01)."""
     density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"
     """How density is read at samples (the same field either way): from the factors (per sample,
     18 rows of components), by trilinear lookups in the component-summed grid volume rebuilt in
@@ -189,6 +211,54 @@ class NeRFConfig:
     """Std of the noise added to the raw density in training (NeRF: 1 on LLFF, 0 on Blender)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the MLPs; compositing and the loss stay float32."""
+
+    @property
+    def optimizer_restarts(self) -> tuple[int, ...]:
+        return ()
+
+
+@dataclasses.dataclass(frozen=True)
+class MipNeRFConfig:
+    """mip-NeRF (Barron et al. 2021): NeRF's MLP fed the integrated positional encoding of
+    conical frustums (each sample is the cone through its pixel's footprint between two
+    distances, as a Gaussian whose finer frequencies fade out), one MLP queried at both levels;
+    128 stratified intervals, then 128 intervals drawn from the coarse weights (max-blurred and
+    padded) replacing them; the coarse level's loss weighted 0.1. Defaults: google/mipnerf
+    (internal/models.py MipNerfModel, MLP; internal/utils.py Config)."""
+
+    net_depth: int = 8
+    """Layers of the trunk."""
+    net_width: int = 256
+    """Width of the trunk."""
+    skip_layer: int = 4
+    """The encoded input is concatenated again after this many trunk layers."""
+    net_depth_condition: int = 1
+    """Layers of the view-dependent colour branch."""
+    net_width_condition: int = 128
+    """Width of the view-dependent colour branch."""
+    min_deg_point: int = 0
+    """Lowest frequency 2^min_deg of the integrated encoding."""
+    max_deg_point: int = 16
+    """The integrated encoding's frequencies stop below 2^max_deg (the frustums damp the finest)."""
+    deg_view: int = 4
+    """Positional-encoding frequencies of the view direction (the input itself is included)."""
+    samples: int = 128
+    """Intervals per ray at each of the two levels."""
+    resample_padding: float = 0.01
+    """Added to the blurred coarse weights before the fine intervals are drawn from them."""
+    coarse_loss_weight: float = 0.1
+    """Weight of the coarse level's MSE in the loss (the fine level's is 1)."""
+    density_bias: float = -1.0
+    """Added to the raw density before softplus."""
+    rgb_padding: float = 0.001
+    """Colour is sigmoid * (1 + 2 p) - p, so that 0 and 1 are reachable."""
+    density_noise: float = 0.0
+    """Std of the noise added to the raw density in training."""
+    integrate: bool = True
+    """Integrated encoding of the frustums; False encodes only their means (mip-NeRF's "no IPE"
+    ablation)."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of the MLP; compositing and the loss stay float32."""
 
     @property
     def optimizer_restarts(self) -> tuple[int, ...]:
@@ -274,8 +344,9 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
     data: DataConfig = DataConfig()
-    model: TensoRFConfig | NeRFConfig = TensoRFConfig()
-    """The model family and its options (train_lego.py: pick it with model:tensorf / model:nerf)."""
+    model: TensoRFConfig | NeRFConfig | MipNeRFConfig = TensoRFConfig()
+    """The model family and its options (train_lego.py: pick it with model:tensorf / model:nerf /
+    model:mipnerf)."""
     optim: OptimConfig = OptimConfig()
 
 

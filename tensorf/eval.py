@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 
 import imageio.v3 as iio
+import jax
 import numpy as np
 import tyro
 from jax.sharding import Mesh
 
 from tensorf.data.dataset import load_eval_views
-from tensorf.data.rays import view_rays
+from tensorf.chunked import map_chunks
+from tensorf.data.rays import Rays, view_rays
 from tensorf.data.views import Views
 from tensorf.errors import exit_on_user_error, warn
 from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim
@@ -30,7 +32,7 @@ from tensorf.models.base import Model
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import restore_run
-from tensorf.visualize import depth_image
+from tensorf.visualize import colormap, depth_image
 
 
 def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh: Mesh | None = None):
@@ -85,6 +87,14 @@ def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[fl
     writer.add_image("eval/rgb", rgb, step, dataformats="HWC")
     writer.add_image("eval/depth", depth_image(depth, opacity, *near_far), step, dataformats="HWC")
     writer.add_image("eval/error", np.clip(err.mean(-1) * 4, 0, 1), step, dataformats="HW")
+    if getattr(model.config, "proposal_samples", ()):
+        # Side by side, each proposal level's and the model's mean normalised distance: the
+        # proposals should agree with the model where the model has formed surfaces.
+        rays = view_rays(views, 0)
+        fn = jax.jit(lambda o, d: model.level_depths(params, Rays(origins=o, directions=d)))  # no radii: TensoRF
+        s = map_chunks(fn, rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), chunk=chunk)
+        strip = np.concatenate([colormap(s[:, i].reshape(views.height, views.width)) for i in range(s.shape[1])], 1)
+        writer.add_image("eval/proposal_depths", strip, step, dataformats="HWC")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dataclasses
 
-from tensorf.config import DataConfig, NeRFConfig, OptimConfig, TensoRFConfig, TrainConfig
+from tensorf.config import DataConfig, MipNeRFConfig, NeRFConfig, OptimConfig, TensoRFConfig, TrainConfig
 
 # Official lego recipe: VM-192 (16/48 components), 128^3 -> 300^3, batch 4096, 30k steps.
 LEGO = TrainConfig()
@@ -87,6 +87,17 @@ JAXNERF_PLUS = dataclasses.replace(
     optim=dataclasses.replace(NERF.optim, lr_delay_steps=2500, lr_delay_mult=0.1),
 )
 
+# mip-NeRF's Blender recipe (google/mipnerf configs/blender.gin and internal/utils.py Config):
+# one image per batch, 4096 rays, 1M steps, Adam (0.9, 0.999), 5e-4 decaying log-linearly to
+# 5e-6 after a 2500-step warm-up from 0.01x, no gradient clipping; two levels of 128 intervals,
+# coarse loss 0.1.
+MIPNERF = dataclasses.replace(
+    NERF,
+    run_dir=Path("runs/mipnerf"),
+    model=MipNeRFConfig(),
+    optim=dataclasses.replace(NERF.optim, lr_delay_steps=2500, lr_delay_mult=0.01),
+)
+
 # Official LLFF recipe (apchenstu/TensoRF configs/flower.txt): NDC rays, images at factor 4,
 # 25k steps of 4096 rays, 128^3 -> 640^3 voxels upsampled at 2000/3000/4000/5500, one mask update
 # at 2500 (which also shrinks the box), density 16/4/4 and appearance 48/12/12 components, MLP on
@@ -140,26 +151,31 @@ LLFF_CPU = dataclasses.replace(
     ),
 )
 
-# Unbounded 360-degree captures (a transforms.json of an object in a room or a landscape): space
-# beyond the unit region (where nerfstudio's normalisation puts the cameras) is contracted,
-# L-infinity, into the cube [-2, 2]^3 that the grid fills. The lego recipe otherwise, with a finer
-# last grid (the unit region, which holds the cameras and the subject, is the inner half of each
-# axis), no box shrink (the backdrop fills the contracted shell) and no ray filtering (every ray
-# ends in the backdrop). Not yet measured on a real capture or a GPU.
+# Unbounded 360-degree captures (an object in a room, a landscape): space beyond the unit region
+# (where the normalisation puts the cameras) is contracted, L-infinity, into the cube [-2, 2]^3
+# that the grid fills (mip-NeRF 360). Samples come from mip-NeRF 360's proposal
+# sampling: two small VM density fields (nerfacto's proposal sample counts, 256 and 96, and its 48
+# samples for the model; grids of 128 and 256 like nerfacto's proposal hash grids) trained by the
+# interlevel loss, with nerfacto's distortion loss weight 0.002 and 1000-step annealing. The lego
+# recipe otherwise, with a finer last grid (the unit region is the inner half of each axis), no box
+# shrink (the backdrop fills the contracted shell) and no ray filtering (every ray ends in the
+# backdrop). Not yet measured on a GPU.
 UNBOUNDED = TrainConfig(
     run_dir=Path("runs/unbounded"),
     data=DataConfig(path=Path("data/unbounded"), contraction="linf"),
-    model=TensoRFConfig(n_voxels_final=384**3, shrink_box=False, filter_rays=False),
+    model=TensoRFConfig(n_voxels_final=384**3, shrink_box=False, filter_rays=False, proposal_samples=(256, 96),
+                        proposal_final_samples=48, proposal_resolution=(128, 256)),
 )
 
-# Unbounded scenes on a 2-core CPU: lego-cpu's sizes and schedule with UNBOUNDED's treatment
-# (contraction, no box shrink, no ray filtering). 5 minutes of UNBOUNDED on this CPU reached 43
-# steps and a 384^3 grid.
+# Unbounded scenes on a 2-core CPU: lego-cpu's sizes and schedule with UNBOUNDED's treatment: a
+# finer last grid (256^3 against 192^3), fewer and coarser proposal samples (64 and 32, grids of
+# 64 and 128, 32 samples for the model).
 UNBOUNDED_CPU = dataclasses.replace(
     LEGO_CPU,
     run_dir=Path("runs/unbounded_cpu"),
     data=dataclasses.replace(UNBOUNDED.data, downscale=LEGO_CPU.data.downscale),
-    model=dataclasses.replace(LEGO_CPU.model, shrink_box=False, filter_rays=False),
+    model=dataclasses.replace(LEGO_CPU.model, n_voxels_final=256**3, shrink_box=False, filter_rays=False,
+                              proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128)),
 )
 
 PRESETS: dict[str, tuple[str, TrainConfig]] = {
@@ -167,6 +183,7 @@ PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "generated": ("the project's generated scene, CPU-sized (minutes)", GENERATED),
     "nerf": ("NeRF as JaxNeRF trains it on lego (GPU-sized: 1M steps)", NERF),
     "jaxnerf-plus": ("JaxNeRF+, the large NeRF variant (GPU-sized)", JAXNERF_PLUS),
+    "mipnerf": ("mip-NeRF's Blender recipe: conical frustums, integrated encoding (GPU-sized)", MIPNERF),
     "lego-cpu": ("lego at 200x200 for a 2-core CPU (use with --time-budget-minutes)", LEGO_CPU),
     "llff": ("official TensoRF LLFF recipe (forward-facing, NDC; GPU-sized)", LLFF),
     "llff-cpu": ("LLFF at factor 8 for a 2-core CPU (use with --time-budget-minutes)", LLFF_CPU),

@@ -11,10 +11,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import jax_dataclasses as jdc
+import numpy as np
 from jax.sharding import Mesh
 
 from tensorf.chunked import map_chunks
 from tensorf.data.rays import Rays
+from tensorf.intervals import Spacing, invert_cdf
 from tensorf.parallel import jit_over_rows, replicate, rows_per_call
 
 
@@ -92,12 +94,10 @@ def unbounded_samples(near: float, far: float, exit_t: jax.Array, n: int, offset
     contracted, both halves come out about evenly spaced. offset (B,) in [0, 1) jitters each
     ray's samples within their bins (None: bin middles)."""
     n_in = n // 2
-    mid = jnp.clip(exit_t, near + 1e-3, far)[:, None]
-    u_in = jnp.arange(n_in + 1, dtype=jnp.float32) / n_in
-    u_out = jnp.arange(1, n - n_in + 1, dtype=jnp.float32) / (n - n_in)
-    inner = near + u_in * (mid - near)
-    outer = 1.0 / (1.0 / mid + u_out * (1.0 / far - 1.0 / mid))
-    edges = jnp.concatenate([inner, outer], axis=-1)
+    s_edges = jnp.concatenate([0.5 * jnp.arange(n_in + 1, dtype=jnp.float32) / n_in,
+                               0.5 + 0.5 * jnp.arange(1, n - n_in + 1, dtype=jnp.float32) / (n - n_in)])
+    spacing = Spacing.disparity_beyond(near, far, exit_t)
+    edges = spacing.t(jnp.broadcast_to(s_edges, (exit_t.shape[0], n + 1)))
     frac = 0.5 if offset is None else offset[:, None]
     return edges[:, :-1] + frac * (edges[:, 1:] - edges[:, :-1]), edges
 
@@ -120,18 +120,9 @@ def pdf_samples(bins: jax.Array, weights: jax.Array, n: int, u: jax.Array | None
     (B, M) on the intervals between `bins` (B, M + 1) (NeRF's hierarchical sampling). u (B, n)
     uniforms; None takes evenly spaced quantiles. No gradient flows through the samples."""
     weights = jax.lax.stop_gradient(weights) + 1e-5  # JaxNeRF's padding: no empty PDF
-    pdf = weights / jnp.sum(weights, axis=-1, keepdims=True)
-    cdf = jnp.concatenate([jnp.zeros_like(pdf[:, :1]), jnp.minimum(1.0, jnp.cumsum(pdf[:, :-1], axis=-1)),
-                           jnp.ones_like(pdf[:, :1])], axis=-1)
     if u is None:
         u = jnp.broadcast_to(jnp.linspace(0.0, 1.0 - 1e-6, n), (bins.shape[0], n))
-    u = jnp.sort(u, axis=-1)
-    idx = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="right"))(cdf, u)
-    lo, hi = jnp.maximum(idx - 1, 0), jnp.minimum(idx, cdf.shape[-1] - 1)
-    c0, c1 = jnp.take_along_axis(cdf, lo, -1), jnp.take_along_axis(cdf, hi, -1)
-    b0, b1 = jnp.take_along_axis(bins, lo, -1), jnp.take_along_axis(bins, hi, -1)
-    frac = (u - c0) / jnp.where(c1 - c0 < 1e-5, 1.0, c1 - c0)
-    return jax.lax.stop_gradient(b0 + frac * (b1 - b0))
+    return jax.lax.stop_gradient(invert_cdf(jnp.sort(u, axis=-1), bins, weights))
 
 
 def compositing_weights(sigma: jax.Array, delta: jax.Array) -> jax.Array:
@@ -181,10 +172,10 @@ def _chunk_renderer(model, mesh: Mesh | None):
     """Jitted (params, origins, directions) -> RenderOutput; with a mesh of several devices each
     device renders its share of the chunk."""
 
-    def render(params, origins, directions):
-        return model.render(params, Rays(origins=origins, directions=directions), None)
+    def render(params, origins, directions, radii):
+        return model.render(params, Rays(origins=origins, directions=directions, radii=radii), None)
 
-    return jit_over_rows(render, mesh, 2)
+    return jit_over_rows(render, mesh, 3)
 
 
 def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None = None) -> RenderOutput:
@@ -195,10 +186,13 @@ def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None
     render = _chunk_renderer(model, mesh)
     if mesh is not None and mesh.size > 1:
         params = replicate(mesh, params)
+    # Rays that are not a camera's pixels have no footprint: radius 0.
+    radii = np.zeros(lead or (1,), np.float32).reshape(-1) if rays.radii is None else np.asarray(rays.radii).reshape(-1)
     out = map_chunks(
-        lambda o, d: render(params, o, d),
+        lambda o, d, r: render(params, o, d, r),
         rays.origins.reshape(-1, 3),
         rays.directions.reshape(-1, 3),
+        radii,
         chunk=chunk,
         multiple=rows_per_call(mesh),
     )

@@ -53,7 +53,7 @@ def test_ndc_rays_are_the_projected_world_rays_from_the_near_plane():
 
 def test_ndc_pixel_rays_of_a_camera_at_the_origin_run_parallel_through_the_image_square():
     cams = Cameras.centered(np.eye(4)[None], 8, 6, 5.0, ndc_near=1.0)
-    o, d = cams.rays(0)
+    o, d, _ = cams.rays(0)
     np.testing.assert_allclose(d.reshape(-1, 3), np.tile([0.0, 0.0, 1.0], (48, 1)), atol=1e-6)
     # Pixel centres map to (x + 0.5 - cx) / cx: the image spans NDC [-1, 1] in x and y.
     np.testing.assert_allclose(o[0, :, 0], (np.arange(8) + 0.5 - 4) / 4, atol=1e-6)
@@ -116,7 +116,7 @@ def test_fern_loads_with_sensible_poses_and_bounds():
     # Forward-facing: every camera looks within 15 degrees of -z, from within a small patch.
     assert np.all(cams.c2w[:, 2, 2] > np.cos(np.radians(15)))
     assert np.abs(cams.c2w[:, :3, 3]).max() < 1.0
-    o, d = cams.rays(0)
+    o, d, _ = cams.rays(0)
     np.testing.assert_allclose(o[..., 2], -1.0, atol=1e-5)  # NDC: from the near plane
     assert np.all(d[..., 2] > 0.9)
     assert np.all(np.abs(o[..., :2]) < 1.7)  # inside the NDC box

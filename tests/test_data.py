@@ -42,7 +42,7 @@ def test_loads_generated_scene_with_white_background_and_downscale(scene):
 
 def test_camera_rays_look_down_minus_z():
     cams = Cameras.centered(np.eye(4)[None], 5, 5, 10.0)
-    o, d = cams.rays(0)
+    o, d, _ = cams.rays(0)
     np.testing.assert_allclose(d[2, 2], [0, 0, -1], atol=1e-6)  # centre pixel
     assert d[0, 2, 1] > 0 and d[2, 4, 0] > 0  # top row looks up, right column looks right
     np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-6)
@@ -52,11 +52,11 @@ def test_camera_intrinsics_per_view():
     # fx != fy and an off-centre principal point: pixel (u, v) looks along ((u - cx) / fx, -(v - cy) / fy, -1).
     cams = Cameras(np.stack([np.eye(4), np.eye(4)]).astype(np.float32), np.array([10.0, 20.0]), np.array([5.0, 20.0]),
                    np.array([1.5, 3.0]), np.array([2.5, 2.0]), np.array([6, 6]), np.array([4, 4]))
-    _, d = cams.rays(0)
+    _, d, _ = cams.rays(0)
     assert d.shape == (4, 6, 3)
     expect = np.array([(0.5 - 1.5) / 10.0, -(0.5 - 2.5) / 5.0, -1.0])
     np.testing.assert_allclose(d[0, 0], expect / np.linalg.norm(expect), atol=1e-6)
-    _, d1 = cams.rays(1)
+    _, d1, _ = cams.rays(1)
     np.testing.assert_allclose(d1[1, 2], [-0.5 / 20, 0.5 / 20, -1] / np.linalg.norm([-0.5 / 20, 0.5 / 20, -1]), atol=1e-6)
     # Resizing scales every intrinsic; the JSON round trip keeps them.
     half = cams.resized(3, 2)
@@ -89,7 +89,7 @@ def test_view_rays_match_the_float64_formula_at_full_size():
     c2w[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
     c2w[:3, 3] = rng.normal(size=3)
     cams = Cameras.centered(c2w[None], 200, 200, 220.0)
-    o, d = cams.rays(0)
+    o, d, _ = cams.rays(0)
     j, i = np.meshgrid(np.arange(200.0), np.arange(200.0), indexing="ij")
     ref = np.stack([(i + 0.5 - 100) / 220.0, -(j + 0.5 - 100) / 220.0, -np.ones_like(i)], -1) @ c2w[:3, :3].T.astype(np.float64)
     ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
@@ -107,7 +107,7 @@ def test_pool_rays_are_the_views_rays_and_colours(scene):
     pixels = views.height * views.width
     for i in (0, len(views.names) - 1):
         rays, colors = pool.rays(jnp.arange(i * pixels, (i + 1) * pixels, dtype=jnp.int32))
-        o, d = views.cameras.rays(i)
+        o, d, _ = views.cameras.rays(i)
         np.testing.assert_allclose(np.asarray(rays.directions), d.reshape(-1, 3), atol=2e-7)
         np.testing.assert_array_equal(np.asarray(rays.origins), o.reshape(-1, 3))
         np.testing.assert_array_equal(np.asarray(colors), views.images[i].reshape(-1, 3))

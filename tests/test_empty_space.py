@@ -158,7 +158,7 @@ def test_box_shrink_preserves_renders_and_filtering_drops_background(scene, blob
     # The device filter keeps exactly the rays the filter keeps when run on each view's rays on
     # the host, in the same order.
     keep = jax.jit(build_schedule(model).ray_filter(st))
-    host = np.concatenate([np.asarray(keep(masked, Rays(*map(lambda a: a.reshape(-1, 3), test.cameras.rays(i)))))
+    host = np.concatenate([np.asarray(keep(masked, view_rays(test, i)))
                            for i in range(len(test.names))])
     np.testing.assert_array_equal(np.asarray(kept.ids[: len(kept)]), np.nonzero(host)[0])
 

@@ -54,7 +54,7 @@ def test_the_ray_formula_casts_rays_through_the_undistorted_pixels(name):
     c2w = np.eye(4)
     c2w[:3, :3], c2w[:3, 3] = rot * np.sign(np.linalg.det(rot)), [0.3, -1.0, 2.0]
     y, x = (a.ravel() for a in np.mgrid[0:H:37, 0:W:37])
-    o, d = pixel_rays(c2w, fx, fy, CX, CY, jnp.asarray(x), jnp.asarray(y), None, jnp.asarray(params, jnp.float32),
+    o, d, _ = pixel_rays(c2w, fx, fy, CX, CY, jnp.asarray(x), jnp.asarray(y), None, jnp.asarray(params, jnp.float32),
                       model)
     np.testing.assert_allclose(np.asarray(o), np.broadcast_to(c2w[:3, 3], o.shape), atol=1e-6)
     cam = np.asarray(d, np.float64) @ c2w[:3, :3]  # camera axes, OpenGL

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # about 2 minutes on 2 cores: on the slow CI line, which runs it on every change
 def test_multi_device_suite():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     proc = subprocess.run(

@@ -92,23 +92,92 @@ def _sky_psnr(run_dir, capture) -> float:
     return -10 * math.log10(float(np.concatenate(err).mean()))
 
 
-@pytest.mark.slow  # two trainings, 55 s on 2 cores: on its own CI line
+@pytest.mark.slow  # two trainings, 80 s on 2 cores: on its own CI line
 def test_a_360_capture_with_a_distant_backdrop_trains_and_places_the_backdrop(capture, tmp_path):
     from tensorf.training.loop import train
 
     data = load_dataset(DataConfig(path=capture, contraction="linf"))
     assert data.scene.aabb == ((-2.0,) * 3, (2.0,) * 3) and data.scene.near_far == (0.05, 1000.0)
-    assert np.abs(data.train.cameras.c2w[:, :3, 3]).max() == pytest.approx(1.0, abs=1e-5)  # cameras inside
 
     def run(name, **over):
-        cfg = tiny_config(capture, tmp_path / name, steps=300, batch_size=512, log_every=100, checkpoint_every=0,
-                          final_eval=True, data__aabb=None, model__upsample_steps=(50,), model__filter_rays=False,
-                          model__n_voxels_init=32**3, model__n_voxels_final=64**3, model__max_samples=128, **over)
+        sizes = dict(model__upsample_steps=(50,), model__filter_rays=False, model__n_voxels_init=32**3,
+                     model__n_voxels_final=64**3, model__max_samples=128)
+        cfg = tiny_config(capture, tmp_path / name, steps=600, batch_size=512, log_every=100, checkpoint_every=0,
+                          final_eval=True, data__aabb=None, **{**sizes, **over})
         return train(cfg).eval_metrics["psnr"], _sky_psnr(tmp_path / name, capture)
 
-    psnr, sky = run("contracted", data__contraction="linf")
-    assert psnr > 15.0, psnr  # 300 tiny steps: 15.9 measured (the same run in a fitted box: 17.0)
+    # Proposal sampling (the unbounded presets' treatment at this test's sizes) against a box
+    # fitted to what the cameras see, at equal steps. The subject gets the inner half of each axis
+    # of the contracted grid, so that grid is finer (96^3 against 64^3), as the unbounded presets'
+    # last grids are finer than their bounded counterparts'. Measured 17.45 dB against 17.12.
+    psnr, sky = run("contracted", data__contraction="linf", model__n_voxels_final=96**3,
+                    model__proposal_samples=(64, 32), model__proposal_resolution=(32, 64),
+                    model__proposal_final_samples=32, model__proposal_anneal_steps=100)
+    box_psnr, box_sky = run("box")
+    assert psnr > box_psnr + 0.15, (psnr, box_psnr)
     # The backdrop: a box can only paint it on its walls, which views disagree about; contracted
-    # space holds it at infinity (measured 18.3 dB against 17.1).
-    _, box_sky = run("box")
-    assert sky > box_sky + 0.6, (sky, box_sky)
+    # space holds it at infinity (measured 18.0 dB against 15.7).
+    assert sky > box_sky + 1.0, (sky, box_sky)
+
+
+def _proposal_model(**over):
+    from tensorf.config import TensoRFConfig
+    from tensorf.data.views import Scene
+    from tensorf.models.base import build_model
+
+    cfg = TensoRFConfig(**{**dict(n_voxels_init=16**3, density_components=(4, 4, 4), appearance_components=(8, 8, 8),
+                                  appearance_features=12, mlp_hidden=32, appearance_samples=8, proposal_samples=(32, 16),
+                                  proposal_resolution=(16, 32), proposal_final_samples=12), **over})
+    return build_model(cfg, Scene(aabb=((-2.0,) * 3, (2.0,) * 3), near_far=(0.05, 1000.0), background=1.0,
+                                  contraction="linf"))
+
+
+def _rays(n=64):
+    d = jax.random.normal(jax.random.key(1), (n, 3)) * 0.2 + jnp.asarray([0.0, 0.0, -1.0])
+    return Rays(origins=jnp.tile(jnp.asarray([[0.0, 0.0, 0.9]]), (n, 1)),
+                directions=d / jnp.linalg.norm(d, axis=-1, keepdims=True))
+
+
+def test_proposals_learn_only_from_the_interlevel_loss():
+    model = _proposal_model(distortion_weight=0.01)
+    params = model.init(jax.random.key(0))
+    rays, colors = _rays(16), jnp.full((16, 3), 0.3)
+    keys = jax.random.split(jax.random.key(2), 16)
+    weights = model.loss_weights(jnp.float32(2000.0), jnp.float32(1.0))
+    term = lambda name: lambda p: model.training_loss(p, rays, colors, keys, weights)[1][name]  # noqa: E731
+    assert set(jax.eval_shape(model.training_loss, params, rays, colors, keys, weights)[1]) == {
+        "mse", "dropped", "interlevel", "distortion"}
+    g_mse, g_inter = jax.jit(lambda p: (jax.grad(term("mse"))(p), jax.grad(term("interlevel"))(p)))(params)
+    largest = lambda g, key: max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g[key]))  # noqa: E731
+    # The picture trains the model, not the proposals; the interlevel loss the proposals only.
+    assert largest(g_mse, "proposal") == 0.0 and largest(g_mse, "density") > 0.0
+    assert largest(g_inter, "proposal") > 0.0 and largest(g_inter, "density") == 0.0
+
+
+def test_proposal_sampling_renders_deterministically_in_eval_and_draws_sorted_bins():
+    model = _proposal_model()
+    params = model.init(jax.random.key(0))
+    rays = _rays()
+    a, b = model.render(params, rays, None), model.render(params, rays, None)
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    s = model.samples(params, rays, jax.random.split(jax.random.key(3), 64), 0.5)
+    edges = np.asarray(s.edges)
+    assert edges.shape == (64, 13) and len(s.history) == 2
+    assert np.all(np.diff(edges, axis=-1) >= 0) and edges.min() >= 0 and edges.max() <= 1
+    assert np.all(np.diff(np.asarray(s.t), axis=-1) >= 0)
+    with pytest.raises(UserError, match="one entry per proposal level"):
+        _proposal_model(proposal_resolution=(16,))
+
+
+def test_training_with_proposals_logs_their_losses_and_depths(scene, tmp_path):
+    """Proposals in a bounded scene (the linear spacing over the box chord): training runs and
+    TensorBoard gets the interlevel and distortion losses and each level's depths."""
+    from tensorf.training.loop import train
+
+    cfg = tiny_config(scene, tmp_path / "run", steps=20, log_every=10, eval_every=20, checkpoint_every=0,
+                      model__proposal_samples=(32, 16), model__proposal_resolution=(16, 32),
+                      model__proposal_final_samples=16, model__proposal_anneal_steps=20)
+    train(cfg)
+    events = b"".join(p.read_bytes() for p in (tmp_path / "run" / "tb").iterdir())
+    for tag in (b"train/interlevel", b"train/distortion", b"eval/proposal_depths"):
+        assert tag in events, tag

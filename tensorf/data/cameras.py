@@ -72,13 +72,14 @@ class Cameras:
         first = self.subset(np.zeros(len(c2w), np.int64))
         return dataclasses.replace(first, c2w=np.asarray(c2w, np.float32), model="pinhole", distortion=None)
 
-    def rays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3)."""
+    def rays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3) and
+        the pixels' cone radii (H, W) (pixel_rays)."""
         h, w = int(self.height[index]), int(self.width[index])
         y, x = np.divmod(np.arange(h * w, dtype=np.int32), w)
-        o, d = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)), x, y,
-                               self.ndc_near, self.distortion[index].astype(np.float32), self.model)
-        return np.asarray(o).reshape(h, w, 3), np.asarray(d).reshape(h, w, 3)
+        o, d, r = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)),
+                                  x, y, self.ndc_near, self.distortion[index].astype(np.float32), self.model)
+        return np.asarray(o).reshape(h, w, 3), np.asarray(d).reshape(h, w, 3), np.asarray(r).reshape(h, w)
 
     def to_json(self) -> dict:
         return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA}, "ndc_near": self.ndc_near,
@@ -99,31 +100,41 @@ def focal_from_fov(width: int, fov_x: float) -> float:
 
 
 def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc_near: float | None = None, distortion=None,
-               model: str = "pinhole") -> tuple[jax.Array, jax.Array]:
+               model: str = "pinhole") -> tuple[jax.Array, jax.Array, jax.Array]:
     """Rays through pixel centres (x, y) (integer pixel indices, any shape S) of cameras
-    c2w (S, 4, 4) or (4, 4) and intrinsics (S,) or scalars: origins and unit directions (S, 3),
-    float32; in NDC (ndc_rays) when ndc_near is given; through the lens `model` with parameters
-    distortion (S, 6) or (6,) (tensorf.data.lens). The one ray formula of the project: host views
-    and batches drawn on the device both use it, so they agree to the bit."""
+    c2w (S, 4, 4) or (4, 4) and intrinsics (S,) or scalars: origins and unit directions (S, 3)
+    and radii (S,), float32; in NDC (ndc_rays) when ndc_near is given; through the lens `model`
+    with parameters distortion (S, 6) or (6,) (tensorf.data.lens). The radius is that of the
+    cone through the pixel's footprint at unit distance: 2 / sqrt(12) times the angle to the
+    next pixel's ray (mip-NeRF's base radius, measured between unit directions since distance
+    here is along them). The one ray formula of the project: host views and batches drawn on
+    the device both use it, so they agree to the bit."""
     c2w = jnp.asarray(c2w, jnp.float32)
-    # Normalised image coordinates in OpenCV's axes (y down), where lens models are defined.
-    xd = (x.astype(jnp.float32) + 0.5 - cx) / fx
-    yd = (y.astype(jnp.float32) + 0.5 - cy) / fy
-    if model == "pinhole":
-        u, v, w = xd, -yd, jnp.ones_like(xd)
-    else:
-        u, v, w = lens.undistorted_directions(xd, yd, jnp.asarray(distortion, jnp.float32), model)
-        v = -v
     rot = c2w[..., :3, :3]
-    # Written out per camera axis: the same rotation as a broadcast product summed and then
-    # divided by jnp.linalg.norm came out wrong for 40k rays on XLA CPU (jax 0.10.2) under jit,
-    # rays shifted by whole pixels (test_data.py holds the float64 reference).
-    dirs = u[..., None] * rot[..., :, 0] + v[..., None] * rot[..., :, 1] - w[..., None] * rot[..., :, 2]
+
+    def world_directions(px: jax.Array) -> jax.Array:
+        # Normalised image coordinates in OpenCV's axes (y down), where lens models are defined.
+        xd = (px + 0.5 - cx) / fx
+        yd = (y.astype(jnp.float32) + 0.5 - cy) / fy
+        if model == "pinhole":
+            u, v, w = xd, -yd, jnp.ones_like(xd)
+        else:
+            u, v, w = lens.undistorted_directions(xd, yd, jnp.asarray(distortion, jnp.float32), model)
+            v = -v
+        # Written out per camera axis: the same rotation as a broadcast product summed and then
+        # divided by jnp.linalg.norm came out wrong for 40k rays on XLA CPU (jax 0.10.2) under jit,
+        # rays shifted by whole pixels (test_data.py holds the float64 reference).
+        return u[..., None] * rot[..., :, 0] + v[..., None] * rot[..., :, 1] - w[..., None] * rot[..., :, 2]
+
+    px = x.astype(jnp.float32)
+    dirs, beside = world_directions(px), world_directions(px + 1.0)
     origins = jnp.broadcast_to(c2w[..., :3, 3], dirs.shape)
     if ndc_near is not None:
-        origins, dirs = ndc_rays(origins, dirs, fx / cx, fy / cy, ndc_near)
+        (origins, dirs), (_, beside) = (ndc_rays(origins, d, fx / cx, fy / cy, ndc_near) for d in (dirs, beside))
     dirs = dirs * jax.lax.rsqrt(jnp.sum(dirs * dirs, axis=-1, keepdims=True))
-    return origins, dirs
+    beside = beside * jax.lax.rsqrt(jnp.sum(beside * beside, axis=-1, keepdims=True))
+    radii = jnp.sqrt(jnp.sum((beside - dirs) ** 2, axis=-1)) * (2.0 / math.sqrt(12.0))
+    return origins, dirs, radii
 
 
 def ndc_rays(origins, directions, sx, sy, near: float) -> tuple[jax.Array, jax.Array]:

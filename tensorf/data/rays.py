@@ -20,17 +20,20 @@ class Rays:
     """A batch of rays; every field has the ray axis first so it can be sharded across devices.
 
     origins: (..., 3); directions: (..., 3), unit length (depth is distance along them), in
-    the scene's space: world, or NDC for forward-facing captures (Cameras.ndc_near).
+    the scene's space: world, or NDC for forward-facing captures (Cameras.ndc_near); radii
+    (...,): the radius at unit distance of the cone through each pixel's footprint (pixel_rays;
+    mip-NeRF's frustums), None for rays that are not a camera's pixels.
     """
 
     origins: jax.Array
     directions: jax.Array
+    radii: jax.Array | None = None
 
 
 def view_rays(views: Views, index: int) -> Rays:
     """All rays of one view, flattened to (H*W, 3)."""
-    o, d = views.cameras.rays(index)
-    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3))
+    o, d, r = views.cameras.rays(index)
+    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1))
 
 
 @jdc.pytree_dataclass
@@ -86,9 +89,9 @@ class RayPool:
         pixels = self.colors.shape[0] // self.c2w.shape[0]
         view, pixel = jnp.divmod(ids, pixels)
         y, x = jnp.divmod(pixel, self.width)
-        o, d = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
+        o, d, r = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
-        return Rays(origins=o, directions=d), self.colors[ids]
+        return Rays(origins=o, directions=d, radii=r), self.colors[ids]
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:
         """`size` rays drawn uniformly, with replacement, from the rays in play, or (single_image)

@@ -16,11 +16,11 @@ from typing import Any, Callable, Protocol
 import jax
 import numpy as np
 
-from tensorf.config import NeRFConfig, TensoRFConfig, resolve_backend
+from tensorf.config import MipNeRFConfig, NeRFConfig, TensoRFConfig, resolve_backend
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.errors import UserError
-from tensorf.models.nerf import NeRF
+from tensorf.models.nerf import MipNeRF, NeRF
 from tensorf.models.tensorf import TensoRF, TensoRFSchedule
 from tensorf.render import RenderOutput
 
@@ -49,8 +49,9 @@ class Model(Protocol):
         """RGB (M, 3) at world points (M, 3) seen along unit directions (M, 3)."""
 
     def training_loss(self, params: Params, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
-        """(loss, (photometric MSE, live samples dropped by work budgets)) of a training batch:
-        what the step differentiates."""
+        """(loss, aux) of a training batch: the loss is what the step differentiates; aux holds
+        "mse" (photometric), "dropped" (live samples the work budgets left out) and any other
+        scalar to log (e.g. "interlevel"), averaged over devices."""
 
     def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
         """Regulariser weights at a schedule step (a float32 scalar; computed inside the jitted
@@ -115,10 +116,10 @@ def build_model(config, scene: Scene, backend: str | None = None) -> Model:
     JAX's). Each model family registers here."""
     if isinstance(config, TensoRFConfig):
         return TensoRF(resolve_backend(config, backend or jax.default_backend()), scene)
-    if isinstance(config, NeRFConfig):
+    if isinstance(config, (NeRFConfig, MipNeRFConfig)):
         if scene.contraction:
             raise UserError("--data.contraction (unbounded scenes) works with the TensoRF model only")
-        return NeRF(config, scene)
+        return NeRF(config, scene) if isinstance(config, NeRFConfig) else MipNeRF(config, scene)
     raise TypeError(f"no model for config type {type(config).__name__}")
 
 

@@ -368,6 +368,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
                     for name, value in (("loss", host["loss"]), ("psnr", psnr), ("rays_per_s", rays_per_s),
                                         ("dropped", host["dropped"])):
                         writer.add_scalar(f"train/{name}", float(value), t.step)
+                    for name in set(stats) - {"loss", "mse"}:  # the model's own terms (e.g. interlevel)
+                        writer.add_scalar(f"train/{name}", float(host[name]), t.step)
                     for g, lr in jax.device_get(lrs_at(cfg, sched)).items():
                         if g in GROUPS:
                             writer.add_scalar(f"train/lr_{g}", float(lr), t.step)

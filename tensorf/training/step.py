@@ -60,16 +60,18 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
         diff_params = jax.lax.pcast(params, AXIS, to="varying") if parallel else params
         args = (diff_params, rays, colors, keys, weights)
         if loss_scale is None:
-            (loss, (mse, dropped)), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
             if parallel:
                 grads = jax.lax.pmean(grads, AXIS)
             finite = jnp.bool_(True)
         else:
             ds = DynamicScale(scale=loss_scale["scale"], fin_steps=loss_scale["fin_steps"])
-            ds, finite, (loss, (mse, dropped)), grads = ds.value_and_grad(loss_fn, has_aux=True, axis_name=axis)(*args)
+            ds, finite, (loss, aux), grads = ds.value_and_grad(loss_fn, has_aux=True, axis_name=axis)(*args)
             loss_scale = {"scale": ds.scale, "fin_steps": ds.fin_steps}
+        aux = dict(aux)
+        dropped = aux.pop("dropped")
         if parallel:
-            loss, mse = jax.lax.pmean((loss, mse), AXIS)
+            loss, aux = jax.lax.pmean((loss, aux), AXIS)
             dropped = jax.lax.psum(dropped, AXIS)
         grads = jax.lax.optimization_barrier(grads)  # faster on CPU: no fusion into Adam (benchmarks/results.md)
         updates, new_opt_state = tx.update(grads, opt_state, params)
@@ -84,7 +86,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
             "nonfinite": totals["nonfinite"] + (~jnp.isfinite(loss)).astype(jnp.int32),
             "skipped": totals["skipped"] + (~finite).astype(jnp.int32),
         }
-        return new_params, new_opt_state, totals, loss_scale, {"loss": loss, "mse": mse}
+        return new_params, new_opt_state, totals, loss_scale, {"loss": loss, **aux}
 
     if parallel:
         update = data_parallel(update, mesh, n_before=4, n_batch_args=3, n_after=2)

@@ -1,3 +1,4 @@
+from tensorf.models.nerf.mipnerf import MipNeRF
 from tensorf.models.nerf.model import NeRF
 
-__all__ = ["NeRF"]
+__all__ = ["MipNeRF", "NeRF"]

@@ -15,28 +15,17 @@ import jax.numpy as jnp
 from tensorf.config import NeRFConfig
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
-from tensorf.fields.nerf_mlp import NeRFMLP, encode
+from tensorf.fields.nerf_mlp import encode
+from tensorf.models.nerf.mlp_model import MLPModel
 from tensorf.render import RenderOutput, compositing_weights, pdf_samples, stratified_samples
 
 
 @dataclasses.dataclass(frozen=True)
-class NeRF:
+class NeRF(MLPModel):
     config: NeRFConfig
     scene: Scene
 
-    @property
-    def _mlp(self) -> NeRFMLP:
-        c = self.config
-        return NeRFMLP(depth=c.net_depth, width=c.net_width, skip=c.skip_layer, depth_cond=c.net_depth_condition,
-                       width_cond=c.net_width_condition, dtype=jnp.dtype(c.compute_dtype))
-
     # --- shapes -----------------------------------------------------------------------------
-
-    def initial_state(self) -> dict:
-        return {"budgets": None}
-
-    def for_state(self, state: dict) -> "NeRF":
-        return self
 
     def init(self, key: jax.Array, state: dict | None = None) -> dict:
         c = self.config
@@ -44,9 +33,6 @@ class NeRF:
         dirs = jnp.zeros((1, 3 * (1 + 2 * c.direction_freqs)))
         k_coarse, k_fine = jax.random.split(key)
         return {"coarse": self._mlp.init(k_coarse, points, dirs), "fine": self._mlp.init(k_fine, points, dirs)}
-
-    def param_groups(self, params: dict):
-        return jax.tree.map(lambda _: "mlp", params)
 
     # --- fields -------------------------------------------------------------------------------
 
@@ -106,20 +92,3 @@ class NeRF:
         t_all = jnp.sort(jnp.concatenate([t_coarse, t_fine], axis=-1), axis=-1)
         fine, _ = self._composite(params["fine"], rays, t_all, noise(3))
         return coarse, fine
-
-    def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:
-        return self.render_both(params, rays, keys)[1]
-
-    # --- training -----------------------------------------------------------------------------
-
-    def training_loss(self, params: dict, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
-        """Sum of the coarse and the fine network's MSE (NeRF); reports the fine one's MSE."""
-        coarse, fine = self.render_both(params, rays, keys)
-        mse_fine = jnp.mean((fine.rgb - colors) ** 2)
-        return jnp.mean((coarse.rgb - colors) ** 2) + mse_fine, (mse_fine, jnp.zeros(()))
-
-    def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
-        return {}
-
-    def regularizer(self, params: dict, weights: dict) -> jax.Array:
-        return jnp.zeros(())

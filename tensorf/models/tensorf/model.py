@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,10 +27,12 @@ import numpy as np
 from tensorf.config import TensoRFConfig
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
+from tensorf.errors import UserError
 from tensorf.fields import cp, occupancy, vm
 from tensorf.fields.interp import trilinear
 from tensorf.fields.mlp import ColorMLP
 from tensorf.fields.sh import sh_color
+from tensorf.intervals import Spacing, distortion_loss, interlevel_loss, propose, schlick_bias
 from tensorf.render import (
     RenderOutput,
     compacted_map,
@@ -45,7 +48,25 @@ from tensorf.render import (
 )
 
 GRID_KEYS = ("density", "appearance")
+"""Factors the schedule resamples (upsampling, box shrink)."""
 FROZEN_KEYS = ("aabb", "occupancy")
+PROPOSAL_KEY = "proposal"
+"""Proposal density fields (a tuple of VM factors, one per level): grids in the optimizer's sense,
+at a fixed resolution over the scene's box, untouched by the schedule."""
+
+
+class Samples(NamedTuple):
+    """A batch's samples: t (B, N) distances; step: spacing, a scalar or (B, N) (lengths in the
+    field's space); pts (B, N, 3) in the field's space; live (B, N) inside the box and mask.
+    With proposals also edges (B, N + 1), the samples' bins in normalised distance, and history:
+    each proposal level's (edges, weights)."""
+
+    t: jax.Array
+    step: jax.Array
+    pts: jax.Array
+    live: jax.Array
+    edges: jax.Array | None = None
+    history: tuple = ()
 
 _VM = SimpleNamespace(features=vm.vm_features, volume=vm.summed_volume, resample=vm.resample_vm, l1=vm.l1_norm,
                       tv=vm.tv_planes, ortho=vm.orthogonality)
@@ -64,8 +85,12 @@ class TensoRF:
     """Share of a training batch's B*k top-k samples given colour slots (None: every one)."""
 
     def __post_init__(self):
-        if self.config.density_lookup == "auto":
+        c = self.config
+        if c.density_lookup == "auto":
             raise ValueError("TensoRF needs a config resolved for the backend (config.resolve_backend)")
+        if c.proposal_samples and len(c.proposal_resolution) != len(c.proposal_samples):
+            raise UserError(f"--model.proposal-resolution needs one entry per proposal level: got "
+                            f"{len(c.proposal_resolution)} for --model.proposal-samples {list(c.proposal_samples)}")
 
     @property
     def ops(self):
@@ -87,8 +112,10 @@ class TensoRF:
         return dataclasses.replace(self, density_budget=budgets.get("density"), shade_budget=budgets.get("shade"))
 
     def num_samples(self, resolution) -> int:
-        """Samples per ray: the grid diagonal at step_ratio voxels per sample (official nSamples),
-        capped at max_samples."""
+        """Samples per ray: with proposals, proposal_final_samples; else the grid diagonal at
+        step_ratio voxels per sample (official nSamples), capped at max_samples."""
+        if self.config.proposal_samples:
+            return self.config.proposal_final_samples
         diag_voxels = float(np.linalg.norm(np.asarray(resolution, np.float64) - 1))
         return min(self.config.max_samples, int(math.ceil(diag_voxels / self.config.step_ratio)))
 
@@ -97,12 +124,16 @@ class TensoRF:
         learning rate (official train.py multiplies them by lr_factor every step)."""
         c = self.config
         first_mask = min(c.mask_update_steps, default=math.inf)
-        return {
+        weights = {
             "l1": jnp.where(step < first_mask, c.l1_weight, c.l1_weight_rest).astype(jnp.float32),
             "tv_density": jnp.float32(c.tv_weight_density) * decay,
             "tv_appearance": jnp.float32(c.tv_weight_appearance) * decay,
             "ortho": jnp.float32(c.ortho_weight),
         }
+        if c.proposal_samples:
+            progress = jnp.clip(step / max(c.proposal_anneal_steps, 1), 0.0, 1.0)
+            weights["anneal"] = schlick_bias(progress, 10.0).astype(jnp.float32)
+        return weights
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -138,19 +169,32 @@ class TensoRF:
         }
         if c.shading == "mlp":
             params["mlp"] = self._mlp.init(km, jnp.zeros((1, n_feat)), jnp.zeros((1, 3)))
+        if c.proposal_samples:
+            keys = jax.random.split(jax.random.fold_in(key, 1), len(c.proposal_samples))
+            params[PROPOSAL_KEY] = tuple(vm.init_vm(k, (r, r, r), (c.proposal_components,) * 3, c.init_scale)
+                                         for k, r in zip(keys, c.proposal_resolution))
         return params
 
     def param_groups(self, params: dict) -> dict:
         def group(k):
-            return "grid" if k in GRID_KEYS else "frozen" if k in FROZEN_KEYS else "mlp"
+            return "grid" if k in GRID_KEYS or k == PROPOSAL_KEY else "frozen" if k in FROZEN_KEYS else "mlp"
 
         return {k: jax.tree.map(lambda _: group(k), v) for k, v in params.items()}
 
     def training_loss(self, params: dict, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
-        """Photometric MSE plus the regularisers; also (MSE, live samples the budgets dropped)."""
-        out = self.render(params, rays, keys)
+        """Photometric MSE plus the regularisers and, with proposals, the interlevel and
+        distortion losses; also {"mse", "dropped": live samples the budgets dropped, and the
+        proposal losses unweighted}."""
+        c = self.config
+        out, info = self._render(params, rays, keys, compact=True, anneal=weights.get("anneal", 1.0))
         mse = jnp.mean((out.rgb - colors) ** 2)
-        return mse + self.regularizer(params, weights), (mse, jnp.sum(out.dropped))
+        loss = mse + self.regularizer(params, weights)
+        aux = {"mse": mse, "dropped": jnp.sum(out.dropped)}
+        if c.proposal_samples:
+            aux["interlevel"] = interlevel_loss(info["edges"], info["weights"], info["history"])
+            aux["distortion"] = jnp.mean(distortion_loss(info["edges"], info["weights"]))
+            loss += c.interlevel_weight * aux["interlevel"] + c.distortion_weight * aux["distortion"]
+        return loss, aux
 
     def regularizer(self, params: dict, weights: dict) -> jax.Array:
         c, ops = self.config, self.ops
@@ -220,26 +264,84 @@ class TensoRF:
         voxel_step = jnp.mean(size / (res - 1)) * self.config.step_ratio
         return jnp.maximum(voxel_step, jnp.linalg.norm(size) / self.num_samples(res))
 
-    def samples(self, params: dict, rays: Rays, keys) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        """t (B, N), the sample spacing (a scalar, or (B, N) in an unbounded scene), points
-        (B, N, 3) in the field's space (contracted in an unbounded scene) and live (B, N): samples
-        inside the box and, once a mask exists, in occupied cells."""
-        n = self.num_samples(params["density"].resolution)
+    def _proposal_density(self, params: dict, level: int, xyz: jax.Array) -> jax.Array:
+        """Density (M,) of proposal field `level` at points (M, 3) of the field's space; zero
+        outside the scene's box, over which the proposal grids lie."""
+        box = np.asarray(self.scene.aabb, np.float32)
+        unit = (xyz - box[0]) / (box[1] - box[0])
+        raw = sum(jnp.sum(f, axis=-1) for f in vm.vm_features(params[PROPOSAL_KEY][level], unit, self._dtype))
+        raw = raw.astype(jnp.float32)
+        sigma = jax.nn.relu(raw) if self.config.density_activation == "relu" else jax.nn.softplus(
+            raw + self.config.density_shift)
+        return jnp.where(jnp.all((unit >= 0) & (unit <= 1), axis=-1), sigma, 0.0)
+
+    def _spacing(self, params: dict, rays: Rays) -> Spacing:
+        """Where each ray's samples may lie: unbounded, all of the ray (linear to the unit
+        region's exit, then even in disparity); bounded, the ray's chord through the box."""
         near, far = self.scene.near_far
-        norm = self.scene.contraction
-        if norm:
-            t, edges = unbounded_samples(near, far, unit_region_exit(rays, norm), n, ray_uniforms(keys))
-            o, d = rays.origins[:, None, :], rays.directions[:, None, :]
-            pts = contract(o + t[..., None] * d, norm)
-            # Each sample's length is measured in the contracted space the field lives in: in
-            # world units the far bins are hundreds long, opaque from the first step, and the
-            # model paints every view onto the backdrop before any foreground forms.
-            ends = contract(o + edges[..., None] * d, norm)
-            step = jnp.linalg.norm(ends[:, 1:] - ends[:, :-1], axis=-1)
+        if self.scene.contraction:
+            return Spacing.disparity_beyond(near, far, unit_region_exit(rays, self.scene.contraction))
+        t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), near, far)
+        return Spacing.linear(t0, jnp.maximum(t0, t1))
+
+    def _points(self, rays: Rays, t: jax.Array) -> jax.Array:
+        """Points (B, N, 3) of the field's space (contracted in an unbounded scene) at t (B, N)."""
+        pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        return contract(pts, self.scene.contraction) if self.scene.contraction else pts
+
+    def _lengths(self, rays: Rays, t_edges: jax.Array) -> jax.Array:
+        """Length (B, N) in the field's space of each bin between edges t_edges (B, N + 1). In an
+        unbounded scene it is measured in the contracted space the field lives in: in world units
+        the far bins are hundreds long, opaque from the first step, and the model paints every
+        view onto the backdrop before any foreground forms."""
+        if not self.scene.contraction:
+            return t_edges[:, 1:] - t_edges[:, :-1]
+        ends = self._points(rays, t_edges)
+        return jnp.linalg.norm(ends[:, 1:] - ends[:, :-1], axis=-1)
+
+    def _bins(self, rays: Rays, t_edges: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Samples at the middle of the bins between t_edges (B, N + 1): t (B, N), lengths and
+        points in the field's space."""
+        t = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
+        return t, self._lengths(rays, t_edges), self._points(rays, t)
+
+    def _proposed_samples(self, params: dict, rays: Rays, keys, anneal) -> tuple:
+        """Proposal sampling: t, step, pts of the final bins, their edges and each level's
+        (edges, weights)."""
+        c = self.config
+        b = rays.origins.shape[0]
+        spacing = self._spacing(params, rays)
+        levels = len(c.proposal_samples)
+        jitter = None if keys is None else jax.vmap(lambda k: jax.random.uniform(k, (levels + 1,)))(keys)
+
+        def weights_of(level: int, edges: jax.Array) -> jax.Array:
+            _, step, pts = self._bins(rays, spacing.t(edges))
+            sigma = self._proposal_density(params, level, pts.reshape(-1, 3)).reshape(edges.shape[0], -1)
+            return compositing_weights(sigma, step * c.distance_scale)
+
+        edges, history = propose(c.proposal_samples, c.proposal_final_samples, weights_of, jitter, anneal, batch=b)
+        return *self._bins(rays, spacing.t(edges)), edges, tuple(history)
+
+    def samples(self, params: dict, rays: Rays, keys, anneal: jax.Array | float = 1.0) -> Samples:
+        """The batch's samples (see Samples): drawn by the proposals when the model has them,
+        else marched at a fixed step (bounded) or spread linearly then in disparity (unbounded);
+        live: inside the box and, once a mask exists, in occupied cells. anneal: the proposal
+        resampling's sharpness (loss_weights' "anneal"; 1 outside training)."""
+        edges, history = None, ()
+        if self.config.proposal_samples:
+            t, step, pts, edges, history = self._proposed_samples(params, rays, keys, anneal)
+        elif self.scene.contraction:
+            n = self.num_samples(params["density"].resolution)
+            near, far = self.scene.near_far
+            t, t_edges = unbounded_samples(near, far, unit_region_exit(rays, self.scene.contraction), n,
+                                           ray_uniforms(keys))
+            step, pts = self._lengths(rays, t_edges), self._points(rays, t)
+        if self.config.proposal_samples or self.scene.contraction:
             unit = self.unit(params, pts)
-            live = jnp.all((unit >= 0) & (unit <= 1), axis=-1)  # all of space, unless the box shrank
+            live = jnp.all((unit >= 0) & (unit <= 1), axis=-1)  # unbounded: all of space, unless the box shrank
         else:
-            t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), near, far)
+            n = self.num_samples(params["density"].resolution)
+            t0, t1 = ray_box_interval(rays, jax.lax.stop_gradient(params["aabb"]), *self.scene.near_far)
             # A fixed step from the box entry (official sample_ray), not N samples spread over each
             # chord: as good and faster (benchmarks/results.md, sample placement).
             step = self.sample_step(params)
@@ -247,9 +349,9 @@ class TensoRF:
             pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
         mask = jax.lax.stop_gradient(params["occupancy"])
         if mask.size > 1:
-            b = t.shape[0]
+            b, n = t.shape
             live = live & occupancy.lookup(mask, self.unit(params, pts.reshape(-1, 3))).reshape(b, n)
-        return t, step, pts, live
+        return Samples(t, step, pts, live, edges, history)
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:
         # Only training batches (random rays, keys given) are compacted: the budgets are sized for
@@ -257,15 +359,29 @@ class TensoRF:
         # (keys=None) evaluates densely. Either way the same samples are shaded: the image is the same.
         return self._render(params, rays, keys, compact=keys is not None)[0]
 
+    def level_depths(self, params: dict, rays: Rays) -> jax.Array:
+        """Where each proposal level and the model put a ray's weight: the weighted mean
+        normalised distance s in [0, 1] (B, L + 1), proposals first, in a deterministic render
+        (the eval view's strip in TensorBoard). Only for a model with proposals."""
+        _, info = self._render(params, rays, None, compact=False)
+        levels = [*info["history"], (info["edges"], info["weights"])]
+        return jnp.stack([jnp.sum(w * 0.5 * (e[:, 1:] + e[:, :-1]), -1) / jnp.maximum(jnp.sum(w, -1), 1e-6)
+                          for e, w in levels], axis=-1)
+
     def live_fractions(self, params: dict, rays: Rays, keys: jax.Array | None) -> dict[str, jax.Array]:
         """Shares of this batch's samples that need density (the mask leaves them live) and
         colour (top-k samples above shade_threshold): what the budgets must hold."""
-        return self._render(params, rays, keys, compact=False)[1]
+        info = self._render(params, rays, keys, compact=False)[1]
+        return {"density": info["density"], "shade": info["shade"]}
 
-    def _render(self, params: dict, rays: Rays, keys, compact: bool) -> tuple[RenderOutput, dict]:
+    def _render(self, params: dict, rays: Rays, keys, compact: bool, anneal: jax.Array | float = 1.0
+                ) -> tuple[RenderOutput, dict]:
+        """The render and what else training and the budgets need: the shares of live and shaded
+        samples, the compositing weights and, with proposals, the bins and proposal history."""
         c = self.config
         b = rays.origins.shape[0]
-        t, step, pts, live = self.samples(params, rays, keys)
+        samples = self.samples(params, rays, keys, anneal)
+        t, step, pts, live = samples.t, samples.step, samples.pts, samples.live
         n = t.shape[1]
         dropped = jnp.zeros((b,), jnp.float32)
         has_mask = params["occupancy"].size > 1
@@ -296,4 +412,5 @@ class TensoRF:
             rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
             shaded = shade
         out = composite(weights, t, idx, rgb, shaded, dropped, self.scene.background)
-        return out, {"density": jnp.mean(live), "shade": jnp.mean(shade)}
+        return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights,
+                     "edges": samples.edges, "history": samples.history}

@@ -156,7 +156,7 @@ class TensoRFSchedule:
         def hits(params: dict, rays: Rays) -> jax.Array:
             if not use_mask:
                 params = {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
-            return jnp.any(model.samples(params, rays, None)[3], axis=-1)
+            return jnp.any(model.samples(params, rays, None).live, axis=-1)
 
         return hits
 

@@ -1,0 +1,106 @@
+"""The generated 360-degree capture with a backdrop at infinity (tensorf.data.generated's
+generate_unbounded, 32x32 views), at tests/test_unbounded.py's sizes and step count: a box
+fitted to what the cameras see, scene contraction with samples spread as mip-NeRF 360's first
+pass, and contraction with proposal sampling (the unbounded presets' treatment).
+
+    python benchmarks/unbounded_cpu.py [--steps 600] [--run-root runs/unbounded_bench]
+
+Prints and appends a row per run to benchmarks/results.md: held-out PSNR over all pixels, over
+the backdrop's (pixels that see only the sky) and over the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tyro
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from common import ROOT, add_rows  # noqa: E402
+from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
+from tensorf.data.generated import generate_unbounded, render_view  # noqa: E402
+from tensorf.training.loop import train  # noqa: E402
+
+SIZE = 32
+
+# tests/test_unbounded.py's model: small components, a 32^3 -> 64^3 grid, one upsampling.
+BASE = TensoRFConfig(n_voxels_init=32**3, n_voxels_final=64**3, upsample_steps=(50,), density_components=(4, 4, 4),
+                     appearance_components=(8, 8, 8), appearance_features=12, mlp_hidden=32, max_samples=128,
+                     appearance_samples=8, mask_update_steps=(), filter_rays=False)
+RUNS = {
+    "fitted box": (DataConfig(), BASE),
+    "contracted, no proposals": (DataConfig(contraction="linf"), BASE),
+    "contracted, proposals, 96^3": (DataConfig(contraction="linf"), dataclasses.replace(
+        BASE, n_voxels_final=96**3, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
+        proposal_anneal_steps=100)),
+    "contracted, proposals, 64^3": (DataConfig(contraction="linf"), dataclasses.replace(
+        BASE, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
+        proposal_anneal_steps=100)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Box against contraction against proposals on the generated 360 capture."""
+
+    steps: int = 600
+    """Training steps per run (the test's)."""
+    run_root: Path = Path("runs/unbounded_bench")
+    """Runs go to RUN_ROOT/<name>; the capture to RUN_ROOT/capture."""
+    results: Path = ROOT / "benchmarks" / "results.md"
+    """Markdown file the rows are appended to."""
+
+
+def split_psnr(run_dir: Path, capture: Path) -> tuple[float, float]:
+    """PSNR of the eval views' backdrop pixels and of the rest."""
+    frames = json.loads((capture / "transforms.json").read_text())["frames"]
+    sky, rest = [], []
+    for k in range(0, len(frames), 8):
+        mask = render_view(np.asarray(frames[k]["transform_matrix"]), SIZE)[..., 3] == 0
+        truth = iio.imread(capture / "images" / f"frame{k:03d}.png")[..., :3] / 255.0
+        got = iio.imread(run_dir / "eval" / "test" / f"frame{k:03d}.png")[..., :3] / 255.0
+        err = ((truth - got) ** 2).mean(-1)
+        sky.append(err[mask])
+        rest.append(err[~mask])
+    psnr = lambda e: -10 * math.log10(float(np.concatenate(e).mean()))  # noqa: E731
+    return psnr(sky), psnr(rest)
+
+
+def main(args: Args) -> None:
+    capture = args.run_root / "capture"
+    if not (capture / "transforms.json").is_file():
+        generate_unbounded(capture, size=SIZE, n=40)
+    rows = []
+    for name, (data, model) in RUNS.items():
+        run = args.run_root / name.replace(" ", "_").replace(",", "")
+        shutil.rmtree(run, ignore_errors=True)
+        cfg = TrainConfig(run_dir=run, steps=args.steps, batch_size=512, log_every=100, eval_every=0,
+                          checkpoint_every=0, render_chunk=1024, eval_lpips=False, progress=False,
+                          data=dataclasses.replace(data, path=capture), model=model)
+        t0 = time.perf_counter()
+        result = train(cfg)
+        minutes = (time.perf_counter() - t0) / 60
+        sky, rest = split_psnr(run, capture)
+        rows.append(f"| {datetime.date.today()} | {name} | {args.steps} | {result.eval_metrics['psnr']:.2f} | "
+                    f"{sky:.2f} | {rest:.2f} | {minutes:.1f} |")
+        print(rows[-1], flush=True)
+    add_rows(
+        args.results,
+        "## unbounded_cpu.py (generated 360 capture with a backdrop at infinity, 32x32 views, 5 held out, 2-core CPU)",
+        "| date | run | steps | PSNR | backdrop PSNR | subject PSNR | minutes (with eval) |\n|---|---|---|---|---|---|---|",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
