@@ -19,14 +19,14 @@ from pathlib import Path
 import jax
 import tyro
 
-from tensorf.config import MipNeRFConfig, NeRFConfig, TensoRFConfig, TrainConfig
+from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFConfig, TrainConfig
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.presets import PRESETS
 from tensorf.run import load_config
 from tensorf.training.loop import train
 
 
-FAMILIES = {"tensorf": TensoRFConfig, "nerf": NeRFConfig, "mipnerf": MipNeRFConfig}
+FAMILIES = {"tensorf": TensoRFConfig, "nerf": NeRFConfig, "mipnerf": MipNeRFConfig, "mipnerf360": MipNeRF360Config}
 
 
 @functools.cache

@@ -266,6 +266,56 @@ class MipNeRFConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MipNeRF360Config:
+    """mip-NeRF 360 (Barron et al. 2022) for unbounded scenes: conical frustums as in mip-NeRF,
+    their Gaussians contracted (the mean through the contraction, the variance through its
+    Jacobian), integrated encoding up to 2^11; two proposal MLPs (density only) sample the
+    rays as tensorf.intervals does for TensoRF, trained by the interlevel loss, and the NeRF MLP
+    shades the last level's samples, with the distortion loss. Defaults: google-research/multinerf
+    (configs/360.gin, internal/configs.py, internal/models.py), except the photometric loss
+    (MSE here, Charbonnier there) and the proposal histograms' dilation (left out)."""
+
+    net_depth: int = 8
+    """Layers of the NeRF MLP's trunk."""
+    net_width: int = 1024
+    """Width of the NeRF MLP's trunk."""
+    skip_layer: int = 4
+    """The encoded input is concatenated again after this many trunk layers."""
+    net_depth_condition: int = 1
+    """Layers of the view-dependent colour branch."""
+    net_width_condition: int = 128
+    """Width of the view-dependent colour branch."""
+    proposal_depth: int = 4
+    """Layers of each proposal MLP."""
+    proposal_width: int = 256
+    """Width of each proposal MLP."""
+    proposal_samples: tuple[int, ...] = (64, 64)
+    """Samples per ray of each proposal level."""
+    samples: int = 32
+    """Samples per ray the NeRF MLP shades, drawn from the last proposal."""
+    max_deg_point: int = 12
+    """The integrated encoding's frequencies stop below 2^max_deg."""
+    deg_view: int = 4
+    """Positional-encoding frequencies of the view direction (the input itself is included)."""
+    density_bias: float = -1.0
+    """Added to the raw density before softplus."""
+    rgb_padding: float = 0.001
+    """Colour is sigmoid * (1 + 2 p) - p."""
+    interlevel_weight: float = 1.0
+    """Weight of the interlevel loss that trains the proposal MLPs."""
+    distortion_weight: float = 0.01
+    """Weight of the distortion loss on the NeRF MLP's weights."""
+    anneal_steps: int = 250_000
+    """Steps over which resampling sharpens to the proposals' weights (multinerf: the whole run)."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of the MLPs; compositing and the loss stay float32."""
+
+    @property
+    def optimizer_restarts(self) -> tuple[int, ...]:
+        return ()
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """Adam with grouped learning rates ("grid": tensor factors, "mlp": networks), exponential
     decay over the run, an optional warm-up and gradient clipping. Defaults: the official
@@ -344,9 +394,9 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
     data: DataConfig = DataConfig()
-    model: TensoRFConfig | NeRFConfig | MipNeRFConfig = TensoRFConfig()
+    model: TensoRFConfig | NeRFConfig | MipNeRFConfig | MipNeRF360Config = TensoRFConfig()
     """The model family and its options (train_lego.py: pick it with model:tensorf / model:nerf /
-    model:mipnerf)."""
+    model:mipnerf / model:mipnerf360)."""
     optim: OptimConfig = OptimConfig()
 
 

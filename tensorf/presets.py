@@ -6,7 +6,15 @@ from pathlib import Path
 
 import dataclasses
 
-from tensorf.config import DataConfig, MipNeRFConfig, NeRFConfig, OptimConfig, TensoRFConfig, TrainConfig
+from tensorf.config import (
+    DataConfig,
+    MipNeRF360Config,
+    MipNeRFConfig,
+    NeRFConfig,
+    OptimConfig,
+    TensoRFConfig,
+    TrainConfig,
+)
 
 # Official lego recipe: VM-192 (16/48 components), 128^3 -> 300^3, batch 4096, 30k steps.
 LEGO = TrainConfig()
@@ -178,12 +186,30 @@ UNBOUNDED_CPU = dataclasses.replace(
                               proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128)),
 )
 
+# mip-NeRF 360 on an unbounded capture (google-research/multinerf configs/360.gin and
+# internal/configs.py): batch 16384 from all images, 250k steps, Adam (0.9, 0.999), 2e-3 decaying
+# log-linearly to 2e-5 after a 512-step warm-up from 0.01x, gradient norm clipped at 1e-3; images
+# at factor 4, L-infinity contraction here (multinerf: L2).
+MIPNERF360 = TrainConfig(
+    run_dir=Path("runs/mipnerf360"),
+    steps=250_000,
+    batch_size=16384,
+    eval_every=25_000,
+    checkpoint_every=25_000,
+    render_chunk=4096,
+    data=DataConfig(path=Path("data/unbounded"), contraction="linf", downscale=4),
+    model=MipNeRF360Config(),
+    optim=OptimConfig(lr_mlp=2e-3, lr_decay_ratio=0.01, betas=(0.9, 0.999), lr_delay_steps=512, lr_delay_mult=0.01,
+                      grad_max_norm=1e-3),
+)
+
 PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "lego": ("official TensoRF lego recipe (GPU-sized)", LEGO),
     "generated": ("the project's generated scene, CPU-sized (minutes)", GENERATED),
     "nerf": ("NeRF as JaxNeRF trains it on lego (GPU-sized: 1M steps)", NERF),
     "jaxnerf-plus": ("JaxNeRF+, the large NeRF variant (GPU-sized)", JAXNERF_PLUS),
     "mipnerf": ("mip-NeRF's Blender recipe: conical frustums, integrated encoding (GPU-sized)", MIPNERF),
+    "mipnerf360": ("mip-NeRF 360 on an unbounded capture: proposal MLPs, contraction (GPU-sized)", MIPNERF360),
     "lego-cpu": ("lego at 200x200 for a 2-core CPU (use with --time-budget-minutes)", LEGO_CPU),
     "llff": ("official TensoRF LLFF recipe (forward-facing, NDC; GPU-sized)", LLFF),
     "llff-cpu": ("LLFF at factor 8 for a 2-core CPU (use with --time-budget-minutes)", LLFF_CPU),

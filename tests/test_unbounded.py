@@ -66,7 +66,7 @@ def test_contraction_is_refused_for_nerf_and_ndc(tmp_path):
                                       contraction="linf"))
     scene = scene_of(cfg)
     assert scene.contraction == "linf"
-    with pytest.raises(UserError, match="TensoRF model only"):
+    with pytest.raises(UserError, match="TensoRF model and"):
         build_model(NeRFConfig(), scene)
     capture = tmp_path / "llff"
     from tensorf.data.generated import generate_capture

@@ -16,11 +16,11 @@ from typing import Any, Callable, Protocol
 import jax
 import numpy as np
 
-from tensorf.config import MipNeRFConfig, NeRFConfig, TensoRFConfig, resolve_backend
+from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFConfig, resolve_backend
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.errors import UserError
-from tensorf.models.nerf import MipNeRF, NeRF
+from tensorf.models.nerf import MipNeRF, MipNeRF360, NeRF
 from tensorf.models.tensorf import TensoRF, TensoRFSchedule
 from tensorf.render import RenderOutput
 
@@ -118,8 +118,13 @@ def build_model(config, scene: Scene, backend: str | None = None) -> Model:
         return TensoRF(resolve_backend(config, backend or jax.default_backend()), scene)
     if isinstance(config, (NeRFConfig, MipNeRFConfig)):
         if scene.contraction:
-            raise UserError("--data.contraction (unbounded scenes) works with the TensoRF model only")
+            raise UserError("--data.contraction (unbounded scenes) works with the TensoRF model and "
+                            "model:mipnerf360 only")
         return NeRF(config, scene) if isinstance(config, NeRFConfig) else MipNeRF(config, scene)
+    if isinstance(config, MipNeRF360Config):
+        if not scene.contraction:
+            raise UserError("mip-NeRF 360 is for unbounded scenes: give --data.contraction linf (or l2)")
+        return MipNeRF360(config, scene)
     raise TypeError(f"no model for config type {type(config).__name__}")
 
 
