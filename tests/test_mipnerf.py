@@ -120,6 +120,7 @@ def test_contracted_gaussians_match_monte_carlo_and_are_unchanged_inside():
     assert np.all(np.asarray(v[1]) < np.asarray(var[1]))  # far away, the contraction shrinks them
 
 
+@pytest.mark.slow  # about 30 s on 2 cores: on the slow CI line
 def test_mipnerf360_trains_on_the_generated_360_capture(tmp_path):
     from tensorf.data.generated import generate_unbounded
     from tensorf.presets import MIPNERF360

@@ -169,6 +169,7 @@ def test_proposal_sampling_renders_deterministically_in_eval_and_draws_sorted_bi
         _proposal_model(proposal_resolution=(16,))
 
 
+@pytest.mark.slow  # 40-50 s on 2 cores (three compiles): on the slow CI line
 def test_training_with_proposals_logs_their_losses_and_depths(scene, tmp_path):
     """Proposals in a bounded scene (the linear spacing over the box chord): training runs and
     TensorBoard gets the interlevel and distortion losses and each level's depths."""
