@@ -47,6 +47,7 @@ def _train_in_subprocess(scene, run_dir, kill_at=None):
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # 75-100 s on 2 cores: on the slow CI line, which runs on every change
 def test_sigkill_anywhere_then_resume_ends_where_an_uninterrupted_run_does(scene, finished, tmp_path):
     straight = finished[1]
     run = tmp_path / "crashed"
