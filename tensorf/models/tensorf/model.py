@@ -241,7 +241,11 @@ class TensoRF:
             raw = trilinear(self.ops.volume(factors, self._dtype), unit)
         else:
             raw = sum(jnp.sum(f, axis=-1) for f in self.ops.features(factors, unit, self._dtype))
-        raw = raw.astype(jnp.float32)
+        return self._activate(raw.astype(jnp.float32))
+
+    def _activate(self, raw: jax.Array) -> jax.Array:
+        """Density from summed density features (official fea2denseAct): relu, or softplus after
+        density_shift. The model's field and the proposal fields share it."""
         if self.config.density_activation == "relu":
             return jax.nn.relu(raw)
         return jax.nn.softplus(raw + self.config.density_shift)
@@ -270,10 +274,7 @@ class TensoRF:
         box = np.asarray(self.scene.aabb, np.float32)
         unit = (xyz - box[0]) / (box[1] - box[0])
         raw = sum(jnp.sum(f, axis=-1) for f in vm.vm_features(params[PROPOSAL_KEY][level], unit, self._dtype))
-        raw = raw.astype(jnp.float32)
-        sigma = jax.nn.relu(raw) if self.config.density_activation == "relu" else jax.nn.softplus(
-            raw + self.config.density_shift)
-        return jnp.where(jnp.all((unit >= 0) & (unit <= 1), axis=-1), sigma, 0.0)
+        return jnp.where(jnp.all((unit >= 0) & (unit <= 1), axis=-1), self._activate(raw.astype(jnp.float32)), 0.0)
 
     def _spacing(self, params: dict, rays: Rays) -> Spacing:
         """Where each ray's samples may lie: unbounded, all of the ray (linear to the unit
