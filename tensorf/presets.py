@@ -67,10 +67,11 @@ LEGO_CPU = TrainConfig(
     ),
 )
 
-# NeRF on lego as JaxNeRF trains it (jaxnerf/configs/blender.yaml and nerf/utils.py defaults):
-# batch 4096 for 1M steps, Adam (0.9, 0.999), learning rate 5e-4 decaying log-linearly to 5e-6,
-# one image per step (NeRF's Blender batching). Instead of NeRF's centre pre-cropping, the delayed
-# warm-up JaxNeRF's README tested: 5000 steps rising from 0.2x.
+# NeRF on lego as JaxNeRF's published Blender models were trained (google-research jaxnerf:
+# configs/blender.yaml and the flag defaults in nerf/utils.py): batch 4096 for 1M steps, Adam
+# (0.9, 0.999), learning rate 5e-4 decaying log-linearly to 5e-6 with no warm-up (lr_delay_steps
+# 0), one image per step (image_batching: false), rays through pixel corners
+# (use_pixel_centers=False; JaxNeRF notes centres give about +1 dB).
 NERF = TrainConfig(
     run_dir=Path("runs/nerf"),
     steps=1_000_000,
@@ -79,29 +80,33 @@ NERF = TrainConfig(
     eval_every=25_000,
     checkpoint_every=25_000,
     render_chunk=4096,
+    data=DataConfig(pixel_centers=False),
     model=NeRFConfig(),
-    optim=OptimConfig(lr_mlp=5e-4, lr_decay_ratio=0.01, betas=(0.9, 0.999), lr_delay_steps=5000, lr_delay_mult=0.2),
+    optim=OptimConfig(lr_mlp=5e-4, lr_decay_ratio=0.01, betas=(0.9, 0.999)),
 )
 
-# JaxNeRF+, the large variant behind the SNeRG paper's "JAXNeRF+" row (lego 37.23 dB):
-# snerg/configs/blender.yaml: 512-wide MLPs, 192 coarse + 384 fine samples, batch 2048, warm-up
-# 2500 steps from 0.1x; otherwise as NERF.
+# JaxNeRF+ as the PeRFception port trains it (POSTECH-CVLab/PeRFception configs/jaxnerf/
+# blender_large.yaml, model/jaxnerf_torch/model.py): 512-wide MLPs with a view branch of half
+# that (256), 192 coarse + 384 fine samples, batch 4096 from one image, 5e-4 -> 5e-6 over 200k
+# steps after a 2500-step warm-up from 0.1x, rays through pixel centres.
 JAXNERF_PLUS = dataclasses.replace(
     NERF,
     run_dir=Path("runs/jaxnerf_plus"),
-    batch_size=2048,
+    steps=200_000,
     render_chunk=1024,
-    model=NeRFConfig(net_width=512, coarse_samples=192, fine_samples=384),
+    data=DataConfig(pixel_centers=True),
+    model=NeRFConfig(net_width=512, net_width_condition=256, coarse_samples=192, fine_samples=384),
     optim=dataclasses.replace(NERF.optim, lr_delay_steps=2500, lr_delay_mult=0.1),
 )
 
 # mip-NeRF's Blender recipe (google/mipnerf configs/blender.gin and internal/utils.py Config):
 # one image per batch, 4096 rays, 1M steps, Adam (0.9, 0.999), 5e-4 decaying log-linearly to
 # 5e-6 after a 2500-step warm-up from 0.01x, no gradient clipping; two levels of 128 intervals,
-# coarse loss 0.1.
+# coarse loss 0.1; rays through pixel centres (internal/datasets.py: x - w/2 + 0.5).
 MIPNERF = dataclasses.replace(
     NERF,
     run_dir=Path("runs/mipnerf"),
+    data=DataConfig(pixel_centers=True),
     model=MipNeRFConfig(),
     optim=dataclasses.replace(NERF.optim, lr_delay_steps=2500, lr_delay_mult=0.01),
 )

@@ -12,6 +12,7 @@ import train_lego
 from tensorf import eval as eval_cli
 from tensorf import export_mesh
 from tensorf.data.blender import load_blender
+from tensorf.viewer import __main__ as viewer_cli
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,11 @@ CASES = [
     ("render_360", "--run-dir {run} --path dataset", r"this run's dataset defines no camera path; use --path orbit"),
     ("export_mesh", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
     ("export_mesh", "--run-dir {run} --best", r"best: no checkpoints in this run directory; train it with --keep-best"),
+    ("viewer", "--run-dir {tmp}/nowhere", r"nowhere not found; give the run directory train_lego.py wrote"),
+    ("viewer", "--run-dir {broken}", r"config.json not found; .* is not a run directory"),
 ]
-ENTRY = {"train": train_lego.main, "eval": eval_cli.cli, "render_360": render_360.cli, "export_mesh": export_mesh.cli}
+ENTRY = {"train": train_lego.main, "eval": eval_cli.cli, "render_360": render_360.cli, "export_mesh": export_mesh.cli,
+         "viewer": viewer_cli.cli}
 
 
 @pytest.mark.parametrize("entry, args, message", CASES, ids=[f"{c[0]}: {c[2][:40]}" for c in CASES])

@@ -48,6 +48,28 @@ def test_camera_rays_look_down_minus_z():
     np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-6)
 
 
+def test_pixel_corner_rays_as_nerf_casts_them(scene):
+    """--data.pixel-centers False (the nerf preset, as JaxNeRF's published runs): each ray goes
+    through its pixel's top-left corner, so pixel (W/2, H/2)'s ray is the optical axis; with
+    centres (the default) it is half a pixel off it."""
+    from tensorf.config import DataConfig
+    from tensorf.data.dataset import load_dataset, load_eval_views
+    from tensorf.presets import PRESETS
+
+    assert not PRESETS["nerf"][1].data.pixel_centers
+    assert PRESETS["jaxnerf-plus"][1].data.pixel_centers and PRESETS["mipnerf"][1].data.pixel_centers
+    for centers in (True, False):
+        cfg = DataConfig(path=scene, pixel_centers=centers)
+        for views in (load_dataset(cfg).train, load_eval_views(cfg)[0]):
+            cams = views.cameras
+            _, d, _ = cams.rays(0)
+            axis = -cams.c2w[0, :3, 2]
+            ray = d[cams.height[0] // 2, cams.width[0] // 2].astype(np.float64)
+            angle = float(np.linalg.norm(np.cross(ray, axis)))  # sin of the angle: exact near 0
+            half_pixel = np.hypot(0.5, 0.5) / cams.fx[0]
+            np.testing.assert_allclose(angle, half_pixel if centers else 0.0, atol=2e-3 * half_pixel + 1e-6)
+
+
 def test_camera_intrinsics_per_view():
     # fx != fy and an off-centre principal point: pixel (u, v) looks along ((u - cx) / fx, -(v - cy) / fy, -1).
     cams = Cameras(np.stack([np.eye(4), np.eye(4)]).astype(np.float32), np.array([10.0, 20.0]), np.array([5.0, 20.0]),

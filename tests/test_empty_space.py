@@ -185,6 +185,7 @@ def test_regularisers_match_hand_computation():
     np.testing.assert_allclose(float(vm.orthogonality(f)), ortho, rtol=1e-5)
 
 
+@pytest.mark.slow  # two trainings, about 60 s on 2 cores: on the slow CI line
 @pytest.mark.parametrize("field,shading", [("cp", "mlp"), ("vm", "sh")])
 def test_cp_and_sh_variants_train_the_generated_scene(scene, tmp_path, field, shading):
     cfg = tiny_config(scene, tmp_path / "run", steps=250, batch_size=512, log_every=50, checkpoint_every=0,

@@ -70,7 +70,8 @@ def test_nerf_family_trains_restores_and_renders(scene, tmp_path, name, preset, 
     cfg = tiny_config(scene, tmp_path / name, steps=200, batch_size=512, log_every=100, checkpoint_every=100,
                       final_eval=True, batching=preset.batching,
                       optim=dataclasses.replace(preset.optim, lr_mlp=1e-2, lr_delay_steps=50))
-    cfg = dataclasses.replace(cfg, model=_tiny(preset, coarse_samples=samples[0], fine_samples=samples[1]))
+    cfg = dataclasses.replace(cfg, model=_tiny(preset, coarse_samples=samples[0], fine_samples=samples[1]),
+                              data=dataclasses.replace(cfg.data, pixel_centers=preset.data.pixel_centers))
     result = train(cfg)
     assert result.eval_metrics["psnr"] > 16.0, result.eval_metrics  # a blank white guess scores 8.7
     _, model, params, _ = restore_run(cfg.run_dir)

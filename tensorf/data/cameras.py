@@ -66,6 +66,13 @@ class Cameras:
         return dataclasses.replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
                                    width=np.full(n, width, np.int64), height=np.full(n, height, np.int64))
 
+    def through_pixel_corners(self) -> "Cameras":
+        """The same cameras casting each pixel's ray through its top-left corner instead of its
+        centre (NeRF's original rays): the principal point moves half a pixel. (NDC's projection
+        scale fx / cx then differs from 2 fx / W by half a pixel's share: a consistent, negligible
+        change of NDC's cube.)"""
+        return dataclasses.replace(self, cx=self.cx + 0.5, cy=self.cy + 0.5)
+
     def with_poses(self, c2w: np.ndarray) -> "Cameras":
         """Pinhole cameras at new poses with the focal lengths and image size of the first camera
         (orbits, spirals: novel views are rendered without the capture's lens distortion)."""
@@ -77,9 +84,15 @@ class Cameras:
         the pixels' cone radii (H, W) (pixel_rays)."""
         h, w = int(self.height[index]), int(self.width[index])
         y, x = np.divmod(np.arange(h * w, dtype=np.int32), w)
+        o, d, r = self.pixels_rays(index, x, y)
+        return o.reshape(h, w, 3), d.reshape(h, w, 3), r.reshape(h, w)
+
+    def pixels_rays(self, index: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rays of one camera through the pixels (x, y) (int32, any shape S): origins, directions
+        (S, 3) and radii (S,). Compiled once per shape of x, not per image size."""
         o, d, r = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)),
                                   x, y, self.ndc_near, self.distortion[index].astype(np.float32), self.model)
-        return np.asarray(o).reshape(h, w, 3), np.asarray(d).reshape(h, w, 3), np.asarray(r).reshape(h, w)
+        return np.asarray(o), np.asarray(d), np.asarray(r)
 
     def to_json(self) -> dict:
         return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA}, "ndc_near": self.ndc_near,

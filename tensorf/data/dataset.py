@@ -64,6 +64,17 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """Training and eval views and the scene, with the config's overrides of the format's own
     bounds applied; writes the generated scene first when asked to."""
     ensure_generated(cfg)
+    data = _load_dataset(cfg)
+    if cfg.pixel_centers:
+        return data
+    return dataclasses.replace(data, train=through_pixel_corners(data.train), eval=through_pixel_corners(data.eval))
+
+
+def through_pixel_corners(views: Views) -> Views:
+    return dataclasses.replace(views, cameras=views.cameras.through_pixel_corners())
+
+
+def _load_dataset(cfg: DataConfig) -> Dataset:
     fmt = detect_format(cfg)
     if cfg.ndc and fmt != "llff":
         raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
@@ -96,7 +107,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:
     """Only the eval views (and their split's name): what tools that judge a run read."""
     if detect_format(cfg) == "blender":
-        return blender.load_blender(cfg.path, cfg.eval_split, cfg.downscale, cfg.eval_views), cfg.eval_split
+        views = blender.load_blender(cfg.path, cfg.eval_split, cfg.downscale, cfg.eval_views)
+        return (views if cfg.pixel_centers else through_pixel_corners(views)), cfg.eval_split
     data = load_dataset(cfg)
     return data.eval, data.eval_split
 

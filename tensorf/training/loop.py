@@ -5,6 +5,7 @@ Everything with side effects lives here; the step (step.py) and the model's rend
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -247,19 +248,23 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Tr
     otherwise refused."""
     lock = claim_run_dir(Path(cfg.run_dir), resume, overwrite) if jax.process_index() == 0 else None
     try:
-        return _train(cfg, resume)
+        with contextlib.ExitStack() as closing:  # the viewer, when one is open
+            return _train(cfg, resume, closing)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
+def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> TrainResult:
     clocks = {"--time-budget-minutes": cfg.time_budget_minutes, "--stop-after-minutes": cfg.stop_after_minutes}
     for flag, minutes in clocks.items():
         if minutes is not None and minutes <= 0:
             raise UserError(f"{flag} must be positive")
     mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
     if jax.process_count() > 1:
+        if cfg.viewer:
+            raise UserError("--viewer does not work with --distributed (every process would have to render each "
+                            "view); watch the run with python -m tensorf.viewer --run-dir RUN instead")
         for flag, minutes in clocks.items():
             if minutes is not None:
                 # Each process would read its own clock and the processes could part ways.
@@ -322,6 +327,7 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
                  train_key)
 
     best = BestKeeper(run_dir, resume) if cfg.keep_best else None
+    viewer = open_training_viewer(cfg, data.train.cameras, t, render_mesh, closing) if cfg.viewer else None
 
     def saved() -> None:
         """After a checkpoint: with --keep-best, judge it on every eval view."""
@@ -340,6 +346,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
     # transfer there (a scalar fetched, a batch sent) would stall the device, so it is an error.
     with jax.transfer_guard("disallow"):
         while True:
+            if viewer is not None:
+                t_start += viewer.wait_while_paused()  # paused time is not training time
             elapsed = time.perf_counter() - t_start
             if (budget_s is None and t.step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
                 break
@@ -354,6 +362,9 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
             crash_point("step", t.step)
             window_steps += 1
             bar.update(1)
+            if viewer is not None and viewer.wants(t.step):
+                with _host_work():
+                    viewer.publish(t.model, t.params, t.step)
 
             if t.step % cfg.log_every == 0 or t.step == 1:
                 with _host_work():
@@ -378,6 +389,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
                         writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
                     if grid:
                         writer.add_scalar("train/grid_voxels", math.prod(grid), t.step)
+                    if viewer is not None:
+                        viewer.show_training(t.step, psnr, rays_per_s, grid)
             if cfg.eval_every and t.step % cfg.eval_every == 0:
                 with _host_work():
                     log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,
@@ -405,8 +418,30 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
         writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
     writer.close()
+    if viewer is not None:
+        viewer.publish(t.model, t.params, t.step)
+        viewer.show_training(t.step, psnr, rays_per_s, t.mstate.get("resolution"))
+        if cfg.viewer_keep_open:
+            print(f"training done; the viewer stays at {viewer.url} until Ctrl-C", flush=True)
+            try:
+                while True:
+                    time.sleep(3600.0)
+            except KeyboardInterrupt:
+                pass
     return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
                        eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate)
+
+
+def open_training_viewer(cfg: TrainConfig, cameras, t: "_Trainer", mesh, closing: contextlib.ExitStack):
+    """The --viewer page of this run (closed with the run), showing its parameters as they are."""
+    from tensorf.viewer.renderer import Snapshot
+    from tensorf.viewer.server import Viewer
+
+    viewer = Viewer(cfg.run_dir, cameras, Snapshot.take(t.model, t.params, t.step, mesh), port=cfg.viewer_port,
+                    chunk=min(cfg.render_chunk, 4096), mesh=mesh, training=True, update_every=cfg.viewer_every)
+    closing.callback(viewer.close)
+    t.log(f"viewer at {viewer.url}")
+    return viewer
 
 
 class BestKeeper:

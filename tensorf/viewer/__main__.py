@@ -1,0 +1,91 @@
+"""Look at a run in the browser: `python -m tensorf.viewer --run-dir RUN`.
+
+A finished run, or one still training: the viewer loads each new checkpoint as it appears. To
+watch a run train step by step, train it with `python train_lego.py ... --viewer` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import tyro
+
+from tensorf.checkpoint import Checkpointer
+from tensorf.errors import UserError, exit_on_user_error, warn
+from tensorf.parallel import render_mesh
+from tensorf.run import load_cameras, restore_run
+from tensorf.viewer.renderer import Snapshot
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewerArgs:
+    """Serve a web page showing a trained (or training) run from any camera."""
+
+    run_dir: Path
+    """Run directory written by train_lego.py."""
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0: reachable from other machines; or tunnel the port over ssh)."""
+    port: int = 8080
+    """Port to serve on (the next free one when taken; the address is printed)."""
+    step: int | None = None
+    """Checkpoint step to show (default: the latest, following new ones as training writes them)."""
+    best: bool = False
+    """Show the checkpoint --keep-best kept instead."""
+    resolution: int | None = None
+    """Longer side of the full-resolution render in pixels (default: the training images', at most 1024)."""
+    chunk: int = 4096
+    """Rays per render call: smaller follows camera moves sooner, larger renders faster."""
+    reload_every_s: float = 10.0
+    """How often to look for a newer checkpoint (0: never)."""
+
+
+def open_viewer(args: ViewerArgs):
+    """The Viewer of args.run_dir, serving (close() it when done)."""
+    from tensorf.viewer.server import Viewer
+
+    cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
+    mesh = render_mesh()
+    return Viewer(args.run_dir, load_cameras(args.run_dir, cfg), Snapshot.take(model, params, int(meta["step"]), mesh),
+                  host=args.host, port=args.port, chunk=args.chunk, mesh=mesh, resolution=args.resolution)
+
+
+def serve(args: ViewerArgs) -> None:
+    if not Path(args.run_dir).is_dir():
+        raise UserError(f"{args.run_dir} not found; give the run directory train_lego.py wrote (--run-dir)")
+    viewer = open_viewer(args)
+    shown = viewer.snapshot[0].step
+    print(f"viewer of {args.run_dir} (step {shown}) at {viewer.url}  (Ctrl-C to stop)", flush=True)
+    follow = args.step is None and not args.best and args.reload_every_s > 0
+    try:
+        while True:
+            time.sleep(args.reload_every_s if follow else 3600.0)
+            if not follow:
+                continue
+            ckpt = Checkpointer(args.run_dir, read_only=True)
+            latest = ckpt.latest_step()
+            ckpt.close()
+            if latest is not None and latest != shown:
+                try:
+                    _, model, params, meta = restore_run(args.run_dir, latest)
+                except Exception as e:  # a checkpoint still being written: try again next time
+                    warn(f"viewer: could not load step {latest} yet ({e.__class__.__name__})")
+                    continue
+                viewer.publish(model, params, int(meta["step"]))
+                shown = int(meta["step"])
+                print(f"viewer: showing step {shown}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.close()
+
+
+def cli(argv: list[str] | None = None) -> None:
+    with exit_on_user_error():
+        serve(tyro.cli(ViewerArgs, args=sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli()
