@@ -41,7 +41,7 @@ from tensorf.data.rays import RayPool  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
 from tensorf.fields import vm  # noqa: E402
 from tensorf.models.base import build_model, build_schedule  # noqa: E402
-from tensorf.presets import LEGO  # noqa: E402
+from tensorf.presets import LEGO, PRESETS  # noqa: E402
 from tensorf.render import compositing_weights, top_k_samples  # noqa: E402
 from tensorf.training.loop import filter_pool, measure_budgets  # noqa: E402
 from tensorf.training.optimizer import make_optimizer  # noqa: E402
@@ -67,13 +67,16 @@ class Args:
     steps: int = 20
     """Timed steps per row (after two warm-up steps)."""
     variants: tuple[str, ...] = ("volume/off", "volume/shade", "volume/on", "factors/off", "factors/shade",
-                                 "factors/on", "volume/on/bfloat16")
+                                 "factors/on", "volume/on/bfloat16", "volume/on/float16")
     """`density_lookup/compaction[/compute_dtype]` to time as whole steps; the fastest float32 one
     is reported as the choice (another dtype changes the results, not only the speed)."""
     parts: bool = True
     """Also time the step's parts."""
+    nerf: tuple[str, ...] = ("nerf/float32", "nerf/bfloat16", "jaxnerf-plus/float32", "jaxnerf-plus/bfloat16")
+    """`preset/compute_dtype` of the NeRF family to time as whole steps on the same rays and batch
+    (empty: none)."""
     json: Path | None = None
-    """Write the rows here as JSON ({"steps": [...], "parts": [...], "best": ...}), again after
+    """Write the rows here as JSON ({"steps": [...], "parts": [...], "nerf": [...], "best": ...}), again after
     every row, so that a run cut short still names the fastest variant it timed."""
 
 
@@ -137,13 +140,13 @@ def main(args: Args) -> dict:
             f"{float(shares['shade']):.3f}; {len(pool)} rays in play; set-up {time.perf_counter() - t0:.0f} s")
     print(head, flush=True)
 
-    steps, parts = [], []
+    steps, parts, nerf_steps = [], [], []
 
     def write() -> dict:
         float32 = [r for r in steps if r["dtype"] == "float32"]
         best = min(float32, key=lambda r: r["queued_ms"])["variant"] if float32 else None
         out = {"head": head, "samples_per_ray": n, "live": float(shares["density"]), "shade": float(shares["shade"]),
-               "steps": steps, "parts": parts, "best": best}
+               "steps": steps, "parts": parts, "nerf": nerf_steps, "best": best}
         if args.json:
             args.json.write_text(json.dumps(out, indent=2))
         return out
@@ -157,9 +160,26 @@ def main(args: Args) -> dict:
         budgets = measure_budgets(vcfg, build_schedule(m), params, pool, 0)
         m = m.for_state({**state, "budgets": budgets})
         tx = make_optimizer(m, vcfg.optim)
-        row = {"variant": variant, "dtype": dtype, "budgets": budgets, **step_timings(vcfg, tx, m, params, pool, args.steps)}
+        row = {"variant": variant, "dtype": dtype, "budgets": budgets,
+               **step_timings(vcfg, tx, m, params, pool, args.steps, loss_scaling=dtype == "float16")}
         steps.append(row)
         print(f"step {variant:12s} budgets {budgets}: compile {row['compile_s']:5.1f} s, {row['ms']:7.2f} ms blocking, "
+              f"{row['queued_ms']:7.2f} ms queued ({args.batch / row['queued_ms'] * 1e3:,.0f} rays/s)", flush=True)
+        write()
+
+    for variant in args.nerf:
+        # The NeRF family's step at the same batch, on every training ray (NeRF has no box to filter by).
+        name, dtype = variant.split("/")
+        preset = PRESETS[name][1]
+        ncfg = dataclasses.replace(preset, batch_size=args.batch, data=cfg.data,
+                                   model=dataclasses.replace(preset.model, compute_dtype=dtype))
+        m = build_model(ncfg.model, data.scene)
+        p = m.init(jax.random.key(0), m.initial_state())
+        row = {"variant": variant, "dtype": dtype, **step_timings(ncfg, make_optimizer(m, ncfg.optim), m, p,
+                                                                  jax.device_put(RayPool.from_views(data.train)),
+                                                                  args.steps, loss_scaling=dtype == "float16")}
+        nerf_steps.append(row)
+        print(f"step {variant:22s}: compile {row['compile_s']:5.1f} s, {row['ms']:7.2f} ms blocking, "
               f"{row['queued_ms']:7.2f} ms queued ({args.batch / row['queued_ms'] * 1e3:,.0f} rays/s)", flush=True)
         write()
 

@@ -176,7 +176,9 @@ class TensoRFConfig:
     one sample per 16 voxels, the factors for smaller ones. auto: mixed on the CPU backend, the
     volume elsewhere, the fastest of each on a 2-core CPU and an H100 (benchmarks/results.md)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Dtype of factor lookups and the MLP; compositing and the loss stay float32."""
+    """Dtype of the matrix products: the appearance basis projection and the colour MLP. The
+    factors, their lookups (and so their gradients' scatter-adds), density, compositing and the
+    loss stay float32."""
 
     @property
     def optimizer_restarts(self) -> tuple[int, ...]:

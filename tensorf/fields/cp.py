@@ -38,19 +38,19 @@ def init_cp(key: jax.Array, resolution: Sequence[int], components: int, scale: f
     )
 
 
-def cp_features(factors: CPFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> tuple[jax.Array]:
-    """Per-component products (M, C) at points in box units [0, 1]^3."""
+def cp_features(factors: CPFactors, unit_xyz: jax.Array) -> tuple[jax.Array]:
+    """Per-component products (M, C) at points in box units [0, 1]^3 (float32, as vm_features)."""
     res = factors.resolution
     out = None
     for d in range(3):
-        v = sample_line(factors.lines[d].astype(dtype), unit_xyz[:, d] * (res[d] - 1))
+        v = sample_line(factors.lines[d], unit_xyz[:, d] * (res[d] - 1))
         out = v if out is None else out * v
     return (out,)
 
 
-def summed_volume(factors: CPFactors, dtype=jnp.float32) -> jax.Array:
+def summed_volume(factors: CPFactors) -> jax.Array:
     """Sum of the components at every grid point, (Rx, Ry, Rz) (see vm.summed_volume)."""
-    x, y, z = (v.astype(dtype) for v in factors.lines)
+    x, y, z = factors.lines
     return jnp.einsum("xc,yc,zc->xyz", x, y, z)
 
 

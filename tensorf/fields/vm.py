@@ -69,28 +69,29 @@ def _sample_plane(plane: jax.Array, ga: jax.Array, gb: jax.Array) -> jax.Array:
     return top * (1 - fa) + bot * fa
 
 
-def vm_features(factors: VMFactors, unit_xyz: jax.Array, dtype=jnp.float32) -> tuple[jax.Array, ...]:
+def vm_features(factors: VMFactors, unit_xyz: jax.Array) -> tuple[jax.Array, ...]:
     """Plane*line products of each pair at points given in box units [0, 1]^3.
 
-    unit_xyz: (M, 3). Returns three arrays (M, C_i) in `dtype`.
+    unit_xyz: (M, 3). Returns three arrays (M, C_i) in the factors' dtype (float32: a half
+    precision gather would make its gradient a half precision scatter-add into the grid, which
+    GPUs run as compare-and-swap loops; docs/gpu.md).
     """
     res = factors.resolution
     g = [unit_xyz[:, d] * (res[d] - 1) for d in range(3)]
     out = []
     for (a, b), v, plane, line in zip(PLANE_AXES, LINE_AXIS, factors.planes, factors.lines):
-        out.append(_sample_plane(plane.astype(dtype), g[a], g[b]) * sample_line(line.astype(dtype), g[v]))
+        out.append(_sample_plane(plane, g[a], g[b]) * sample_line(line, g[v]))
     return tuple(out)
 
 
-def summed_volume(factors: VMFactors, dtype=jnp.float32) -> jax.Array:
+def summed_volume(factors: VMFactors) -> jax.Array:
     """The field summed over components at every grid point, (Rx, Ry, Rz): one matmul per pair.
 
     Bilinear-in-plane times linear-in-line weights factor into trilinear weights, so trilinear
     lookups in this volume equal summed vm_features exactly; for many lookups they are far
     cheaper (8 scalar taps instead of 18 rows of C components, on the CPU backend).
     """
-    p = [x.astype(dtype) for x in factors.planes]
-    v = [x.astype(dtype) for x in factors.lines]
+    p, v = factors.planes, factors.lines
     return (
         jnp.einsum("xyc,zc->xyz", p[0], v[0])
         + jnp.einsum("xzc,yc->xyz", p[1], v[1])

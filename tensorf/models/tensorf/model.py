@@ -238,10 +238,10 @@ class TensoRF:
             # Which is faster depends on samples per voxel: benchmarks/results.md (volume lookup).
             lookup = "volume" if 16 * xyz.shape[0] >= math.prod(factors.resolution) else "factors"
         if lookup == "volume":
-            raw = trilinear(self.ops.volume(factors, self._dtype), unit)
+            raw = trilinear(self.ops.volume(factors), unit)
         else:
-            raw = sum(jnp.sum(f, axis=-1) for f in self.ops.features(factors, unit, self._dtype))
-        return self._activate(raw.astype(jnp.float32))
+            raw = sum(jnp.sum(f, axis=-1) for f in self.ops.features(factors, unit))
+        return self._activate(raw)
 
     def _activate(self, raw: jax.Array) -> jax.Array:
         """Density from summed density features (official fea2denseAct): relu, or softplus after
@@ -252,8 +252,11 @@ class TensoRF:
 
     def color(self, params: dict, xyz: jax.Array, viewdirs: jax.Array) -> jax.Array:
         """RGB (M, 3) at world points xyz (M, 3) seen along unit directions viewdirs (M, 3)."""
-        feats = jnp.concatenate(self.ops.features(params["appearance"], self.unit(params, xyz), self._dtype), -1)
-        feats = feats @ params["basis"].astype(self._dtype)
+        feats = jnp.concatenate(self.ops.features(params["appearance"], self.unit(params, xyz)), -1)
+        # Half precision pays in the matrix products (this one and the MLP's), not in the grid's
+        # gathers: those stay float32 (vm_features).
+        feats = jnp.dot(feats.astype(self._dtype), params["basis"].astype(self._dtype),
+                        preferred_element_type=jnp.float32)
         if self.config.shading == "sh":
             return sh_color(feats, viewdirs)
         return self._mlp.apply(params["mlp"], feats, viewdirs)
@@ -273,8 +276,8 @@ class TensoRF:
         outside the scene's box, over which the proposal grids lie."""
         box = np.asarray(self.scene.aabb, np.float32)
         unit = (xyz - box[0]) / (box[1] - box[0])
-        raw = sum(jnp.sum(f, axis=-1) for f in vm.vm_features(params[PROPOSAL_KEY][level], unit, self._dtype))
-        return jnp.where(jnp.all((unit >= 0) & (unit <= 1), axis=-1), self._activate(raw.astype(jnp.float32)), 0.0)
+        raw = sum(jnp.sum(f, axis=-1) for f in vm.vm_features(params[PROPOSAL_KEY][level], unit))
+        return jnp.where(jnp.all((unit >= 0) & (unit <= 1), axis=-1), self._activate(raw), 0.0)
 
     def _spacing(self, params: dict, rays: Rays) -> Spacing:
         """Where each ray's samples may lie: unbounded, all of the ray (linear to the unit
