@@ -265,10 +265,6 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         if cfg.viewer:
             raise UserError("--viewer does not work with --distributed (every process would have to render each "
                             "view); watch the run with python -m tensorf.viewer --run-dir RUN instead")
-        for flag, minutes in clocks.items():
-            if minutes is not None:
-                # Each process would read its own clock and the processes could part ways.
-                raise UserError(f"{flag} does not work with --distributed yet; give --steps instead")
         if jax.process_index() == 0:
             ensure_generated(cfg.data)
         multihost_utils.sync_global_devices("dataset ready")
@@ -338,7 +334,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
             writer.add_scalar("eval/psnr_all_views", psnr_all, t.step)
 
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
-    t_start = time.perf_counter() - elapsed0
+    clock = TrainingClock(elapsed0, shared=jax.process_count() > 1)
     psnr, rays_per_s = float("nan"), 0.0
     window_t, window_steps = time.perf_counter(), 0
     last_saved = start if resume else None
@@ -347,8 +343,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     with jax.transfer_guard("disallow"):
         while True:
             if viewer is not None:
-                t_start += viewer.wait_while_paused()  # paused time is not training time
-            elapsed = time.perf_counter() - t_start
+                clock.pause(viewer.wait_while_paused())  # paused time is not training time
+            elapsed = clock.elapsed()
             if (budget_s is None and t.step >= cfg.steps) or (budget_s is not None and elapsed >= budget_s):
                 break
             if cfg.stop_after_minutes is not None and elapsed >= 60.0 * cfg.stop_after_minutes:
@@ -368,6 +364,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
 
             if t.step % cfg.log_every == 0 or t.step == 1:
                 with _host_work():
+                    clock.sync()
                     host = t.check(stats)
                     now = time.perf_counter()
                     rays_per_s = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
@@ -397,11 +394,11 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                                   render_mesh)
             if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
                 with _host_work():
-                    t.save(ckpt, time.perf_counter() - t_start)
+                    t.save(ckpt, clock.elapsed())
                     saved()
                 last_saved = t.step
 
-    elapsed = time.perf_counter() - t_start
+    elapsed = clock.elapsed()
     bar.close()
     if last_saved != t.step:
         t.save(ckpt, elapsed)
@@ -442,6 +439,31 @@ def open_training_viewer(cfg: TrainConfig, cameras, t: "_Trainer", mesh, closing
     closing.callback(viewer.close)
     t.log(f"viewer at {viewer.url}")
     return viewer
+
+
+class TrainingClock:
+    """Seconds of training so far: a resumed run's earlier seconds included, paused ones not.
+
+    With several processes each must read the same time, or their schedules (--time-budget-
+    minutes) and stops (--stop-after-minutes) part ways and their collectives hang. There the
+    time is process 0's, broadcast at every sync (the log steps, which wait for the device
+    anyway) and held between syncs: a stop is decided at most one log interval late."""
+
+    def __init__(self, elapsed0: float, shared: bool):
+        self._start = time.perf_counter() - elapsed0
+        self._shared = shared
+        self._held = elapsed0
+
+    def pause(self, seconds: float) -> None:
+        self._start += seconds
+
+    def elapsed(self) -> float:
+        return self._held if self._shared else time.perf_counter() - self._start
+
+    def sync(self) -> None:
+        if self._shared:
+            now = np.float32(time.perf_counter() - self._start)
+            self._held = float(multihost_utils.broadcast_one_to_all(now))
 
 
 class BestKeeper:
