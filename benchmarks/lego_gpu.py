@@ -14,6 +14,11 @@ appends a row to benchmarks/results.md naming the device.
 With fewer --steps the recipe's schedule (upsampling, mask updates) is compressed to fit, so a
 CPU can rehearse the whole run at a small size, e.g.
 `--steps 300 --downscale 8 --final-voxels 2000000 --batch-size 1024`.
+
+Time to quality: every --quality-every-s seconds of training the mean PSNR of the first
+--quality-views eval views is taken (its render time is not training time, its compiles do count
+in compile_s), and the time to 30, 33, 35 and 36 dB is printed. `--preset lego-fast` runs the
+preset aimed at 35 dB in a minute.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from tensorf.errors import exit_on_user_error  # noqa: E402
 from tensorf.eval import evaluate_views  # noqa: E402
 from tensorf.data.dataset import load_dataset  # noqa: E402
 from tensorf.parallel import render_mesh  # noqa: E402
-from tensorf.presets import LEGO  # noqa: E402
+from tensorf.presets import PRESETS  # noqa: E402
 from tensorf.training.loop import train  # noqa: E402
 
 
@@ -47,8 +52,10 @@ class Args:
 
     data: Path
     """Blender-format lego folder (train split, transforms_val.json and the val views evaluated)."""
-    steps: int = LEGO.steps
-    """Training steps; below the recipe's 30k its event schedule is compressed in proportion."""
+    preset: Literal["lego", "lego-fast"] = "lego"
+    """The recipe: the official one, or the one aimed at 35 dB in a minute."""
+    steps: int | None = None
+    """Training steps (default: the preset's); fewer compress its event schedule in proportion."""
     run_dir: Path = Path("runs/lego_gpu")
     """Run directory to write (config, checkpoints, TensorBoard, eval images)."""
     downscale: int = 1
@@ -62,10 +69,10 @@ class Args:
     stop_after_minutes: float | None = None
     """Stop training at this wall time even if steps remain (then checkpoint and evaluate), so a
     device lease always ends with figures; the schedule stays the steps'."""
-    batch_size: int = LEGO.batch_size
-    """Rays per step."""
-    final_voxels: int = LEGO.model.n_voxels_final
-    """Voxels after the last upsampling (300^3 in the recipe)."""
+    batch_size: int | None = None
+    """Rays per step (default: the preset's, 4096)."""
+    final_voxels: int | None = None
+    """Voxels after the last upsampling (default: the preset's, 300^3)."""
     eval: bool = True
     """Evaluate the val views after training (--no-eval: training figures only, no results row)."""
     render_chunk: int = 16384
@@ -76,6 +83,18 @@ class Args:
     """Markdown file the result row is appended to."""
     note: str = ""
     """Free text for the row's notes column."""
+    quality_every_s: float = 10.0
+    """Seconds of training between time-to-quality points (0: none)."""
+    quality_views: int = 4
+    """Eval views each time-to-quality point renders (the first of --eval-views)."""
+
+
+THRESHOLDS_DB = (30.0, 33.0, 35.0, 36.0)
+
+
+def time_to(points: list, threshold: float) -> float | None:
+    """Training seconds of the first (seconds, step, PSNR) point at or above threshold."""
+    return next((s for s, _, psnr in points if psnr >= threshold), None)
 
 
 def compressed(steps: tuple[int, ...], factor: float) -> tuple[int, ...]:
@@ -83,28 +102,32 @@ def compressed(steps: tuple[int, ...], factor: float) -> tuple[int, ...]:
 
 
 def config(args: Args):
-    f = args.steps / LEGO.steps
+    recipe = PRESETS[args.preset][1]
+    steps = args.steps or recipe.steps
+    f = steps / recipe.steps
     model = dataclasses.replace(
-        LEGO.model,
-        upsample_steps=compressed(LEGO.model.upsample_steps, f),
-        mask_update_steps=compressed(LEGO.model.mask_update_steps, f),
-        n_voxels_final=args.final_voxels,
+        recipe.model,
+        upsample_steps=compressed(recipe.model.upsample_steps, f),
+        mask_update_steps=compressed(recipe.model.mask_update_steps, f),
+        n_voxels_final=args.final_voxels or recipe.model.n_voxels_final,
         density_lookup=args.density_lookup,
         compaction=args.compaction,
     )
     return dataclasses.replace(
-        LEGO,
+        recipe,
         run_dir=args.run_dir,
-        steps=args.steps,
-        batch_size=args.batch_size,
+        steps=steps,
+        batch_size=args.batch_size or recipe.batch_size,
         render_chunk=args.render_chunk,
         eval_every=0,
-        checkpoint_every=max(args.steps // 3, 1),
+        checkpoint_every=max(steps // 3, 1),
         final_eval=False,
         stop_after_minutes=args.stop_after_minutes,  # evaluated below, so that its compiles are not counted as training's
         progress=False,
-        log_every=max(args.steps // 30, 1),
-        data=dataclasses.replace(LEGO.data, path=args.data, downscale=args.downscale, eval_split="val",
+        log_every=max(steps // 30, 1),
+        quality_every_s=args.quality_every_s,
+        quality_views=args.quality_views,
+        data=dataclasses.replace(recipe.data, path=args.data, downscale=args.downscale, eval_split="val",
                                  eval_views=args.eval_views),
         model=model,
     )
@@ -158,7 +181,14 @@ def main(args: Args) -> dict:
         "resolution": result.model_state["resolution"],
         "density_lookup": result.model.config.density_lookup,
         "compaction": result.model.config.compaction,
+        "preset": args.preset,
+        "quality": result.quality,
+        "time_to_db": {f"{thr:g}": time_to(result.quality, thr) for thr in THRESHOLDS_DB},
     }
+    if result.quality:
+        print("time to " + ", ".join(f"{k} dB: {'not reached' if v is None else f'{v:.0f} s'}"
+                                     for k, v in figures["time_to_db"].items())
+              + f" (best {max(p[2] for p in result.quality):.2f} dB on {args.quality_views} val views)", flush=True)
     print(json.dumps(figures), flush=True)
     if args.eval:
         data = load_dataset(cfg.data)
@@ -174,6 +204,7 @@ def main(args: Args) -> dict:
     if not args.eval:
         return figures
     f = figures
+    reached = ", ".join(f"{k} dB {v:.0f} s" for k, v in f["time_to_db"].items() if v is not None)
     add_rows(
         args.results,
         "## lego_gpu.py (official lego recipe, full train split, val every 4th view)",
@@ -183,7 +214,7 @@ def main(args: Args) -> dict:
             f"| {datetime.date.today()} | {f['device']} | {f['image_size']} | {f['steps']} | "
             f"{f['density_lookup']} / {f['compaction']} | {f['wall_s'] / 60:.2f} / {f['train_s'] / 60:.2f} ({f['compile_s']:.0f}) | "
             f"{f['steps_per_s']:.0f} | {f['peak_gib_train']:.2f} ({f['peak_kind']}, training) | {f['eval_views']} | {f['psnr']:.2f} | "
-            f"{f['ssim']:.4f} | {args.note} |"
+            f"{f['ssim']:.4f} | {args.preset}{f'; time to {reached}' if reached else ''}{f'; {args.note}' if args.note else ''} |"
         ],
     )
     return figures

@@ -339,7 +339,7 @@ class OptimConfig:
     """Restart the decay from the initial rates at every upsampling (official behaviour)."""
     lr_delay_steps: int = 0
     """Warm-up: over this many steps the rates rise from lr_delay_mult times their value along a
-    quarter sine (JaxNeRF's lr_delay_steps; replaces NeRF's centre pre-cropping). 0: none."""
+    quarter sine (JaxNeRF's lr_delay_steps, as mip-NeRF and JaxNeRF+ train). 0: none."""
     lr_delay_mult: float = 1.0
     """Starting fraction of the warm-up (JaxNeRF's lr_delay_mult)."""
     grad_max_norm: float | None = None
@@ -391,6 +391,12 @@ class TrainConfig:
     keep_best: bool = False
     """At every checkpoint, render every eval view (the eval split, or --data.eval-views) and keep
     the checkpoint with the best mean PSNR in RUN/best (tools pick it with --best)."""
+    quality_every_s: float = 0.0
+    """Every this many seconds of training, the mean PSNR of the first --quality-views eval views
+    (time to quality): eval/psnr_by_time in TensorBoard and RUN/eval/quality.json (seconds of
+    training, eval time not counted; step; PSNR). 0: never."""
+    quality_views: int = 4
+    """How many eval views --quality-every-s renders."""
     render_chunk: int = 8192
     """Rays per chunk when rendering whole images (bounds memory)."""
     final_eval: bool = True

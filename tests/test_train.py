@@ -1,7 +1,9 @@
 """Training on the generated scene, through upsampling and two mask updates, improves held-out
 PSNR well beyond the starting point."""
 
+import dataclasses
 import json
+import time
 
 import jax
 import numpy as np
@@ -82,16 +84,40 @@ def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
         loop.train(tiny_config(scene, tmp_path / "chatty", steps=3, log_every=2, final_eval=False))
 
 
-def test_keep_best_keeps_the_checkpoint_with_the_best_eval_psnr(scene, tmp_path):
+def test_keep_best_keeps_the_checkpoint_with_the_best_eval_psnr(scene, tmp_path, monkeypatch):
     from conftest import tiny_config
     from tensorf.checkpoint import Checkpointer
     from tensorf.eval import EvalArgs
     from tensorf.eval import main as evaluate
     from tensorf.run import restore_run
-    from tensorf.training.loop import train
+    from tensorf.training import loop
 
-    cfg = tiny_config(scene, tmp_path / "run", steps=30, checkpoint_every=10, keep_best=True, log_every=10)
-    train(cfg)
+    # Also the time-to-quality curve, whose eval views render with the same compiled program;
+    # each of its renders is made 0.3 s slower, time the training clock must not count.
+    real = loop.evaluate_views
+
+    def slow_quality(*args, **kwargs):
+        if args[4] == "quality":
+            time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_views", slow_quality)
+    cfg = tiny_config(scene, tmp_path / "run", steps=30, checkpoint_every=10, keep_best=True, log_every=10,
+                      quality_every_s=1e-3, quality_views=2)
+    t0 = time.perf_counter()
+    result = loop.train(cfg)
+    wall = time.perf_counter() - t0
+    seconds, steps, psnrs = zip(*result.quality)
+    assert len(steps) >= 5 and list(steps) == sorted(set(steps)) and list(seconds) == sorted(seconds)
+    assert seconds[-1] <= result.elapsed_s < wall - 0.3 * len(steps)
+    views = load_blender(scene, cfg.data.eval_split)
+    assert steps[-1] == result.steps  # the last point is the final field's PSNR on the first 2 eval views
+    first_two = dataclasses.replace(views, images=views.images[:2], cameras=views.cameras.subset([0, 1]),
+                                    names=views.names[:2])
+    np.testing.assert_allclose(psnrs[-1], evaluate_views(result.model, result.params, first_two, tmp_path, "q", 1024,
+                                                         verbose=False, write=False, with_lpips=False)["psnr"], rtol=1e-5)
+    written = json.loads((cfg.run_dir / "eval" / "quality.json").read_text())["seconds_step_psnr"]
+    np.testing.assert_allclose(np.asarray(written), np.asarray(result.quality))
     views = load_blender(scene, cfg.data.eval_split)
     scores = {}
     for step in Checkpointer(cfg.run_dir, read_only=True).steps():

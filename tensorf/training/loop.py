@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ class TrainResult:
     model: Model
     params: Any
     model_state: dict
+    quality: list = dataclasses.field(default_factory=list)  # (training seconds, step, PSNR): --quality-every-s
 
 
 def schedule_step(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
@@ -338,6 +340,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     psnr, rays_per_s = float("nan"), 0.0
     window_t, window_steps = time.perf_counter(), 0
     last_saved = start if resume else None
+    quality = QualityCurve(cfg, data.eval, run_dir, primary) if cfg.quality_every_s > 0 else None
     # Between schedule events, logs, evals and checkpoints the loop only queues steps: any
     # transfer there (a scalar fetched, a batch sent) would stall the device, so it is an error.
     with jax.transfer_guard("disallow"):
@@ -392,6 +395,9 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                 with _host_work():
                     log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,
                                   render_mesh)
+            if quality is not None and clock.elapsed() >= quality.next_s:
+                with _host_work():
+                    quality.measure(t, clock, render_mesh, writer)
             if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
                 with _host_work():
                     t.save(ckpt, clock.elapsed())
@@ -426,7 +432,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
             except KeyboardInterrupt:
                 pass
     return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
-                       eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate)
+                       eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate,
+                       quality=quality.points if quality is not None else [])
 
 
 def open_training_viewer(cfg: TrainConfig, cameras, t: "_Trainer", mesh, closing: contextlib.ExitStack):
@@ -464,6 +471,34 @@ class TrainingClock:
         if self._shared:
             now = np.float32(time.perf_counter() - self._start)
             self._held = float(multihost_utils.broadcast_one_to_all(now))
+
+
+class QualityCurve:
+    """PSNR against training time (--quality-every-s): at each point the queued steps are waited
+    for, the clock read, a few eval views rendered, and the render's time taken off the clock."""
+
+    def __init__(self, cfg: TrainConfig, views, run_dir: Path, primary: bool):
+        n = min(cfg.quality_views, len(views.names))
+        self.views = dataclasses.replace(views, images=views.images[:n], cameras=views.cameras.subset(range(n)),
+                                         names=views.names[:n])
+        self.every, self.chunk = cfg.quality_every_s, cfg.render_chunk
+        self.path = run_dir / "eval" / "quality.json" if primary else None
+        self.next_s = 0.0
+        self.points: list[tuple[float, int, float]] = []
+
+    def measure(self, t: "_Trainer", clock: "TrainingClock", mesh, writer) -> None:
+        jax.block_until_ready(t.params)
+        seconds = clock.elapsed()
+        t0 = time.perf_counter()
+        psnr = evaluate_views(t.model, t.params, self.views, Path("."), "quality", self.chunk, verbose=False,
+                              mesh=mesh, write=False, with_lpips=False)["psnr"]
+        clock.pause(time.perf_counter() - t0)
+        self.points.append((round(seconds, 3), t.step, psnr))
+        self.next_s = seconds + self.every
+        writer.add_scalar("eval/psnr_by_time", psnr, t.step)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"seconds_step_psnr": self.points}))
 
 
 class BestKeeper:
