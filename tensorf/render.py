@@ -142,6 +142,15 @@ def top_k_samples(weights: jax.Array, k: int) -> jax.Array:
     return idx
 
 
+def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background: float) -> RenderOutput:
+    """Colour over the background, depth and opacity from every sample's weight (B, N), colour
+    (B, N, 3) and distance t (B, N) (the MLP models, which shade every sample)."""
+    opacity = jnp.sum(weights, axis=-1)
+    color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * background
+    return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
+                        dropped=jnp.zeros(weights.shape[:1], jnp.float32))
+
+
 def composite(
     weights: jax.Array,
     t: jax.Array,

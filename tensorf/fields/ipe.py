@@ -25,6 +25,16 @@ def frustum_gaussians(origins: jax.Array, directions: jax.Array, radii: jax.Arra
     return mean, cov
 
 
+def ray_frustums(rays, t0: jax.Array, t1: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The conical frustums of rays (Rays with radii) between t0 and t1 (B, N), flattened for an
+    MLP: means, variances and the rays' directions, each (B * N, 3)."""
+    if rays.radii is None:
+        raise ValueError("mip-NeRF models render cones: the rays need their pixels' radii (Rays.radii)")
+    mean, var = frustum_gaussians(rays.origins, rays.directions, rays.radii, t0, t1)
+    dirs = jnp.broadcast_to(rays.directions[:, None, :], mean.shape)
+    return mean.reshape(-1, 3), var.reshape(-1, 3), dirs.reshape(-1, 3)
+
+
 def integrated_encoding(mean: jax.Array, var: jax.Array, min_deg: int, max_deg: int) -> jax.Array:
     """E[sin], E[cos] of Gaussians (..., D) with diagonal variance `var` at scales 2^min_deg ..
     2^(max_deg - 1): (..., 2 D (max_deg - min_deg)), each feature damped by exp(-var_k / 2).

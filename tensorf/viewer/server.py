@@ -214,8 +214,11 @@ class Viewer:
         return time.perf_counter() - t0
 
     def close(self) -> None:
-        for view in list(self._views.values()):
+        views = list(self._views.values())
+        for view in views:
             view.stop()
+        for view in views:  # a render gives up at its next chunk; then nothing is sent to a closed page
+            view.thread.join(timeout=10.0)
         self._views.clear()
         self._running.set()
         self.server.stop()
@@ -259,7 +262,8 @@ class _ClientView:
                     self.failed = True
 
     def _show(self, image: np.ndarray) -> None:
-        self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
+        if not self.stopped:
+            self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
 
     def _refresh(self) -> None:
         viewer = self.viewer
@@ -279,7 +283,7 @@ class _ClientView:
         t0 = time.perf_counter()
         camera = viewer.camera_of(self.client, long_side)
         image = viewer.render(camera, mode, cancelled=lambda: self.stopped or self.camera_version != version)
-        if image is None:
+        if image is None or self.stopped:
             return
         self._show(image)
         dt = time.perf_counter() - t0

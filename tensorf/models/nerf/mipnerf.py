@@ -17,10 +17,10 @@ import jax.numpy as jnp
 from tensorf.config import MipNeRFConfig
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
-from tensorf.fields.ipe import frustum_gaussians, integrated_encoding
+from tensorf.fields.ipe import integrated_encoding, ray_frustums
 from tensorf.fields.nerf_mlp import encode
 from tensorf.models.nerf.mlp_model import MLPModel
-from tensorf.render import RenderOutput, compositing_weights, pdf_samples, stratified_samples
+from tensorf.render import RenderOutput, composite_all, compositing_weights, pdf_samples, stratified_samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,20 +66,13 @@ class MipNeRF(MLPModel):
     def _level(self, params, rays: Rays, edges: jax.Array, noise_key) -> tuple[RenderOutput, jax.Array]:
         """Render the intervals between sorted `edges` (B, N + 1); also their weights (B, N)."""
         b, n = edges.shape[0], edges.shape[1] - 1
-        if rays.radii is None:
-            raise ValueError("mip-NeRF renders cones: the rays need their pixels' radii (Rays.radii)")
         t0, t1 = edges[:, :-1], edges[:, 1:]
-        mean, var = frustum_gaussians(rays.origins, rays.directions, rays.radii, t0, t1)
-        dirs = jnp.broadcast_to(rays.directions[:, None, :], mean.shape)
-        raw, rgb = self._query(params, mean.reshape(-1, 3), var.reshape(-1, 3), dirs.reshape(-1, 3))
+        raw, rgb = self._query(params, *ray_frustums(rays, t0, t1))
         raw, rgb = raw.reshape(b, n), rgb.reshape(b, n, 3)
         if noise_key is not None and self.config.density_noise > 0:
             raw = raw + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         weights = compositing_weights(self._sigma(raw), t1 - t0)
-        opacity = jnp.sum(weights, axis=-1)
-        color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * self.scene.background
-        depth = jnp.sum(weights * 0.5 * (t0 + t1), axis=-1)
-        return RenderOutput(rgb=color, depth=depth, opacity=opacity, dropped=jnp.zeros((b,), jnp.float32)), weights
+        return composite_all(weights, rgb, 0.5 * (t0 + t1), self.scene.background), weights
 
     def _coarse_edges(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """Edges (B, samples + 1): stratified over [near, far]; in NDC from the near plane to

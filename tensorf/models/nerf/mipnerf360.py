@@ -18,11 +18,11 @@ import jax.numpy as jnp
 from tensorf.config import MipNeRF360Config
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
-from tensorf.fields.ipe import frustum_gaussians, integrated_encoding
+from tensorf.fields.ipe import integrated_encoding, ray_frustums
 from tensorf.fields.nerf_mlp import NeRFMLP, encode
 from tensorf.intervals import Spacing, distortion_loss, interlevel_loss, propose, schlick_bias
 from tensorf.models.nerf.mlp_model import MLPModel
-from tensorf.render import RenderOutput, compositing_weights, contract, unit_region_exit
+from tensorf.render import RenderOutput, composite_all, compositing_weights, contract, unit_region_exit
 
 
 def contract_gaussians(mean: jax.Array, var: jax.Array, norm: str) -> tuple[jax.Array, jax.Array]:
@@ -76,12 +76,8 @@ class MipNeRF360(MLPModel):
 
     def _intervals(self, net_params, mlp: NeRFMLP, rays: Rays, t_edges: jax.Array):
         """Density (B, N) and RGB (B, N, 3) of the frustums between t_edges (B, N + 1)."""
-        if rays.radii is None:
-            raise ValueError("mip-NeRF 360 renders cones: the rays need their pixels' radii (Rays.radii)")
         b, n = t_edges.shape[0], t_edges.shape[1] - 1
-        mean, var = frustum_gaussians(rays.origins, rays.directions, rays.radii, t_edges[:, :-1], t_edges[:, 1:])
-        dirs = jnp.broadcast_to(rays.directions[:, None, :], mean.shape)
-        sigma, rgb = self._shade(net_params, mlp, mean.reshape(-1, 3), var.reshape(-1, 3), dirs.reshape(-1, 3))
+        sigma, rgb = self._shade(net_params, mlp, *ray_frustums(rays, t_edges[:, :-1], t_edges[:, 1:]))
         return sigma.reshape(b, n), rgb.reshape(b, n, 3)
 
     def _render(self, params: dict, rays: Rays, keys, anneal) -> tuple[RenderOutput, dict]:
@@ -101,10 +97,7 @@ class MipNeRF360(MLPModel):
         t_edges = spacing.t(edges)
         sigma, rgb = self._intervals(params["nerf"], self._mlp, rays, t_edges)
         weights = compositing_weights(sigma, t_edges[:, 1:] - t_edges[:, :-1])
-        opacity = jnp.sum(weights, axis=-1)
-        color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * self.scene.background
-        depth = jnp.sum(weights * 0.5 * (t_edges[:, 1:] + t_edges[:, :-1]), axis=-1)
-        out = RenderOutput(rgb=color, depth=depth, opacity=opacity, dropped=jnp.zeros((b,), jnp.float32))
+        out = composite_all(weights, rgb, 0.5 * (t_edges[:, 1:] + t_edges[:, :-1]), self.scene.background)
         return out, {"edges": edges, "weights": weights, "history": history}
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:

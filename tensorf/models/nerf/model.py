@@ -17,7 +17,7 @@ from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.fields.nerf_mlp import encode
 from tensorf.models.nerf.mlp_model import MLPModel
-from tensorf.render import RenderOutput, compositing_weights, pdf_samples, stratified_samples
+from tensorf.render import RenderOutput, composite_all, compositing_weights, pdf_samples, stratified_samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +63,7 @@ class NeRF(MLPModel):
         # The last sample reaches to infinity (NeRF); directions are unit, so spacing is distance.
         delta = jnp.concatenate([jnp.diff(t, axis=-1), jnp.full((b, 1), 1e10)], axis=-1)
         weights = compositing_weights(jax.nn.relu(sigma), delta)
-        opacity = jnp.sum(weights, axis=-1)
-        color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * self.scene.background
-        return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
-                            dropped=jnp.zeros((b,), jnp.float32)), weights
+        return composite_all(weights, rgb, t, self.scene.background), weights
 
     def coarse_samples(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """t (B, coarse_samples): stratified over [near, far]; in NDC (JaxNeRF's LLFF setting)
