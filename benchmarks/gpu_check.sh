@@ -4,7 +4,11 @@
 #      the whole train step for each density lookup and compaction (and bfloat16, for the record),
 #      then the step's parts; the fastest float32 variant is picked;
 #   2. the official recipe with that choice: 30k steps at 800x800 (benchmarks/lego_gpu.py), stopped
-#      early if the deadline needs it (--stop-after-minutes), then evaluated on the val views.
+#      early if the deadline needs it (--stop-after-minutes), then evaluated on the val views, with
+#      its time-to-quality line (PSNR every 10 s of training on 4 val views).
+# PRESETS="lego-fast lego" runs several recipes in turn (each gets what is left of the deadline);
+# PROFILE_ARGS="--no-parts --variants volume/on volume/on/bfloat16 volume/on/float16" keeps the
+# profile to the precision rows (and the NeRF / JaxNeRF+ rows, --nerf).
 #
 #   bash benchmarks/gpu_check.sh DATA_DIR OUT_DIR
 #
@@ -17,7 +21,7 @@
 #   LEGO_ARGS="--downscale 8 --final-voxels 2000000 --batch-size 1024" bash benchmarks/gpu_check.sh DATA OUT
 set -uo pipefail
 DATA=$(realpath "$1"); OUT=$(realpath -m "$2"); RUNS=${RUNS:-runs}
-STEPS=${STEPS:-30000}; LEGO_ARGS=${LEGO_ARGS:-}; PROFILE_ARGS=${PROFILE_ARGS:-}
+STEPS=${STEPS:-}; LEGO_ARGS=${LEGO_ARGS:-}; PROFILE_ARGS=${PROFILE_ARGS:-}; PRESETS=${PRESETS:-lego}
 DEADLINE=${DEADLINE:-570}  # seconds for everything (a device call may run 600)
 EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds kept for loading, the last checkpoint and the eval
 cd "$(dirname "$0")/.."
@@ -29,7 +33,6 @@ fi
 export PYTHONUNBUFFERED=1
 (command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)
 python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__)" || exit 1
-rm -rf "$RUNS/lego_gpu"
 stage() {  # stage NAME LIMIT COMMAND...: run with what is left of the deadline, at most LIMIT
   local name=$1 limit=$2; shift 2
   local left=$((DEADLINE - SECONDS)); [ "$limit" -gt "$left" ] && limit=$left
@@ -48,12 +51,16 @@ except (OSError, ValueError, KeyError, AttributeError):
     print("auto on")  # the defaults
 PY
 )
-LEFT=$((DEADLINE - SECONDS))
-STOP=$(python3 -c "print(round(max($LEFT - $EVAL_RESERVE, 30) / 60, 2))")
-echo "full run: density lookup $LOOKUP, compaction $COMPACTION; training stops after $STOP min at the latest"
-# shellcheck disable=SC2086
-stage full 600 python3 benchmarks/lego_gpu.py --data "$DATA" --steps "$STEPS" --run-dir "$RUNS/lego_gpu" \
-  --density-lookup "$LOOKUP" --compaction "$COMPACTION" --stop-after-minutes "$STOP" \
-  --json "$OUT/lego_gpu.json" --results "$OUT/results_rows.md" $LEGO_ARGS
-cp "$RUNS"/lego_gpu/tb/events.* "$OUT/tb_events" 2>/dev/null
+for PRESET in $PRESETS; do
+  LEFT=$((DEADLINE - SECONDS))
+  STOP=$(python3 -c "print(round(max($LEFT - $EVAL_RESERVE, 30) / 60, 2))")
+  echo "$PRESET: density lookup $LOOKUP, compaction $COMPACTION; training stops after $STOP min at the latest"
+  rm -rf "$RUNS/$PRESET"
+  # shellcheck disable=SC2086
+  stage "$PRESET" 600 python3 benchmarks/lego_gpu.py --data "$DATA" --preset "$PRESET" ${STEPS:+--steps "$STEPS"} \
+    --run-dir "$RUNS/$PRESET" --density-lookup "$LOOKUP" --compaction "$COMPACTION" --stop-after-minutes "$STOP" \
+    --json "$OUT/$PRESET.json" --results "$OUT/results_rows.md" $LEGO_ARGS
+  cp "$RUNS/$PRESET"/tb/events.* "$OUT/tb_events_$PRESET" 2>/dev/null
+  cp "$RUNS/$PRESET"/eval/quality.json "$OUT/quality_$PRESET.json" 2>/dev/null
+done
 exit 0

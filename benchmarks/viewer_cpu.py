@@ -10,6 +10,8 @@ RUN is a trained lego run (benchmarks/lego_cpu.py). Prints and appends to result
   with the viewer serving a headless Chromium tab whose camera stays still while the parameters
   are published every 100 steps (what `train_lego.py --viewer` does); and with that tab's camera
   being dragged around the scene the whole time.
+`--no-browser` measures the frame time only (a machine without Chromium, e.g. a GPU lease):
+`python benchmarks/viewer_cpu.py --run-dir RUN --resolution 800 --no-browser`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Args:
     """Steps between parameter snapshots, as --viewer-every."""
     port: int = 0
     """Port of the viewer page (0: any free one)."""
+    browser: bool = True
+    """Also measure training with a headless Chromium tab open (--no-browser: the frame time only)."""
     results: Path = ROOT / "benchmarks" / "results.md"
 
 
@@ -117,9 +121,9 @@ def main(args: Args) -> None:
     if not (args.run_dir / "checkpoints").is_dir():
         raise UserError(f"{args.run_dir} holds no trained run; train one with python benchmarks/lego_cpu.py "
                         f"--run-dir {args.run_dir}")
-    executable = find_chromium()
-    if executable is None:
-        raise UserError("no Chromium found; apt-get install chromium (and pip install playwright)")
+    executable = find_chromium() if args.browser else None
+    if args.browser and executable is None:
+        raise UserError("no Chromium found; apt-get install chromium (and pip install playwright), or give --no-browser")
     saved = load_config(args.run_dir)
     st = lego_state.load(args.run_dir, args.dataset_path, saved.batch_size, saved.model.max_samples)
     cams = load_cameras(args.run_dir, st.cfg)
@@ -134,6 +138,8 @@ def main(args: Args) -> None:
             frame_ms.append(1e3 * (time.perf_counter() - t0))
         frame = float(np.median(frame_ms[1:]))  # the first compiles
         print(f"frame {args.resolution}x{args.resolution}: {frame:.0f} ms (median of {len(frame_ms) - 1})")
+        if not args.browser:
+            return
 
         steps = _Steps(st)
         steps.run(3.0)  # warm-up
