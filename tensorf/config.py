@@ -66,6 +66,9 @@ class DataConfig:
     """Range of ray distances sampled. None: the dataset's own (Blender: 2 to 6)."""
     background: float | None = None
     """Background intensity composited behind the scene. None: the dataset's own (Blender: 1, white)."""
+    ndc_scale: tuple[float, float] | None = None
+    """NDC captures: the projection (2 fx / W, 2 fy / H) of their rays, taken from the cameras and
+    recorded in RUN/config.json (models that use world view directions need it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +218,9 @@ class NeRFConfig:
     the coarse samples, sorted)."""
     density_noise: float = 0.0
     """Std of the noise added to the raw density in training (NeRF: 1 on LLFF, 0 on Blender)."""
+    world_viewdirs: bool = False
+    """NDC captures: give the colour branch each ray's world-space direction, not its NDC one
+    (JaxNeRF's LLFF models; the nerf-llff preset)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the MLPs; compositing and the loss stay float32."""
 

@@ -110,6 +110,19 @@ JAXNERF_PLUS = dataclasses.replace(
     optim=dataclasses.replace(NERF.optim, lr_delay_steps=2500, lr_delay_mult=0.1),
 )
 
+# NeRF on LLFF as JaxNeRF trains it (google-research jaxnerf configs/llff.yaml and the flag
+# defaults in nerf/utils.py): images at factor 4, every 8th held out, NDC rays, 4096 rays a step
+# from all images (image_batching: true), density noise 1.0 (noise_std), no warm-up, rays through
+# pixel corners, and the colour branch fed the world rays' view directions (its LLFF loader keeps
+# the world viewdirs when it converts the rays to NDC).
+NERF_LLFF = dataclasses.replace(
+    NERF,
+    run_dir=Path("runs/nerf_llff"),
+    batching="all_images",
+    data=DataConfig(path=Path("data/nerf_llff_data/fern"), downscale=4, hold_every=8, pixel_centers=False),
+    model=NeRFConfig(density_noise=1.0, world_viewdirs=True),
+)
+
 # mip-NeRF's Blender recipe (google/mipnerf configs/blender.gin and internal/utils.py Config):
 # one image per batch, 4096 rays, 1M steps, Adam (0.9, 0.999), 5e-4 decaying log-linearly to
 # 5e-6 after a 2500-step warm-up from 0.01x, no gradient clipping; two levels of 128 intervals,
@@ -225,6 +238,7 @@ PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "generated": ("the project's generated scene, CPU-sized (minutes)", GENERATED),
     "nerf": ("NeRF as JaxNeRF trains it on lego (GPU-sized: 1M steps)", NERF),
     "jaxnerf-plus": ("JaxNeRF+, the large NeRF variant (GPU-sized)", JAXNERF_PLUS),
+    "nerf-llff": ("NeRF as JaxNeRF trains it on LLFF captures (GPU-sized: 1M steps)", NERF_LLFF),
     "mipnerf": ("mip-NeRF's Blender recipe: conical frustums, integrated encoding (GPU-sized)", MIPNERF),
     "mipnerf360": ("mip-NeRF 360 on an unbounded capture: proposal MLPs, contraction (GPU-sized)", MIPNERF360),
     "lego-cpu": ("lego at 200x200 for a 2-core CPU (use with --time-budget-minutes)", LEGO_CPU),

@@ -34,7 +34,8 @@ def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, 
     kind filled in and the model's backend-dependent `auto` choices decided, so the run can be
     restored without guessing."""
     data = dataclasses.replace(cfg.data, aabb=scene.aabb, near_far=scene.near_far, background=scene.background,
-                               ndc=scene.ndc, contraction=scene.contraction or "none", kind=kind or cfg.data.kind)
+                               ndc=scene.ndc, contraction=scene.contraction or "none", kind=kind or cfg.data.kind,
+                               ndc_scale=scene.ndc_scale)
     model = cfgmod.resolve_backend(cfg.model, backend or jax.default_backend())
     return dataclasses.replace(cfg, data=data, model=model)
 
@@ -45,7 +46,8 @@ def scene_of(cfg: TrainConfig) -> Scene:
         raise UserError("the run's config.json lacks the scene bounds (data.aabb, near_far, background); "
                         "it was written by an older version: add them or retrain")
     return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background, ndc=bool(d.ndc),
-                 contraction=None if d.contraction in ("none", "auto") else d.contraction)
+                 contraction=None if d.contraction in ("none", "auto") else d.contraction,
+                 ndc_scale=None if d.ndc_scale is None else tuple(d.ndc_scale))
 
 
 def write_config(cfg: TrainConfig) -> None:

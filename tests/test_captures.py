@@ -226,6 +226,37 @@ def test_nerf_samples_ndc_rays_evenly_in_ndc_depth_to_infinity(capture):
     np.testing.assert_allclose(z, np.broadcast_to(np.linspace(-1, 1, 9), z.shape), atol=1e-5)
 
 
+@pytest.mark.parametrize("centers", [True, False])
+def test_nerf_llff_colours_ndc_rays_by_their_world_directions(capture, centers):
+    """nerf-llff (JaxNeRF's LLFF models): the colour branch sees each NDC ray's world-space
+    direction, recovered from the NDC ray with the capture's projection, which the run records."""
+    from tensorf.config import NeRFConfig, TrainConfig
+    from tensorf.config import from_json as config_from_json
+    from tensorf.config import to_json as config_to_json
+    from tensorf.data.rays import view_rays
+    from tensorf.models.nerf import NeRF
+    from tensorf.presets import PRESETS
+    from tensorf.run import resolved_config, scene_of
+
+    preset = PRESETS["nerf-llff"][1]
+    assert preset.model.world_viewdirs and preset.model.density_noise == 1.0 and preset.batching == "all_images"
+    assert preset.optim.lr_delay_steps == 0 and not preset.data.pixel_centers and preset.data.downscale == 4
+    data = load_dataset(DataConfig(path=capture, format="llff", pixel_centers=centers))
+    world = load_dataset(DataConfig(path=capture, format="llff", ndc=False, pixel_centers=centers))
+    cfg = resolved_config(TrainConfig(data=DataConfig(path=capture)), data.scene)
+    scene = scene_of(config_from_json(config_to_json(cfg)))  # as a restored run sees it
+    assert scene == data.scene and scene.ndc_scale is not None
+    model = NeRF(NeRFConfig(world_viewdirs=True), scene)
+    for i in (0, 5):
+        got = np.asarray(model._viewdirs(view_rays(data.train, i)))
+        # The same camera's world rays (LLFF's loader normalises poses identically with and without NDC).
+        np.testing.assert_allclose(got, view_rays(world.train, i).directions, atol=2e-5)
+    ndc_dirs = view_rays(data.train, 0).directions
+    plain = NeRF(NeRFConfig(), scene)
+    np.testing.assert_array_equal(np.asarray(plain._viewdirs(view_rays(data.train, 0))), ndc_dirs)
+    assert not np.allclose(got, ndc_dirs, atol=1e-3)  # the NDC directions differ: the test can tell them apart
+
+
 def _colmap_of(capture, root, binary, lens_=("OPENCV", (0.0, 0.0, 0.0, 0.0))):
     """The capture's transforms.json rewritten as a COLMAP model under root/sparse/0 (one shared
     camera), with its images in root/images."""

@@ -165,4 +165,15 @@ def ndc_rays(origins, directions, sx, sy, near: float) -> tuple[jax.Array, jax.A
     return o, d
 
 
+def ndc_world_directions(origins, directions, scale: tuple[float, float]) -> jax.Array:
+    """The unit world directions (S, 3) of NDC rays (ndc_rays, with directions normalised
+    after), given the projection scale (sx, sy): NDC direction z is 2 before normalising, and
+    world dx/dz = -(d'x + o'x) / sx (the inverse of ndc_rays' formulas), the ray looking down -z."""
+    d = directions * (2.0 / directions[..., 2:3])
+    sx, sy = scale
+    w = jnp.stack([(d[..., 0] + origins[..., 0]) / sx, (d[..., 1] + origins[..., 1]) / sy,
+                   -jnp.ones_like(d[..., 0])], axis=-1)
+    return w * jax.lax.rsqrt(jnp.sum(w * w, axis=-1, keepdims=True))
+
+
 _pixel_rays_jit = jax.jit(pixel_rays, static_argnums=(7, 9))

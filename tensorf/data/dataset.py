@@ -65,9 +65,13 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     bounds applied; writes the generated scene first when asked to."""
     ensure_generated(cfg)
     data = _load_dataset(cfg)
-    if cfg.pixel_centers:
-        return data
-    return dataclasses.replace(data, train=through_pixel_corners(data.train), eval=through_pixel_corners(data.eval))
+    if not cfg.pixel_centers:
+        data = dataclasses.replace(data, train=through_pixel_corners(data.train), eval=through_pixel_corners(data.eval))
+    if data.scene.ndc:
+        cams = data.train.cameras  # one intrinsic for a capture's cameras (LLFF), as its rays use
+        scale = (float(cams.fx[0] / cams.cx[0]), float(cams.fy[0] / cams.cy[0]))
+        data = dataclasses.replace(data, scene=dataclasses.replace(data.scene, ndc_scale=scale))
+    return data
 
 
 def through_pixel_corners(views: Views) -> Views:

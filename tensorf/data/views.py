@@ -18,13 +18,16 @@ class Scene:
     in normalised device coordinates (forward-facing captures), so box and distances are NDC's;
     contraction: unbounded scenes (mip-NeRF 360): points beyond the unit region (|x| <= 1 in the
     L-infinity or L2 norm) are contracted into the shell out to radius 2, and the box is the
-    contracted space's. Hashable, so a model holding it can be a static jit argument."""
+    contracted space's; ndc_scale: NDC's projection (sx, sy) of x and y (ndc_rays), with which a
+    ray's world direction can be recovered from its NDC form. Hashable, so a model holding it can
+    be a static jit argument."""
 
     aabb: tuple[Vec3, Vec3]
     near_far: tuple[float, float]
     background: float
     ndc: bool = False
     contraction: str | None = None
+    ndc_scale: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from tensorf.config import NeRFConfig
+from tensorf.data.cameras import ndc_world_directions
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.fields.nerf_mlp import encode
@@ -50,12 +51,21 @@ class NeRF(MLPModel):
 
     # --- rendering ----------------------------------------------------------------------------
 
+    def _viewdirs(self, rays: Rays) -> jax.Array:
+        """The directions the colour branch sees: the rays' own, or (world_viewdirs, NDC scenes)
+        their world-space ones."""
+        if not (self.config.world_viewdirs and self.scene.ndc):
+            return rays.directions
+        if self.scene.ndc_scale is None:
+            raise ValueError("world_viewdirs needs the scene's NDC projection (Scene.ndc_scale)")
+        return ndc_world_directions(rays.origins, rays.directions, self.scene.ndc_scale)
+
     def _composite(self, net_params, rays: Rays, t: jax.Array, noise_key) -> tuple[RenderOutput, jax.Array]:
         """Render samples at distances t (B, N) along the rays with one network; also the
         compositing weights (B, N)."""
         b, n = t.shape
         xyz = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
-        dirs = jnp.broadcast_to(rays.directions[:, None, :], xyz.shape)
+        dirs = jnp.broadcast_to(self._viewdirs(rays)[:, None, :], xyz.shape)
         sigma, rgb = self._query(net_params, xyz.reshape(-1, 3), dirs.reshape(-1, 3))
         sigma, rgb = sigma.reshape(b, n), rgb.reshape(b, n, 3)
         if noise_key is not None and self.config.density_noise > 0:
