@@ -90,7 +90,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
             elevation_deg=frame.elevation_deg if args.elevation_deg is None else args.elevation_deg,
         )
         orbit = cams.with_poses(orbit_poses(frame, args.frames))
-        near, far = depth_range(frame, trained_box(model, params))
+        near, far = depth_range(frame.radius, trained_box(model, params))
     if args.resolution:
         orbit = orbit.resized(*args.resolution)
 

@@ -92,11 +92,11 @@ def orbit_poses(frame: OrbitFrame, n: int) -> np.ndarray:
     return np.stack(poses)
 
 
-def depth_range(frame: OrbitFrame, aabb) -> tuple[float, float]:
-    """Near/far distances for colouring depth seen from the orbit: the box's half diagonal
-    either side of the orbit radius."""
+def depth_range(distance: float, aabb) -> tuple[float, float]:
+    """Near/far distances for colouring depth seen from `distance` away from the box's centre
+    (an orbit's radius, a viewer's camera): the box's half diagonal either side of it."""
     half_diag = 0.5 * float(np.linalg.norm(np.subtract(aabb[1], aabb[0])))
-    return max(frame.radius - half_diag, 0.0), frame.radius + half_diag
+    return max(distance - half_diag, 0.0), distance + half_diag
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:

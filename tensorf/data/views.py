@@ -39,6 +39,10 @@ class Views:
     cameras: Cameras
     names: tuple[str, ...]
 
+    def subset(self, indices) -> "Views":
+        idx = [int(i) for i in indices]
+        return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx))
+
     @property
     def height(self) -> int:
         return self.images.shape[1]

@@ -478,9 +478,7 @@ class QualityCurve:
     for, the clock read, a few eval views rendered, and the render's time taken off the clock."""
 
     def __init__(self, cfg: TrainConfig, views, run_dir: Path, primary: bool):
-        n = min(cfg.quality_views, len(views.names))
-        self.views = dataclasses.replace(views, images=views.images[:n], cameras=views.cameras.subset(range(n)),
-                                         names=views.names[:n])
+        self.views = views.subset(range(min(cfg.quality_views, len(views.names))))
         self.every, self.chunk = cfg.quality_every_s, cfg.render_chunk
         self.path = run_dir / "eval" / "quality.json" if primary else None
         self.next_s = 0.0

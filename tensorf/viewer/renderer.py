@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tensorf.data.cameras import Cameras
+from tensorf.data.orbit import depth_range
 from tensorf.data.rays import Rays
 from tensorf.models.base import Model, trained_box
 from tensorf.parallel import replicate, rows_per_call
@@ -48,11 +49,9 @@ def depth_limits(snapshot: Snapshot, camera: Cameras) -> tuple[float, float]:
     """Distances that colour depth from near to far: the trained box's nearest and farthest
     reach from the camera (NDC runs: the box's own diagonal, their rays' distance scale)."""
     box = snapshot.box
-    diag = float(np.linalg.norm(box[1] - box[0]))
     if camera.ndc_near is not None:
-        return 0.0, diag
-    dist = float(np.linalg.norm(camera.c2w[0, :3, 3] - 0.5 * (box[0] + box[1])))
-    return max(dist - 0.5 * diag, 0.0), dist + 0.5 * diag
+        return 0.0, float(np.linalg.norm(box[1] - box[0]))
+    return depth_range(float(np.linalg.norm(camera.c2w[0, :3, 3] - 0.5 * (box[0] + box[1]))), box)
 
 
 def render_view(snapshot: Snapshot, camera: Cameras, mode: Mode = "rgb", chunk: int = 4096, mesh=None,
