@@ -26,7 +26,7 @@ from tensorf.errors import UserError, exit_on_user_error
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import load_cameras, load_render_path, restore_run
+from tensorf.run import load_background, load_cameras, load_render_path, restore_run
 from tensorf.visualize import depth_image, to_uint8
 
 
@@ -93,11 +93,16 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         near, far = depth_range(frame.radius, trained_box(model, params))
     if args.resolution:
         orbit = orbit.resized(*args.resolution)
+    # A turntable's camera stood still before the room while the object turned: an orbit is
+    # what it saw, the object turning in front of the room.
+    room = load_background(args.run_dir, (int(orbit.width[0]), int(orbit.height[0])))
+    room = None if room is None else room.reshape(-1, 3)
 
     rgbs, depths, opacities = [], [], []
     for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):
         o, d, r = orbit.rays(i)
-        out = render_rays_chunked(model, params, Rays(origins=o, directions=d, radii=r), args.chunk, mesh)
+        out = render_rays_chunked(model, params, Rays(origins=o, directions=d, radii=r, background=room), args.chunk,
+                                  mesh)
         rgbs.append(to_uint8(out.rgb))
         depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))
         opacities.append(to_uint8(out.opacity))

@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
             jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
                                        process_id=cfg.process_id)
         result = train(cfg, resume=resume, overwrite=overwrite)
-        line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s, {result.rays_per_s:.0f} rays/s"
+        line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s"
+        if result.rays_per_s > 0:  # a resumed run that ended before its first log step measured none
+            line += f", {result.rays_per_s:.0f} rays/s"
         if result.eval_metrics:
             m = result.eval_metrics
             line += f"; eval PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}"

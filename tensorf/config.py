@@ -32,6 +32,16 @@ class DataConfig:
     viewing directions spread. Forward-facing: NDC rays (LLFF) and NeRF's spiral as the render
     path; 360: world rays, a box fitted to what the cameras see (or to the sparse points) and an
     orbit. The decision is printed and recorded in RUN/config.json."""
+    turntable: Literal["auto", "yes", "no"] = "auto"
+    """360 captures whose object turns in front of a camera that stands still (a turntable): the
+    room keeps its place in the image while the poses say the camera circled it. yes: model that
+    background as an image fixed to the camera (the training views' per-pixel median), composited
+    behind the field in training and eval views (novel cameras get the flat background). auto:
+    yes when most views share most pixels with their median (printed, recorded in RUN/config.json)."""
+    turntable_warmup: int = 100
+    """Turntable captures: for this many steps the training rays that the camera's background does
+    not explain see the flat background instead (it gives way to the camera's over as many steps
+    again), so that the object starts to form; 0: the camera's background from the first step."""
     downscale: int = 1
     """Integer downscale factor for every image (area averaging); focal length follows."""
     pixel_centers: bool = True

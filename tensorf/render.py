@@ -142,9 +142,16 @@ def top_k_samples(weights: jax.Array, k: int) -> jax.Array:
     return idx
 
 
-def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background: float) -> RenderOutput:
-    """Colour over the background, depth and opacity from every sample's weight (B, N), colour
-    (B, N, 3) and distance t (B, N) (the MLP models, which shade every sample)."""
+def ray_background(rays: Rays, flat: float):
+    """What lies behind each ray: its own background (B, 3) when it carries one (turntable
+    captures), else the scene's flat intensity."""
+    return flat if rays.background is None else rays.background
+
+
+def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background) -> RenderOutput:
+    """Colour over the background (a float, or (B, 3) per ray: ray_background), depth and opacity
+    from every sample's weight (B, N), colour (B, N, 3) and distance t (B, N) (the MLP models,
+    which shade every sample)."""
     opacity = jnp.sum(weights, axis=-1)
     color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * background
     return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
@@ -158,7 +165,7 @@ def composite(
     top_rgb: jax.Array,
     shaded: jax.Array,
     dropped: jax.Array,
-    background: float,
+    background,
 ) -> RenderOutput:
     """Colour from the shaded top-k samples, depth and opacity from all samples.
 
@@ -177,14 +184,15 @@ def composite(
 
 
 @functools.lru_cache(maxsize=8)
-def _chunk_renderer(model, mesh: Mesh | None):
-    """Jitted (params, origins, directions) -> RenderOutput; with a mesh of several devices each
-    device renders its share of the chunk."""
+def _chunk_renderer(model, mesh: Mesh | None, with_background: bool):
+    """Jitted (params, origins, directions, radii[, background]) -> RenderOutput; with a mesh of
+    several devices each device renders its share of the chunk."""
 
-    def render(params, origins, directions, radii):
-        return model.render(params, Rays(origins=origins, directions=directions, radii=radii), None)
+    def render(params, origins, directions, radii, background=None):
+        return model.render(params, Rays(origins=origins, directions=directions, radii=radii, background=background),
+                            None)
 
-    return jit_over_rows(render, mesh, 3)
+    return jit_over_rows(render, mesh, 3 + with_background)
 
 
 def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None = None) -> RenderOutput:
@@ -192,19 +200,15 @@ def render_rays_chunked(model, params, rays: Rays, chunk: int, mesh: Mesh | None
     over the mesh's devices when one is given. Returns numpy-backed outputs with the rays'
     leading shape."""
     lead = rays.origins.shape[:-1]
-    render = _chunk_renderer(model, mesh)
+    render = _chunk_renderer(model, mesh, rays.background is not None)
     if mesh is not None and mesh.size > 1:
         params = replicate(mesh, params)
     # Rays that are not a camera's pixels have no footprint: radius 0.
     radii = np.zeros(lead or (1,), np.float32).reshape(-1) if rays.radii is None else np.asarray(rays.radii).reshape(-1)
-    out = map_chunks(
-        lambda o, d, r: render(params, o, d, r),
-        rays.origins.reshape(-1, 3),
-        rays.directions.reshape(-1, 3),
-        radii,
-        chunk=chunk,
-        multiple=rows_per_call(mesh),
-    )
+    rows = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), radii]
+    if rays.background is not None:
+        rows.append(np.asarray(rays.background).reshape(-1, 3))
+    out = map_chunks(lambda *part: render(params, *part), *rows, chunk=chunk, multiple=rows_per_call(mesh))
     return jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), out)
 
 

@@ -3,6 +3,8 @@
     RUN/config.json     the resolved config (auto choices and the scene's bounds decided)
     RUN/cameras.json    the training cameras (renderers place new views from them), and the
                         format's own camera path when it has one (LLFF's spiral)
+    RUN/background.png  a turntable capture's background fixed to the camera (tensorf.data.turntable),
+                        which orbits composite behind the object as its camera saw it
     RUN/checkpoints/    orbax checkpoints (tensorf.checkpoint)
     RUN/lock            held by the process training into RUN (pid and host), removed at its end
 """
@@ -17,6 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import jax
 import numpy as np
 
@@ -29,13 +32,15 @@ from tensorf.errors import UserError, warn
 from tensorf.models.base import Model, build_model
 
 
-def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, kind: str | None = None) -> TrainConfig:
+def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, kind: str | None = None,
+                    turntable: bool | None = None) -> TrainConfig:
     """The config as a run records it: the dataset's scene bounds, ray space and (for captures)
-    kind filled in and the model's backend-dependent `auto` choices decided, so the run can be
-    restored without guessing."""
+    kind and turntable decision filled in and the model's backend-dependent `auto` choices
+    decided, so the run can be restored without guessing."""
     data = dataclasses.replace(cfg.data, aabb=scene.aabb, near_far=scene.near_far, background=scene.background,
                                ndc=scene.ndc, contraction=scene.contraction or "none", kind=kind or cfg.data.kind,
-                               ndc_scale=scene.ndc_scale)
+                               ndc_scale=scene.ndc_scale,
+                               turntable=cfg.data.turntable if turntable is None else "yes" if turntable else "no")
     model = cfgmod.resolve_backend(cfg.model, backend or jax.default_backend())
     return dataclasses.replace(cfg, data=data, model=model)
 
@@ -70,6 +75,22 @@ def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | Non
     if render_path is not None:
         body["render_path"] = np.asarray(render_path).tolist()
     (Path(run_dir) / "cameras.json").write_text(json.dumps(body))
+
+
+def write_background(run_dir: Path, background: np.ndarray) -> None:
+    iio.imwrite(Path(run_dir) / "background.png", np.round(np.clip(background, 0, 1) * 255).astype(np.uint8))
+
+
+def load_background(run_dir: Path, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """A turntable run's background fixed to the camera (H, W, 3) float32 in [0, 1], resized to
+    size (width, height) when given; None for other runs."""
+    path = Path(run_dir) / "background.png"
+    if not path.is_file():
+        return None
+    image = iio.imread(path)[..., :3].astype(np.float32) / 255.0
+    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        image = np.asarray(jax.image.resize(image, (size[1], size[0], 3), "linear", antialias=True))
+    return image
 
 
 def load_render_path(run_dir: Path) -> np.ndarray | None:
@@ -107,7 +128,7 @@ def restore_run(run_dir: Path, step: int | None = None, best: bool = False) -> t
 
 # --- one run per directory ----------------------------------------------------------------
 
-RUN_OUTPUTS = ("checkpoints", "best", "tb", "eval", "config.json", "cameras.json")
+RUN_OUTPUTS = ("checkpoints", "best", "tb", "eval", "config.json", "cameras.json", "background.png")
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -30,6 +30,7 @@ from tensorf.data.capture_kind import CaptureKind, classify
 from tensorf.data.images import read_images
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around
+from tensorf.data.turntable import Turntable, camera_background, decide
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
 
@@ -78,6 +79,8 @@ class LoadedCapture:
     eval_split: str
     kind: CaptureKind
     render_path: np.ndarray | None
+    turntable: Turntable | None = None
+    """None: not considered (forward-facing captures)."""
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -165,9 +168,10 @@ def _split_indices(capture: Capture, frames: list[Frame], hold_every: int) -> tu
 
 def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval_views: tuple[int, ...] = (),
                  background: float = 1.0, kind: str | CaptureKind = "auto",
-                 contraction: str = "auto") -> LoadedCapture:
-    """Training and eval views, the scene, the eval split's name, the capture's kind and its
-    render path (a spiral for forward-facing captures, None: an orbit) of a posed capture."""
+                 contraction: str = "auto", turntable: str = "auto") -> LoadedCapture:
+    """Training and eval views, the scene, the eval split's name, the capture's kind, its render
+    path (a spiral for forward-facing captures, None: an orbit) and whether it is a turntable
+    (tensorf.data.turntable) of a posed capture."""
     if hold_every < 2:
         raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     frames = _existing(capture)
@@ -230,7 +234,16 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         depth = float(np.mean(local[:, 2, 3] - centre[2]))  # the box centre's depth, looking down -z
         half = 0.5 * float(np.linalg.norm(np.subtract(box[1], box[0])))
         path = avg @ spiral_path(local[:, :3], np.array([max(depth - half, NEAR), depth + half]))
-    return LoadedCapture(views(train), views(test), scene, split, found, path)
+    train_views, eval_views = views(train), views(test)
+    table = decide(train_views.images, turntable) if found.kind == "360" or turntable != "auto" else None
+    if table is not None and table.on:
+        # The training views' median: held-out views must not lend their pixels to their own background.
+        background = camera_background(train_views.images)
+        if eval_views.images.shape[1:3] != background.shape[:2]:
+            raise UserError(f"{capture.source}: a turntable's views must share one image size")
+        train_views = dataclasses.replace(train_views, background=background)
+        eval_views = dataclasses.replace(eval_views, background=background)
+    return LoadedCapture(train_views, eval_views, scene, split, found, path, table)
 
 
 def half_field_of_view(k: np.ndarray, model: str, distortion: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from tensorf.data import blender, colmap, llff, nerfstudio
 from tensorf.data.capture import load_capture
 from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
+from tensorf.data.turntable import Turntable
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
 
@@ -23,7 +24,8 @@ from tensorf.errors import UserError
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """render_path (N, 4, 4): the format's own camera path for viewers (a forward-facing capture's
-    spiral), or None; kind: what a capture was read as (None for Blender scenes)."""
+    spiral), or None; kind: what a capture was read as (None for Blender scenes); turntable:
+    whether a 360 capture was read as a turntable (None: not considered)."""
 
     train: Views
     eval: Views
@@ -32,6 +34,7 @@ class Dataset:
     format: str
     render_path: np.ndarray | None = None
     kind: CaptureKind | None = None
+    turntable: Turntable | None = None
 
 
 def ensure_generated(cfg: DataConfig) -> None:
@@ -95,7 +98,7 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
                        format=fmt)
     if fmt == "llff":
         loaded = llff.load_llff(cfg.path, cfg.downscale, cfg.hold_every, cfg.ndc, cfg.eval_views, cfg.kind,
-                                cfg.contraction)
+                                cfg.contraction, cfg.turntable)
         if loaded.scene.ndc and cfg.contraction not in ("auto", "none"):
             raise UserError(f"{cfg.path}: --data.contraction is for unbounded scenes, and this capture is "
                             f"{loaded.kind.describe()} with NDC rays; give --data.kind 360 (or --data.ndc False) to contract it")
@@ -103,9 +106,9 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
         read = nerfstudio.read_transforms if fmt == "nerfstudio" else colmap.read_colmap
         background = 1.0 if cfg.background is None else cfg.background
         loaded = load_capture(read(cfg.path, cfg.downscale), cfg.downscale, cfg.hold_every, cfg.eval_views, background,
-                              cfg.kind, cfg.contraction)
+                              cfg.kind, cfg.contraction, cfg.turntable)
     return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
-                   format=fmt, render_path=loaded.render_path, kind=loaded.kind)
+                   format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable)
 
 
 def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:

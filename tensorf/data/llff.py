@@ -92,7 +92,8 @@ def load_poses(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | None = None,
-              eval_views: tuple[int, ...] = (), kind: str = "auto", contraction: str = "auto") -> LoadedCapture:
+              eval_views: tuple[int, ...] = (), kind: str = "auto", contraction: str = "auto",
+              turntable: str = "auto") -> LoadedCapture:
     """Train and test views, scene, kind and render path of an LLFF-layout capture. The test split
     is every `hold_every`-th image (eval_views index into it). Forward-facing (by its cameras, or
     `kind`): NDC rays from the plane z = -1 in the official NDC box (unless ndc is False: then the
@@ -112,7 +113,8 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
                         f"has {len(files)} images; they must match one to one (same order)")
     found = classify(homogeneous(c2w), kind)
     if found.kind == "360" and not ndc:
-        return _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction)
+        return _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction,
+                         turntable)
     ndc = ndc is not False
     scale = 1.0 / (bounds.min() * BD_FACTOR)
     c2w[:, :, 3] *= scale
@@ -153,7 +155,7 @@ def _check_aspect(file: Path, w: int, h: int, full_w: float, full_h: float) -> N
                         "in poses_bounds.npy; the images and poses belong to different captures")
 
 
-def _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction):
+def _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction, turntable):
     """A 360 capture in LLFF layout as a posed capture: full-size pinhole intrinsics from hwf,
     and the far end of each camera's depth range standing in for the sparse points when deciding
     whether the scene reaches far beyond its box."""
@@ -174,7 +176,8 @@ def _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_
     # (softplus density) renders exactly the background, no sample reaches the shading threshold,
     # and no gradient reaches the density.
     return load_capture(Capture(source=root / "poses_bounds.npy", frames=frames, far_points=far), downscale,
-                        hold_every, eval_views, background=1.0, kind=found, contraction=contraction)
+                        hold_every, eval_views, background=1.0, kind=found, contraction=contraction,
+                        turntable=turntable)
 
 
 def write_llff(root: Path, c2w: np.ndarray, bounds: np.ndarray, images: np.ndarray, focal: float,

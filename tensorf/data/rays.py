@@ -22,18 +22,22 @@ class Rays:
     origins: (..., 3); directions: (..., 3), unit length (depth is distance along them), in
     the scene's space: world, or NDC for forward-facing captures (Cameras.ndc_near); radii
     (...,): the radius at unit distance of the cone through each pixel's footprint (pixel_rays;
-    mip-NeRF's frustums), None for rays that are not a camera's pixels.
+    mip-NeRF's frustums), None for rays that are not a camera's pixels; background (..., 3): the
+    colour behind each ray (a turntable's background fixed to the camera), None: the scene's flat
+    one.
     """
 
     origins: jax.Array
     directions: jax.Array
     radii: jax.Array | None = None
+    background: jax.Array | None = None
 
 
 def view_rays(views: Views, index: int) -> Rays:
     """All rays of one view, flattened to (H*W, 3)."""
     o, d, r = views.cameras.rays(index)
-    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1))
+    bg = None if views.background is None else np.asarray(views.background, np.float32).reshape(-1, 3)
+    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1), background=bg)
 
 
 @jdc.pytree_dataclass
@@ -48,7 +52,8 @@ class RayPool:
 
     colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); distortion (V, 6) (lens
     parameters of `camera_model`); ids (N,) int32; count () int32; starts (V + 1,) int32: view v's
-    rays in play are ids[starts[v]:starts[v + 1]].
+    rays in play are ids[starts[v]:starts[v + 1]]; background (P, 3): the views' background fixed
+    to the camera, per pixel, or None.
     """
 
     colors: jax.Array
@@ -62,6 +67,7 @@ class RayPool:
     count: jax.Array
     starts: jax.Array
     width: jdc.Static[int]
+    background: jax.Array | None = None
     ndc_near: jdc.Static[float | None] = None
     camera_model: jdc.Static[str] = "pinhole"
 
@@ -78,6 +84,8 @@ class RayPool:
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
                        distortion=vec(cams.distortion), ids=np.arange(n * h * w, dtype=np.int32),
                        count=np.int32(n * h * w), starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w,
+                       background=None if views.background is None
+                       else np.asarray(views.background, np.float32).reshape(-1, 3),
                        ndc_near=cams.ndc_near, camera_model=cams.model)
 
     def __len__(self) -> int:
@@ -91,7 +99,8 @@ class RayPool:
         y, x = jnp.divmod(pixel, self.width)
         o, d, r = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
-        return Rays(origins=o, directions=d, radii=r), self.colors[ids]
+        bg = None if self.background is None else self.background[pixel]
+        return Rays(origins=o, directions=d, radii=r, background=bg), self.colors[ids]
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:
         """`size` rays drawn uniformly, with replacement, from the rays in play, or (single_image)

@@ -33,15 +33,18 @@ class Scene:
 @dataclasses.dataclass(frozen=True)
 class Views:
     """Posed images of one split. images (N, H, W, 3) float32 in [0, 1], composited on the
-    scene's background; cameras one per image; names the views' file stems."""
+    scene's background; cameras one per image; names the views' file stems; background (H, W, 3)
+    float32: a background fixed to the camera (turntable captures, tensorf.data.turntable),
+    composited behind the field in place of the scene's flat one, or None."""
 
     images: np.ndarray
     cameras: Cameras
     names: tuple[str, ...]
+    background: np.ndarray | None = None
 
     def subset(self, indices) -> "Views":
         idx = [int(i) for i in indices]
-        return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx))
+        return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx), self.background)
 
     @property
     def height(self) -> int:

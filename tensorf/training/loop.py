@@ -30,7 +30,15 @@ from tensorf.errors import UserError, warn
 from tensorf.eval import evaluate_views, log_eval_view
 from tensorf.metrics import mse_to_psnr
 from tensorf.models.base import Model, Schedule, build_model, build_schedule
-from tensorf.run import check_resumable, claim_run_dir, load_config, resolved_config, write_cameras, write_config
+from tensorf.run import (
+    check_resumable,
+    claim_run_dir,
+    load_config,
+    resolved_config,
+    write_background,
+    write_cameras,
+    write_config,
+)
 from tensorf.training.crash_points import crash_point
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
 from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step, undonated
@@ -42,7 +50,7 @@ class TrainResult:
     elapsed_s: float
     compile_s: float  # compiling the train step (included in elapsed_s)
     train_psnr: float
-    rays_per_s: float
+    rays_per_s: float  # over the last log window (0: no log step this session)
     eval_metrics: dict | None
     model: Model
     params: Any
@@ -146,7 +154,8 @@ class _Trainer:
         """Compile the step for the shapes in force, ahead of time and timed (train/compile_s):
         a compiled step also refuses inputs of other shapes rather than silently retracing."""
         fn = make_train_step(self.model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size, self.mesh,
-                             single_image=self.cfg.batching == "single_image")
+                             single_image=self.cfg.batching == "single_image",
+                             background_warmup=self.cfg.data.turntable_warmup)
         t0 = time.perf_counter()
         self.step_fn = fn.lower(self.params, self.opt_state, self.totals, self.loss_scale, self.pool,
                                 self.step_on_device, self._sched_arg(0.0), self.key).compile()
@@ -271,12 +280,14 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
             ensure_generated(cfg.data)
         multihost_utils.sync_global_devices("dataset ready")
     data = load_dataset(cfg.data)
-    cfg = resolved_config(cfg, data.scene, kind=data.kind.kind if data.kind else None)
+    cfg = resolved_config(cfg, data.scene, kind=data.kind.kind if data.kind else None,
+                          turntable=data.turntable.on if data.turntable else None)
     if jax.process_index() == 0 and data.format != "blender":
         # Bounds chosen from the cameras, not given: say what they are and how to change them.
         sc = data.scene
         lens = data.train.cameras.model
         print(f"{data.format} capture {cfg.data.path}: {data.kind.describe()}\n"
+              + (f"  {data.turntable.describe()}\n" if data.turntable else "") +
               f"  {len(data.train.images)} train and {len(data.eval.images)} {data.eval_split} views of "
               f"{data.train.width}x{data.train.height}{f', {lens} lens distortion' if lens != 'pinhole' else ''}; "
               f"{'NDC rays, ' if sc.ndc else ''}{f'{sc.contraction} contraction, ' if sc.contraction else ''}"
@@ -314,6 +325,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     if primary:
         write_config(cfg)
         write_cameras(run_dir, data.train.cameras, data.render_path)
+        if data.train.background is not None:
+            write_background(run_dir, data.train.background)
     writer = SummaryWriter(str(run_dir / "tb")) if primary else _NoWriter()
     bar = tqdm(total=cfg.steps if cfg.time_budget_minutes is None else None, initial=start,
                disable=not (cfg.progress and primary), dynamic_ncols=True, unit="step")

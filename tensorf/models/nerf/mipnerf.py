@@ -20,7 +20,14 @@ from tensorf.data.views import Scene
 from tensorf.fields.ipe import integrated_encoding, ray_frustums
 from tensorf.fields.nerf_mlp import encode
 from tensorf.models.nerf.mlp_model import MLPModel
-from tensorf.render import RenderOutput, composite_all, compositing_weights, pdf_samples, stratified_samples
+from tensorf.render import (
+    RenderOutput,
+    composite_all,
+    compositing_weights,
+    pdf_samples,
+    ray_background,
+    stratified_samples,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +79,7 @@ class MipNeRF(MLPModel):
         if noise_key is not None and self.config.density_noise > 0:
             raw = raw + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         weights = compositing_weights(self._sigma(raw), t1 - t0)
-        return composite_all(weights, rgb, 0.5 * (t0 + t1), self.scene.background), weights
+        return composite_all(weights, rgb, 0.5 * (t0 + t1), ray_background(rays, self.scene.background)), weights
 
     def _coarse_edges(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """Edges (B, samples + 1): stratified over [near, far]; in NDC from the near plane to

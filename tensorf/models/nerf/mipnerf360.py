@@ -22,7 +22,7 @@ from tensorf.fields.ipe import integrated_encoding, ray_frustums
 from tensorf.fields.nerf_mlp import NeRFMLP, encode
 from tensorf.intervals import Spacing, distortion_loss, interlevel_loss, propose, schlick_bias
 from tensorf.models.nerf.mlp_model import MLPModel
-from tensorf.render import RenderOutput, composite_all, compositing_weights, contract, unit_region_exit
+from tensorf.render import RenderOutput, composite_all, compositing_weights, contract, ray_background, unit_region_exit
 
 
 def contract_gaussians(mean: jax.Array, var: jax.Array, norm: str) -> tuple[jax.Array, jax.Array]:
@@ -97,7 +97,8 @@ class MipNeRF360(MLPModel):
         t_edges = spacing.t(edges)
         sigma, rgb = self._intervals(params["nerf"], self._mlp, rays, t_edges)
         weights = compositing_weights(sigma, t_edges[:, 1:] - t_edges[:, :-1])
-        out = composite_all(weights, rgb, 0.5 * (t_edges[:, 1:] + t_edges[:, :-1]), self.scene.background)
+        out = composite_all(weights, rgb, 0.5 * (t_edges[:, 1:] + t_edges[:, :-1]),
+                            ray_background(rays, self.scene.background))
         return out, {"edges": edges, "weights": weights, "history": history}
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:

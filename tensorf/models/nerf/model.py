@@ -18,7 +18,14 @@ from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.fields.nerf_mlp import encode
 from tensorf.models.nerf.mlp_model import MLPModel
-from tensorf.render import RenderOutput, composite_all, compositing_weights, pdf_samples, stratified_samples
+from tensorf.render import (
+    RenderOutput,
+    composite_all,
+    compositing_weights,
+    pdf_samples,
+    ray_background,
+    stratified_samples,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +80,7 @@ class NeRF(MLPModel):
         # The last sample reaches to infinity (NeRF); directions are unit, so spacing is distance.
         delta = jnp.concatenate([jnp.diff(t, axis=-1), jnp.full((b, 1), 1e10)], axis=-1)
         weights = compositing_weights(jax.nn.relu(sigma), delta)
-        return composite_all(weights, rgb, t, self.scene.background), weights
+        return composite_all(weights, rgb, t, ray_background(rays, self.scene.background)), weights
 
     def coarse_samples(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """t (B, coarse_samples): stratified over [near, far]; in NDC (JaxNeRF's LLFF setting)

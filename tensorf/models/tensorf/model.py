@@ -40,6 +40,7 @@ from tensorf.render import (
     compositing_weights,
     contract,
     marched_samples,
+    ray_background,
     ray_box_interval,
     ray_uniforms,
     top_k_samples,
@@ -415,6 +416,6 @@ class TensoRF:
         else:
             rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
             shaded = shade
-        out = composite(weights, t, idx, rgb, shaded, dropped, self.scene.background)
+        out = composite(weights, t, idx, rgb, shaded, dropped, ray_background(rays, self.scene.background))
         return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights,
                      "edges": samples.edges, "history": samples.history}
