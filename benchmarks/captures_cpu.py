@@ -92,7 +92,8 @@ def main(args: Args) -> None:
         subprocess.run([sys.executable, str(ROOT / "render_360.py"), "--run-dir", str(run), "--output", str(gif),
                         "--frames", "36", "--resolution", "160", "160", "--no-depth", "--no-opacity"], check=True)
         wall_s = f"{train_min:.1f}" + ("" if wall is None else f" ({wall:.1f} with eval)")
-        rows.append(f"| {datetime.date.today()} | {name} | {args.preset} | {args.steps} | {cfg['data']['kind']} | "
+        kind = cfg["data"]["kind"] + (", turntable" if cfg["data"].get("turntable") == "yes" else "")
+        rows.append(f"| {datetime.date.today()} | {name} | {args.preset} | {args.steps} | {kind} | "
                     f"{len(m['views'])} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | "
                     f"{wall_s} | `{shown(args, name)}` |")
         print(rows[-1], flush=True)
