@@ -30,6 +30,7 @@ from tensorf.data.cameras import Cameras
 from tensorf.data.views import Scene
 from tensorf.errors import UserError, warn
 from tensorf.models.base import Model, build_model
+from tensorf.visualize import to_uint8
 
 
 def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, kind: str | None = None,
@@ -78,7 +79,7 @@ def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | Non
 
 
 def write_background(run_dir: Path, background: np.ndarray) -> None:
-    iio.imwrite(Path(run_dir) / "background.png", np.round(np.clip(background, 0, 1) * 255).astype(np.uint8))
+    iio.imwrite(Path(run_dir) / "background.png", to_uint8(background))
 
 
 def load_background(run_dir: Path, size: tuple[int, int] | None = None) -> np.ndarray | None:
