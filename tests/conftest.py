@@ -100,6 +100,7 @@ def trained_run(scene, tmp_path_factory):
         model__compaction="on",
         model__n_voxels_final=32**3,
         model__max_samples=64,
+        compile_ahead="yes",
     )
     return cfg, train(cfg)
 

@@ -29,10 +29,14 @@ def test_restore_before_last_upsample_is_bit_exact_and_resume_continues(scene, t
         np.testing.assert_array_equal(x, y)
 
     # A 6-step run "crashes" after its step-3 checkpoint; --resume must land exactly where the
-    # uninterrupted run did (same batches, jitter, learning rates and optimizer state).
-    straight = train(tiny_config(scene, tmp_path / "b", steps=6))
+    # uninterrupted run did (same batches, jitter, learning rates and optimizer state). The
+    # uninterrupted run compiled its step-4 grid ahead; the resumed one compiles it at the event
+    # (--compile-ahead no): the same program either way.
+    straight = train(tiny_config(scene, tmp_path / "b", steps=6, compile_ahead="yes"))
+    assert [(step, ahead) for step, _, ahead in straight.compiles] == [(0, False), (4, True)]
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "6")
-    resumed = train(tiny_config(scene, tmp_path / "b", steps=6), resume=True)
+    resumed = train(tiny_config(scene, tmp_path / "b", steps=6, compile_ahead="no"), resume=True)
+    assert [(step, ahead) for step, _, ahead in resumed.compiles] == [(3, False), (4, False)]
     assert resumed.steps == straight.steps == 6
     assert resumed.train_psnr == straight.train_psnr  # same loss at the last step
     for x, y in zip(_leaves(resumed.params), _leaves(straight.params), strict=True):

@@ -3,6 +3,7 @@ training schedule around it (learning rates, L1 switch, time-budget stretching).
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def _model(**over):
                 compaction="on")
     cfg = TensoRFConfig(**{**base, **over})
     model = make_model(cfg, aabb=BOX)
-    return model, build_schedule(model), model.init(__import__("jax").random.key(0))
+    return model, build_schedule(model), model.init(jax.random.key(0))
 
 
 def _mask_at(params, point):
@@ -83,6 +84,29 @@ def test_advance_masks_before_upsampling_and_shrinks_once():
     assert events == {"mask", "resize"} and state["mask_updates"] == 3 and state["level"] == 2
     np.testing.assert_array_equal(np.asarray(params["aabb"]), box)
     assert schedule.advance(params, state, 100)[2] == set()  # nothing left to do
+
+
+def _shapes(tree):
+    return jax.tree.structure(tree), [(x.shape, x.dtype) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("shrink", [True, False])
+def test_ahead_predicts_the_shapes_each_event_leaves(shrink):
+    # The loop compiles the step for Schedule.ahead's shapes before the event; a wrong guess
+    # would only cost a compile, so check every guess is exact, and no guess where the crop of
+    # the first mask update is not known yet.
+    model, schedule, params = _model(mask_update_steps=(5, 8, 9), upsample_steps=(3, 5, 9, 12),
+                                     n_voxels_final=40**3, shrink_box=shrink)
+    params, state = _blobs(model, params, [0.0]), model.initial_state()
+    for step in (3, 5, 8, 9, 12):
+        guess = schedule.ahead(params, state)
+        params, state, events = schedule.advance(params, state, step)
+        assert events
+        if step == 5 and shrink:
+            assert guess is None
+        else:
+            assert _shapes(guess) == _shapes(params), step
+    assert schedule.ahead(params, state) is None  # no event left
 
 
 def test_empty_field_skips_the_first_mask_update_and_the_next_one_shrinks():

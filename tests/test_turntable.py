@@ -79,6 +79,7 @@ def test_a_ray_background_is_composited_where_the_field_is_clear(family):
     np.testing.assert_allclose(own.rgb - flat.rgb, (1 - flat.opacity[:, None]) * (bg - 0.5), atol=2e-5)
 
 
+@pytest.mark.slow  # about 45 s on 2 cores: the README command stays under its budget
 def test_a_turntable_trains_better_with_the_room_fixed_to_the_camera(turntable, tmp_path):
     """With no flag, the generated turntable trains with its room as the camera's background and
     beats the same run told it is no turntable; the run records the decision, and judging it

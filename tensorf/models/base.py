@@ -74,6 +74,10 @@ class Schedule(Protocol):
         """Apply the events due by `step`. Returns the new params and state (always adopted) and
         the events: "resize" restarts the optimizer, "mask" re-filters the ray pool."""
 
+    def ahead(self, params: Params, state: dict) -> Params | None:
+        """The params' shapes (jax.ShapeDtypeStruct leaves) after the next event when they are
+        known before it, so the step can be compiled for them ahead; else None."""
+
     def ray_filter(self, state: dict) -> Callable[[Params, Rays], jax.Array] | None:
         """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all."""
 
@@ -100,6 +104,9 @@ class NoEvents:
 
     def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
         return params, state, set()
+
+    def ahead(self, params: Params, state: dict) -> None:
+        return None
 
     def ray_filter(self, state: dict) -> None:
         return None

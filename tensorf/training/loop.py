@@ -5,6 +5,7 @@ Everything with side effects lives here; the step (step.py) and the model's rend
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -17,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
@@ -56,6 +57,7 @@ class TrainResult:
     params: Any
     model_state: dict
     quality: list = dataclasses.field(default_factory=list)  # (training seconds, step, PSNR): --quality-every-s
+    compiles: list = dataclasses.field(default_factory=list)  # (step, seconds the loop waited, compiled ahead)
 
 
 def schedule_step(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
@@ -129,6 +131,10 @@ class _Trainer:
     compile_s: float = 0.0  # compiling the train step, all grid sizes together
     seen: dict = dataclasses.field(default_factory=lambda: {"dropped": 0.0, "nonfinite": 0})
     warned_drop: bool = False
+    ahead: dict = dataclasses.field(default_factory=dict)  # step signature -> Future of its compiled step
+    compiler: Any = None  # the thread that compiles ahead (--compile-ahead)
+    compiled_ahead: str = ""  # how the last compile went, for the event line
+    compiles: list = dataclasses.field(default_factory=list)  # TrainResult.compiles
 
     def __post_init__(self):
         self.pool = parallel.replicate(self.mesh, self.pool)
@@ -136,6 +142,9 @@ class _Trainer:
         self.key = jax.random.wrap_key_data(parallel.replicate(self.mesh, np.asarray(jax.random.key_data(self.key))))
         self._place()
         self.model = self.model.for_state(self.mstate)
+        ahead = self.cfg.compile_ahead
+        if ahead == "yes" or (ahead == "auto" and jax.default_backend() != "cpu"):
+            self.compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile-ahead")
         self._compile()
 
     def _place(self) -> None:
@@ -150,18 +159,60 @@ class _Trainer:
             return None
         return parallel.replicate(self.mesh, np.float32(sched))
 
+    def _make_step(self):
+        return make_train_step(self.model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size,
+                               self.mesh, single_image=self.cfg.batching == "single_image",
+                               background_warmup=self.cfg.data.turntable_warmup)
+
+    def _signature(self, params, opt_state) -> tuple:
+        """What a compiled step is specific to: the shapes of the state it updates, and the work
+        budgets (static in the model)."""
+        shapes = lambda tree: (jax.tree.structure(tree), tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(tree)))  # noqa: E731
+        return shapes(params), shapes(opt_state), json.dumps(self.mstate.get("budgets"), sort_keys=True)
+
     def _compile(self) -> None:
-        """Compile the step for the shapes in force, ahead of time and timed (train/compile_s):
-        a compiled step also refuses inputs of other shapes rather than silently retracing."""
-        fn = make_train_step(self.model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size, self.mesh,
-                             single_image=self.cfg.batching == "single_image",
-                             background_warmup=self.cfg.data.turntable_warmup)
+        """Compile the step for the shapes in force, ahead of time and timed (train/compile_s:
+        the time the loop waited for it). A step compiled ahead for these shapes (_compile_ahead)
+        is taken instead, waiting for it if it is still compiling. A compiled step also refuses
+        inputs of other shapes rather than silently retracing."""
         t0 = time.perf_counter()
-        self.step_fn = fn.lower(self.params, self.opt_state, self.totals, self.loss_scale, self.pool,
-                                self.step_on_device, self._sched_arg(0.0), self.key).compile()
+        ahead, self.ahead = self.ahead.pop(self._signature(self.params, self.opt_state), None), {}
+        if ahead is not None:
+            self.step_fn = ahead.result()
+            self.compiled_ahead = "compiled ahead"
+        else:
+            self.step_fn = self._make_step().lower(self.params, self.opt_state, self.totals, self.loss_scale,
+                                                   self.pool, self.step_on_device, self._sched_arg(0.0),
+                                                   self.key).compile()
+            self.compiled_ahead = "not compiled ahead" if self.compiler is not None else ""
         dt = time.perf_counter() - t0
         self.compile_s += dt
+        self.compiles.append((self.step, dt, ahead is not None))
         self.writer.add_scalar("train/compile_s", dt, self.step)
+        self._compile_ahead()
+
+    def _compile_ahead(self) -> None:
+        """Start compiling, on the compiler thread, the step for the params the next schedule
+        event will leave (Schedule.ahead), with the budgets in force: shapes only, nothing is
+        transferred or computed on the device."""
+        shapes = None if self.compiler is None else self.schedule.ahead(self.params, self.mstate)
+        if shapes is None:
+            return
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        spec = lambda tree, sharding=None: jax.tree.map(  # noqa: E731
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or x.sharding), tree)
+        params = spec(shapes, replicated)
+        opt_state = spec(jax.eval_shape(self.tx.init, shapes), replicated)
+        rest = spec((self.totals, self.loss_scale, self.pool, self.step_on_device, self._sched_arg(0.0), self.key))
+        step = self._make_step()
+        self.ahead = {self._signature(params, opt_state):
+                      self.compiler.submit(lambda: step.lower(params, opt_state, *rest).compile())}
+
+    def close(self) -> None:
+        """Drop a compile nobody will use (training ended before its event)."""
+        self.ahead = {}
+        if self.compiler is not None:
+            self.compiler.shutdown(wait=False, cancel_futures=True)
 
     def _measure(self, at_least=None) -> dict | None:
         return measure_budgets(self.cfg, self.schedule, self.params, self.pool, self.step, at_least, self.mesh.size)
@@ -186,7 +237,10 @@ class _Trainer:
             self.opt_state = jax.jit(self.tx.init)(self.params)  # one program, not an eager op per leaf
         self._place()
         clock.lap("optimizer", self.opt_state)
+        carried = self.mstate.get("budgets")
         budgets = clock.lap("budgets", self._measure())
+        if self.compiler is not None and carried and budgets and _within(budgets, carried):
+            budgets = carried  # the step compiled ahead has them: no compile on the event
         compiled = self.compile_s
         self._set_budgets(budgets)
         clock.lap("compile", None)
@@ -196,7 +250,9 @@ class _Trainer:
             line += f", {len(self.pool)} rays kept"
         if self.mstate["budgets"]:
             line += f", budgets {self.mstate['budgets']}"
-        self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s)")
+        ahead = f", {self.compiled_ahead}" if self.compiled_ahead else ""
+        self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s"
+                 f"{ahead})")
 
     def _set_budgets(self, budgets: dict | None) -> None:
         self.mstate = {**self.mstate, "budgets": budgets}
@@ -419,6 +475,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
 
     elapsed = clock.elapsed()
     bar.close()
+    t.close()
     if last_saved != t.step:
         t.save(ckpt, elapsed)
         saved()
@@ -446,7 +503,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                 pass
     return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
                        eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate,
-                       quality=quality.points if quality is not None else [])
+                       quality=quality.points if quality is not None else [], compiles=t.compiles)
 
 
 def open_training_viewer(cfg: TrainConfig, cameras, t: "_Trainer", mesh, closing: contextlib.ExitStack):
@@ -525,6 +582,13 @@ class BestKeeper:
             self.psnr = psnr
             self.checkpoints.save(t.step, {"params": undonated(t.params)}, {"step": t.step, "model_state": t.mstate, "val_psnr": psnr})
         return psnr
+
+
+def _within(measured: dict, carried: dict) -> bool:
+    """Whether every work budget measured fits within the one carried over (None: no budget,
+    every sample)."""
+    share = lambda b: 1.0 if b is None else b  # noqa: E731
+    return all(share(measured.get(k)) <= share(carried.get(k)) for k in set(measured) | set(carried))
 
 
 class _PhaseClock:

@@ -71,6 +71,28 @@ class TensoRFSchedule:
             events.add("resize")
         return params, state, events
 
+    def ahead(self, params: dict, state: dict) -> dict | None:
+        """The params as they will be after the next event, as shapes (jax.ShapeDtypeStruct
+        leaves), when those are known without evaluating the field: an upsampling (log-spaced
+        voxel counts in the box in force) or a mask update at the grid in force. None when there is
+        no next event, or when it builds the first mask and so shrinks the box (the crop follows
+        the field). The loop compiles the step for these shapes while training goes on."""
+        c = self.config
+        upsamples, masks = c.upsample_steps[state["level"]:], c.mask_update_steps[state["mask_updates"]:]
+        if not upsamples and not masks:
+            return None
+        step = min(upsamples[:1] + masks[:1])
+        shapes = jax.eval_shape(lambda p: p, params)
+        if masks and masks[0] <= step:
+            if params["occupancy"].size <= 1 and c.shrink_box:
+                return None
+            shapes["occupancy"] = jax.ShapeDtypeStruct(tuple(state["resolution"]), params["occupancy"].dtype)
+        if upsamples and upsamples[0] <= step:
+            level = sum(1 for s in c.upsample_steps if s <= step)
+            res = vm.voxels_to_resolution(self.voxels_at_level(level), np.asarray(params["aabb"]))
+            shapes = jax.eval_shape(lambda p: self.resize(p, res), shapes)
+        return shapes
+
     def resize(self, params: dict, resolution) -> dict:
         pos = vm.align_corners_positions(params["density"].resolution, resolution)
         return {**params, **{k: self.model.ops.resample(params[k], pos) for k in GRID_KEYS}}
