@@ -109,6 +109,30 @@ def test_ahead_predicts_the_shapes_each_event_leaves(shrink):
     assert schedule.ahead(params, state) is None  # no event left
 
 
+def test_a_failed_compile_ahead_falls_back_to_compiling_at_the_event(scene, tmp_path, monkeypatch, capsys):
+    import threading
+
+    from tensorf.training import loop
+
+    class FailsAhead:
+        """A step whose compile fails on the compile-ahead thread only (say, out of memory)."""
+
+        def __init__(self, step):
+            self.step = step
+
+        def lower(self, *args):
+            if threading.current_thread().name.startswith("compile-ahead"):
+                raise RuntimeError("out of compiler memory")
+            return self.step.lower(*args)
+
+    real = loop.make_train_step
+    monkeypatch.setattr(loop, "make_train_step", lambda *a, **k: FailsAhead(real(*a, **k)))
+    result = train(tiny_config(scene, tmp_path / "run", steps=6, checkpoint_every=0, compile_ahead="yes"))
+    assert result.steps == 6
+    assert [(step, ahead) for step, _, ahead in result.compiles] == [(0, False), (4, False)]
+    assert "compiling the step ahead failed (RuntimeError: out of compiler memory)" in capsys.readouterr().err
+
+
 def test_empty_field_skips_the_first_mask_update_and_the_next_one_shrinks():
     model, schedule, params = _model(mask_update_steps=(2, 4))
     state = model.initial_state()

@@ -181,6 +181,10 @@ class _Trainer:
         t0 = time.perf_counter()
         signature = self._signature(self.params, self.opt_state, self.mstate.get("budgets"))
         ahead, self.ahead = self.ahead.pop(signature, None), {}
+        if ahead is not None and ahead.exception() is not None:
+            warn(f"compiling the step ahead failed ({type(ahead.exception()).__name__}: {ahead.exception()}); "
+                 "compiling it at the event")
+            ahead = None
         if ahead is not None:
             self.step_fn = ahead.result()
             self.compiled_ahead = "compiled ahead"
