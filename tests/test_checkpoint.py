@@ -29,20 +29,22 @@ def test_restore_before_last_upsample_is_bit_exact_and_resume_continues(scene, t
         np.testing.assert_array_equal(x, y)
 
     # A 6-step run "crashes" after its step-3 checkpoint; --resume must land exactly where the
-    # uninterrupted run did (same batches, jitter, learning rates and optimizer state). The
-    # uninterrupted run compiled its step-4 grid ahead; the resumed one compiles it at the event
-    # (--compile-ahead no): the same program either way.
-    straight = train(tiny_config(scene, tmp_path / "b", steps=6, compile_ahead="yes"))
-    assert [(step, ahead) for step, _, ahead in straight.compiles] == [(0, False), (4, True)]
+    # uninterrupted run did (same batches, jitter, learning rates and optimizer state). Both
+    # upsample at 4 and 5. The uninterrupted run compiled its step-4 grid ahead (the last event's
+    # is compiled at the event); the resumed one compiles both at their events
+    # (--compile-ahead no): the same programs either way.
+    cfg = tiny_config(scene, tmp_path / "b", steps=6, model__upsample_steps=(4, 5))
+    straight = train(dataclasses.replace(cfg, compile_ahead="yes"))
+    assert [(step, ahead) for step, _, ahead in straight.compiles] == [(0, False), (4, True), (5, False)]
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "6")
-    resumed = train(tiny_config(scene, tmp_path / "b", steps=6, compile_ahead="no"), resume=True)
-    assert [(step, ahead) for step, _, ahead in resumed.compiles] == [(3, False), (4, False)]
+    resumed = train(dataclasses.replace(cfg, compile_ahead="no"), resume=True)
+    assert [(step, ahead) for step, _, ahead in resumed.compiles] == [(3, False), (4, False), (5, False)]
     assert resumed.steps == straight.steps == 6
     assert resumed.train_psnr == straight.train_psnr  # same loss at the last step
     for x, y in zip(_leaves(resumed.params), _leaves(straight.params), strict=True):
         np.testing.assert_array_equal(x, y)
     final = restore_run(tmp_path / "b")[3]["model_state"]
-    assert final["level"] == 1 and final["resolution"] != first
+    assert final["level"] == 2 and final["resolution"] != first
 
 
 def test_resume_cli_needs_no_other_flags(scene, tmp_path):

@@ -74,12 +74,17 @@ class TensoRFSchedule:
     def ahead(self, params: dict, state: dict) -> dict | None:
         """The params as they will be after the next event, as shapes (jax.ShapeDtypeStruct
         leaves), when those are known without evaluating the field: an upsampling (log-spaced
-        voxel counts in the box in force) or a mask update at the grid in force. None when there is
-        no next event, or when it builds the first mask and so shrinks the box (the crop follows
-        the field). The loop compiles the step for these shapes while training goes on."""
+        voxel counts in the box in force) or a mask update at the grid in force. The loop compiles
+        the step for these shapes while training goes on.
+
+        None when it builds the first mask and so shrinks the box (the crop follows the field),
+        and for the last event: the step compiled ahead carries work budgets with headroom, and
+        after the last event they would serve the rest of training (7% slower steps on the
+        generated preset, benchmarks/results.md), so that step is compiled at the event with the
+        budgets measured there."""
         c = self.config
         upsamples, masks = c.upsample_steps[state["level"]:], c.mask_update_steps[state["mask_updates"]:]
-        if not upsamples and not masks:
+        if len(set(upsamples) | set(masks)) < 2:
             return None
         step = min(upsamples[:1] + masks[:1])
         shapes = jax.eval_shape(lambda p: p, params)
