@@ -109,6 +109,7 @@ def test_ahead_predicts_the_shapes_each_event_leaves(shrink):
     assert schedule.ahead(params, state) is None  # no event left
 
 
+@pytest.mark.slow  # a rare path, about 18 s on 2 cores: kept off the README command's budget
 def test_a_failed_compile_ahead_falls_back_to_compiling_at_the_event(scene, tmp_path, monkeypatch, capsys):
     import threading
 
