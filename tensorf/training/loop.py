@@ -133,7 +133,6 @@ class _Trainer:
     warned_drop: bool = False
     ahead: dict = dataclasses.field(default_factory=dict)  # step signature -> Future of its compiled step
     compiler: Any = None  # the thread that compiles ahead (--compile-ahead)
-    compiled_ahead: str = ""  # how the last compile went, for the event line
     compiles: list = dataclasses.field(default_factory=list)  # TrainResult.compiles
     measured: dict | None = None  # the budgets last measured (their headroom is measure_budgets')
     ahead_budgets: dict | None = None  # the budgets the step compiled ahead has
@@ -170,7 +169,9 @@ class _Trainer:
     def _signature(params, opt_state, budgets) -> tuple:
         """What a compiled step is specific to: the shapes of the state it updates, and the work
         budgets (static in the model)."""
-        shapes = lambda tree: (jax.tree.structure(tree), tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(tree)))  # noqa: E731
+        def shapes(tree):
+            return jax.tree.structure(tree), tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(tree))
+
         return shapes(params), shapes(opt_state), json.dumps(budgets, sort_keys=True)
 
     def _compile(self) -> None:
@@ -181,18 +182,16 @@ class _Trainer:
         t0 = time.perf_counter()
         signature = self._signature(self.params, self.opt_state, self.mstate.get("budgets"))
         ahead, self.ahead = self.ahead.pop(signature, None), {}
-        if ahead is not None and ahead.exception() is not None:
-            warn(f"compiling the step ahead failed ({type(ahead.exception()).__name__}: {ahead.exception()}); "
-                 "compiling it at the event")
+        error = None if ahead is None else ahead.exception()
+        if error is not None:
+            warn(f"compiling the step ahead failed ({type(error).__name__}: {error}); compiling it at the event")
             ahead = None
         if ahead is not None:
             self.step_fn = ahead.result()
-            self.compiled_ahead = "compiled ahead"
         else:
             args = (self.params, self.opt_state, self.totals, self.loss_scale, self.pool, self.step_on_device,
                     self._sched_arg(0.0), self.key)
             self.step_fn = self._make_step(self.model).lower(*args).compile()
-            self.compiled_ahead = "not compiled ahead" if self.compiler is not None else ""
         dt = time.perf_counter() - t0
         self.compile_s += dt
         self.compiles.append((self.step, dt, ahead is not None))
@@ -261,7 +260,7 @@ class _Trainer:
             line += f", {len(self.pool)} rays kept"
         if self.mstate["budgets"]:
             line += f", budgets {self.mstate['budgets']}"
-        ahead = f", {self.compiled_ahead}" if self.compiled_ahead else ""
+        ahead = "" if self.compiler is None else ", compiled ahead" if self.compiles[-1][2] else ", not compiled ahead"
         self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s"
                  f"{ahead})")
 
