@@ -3,8 +3,9 @@
     RUN/config.json     the resolved config (auto choices and the scene's bounds decided)
     RUN/cameras.json    the training cameras (renderers place new views from them), and the
                         format's own camera path when it has one (LLFF's spiral)
-    RUN/background.png  a turntable capture's background fixed to the camera (tensorf.data.turntable),
-                        which orbits composite behind the object as its camera saw it
+    RUN/background.png  a turntable capture's background fixed to the camera (tensorf.data.turntable:
+                        the median of every training view), which orbits composite behind the
+                        object as its camera saw it
     RUN/checkpoints/    orbax checkpoints (tensorf.checkpoint)
     RUN/lock            held by the process training into RUN (pid and host), removed at its end
 """

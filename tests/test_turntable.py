@@ -11,9 +11,10 @@ from tensorf.data.generated import (
     generate_lens_capture,
     generate_llff_360,
     generate_turntable,
+    room_light,
     turntable_backdrop,
 )
-from tensorf.data.turntable import camera_background
+from tensorf.data.turntable import NEIGHBOURS, camera_background, neighbour_backgrounds
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +29,18 @@ def test_a_turntable_is_told_from_cameras_that_circle_the_scene(turntable, tmp_p
     table = load_dataset(DataConfig(path=turntable))
     assert table.kind.kind == "360" and table.turntable.on, table.turntable.describe()
     assert "--data.turntable no" in table.turntable.describe()
-    # Train and eval views share the background of the training views alone (a held-out view
-    # must not lend its pixels to its own background), and it is the room where the scene is not.
-    np.testing.assert_array_equal(table.eval.background, camera_background(table.train.images))
-    np.testing.assert_array_equal(table.train.background, table.eval.background)
+    # Each view's background is the median of the training views nearest it in capture order
+    # (a held-out view lends its pixels to no background, a training view not to its own), and it
+    # is the room where the scene is not.
+    pos = lambda views: [int(name.removeprefix("frame")) for name in views.names]  # noqa: E731
+    np.testing.assert_array_equal(table.eval.background,
+                                  neighbour_backgrounds(table.train.images, pos(table.train), pos(table.eval)))
+    np.testing.assert_array_equal(table.train.background,
+                                  neighbour_backgrounds(table.train.images, pos(table.train), pos(table.train)))
+    assert table.train.background.shape == table.train.images.shape
     room = turntable_backdrop(32)
-    corner = (slice(0, 6), slice(0, 32))  # the wall above the scene: never covered
-    assert np.abs(table.train.background[corner] - room[corner]).max() < 2 / 255
+    corner = (slice(None), slice(0, 6), slice(0, 32))  # the wall above the scene: never covered
+    assert np.abs(table.train.background[corner] - room[corner[1:]]).max() < 2 / 255
 
     ring = load_dataset(DataConfig(path=generate_llff_360(tmp_path / "ring", size=32, n=24)))
     white = load_dataset(DataConfig(path=generate_lens_capture(tmp_path / "white", size=32, n=24)))
@@ -77,6 +83,26 @@ def test_a_ray_background_is_composited_where_the_field_is_clear(family):
     assert 0.05 < float(np.mean(flat.opacity)) < 0.95  # partly clear, so the background shows
     np.testing.assert_allclose(own.opacity, flat.opacity, atol=1e-6)
     np.testing.assert_allclose(own.rgb - flat.rgb, (1 - flat.opacity[:, None]) * (bg - 0.5), atol=2e-5)
+
+
+def test_each_view_gets_the_background_of_the_views_taken_nearest_it(tmp_path):
+    """The room's light drifts over the capture (as head's does): each view's background, the
+    median of its NEIGHBOURS nearest training views in capture order, follows the drift, and
+    is nearer the room the view saw than the median of every training view is; a training view's
+    own pixels never enter its background."""
+    n = 24
+    table = load_dataset(DataConfig(path=generate_turntable(tmp_path / "drift", size=32, n=n, drift=0.3),
+                                    turntable="yes"))
+    wall = turntable_backdrop(32)[:6]  # above the scene: never covered
+    whole = camera_background(table.train.images)[:6]
+    for views in (table.train, table.eval):
+        for name, image, bg in zip(views.names, views.images, views.background):
+            seen = room_light(int(name.removeprefix("frame")), n, 0.3) * wall
+            assert np.abs(bg[:6] - seen).mean() < 0.5 * np.abs(whole - seen).mean() + 2 / 255, name
+    assert NEIGHBOURS < len(table.train.names)
+    # With only itself to go by, a training view's background would be its own image.
+    alone = neighbour_backgrounds(table.train.images[:2], [0, 1], [0, 1], k=NEIGHBOURS)
+    np.testing.assert_array_equal(alone, table.train.images[[1, 0]])
 
 
 @pytest.mark.slow  # about 45 s on 2 cores: the README command stays under its budget

@@ -30,7 +30,7 @@ from tensorf.data.capture_kind import CaptureKind, classify
 from tensorf.data.images import read_images
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around
-from tensorf.data.turntable import Turntable, camera_background, decide
+from tensorf.data.turntable import Turntable, decide, neighbour_backgrounds
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
 
@@ -237,12 +237,11 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
     train_views, eval_views = views(train), views(test)
     table = decide(train_views.images, turntable) if found.kind == "360" or turntable != "auto" else None
     if table is not None and table.on:
-        # The training views' median: held-out views must not lend their pixels to their own background.
-        background = camera_background(train_views.images)
-        if eval_views.images.shape[1:3] != background.shape[:2]:
+        # Medians of training views only: held-out views must not lend their pixels to a background.
+        if eval_views.images.shape[1:3] != train_views.images.shape[1:3]:
             raise UserError(f"{capture.source}: a turntable's views must share one image size")
-        train_views = dataclasses.replace(train_views, background=background)
-        eval_views = dataclasses.replace(eval_views, background=background)
+        train_views = dataclasses.replace(train_views, background=neighbour_backgrounds(train_views.images, train, train))
+        eval_views = dataclasses.replace(eval_views, background=neighbour_backgrounds(train_views.images, train, test))
     return LoadedCapture(train_views, eval_views, scene, split, found, path, table)
 
 

@@ -36,13 +36,8 @@ class Rays:
 def view_rays(views: Views, index: int) -> Rays:
     """All rays of one view, flattened to (H*W, 3)."""
     o, d, r = views.cameras.rays(index)
-    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1),
-                background=_pixel_background(views))
-
-
-def _pixel_background(views: Views) -> np.ndarray | None:
-    """The views' background fixed to the camera, one row per pixel (H*W, 3), or None."""
-    return None if views.background is None else np.asarray(views.background, np.float32).reshape(-1, 3)
+    bg = None if views.background is None else np.asarray(views.background[index], np.float32).reshape(-1, 3)
+    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1), background=bg)
 
 
 @jdc.pytree_dataclass
@@ -57,8 +52,8 @@ class RayPool:
 
     colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); distortion (V, 6) (lens
     parameters of `camera_model`); ids (N,) int32; count () int32; starts (V + 1,) int32: view v's
-    rays in play are ids[starts[v]:starts[v + 1]]; background (P, 3): the views' background fixed
-    to the camera, per pixel, or None.
+    rays in play are ids[starts[v]:starts[v + 1]]; background (V * P, 3): each ray's background
+    fixed to the camera (a turntable's, as much memory again as the images), or None.
     """
 
     colors: jax.Array
@@ -89,7 +84,7 @@ class RayPool:
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
                        distortion=vec(cams.distortion), ids=np.arange(n * h * w, dtype=np.int32),
                        count=np.int32(n * h * w), starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w,
-                       background=_pixel_background(views),
+                       background=None if views.background is None else np.asarray(views.background, np.float32).reshape(-1, 3),
                        ndc_near=cams.ndc_near, camera_model=cams.model)
 
     def __len__(self) -> int:
@@ -103,7 +98,7 @@ class RayPool:
         y, x = jnp.divmod(pixel, self.width)
         o, d, r = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
-        bg = None if self.background is None else self.background[pixel]
+        bg = None if self.background is None else self.background[ids]
         return Rays(origins=o, directions=d, radii=r, background=bg), self.colors[ids]
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:

@@ -33,9 +33,9 @@ class Scene:
 @dataclasses.dataclass(frozen=True)
 class Views:
     """Posed images of one split. images (N, H, W, 3) float32 in [0, 1], composited on the
-    scene's background; cameras one per image; names the views' file stems; background (H, W, 3)
-    float32: a background fixed to the camera (turntable captures, tensorf.data.turntable),
-    composited behind the field in place of the scene's flat one, or None."""
+    scene's background; cameras one per image; names the views' file stems; background
+    (N, H, W, 3) float32: each view's background fixed to the camera (turntable captures,
+    tensorf.data.turntable), composited behind the field in place of the scene's flat one, or None."""
 
     images: np.ndarray
     cameras: Cameras
@@ -44,7 +44,8 @@ class Views:
 
     def subset(self, indices) -> "Views":
         idx = [int(i) for i in indices]
-        return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx), self.background)
+        return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx),
+                     None if self.background is None else self.background[idx])
 
     @property
     def height(self) -> int:

@@ -27,6 +27,7 @@ from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
 from tensorf.data.dataset import ensure_generated, load_dataset
 from tensorf.data.rays import RayPool, Rays
+from tensorf.data.turntable import camera_background
 from tensorf.errors import UserError, warn
 from tensorf.eval import evaluate_views, log_eval_view
 from tensorf.metrics import mse_to_psnr
@@ -392,7 +393,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         write_config(cfg)
         write_cameras(run_dir, data.train.cameras, data.render_path)
         if data.train.background is not None:
-            write_background(run_dir, data.train.background)
+            write_background(run_dir, camera_background(data.train.images))  # for novel cameras
     writer = SummaryWriter(str(run_dir / "tb")) if primary else _NoWriter()
     bar = tqdm(total=cfg.steps if cfg.time_budget_minutes is None else None, initial=start,
                disable=not (cfg.progress and primary), dynamic_ncols=True, unit="step")
