@@ -36,8 +36,8 @@ class DataConfig:
     """360 captures whose object turns in front of a camera that stands still (a turntable): the
     room keeps its place in the image while the poses say the camera circled it. yes: model that
     background as images fixed to the camera (each view's: the per-pixel median of the training
-    views taken nearest it), composited behind the field in training and eval views (novel
-    cameras get the median of every training view). auto:
+    views whose cameras stood nearest its own), composited behind the field in training and eval views (render_360's
+    orbits get the median of every training view). auto:
     yes when most views share most pixels with their median (printed, recorded in RUN/config.json)."""
     turntable_warmup: int = 100
     """Turntable captures: for this many steps the training rays that the camera's background does

@@ -240,8 +240,11 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         # Medians of training views only: held-out views must not lend their pixels to a background.
         if eval_views.images.shape[1:3] != train_views.images.shape[1:3]:
             raise UserError(f"{capture.source}: a turntable's views must share one image size")
-        train_views = dataclasses.replace(train_views, background=neighbour_backgrounds(train_views.images, train, train))
-        eval_views = dataclasses.replace(eval_views, background=neighbour_backgrounds(train_views.images, train, test))
+        at = train_views.cameras.c2w[:, :3, 3]
+        train_views = dataclasses.replace(
+            train_views, background=neighbour_backgrounds(train_views.images, at, at, own=np.arange(len(at))))
+        eval_views = dataclasses.replace(
+            eval_views, background=neighbour_backgrounds(train_views.images, at, eval_views.cameras.c2w[:, :3, 3]))
     return LoadedCapture(train_views, eval_views, scene, split, found, path, table)
 
 

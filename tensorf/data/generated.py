@@ -306,16 +306,18 @@ def turntable_backdrop(size: int) -> np.ndarray:
     return np.clip(np.where(block, [0.1, 0.2, 0.6], np.where(lamp, [0.9, 0.85, 0.2], room)), 0, 1)
 
 
-def room_light(k: int, n: int, drift: float) -> float:
-    """The room's brightness in frame k of n of a generated turntable that drifts by `drift`."""
-    return 1.0 - drift * (1.0 - k / max(n - 1, 1))
+def room_light(position: np.ndarray, drift: float) -> float:
+    """The room's brightness behind a generated turntable that drifts by `drift`, in the view whose
+    camera stands at `position`: darkest half a turn from the x axis (the object's shadow on the
+    room turns with it), so it follows the turn, not the frames' order."""
+    return 1.0 - drift * (1.0 - math.cos(math.atan2(position[1], position[0]))) / 2.0
 
 
 def generate_turntable(out: Path, size: int = 32, n: int = 40, drift: float = 0.0) -> Path:
     """The scene turned on a turntable in front of a camera that stands still: the poses circle
     the scene (as SfM on the object would find them) while the room behind it keeps its place in
-    every image (turntable_backdrop). drift: the room's light rises over the capture, from
-    1 - drift times its brightness in the first frame to all of it in the last (room_light).
+    every image (turntable_backdrop). drift: the room's light changes with the turn, down to
+    1 - drift times its brightness (room_light).
     Written as a nerfstudio transforms.json with opaque RGB."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -323,7 +325,7 @@ def generate_turntable(out: Path, size: int = 32, n: int = 40, drift: float = 0.
     frames = []
     for k, pose in enumerate(camera_poses(n, seed=7)):
         rgba = render_view(pose, size).astype(np.float64) / 255.0
-        rgb = rgba[..., :3] * rgba[..., 3:] + room_light(k, n, drift) * room * (1.0 - rgba[..., 3:])
+        rgb = rgba[..., :3] * rgba[..., 3:] + room_light(pose[:3, 3], drift) * room * (1.0 - rgba[..., 3:])
         iio.imwrite(out / "images" / f"frame{k:03d}.png", np.round(rgb * 255).astype(np.uint8))
         frames.append({"file_path": f"images/frame{k:03d}.png", "transform_matrix": pose.tolist()})
     meta = {"camera_angle_x": CAMERA_ANGLE_X, "w": size, "h": size, "frames": frames}

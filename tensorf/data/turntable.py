@@ -10,14 +10,16 @@ So the background is modelled where it lives, in the image: an image fixed to th
 per-pixel median of training views, which the object, moving through each pixel in only some
 views, does not reach), composited behind the field instead of a flat colour.
 
-The room is fixed to the camera only roughly. Over a capture the light changes and the camera
-gets nudged: head's first and last views share under a third of their room pixels with its middle
-ones. So each view's background is the median of the NEIGHBOURS training views taken nearest to
-it (capture order: the frames' order in the capture), never the view itself, so that a held-out
-view's pixels reach no background. On head's held-out views these explain 76% of the pixels
-(within MATCH), against 58% for the median of every training view (benchmarks/results.md).
-Every ray of a training or eval view carries its own background (Rays.background); a novel camera
-(orbits, the viewer) gets the median of every training view (camera_background).
+The room is fixed to the camera only roughly. Over a capture it moves and changes in the image
+(a nudged camera, changing light, the object's shadows and reflections): on head, views next
+to each other share about 75% of their pixels, views half a turn apart about 25%. So each view's
+background is the median of the NEIGHBOURS training views whose cameras stood nearest its own
+(relative to the object: on a turntable, the nearest turns, which is also the nearest in time
+except where the turn closes), never the view itself, so that no view's pixels reach its own
+background and a held-out view's reach none. On head's held-out views these explain 74% of the
+pixels (within MATCH), against 58% for the median of every training view (benchmarks/results.md).
+Every ray of a training or eval view carries its own background (Rays.background); render_360's
+orbits get the median of every training view (camera_background), the viewer the flat one.
 
 Detection, from the images of a capture already read as 360 (forward-facing captures barely move
 the camera, so their background stays put in the image for a different reason): the share of
@@ -36,7 +38,7 @@ import numpy as np
 
 OVERRIDE_FLAG = "--data.turntable"
 DETECT_SIZE = 64  # detection works on views shrunk to about this many pixels across
-NEIGHBOURS = 8  # a view's background: the median of this many training views nearest in capture order
+NEIGHBOURS = 8  # a view's background: the median of this many training views whose cameras stood nearest
 MATCH = 0.04  # mean absolute difference (of [0, 1] RGB) within which a pixel matches the median
 MOST_VIEWS = 0.8  # a static pixel matches the median in more than this share of the views
 STATIC_SHARE = 0.1  # a turntable: more than this share of the pixels is static ...
@@ -63,7 +65,7 @@ class Turntable:
                 why += ", but they are one flat colour"
         if self.on:
             return (f"a turntable: the background stands still in the image ({why}), so it is modelled as "
-                    f"images fixed to the camera, each view's from the views taken nearest it; override with {OVERRIDE_FLAG} no")
+                    f"images fixed to the camera, each view's from the views whose cameras stood nearest; override with {OVERRIDE_FLAG} no")
         return f"not a turntable ({why}; override with {OVERRIDE_FLAG} yes)"
 
 
@@ -105,15 +107,18 @@ def camera_background(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def neighbour_backgrounds(images: np.ndarray, order, targets, k: int = NEIGHBOURS) -> np.ndarray:
+def neighbour_backgrounds(images: np.ndarray, centres: np.ndarray, targets: np.ndarray, own=None,
+                          k: int = NEIGHBOURS) -> np.ndarray:
     """Each target's background (T, H, W, 3) float32: the per-pixel median of the k training views
-    (images (N, H, W, 3), taken at capture positions order (N,)) nearest to the target's capture
-    position (targets (T,)) in capture order, a training view never in its own."""
-    images, order = np.asarray(images), np.asarray(order)
+    (images (N, H, W, 3), cameras at centres (N, 3)) whose cameras stood nearest the target's
+    (targets (T, 3)). own (T,): the training view each target is (-1: none), left out of its own."""
+    images, centres, targets = np.asarray(images), np.asarray(centres), np.asarray(targets)
+    own = np.full(len(targets), -1) if own is None else np.asarray(own)
     out = np.empty((len(targets),) + images.shape[1:], np.float32)
-    for i, t in enumerate(targets):
-        gap = np.abs(order - t).astype(np.float64)
-        gap[order == t] = np.inf
+    for i, (t, o) in enumerate(zip(targets, own)):
+        gap = np.linalg.norm(centres - t, axis=-1)
+        if o >= 0:
+            gap[o] = np.inf
         near = np.argsort(gap, kind="stable")[: min(k, int(np.isfinite(gap).sum()))]
         out[i] = np.median(images[near], axis=0)
     return out
