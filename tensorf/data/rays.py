@@ -36,8 +36,16 @@ class Rays:
 def view_rays(views: Views, index: int) -> Rays:
     """All rays of one view, flattened to (H*W, 3)."""
     o, d, r = views.cameras.rays(index)
-    bg = None if views.background is None else np.asarray(views.background[index], np.float32).reshape(-1, 3)
-    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1), background=bg)
+    return Rays(origins=o.reshape(-1, 3), directions=d.reshape(-1, 3), radii=r.reshape(-1),
+                background=_pixel_background(views, index))
+
+
+def _pixel_background(views: Views, index: int | None = None) -> np.ndarray | None:
+    """The background fixed to the camera of view `index` (all views: None), one row per pixel
+    in ray-id order ((H*W or N*H*W), 3), or None when the views carry none."""
+    if views.background is None:
+        return None
+    return np.asarray(views.background if index is None else views.background[index], np.float32).reshape(-1, 3)
 
 
 @jdc.pytree_dataclass
@@ -84,7 +92,7 @@ class RayPool:
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
                        distortion=vec(cams.distortion), ids=np.arange(n * h * w, dtype=np.int32),
                        count=np.int32(n * h * w), starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w,
-                       background=None if views.background is None else np.asarray(views.background, np.float32).reshape(-1, 3),
+                       background=_pixel_background(views),
                        ndc_near=cams.ndc_near, camera_model=cams.model)
 
     def __len__(self) -> int:

@@ -65,7 +65,8 @@ class Turntable:
                 why += ", but they are one flat colour"
         if self.on:
             return (f"a turntable: the background stands still in the image ({why}), so it is modelled as "
-                    f"images fixed to the camera, each view's from the views whose cameras stood nearest; override with {OVERRIDE_FLAG} no")
+                    f"images fixed to the camera, each view's from the views whose cameras stood nearest; "
+                    f"override with {OVERRIDE_FLAG} no")
         return f"not a turntable ({why}; override with {OVERRIDE_FLAG} yes)"
 
 

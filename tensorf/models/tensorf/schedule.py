@@ -79,9 +79,9 @@ class TensoRFSchedule:
 
         None when it builds the first mask and so shrinks the box (the crop follows the field),
         and for the last event: the step compiled ahead carries work budgets with headroom, and
-        after the last event they would serve the rest of training (7% slower steps on the
-        generated preset, benchmarks/results.md), so that step is compiled at the event with the
-        budgets measured there."""
+        after the last event they would slow the rest of training (benchmarks/results.md,
+        "Compile ahead of events"), so that step is compiled at the event with the budgets
+        measured there."""
         c = self.config
         upsamples, masks = c.upsample_steps[state["level"]:], c.mask_update_steps[state["mask_updates"]:]
         if len(set(upsamples) | set(masks)) < 2:
