@@ -183,6 +183,12 @@ class TensoRFConfig:
     distortion_weight: float = 0.002
     """Weight of the distortion loss (mip-NeRF 360 eq. 15) on the model's weights along each ray,
     with proposals (nerfacto: 0.002; mip-NeRF 360: 0.01)."""
+    near_gradient_distance: float = 0.0
+    """Scale the gradients of density and colour at samples nearer a camera than this (scene
+    units: the poses are normalised into the unit cube, which leaves a 360 capture's subject about
+    1 from its cameras) by (distance / it)^2, so that floaters in front of a camera, which explain
+    its view alone, are slow to form (Philip & Deschaintre 2023, "Floaters No More", who use 1).
+    0: off."""
     density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"
     """How density is read at samples (the same field either way): from the factors (per sample,
     18 rows of components), by trilinear lookups in the component-summed grid volume rebuilt in

@@ -136,6 +136,16 @@ def compositing_weights(sigma: jax.Array, delta: jax.Array) -> jax.Array:
     return alpha * trans
 
 
+def near_camera_gradient(x: jax.Array, t: jax.Array, distance: float) -> jax.Array:
+    """x unchanged, its gradient scaled by min(1, (t / distance)^2), t the sample's distance from
+    the camera (broadcast against x). Samples near a camera cover few pixels of few views, yet
+    every view's rays start there; left alone they learn floaters that explain one view each.
+    Philip & Deschaintre 2023, "Floaters No More" (gradient-scaling.github.io, their code:
+    clamp(ray_dist^2, 0, 1) on the colours' and densities' gradients)."""
+    s = jax.lax.stop_gradient(jnp.clip(jnp.square(t / distance), 0.0, 1.0))
+    return x * s + jax.lax.stop_gradient(x * (1.0 - s))
+
+
 def top_k_samples(weights: jax.Array, k: int) -> jax.Array:
     """Indices (B, min(k, N)) of each ray's highest-weight samples, heaviest first."""
     _, idx = jax.lax.top_k(jax.lax.stop_gradient(weights), min(k, weights.shape[-1]))

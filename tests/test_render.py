@@ -5,7 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from tensorf.data.rays import Rays
-from tensorf.render import composite, compositing_weights, marched_samples, ray_box_interval, ray_uniforms, top_k_samples
+from tensorf.render import (
+    composite,
+    compositing_weights,
+    marched_samples,
+    near_camera_gradient,
+    ray_box_interval,
+    ray_uniforms,
+    top_k_samples,
+)
 
 
 def _slab(n=256, sigma=3.0, lo=0.4, hi=1.1, k=None, colors=None, threshold=-1.0):
@@ -102,3 +110,25 @@ def test_a_rays_jitter_depends_on_its_key_alone():
     u = ray_uniforms(keys)
     np.testing.assert_array_equal(ray_uniforms(keys[3:6]), u[3:6])  # not on its batch or shard
     assert ray_uniforms(None) is None
+
+
+def test_near_camera_gradient_damps_what_near_samples_learn_and_changes_no_render():
+    """A pixel's gradient with respect to a sample's density at distance t is scaled by
+    min(1, (t / d)^2); the render itself is the same."""
+    t = jnp.linspace(0.05, 2.0, 64)[None]
+    step = jnp.full_like(t, t[0, 1] - t[0, 0])
+    sigma = jnp.full_like(t, 0.5)
+
+    def pixel(sigma, d):
+        s = sigma if d is None else near_camera_gradient(sigma, t, d)
+        w = compositing_weights(s, step)
+        return jnp.sum(w * jnp.sin(3 * t))  # a colour that varies along the ray
+
+    plain, scaled = pixel(sigma, None), pixel(sigma, 1.0)
+    np.testing.assert_allclose(scaled, plain, rtol=1e-6)
+    g_plain, g_scaled = jax.grad(pixel)(sigma, None), jax.grad(pixel)(sigma, 1.0)
+    expected = g_plain * jnp.clip(t**2, 0.0, 1.0)
+    np.testing.assert_allclose(g_scaled, expected, rtol=1e-5, atol=1e-9)
+    near, far = t[0] < 0.5, t[0] > 1.0
+    assert float(jnp.abs(g_scaled[0, near]).sum()) < 0.25 * float(jnp.abs(g_plain[0, near]).sum())
+    np.testing.assert_allclose(g_scaled[0, far], g_plain[0, far], rtol=1e-6)

@@ -40,6 +40,7 @@ from tensorf.render import (
     compositing_weights,
     contract,
     marched_samples,
+    near_camera_gradient,
     ray_background,
     ray_box_interval,
     ray_uniforms,
@@ -399,6 +400,8 @@ class TensoRF:
             dropped += jnp.sum(live & ~kept, axis=-1)
         else:
             sigma = jnp.where(live, self._field_density(params, pts.reshape(-1, 3)).reshape(b, n), 0.0)
+        if c.near_gradient_distance > 0:
+            sigma = near_camera_gradient(sigma, t, c.near_gradient_distance)
         weights = compositing_weights(sigma, step * c.distance_scale)
 
         idx = top_k_samples(weights, c.appearance_samples)
@@ -416,6 +419,8 @@ class TensoRF:
         else:
             rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
             shaded = shade
+        if c.near_gradient_distance > 0:
+            rgb = near_camera_gradient(rgb, jnp.take_along_axis(t, idx, axis=-1)[..., None], c.near_gradient_distance)
         out = composite(weights, t, idx, rgb, shaded, dropped, ray_background(rays, self.scene.background))
         return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights,
                      "edges": samples.edges, "history": samples.history}
