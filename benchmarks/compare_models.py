@@ -8,9 +8,9 @@
 Each model trains in its own process (so that its peak RSS is its own) on lego's train split at
 200x200 (downscale 4) for `--minutes` of wall-clock time, its schedule stretched over the budget as
 in lego_cpu.py, then renders the same val views. With `--steps N` every model trains N steps
-instead, its recipe compressed to them (see `model_config`). Prints and appends to benchmarks/results.md one
-table: steps, rays/s, val PSNR / SSIM / LPIPS, parameter count, checkpoint size, peak RSS, with
-the published lego test figures beside it.
+instead, its recipe compressed to them (see `model_config`). Prints and appends to
+benchmarks/results.md one table: steps, rays/s, val PSNR / SSIM / LPIPS, parameter count,
+checkpoint size, peak RSS, with the published lego test figures beside it.
 
 The NeRF family runs its published architecture and learning-rate recipe (tensorf/presets.py);
 only the batch is smaller than the published 4096 / 2048 rays, because a 2-core CPU takes seconds

@@ -138,10 +138,11 @@ def compositing_weights(sigma: jax.Array, delta: jax.Array) -> jax.Array:
 
 def near_camera_gradient(x: jax.Array, t: jax.Array, distance: float) -> jax.Array:
     """x unchanged, its gradient scaled by min(1, (t / distance)^2), t the sample's distance from
-    the camera (broadcast against x). Samples near a camera cover few pixels of few views, yet
-    every view's rays start there; left alone they learn floaters that explain one view each.
-    Philip & Deschaintre 2023, "Floaters No More" (gradient-scaling.github.io, their code:
-    clamp(ray_dist^2, 0, 1) on the colours' and densities' gradients)."""
+    the camera (broadcast against x). A view's rays sample the space near its camera ~1/t^2 more
+    densely than far away, and a little density there covers many of its pixels and few of any
+    other view's, so that space gets an outsized share of the gradient and learns floaters that
+    explain one view each. Philip & Deschaintre 2023, "Floaters No More" (gradient-scaling.github.io,
+    whose code applies clamp(ray_dist^2, 0, 1) to the colours' and densities' gradients)."""
     s = jax.lax.stop_gradient(jnp.clip(jnp.square(t / distance), 0.0, 1.0))
     return x * s + jax.lax.stop_gradient(x * (1.0 - s))
 
