@@ -29,6 +29,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from common import ROOT, add_rows  # noqa: E402
 from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
 from tensorf.data.generated import generate_unbounded, render_view  # noqa: E402
+from tensorf.presets import UNBOUNDED  # noqa: E402
 from tensorf.training.loop import train  # noqa: E402
 
 SIZE = 32
@@ -48,8 +49,13 @@ RUNS = {
         proposal_anneal_steps=100)),
     "contracted, proposals, 96^3, near-camera gradients scaled": (DataConfig(contraction="linf"), dataclasses.replace(
         BASE, n_voxels_final=96**3, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
-        proposal_anneal_steps=100, near_gradient_distance=0.5)),
+        proposal_anneal_steps=100, near_gradient_distance=UNBOUNDED.model.near_gradient_distance)),
 }
+# The same with thinner contracted shells (--data.contraction-shell): more of the grid for the unit region.
+for _shell in (0.5, 0.2):
+    RUNS[f"contracted, proposals, 96^3, near-camera gradients scaled, shell {_shell}"] = (
+        DataConfig(contraction="linf", contraction_shell=_shell),
+        RUNS["contracted, proposals, 96^3, near-camera gradients scaled"][1])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,11 +63,16 @@ class DataConfig:
     own choice (LLFF: when the capture is forward-facing, others: no)."""
     contraction: Literal["auto", "none", "linf", "l2"] = "auto"
     """Unbounded scenes (360-degree captures with a distant background): contract space beyond
-    the unit region (|x| <= 1, L-infinity or L2 norm, in the loader's normalised units) into the
-    shell out to radius 2 (mip-NeRF 360), sample the unit region linearly and beyond it in
-    disparity out to far = 1000. The box becomes the contracted space's, [-2, 2]^3. auto: linf
+    the unit region (|x| <= 1, L-infinity or L2 norm, in the loader's normalised units) into a
+    shell around it (mip-NeRF 360), sample the unit region linearly and beyond it in disparity
+    out to far = 1000. The box becomes the contracted space's (--data.contraction-shell). auto: linf
     for a 360 capture whose sparse points (or LLFF far bounds) reach far beyond the fitted box,
     else none."""
+    contraction_shell: float = 1.0
+    """How thick the contracted shell (all space beyond the unit region) is, in the unit region's
+    units: far points contract to radius 1 + shell, the box is [-(1 + shell), 1 + shell]^3, and
+    the unit region gets 1 / (1 + shell) of each axis of a grid. 1: mip-NeRF 360's contraction
+    (radius 2); DirectVoxGO v2 gives its grids' backgrounds 0.2 (lib/dcvgo.py bg_len)."""
     generate: bool = False
     """Write the project's generated scene to `path` first when it is not there (no download)."""
     aabb: tuple[Vec3, Vec3] | None = None

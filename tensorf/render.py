@@ -64,13 +64,18 @@ def marched_samples(
     return t, t < t1[:, None]
 
 
-def contract(x: jax.Array, norm: str) -> jax.Array:
+def contract(x: jax.Array, norm: str, shell: float = 1.0) -> jax.Array:
     """mip-NeRF 360's scene contraction of points (..., 3): the identity where |x| <= 1, else
-    (2 - 1/|x|) x/|x|, so all of space maps into radius 2. norm "linf" (the contracted space is
-    the cube [-2, 2]^3, which a grid fills) or "l2" (the ball of radius 2)."""
+    (1 + shell - shell/|x|) x/|x|, so all of space maps into radius 1 + shell (mip-NeRF 360:
+    shell 1, radius 2). norm "linf" (the contracted space is the cube [-(1 + shell), 1 + shell]^3,
+    which a grid fills) or "l2" (the ball). A thinner shell leaves a grid's cells to the unit
+    region, as DirectVoxGO v2 does (lib/dcvgo.py, bg_len 0.2): the shell's outer face keeps the
+    grid's full resolution across, which is what a distant backdrop needs; only depth beyond
+    the unit region gets coarser. Continuous with a continuous derivative at |x| = 1 only for
+    shell 1; the field does not need more than continuity."""
     mag = jnp.max(jnp.abs(x), axis=-1, keepdims=True) if norm == "linf" else jnp.linalg.norm(x, axis=-1, keepdims=True)
     safe = jnp.maximum(mag, 1.0)
-    return jnp.where(mag <= 1.0, x, (2.0 - 1.0 / safe) * (x / safe))
+    return jnp.where(mag <= 1.0, x, (1.0 + shell - shell / safe) * (x / safe))
 
 
 def unit_region_exit(rays: Rays, norm: str) -> jax.Array:
@@ -142,7 +147,10 @@ def near_camera_gradient(x: jax.Array, t: jax.Array, distance: float) -> jax.Arr
     densely than far away, and a little density there covers many of its pixels and few of any
     other view's, so that space gets an outsized share of the gradient and learns floaters that
     explain one view each. Philip & Deschaintre 2023, "Floaters No More" (gradient-scaling.github.io,
-    whose code applies clamp(ray_dist^2, 0, 1) to the colours' and densities' gradients)."""
+    whose code applies clamp(ray_dist^2, 0, 1) to the colours' and densities' gradients).
+    A distance of 0 turns it off (x returned as is)."""
+    if distance <= 0:
+        return x
     s = jax.lax.stop_gradient(jnp.clip(jnp.square(t / distance), 0.0, 1.0))
     return x * s + jax.lax.stop_gradient(x * (1.0 - s))
 

@@ -54,7 +54,7 @@ def scene_of(cfg: TrainConfig) -> Scene:
                         "it was written by an older version: add them or retrain")
     return Scene(aabb=d.aabb, near_far=d.near_far, background=d.background, ndc=bool(d.ndc),
                  contraction=None if d.contraction in ("none", "auto") else d.contraction,
-                 ndc_scale=None if d.ndc_scale is None else tuple(d.ndc_scale))
+                 ndc_scale=None if d.ndc_scale is None else tuple(d.ndc_scale), shell=d.contraction_shell)
 
 
 def write_config(cfg: TrainConfig) -> None:

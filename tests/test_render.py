@@ -114,19 +114,19 @@ def test_a_rays_jitter_depends_on_its_key_alone():
 
 def test_near_camera_gradient_damps_what_near_samples_learn_and_changes_no_render():
     """A pixel's gradient with respect to a sample's density at distance t is scaled by
-    min(1, (t / d)^2); the render itself is the same."""
+    min(1, (t / d)^2); the render itself is the same. Distance 0 is the plain gradient."""
     t = jnp.linspace(0.05, 2.0, 64)[None]
     step = jnp.full_like(t, t[0, 1] - t[0, 0])
     sigma = jnp.full_like(t, 0.5)
 
     def pixel(sigma, d):
-        s = sigma if d is None else near_camera_gradient(sigma, t, d)
+        s = near_camera_gradient(sigma, t, d)
         w = compositing_weights(s, step)
         return jnp.sum(w * jnp.sin(3 * t))  # a colour that varies along the ray
 
-    plain, scaled = pixel(sigma, None), pixel(sigma, 1.0)
+    plain, scaled = pixel(sigma, 0.0), pixel(sigma, 1.0)
     np.testing.assert_allclose(scaled, plain, rtol=1e-6)
-    g_plain, g_scaled = jax.grad(pixel)(sigma, None), jax.grad(pixel)(sigma, 1.0)
+    g_plain, g_scaled = jax.grad(pixel)(sigma, 0.0), jax.grad(pixel)(sigma, 1.0)
     expected = g_plain * jnp.clip(t**2, 0.0, 1.0)
     np.testing.assert_allclose(g_scaled, expected, rtol=1e-5, atol=1e-9)
     near, far = t[0] < 0.5, t[0] > 1.0

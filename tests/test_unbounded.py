@@ -16,28 +16,29 @@ from tensorf.data.dataset import load_dataset
 from tensorf.data.generated import generate_unbounded, render_view
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError
+from tensorf.presets import UNBOUNDED
 from tensorf.render import contract, unbounded_samples, unit_region_exit
 
 
-@pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_contraction_is_the_identity_inside_continuous_and_bounded(norm):
+@pytest.mark.parametrize("norm,shell", [("linf", 1.0), ("l2", 1.0), ("linf", 0.25)])
+def test_contraction_is_the_identity_inside_continuous_and_bounded(norm, shell):
     x = jax.random.normal(jax.random.key(0), (4096, 3)) * 1.5
     mag = np.asarray(jnp.max(jnp.abs(x), -1) if norm == "linf" else jnp.linalg.norm(x, axis=-1))
-    y = np.asarray(contract(x, norm))
+    y = np.asarray(contract(x, norm, shell))
     inside = mag <= 1
     assert inside.sum() > 100 and (~inside).sum() > 100
     np.testing.assert_array_equal(y[inside], np.asarray(x)[inside])
-    # Direction kept, radius 2 - 1/|x| outside (measured in the same norm).
+    # Direction kept, radius 1 + shell - shell/|x| outside (measured in the same norm).
     y_mag = np.max(np.abs(y), -1) if norm == "linf" else np.linalg.norm(y, axis=-1)
-    np.testing.assert_allclose(y_mag[~inside], 2 - 1 / mag[~inside], rtol=1e-5)
+    np.testing.assert_allclose(y_mag[~inside], 1 + shell - shell / mag[~inside], rtol=1e-5)
     np.testing.assert_allclose(y[~inside] / y_mag[~inside, None], np.asarray(x)[~inside] / mag[~inside, None],
                                rtol=1e-4, atol=1e-6)
-    # Continuous across the unit boundary, and far points land inside radius 2.
+    # Continuous across the unit boundary, and far points land just inside radius 1 + shell.
     d = x / jnp.asarray(mag)[:, None]
-    np.testing.assert_allclose(contract(d * (1 - 1e-4), norm), contract(d * (1 + 1e-4), norm), atol=1e-3)
-    far = np.asarray(contract(d * 1e6, norm))
+    np.testing.assert_allclose(contract(d * (1 - 1e-4), norm, shell), contract(d * (1 + 1e-4), norm, shell), atol=1e-3)
+    far = np.asarray(contract(d * 1e6, norm, shell))
     far_mag = np.max(np.abs(far), -1) if norm == "linf" else np.linalg.norm(far, axis=-1)
-    assert np.all(far_mag < 2) and np.all(far_mag > 2 - 1e-5)
+    assert np.all(far_mag < 1 + shell) and np.all(far_mag > 1 + shell - 1e-5)
 
 
 def test_samples_are_linear_inside_the_unit_region_and_even_in_disparity_beyond():
@@ -80,6 +81,19 @@ def capture(tmp_path_factory):
     return generate_unbounded(tmp_path_factory.mktemp("unbounded") / "capture", size=32, n=40)
 
 
+def test_a_thinner_contraction_shell_shrinks_the_box_and_the_run_keeps_it(capture):
+    from tensorf.config import TrainConfig, from_json, to_json
+    from tensorf.run import resolved_config, scene_of
+
+    cfg = TrainConfig(data=DataConfig(path=capture, contraction="linf", contraction_shell=0.5))
+    scene = load_dataset(cfg.data).scene
+    assert scene.aabb == ((-1.5,) * 3, (1.5,) * 3) and scene.shell == 0.5
+    # What a restored run rebuilds from RUN/config.json: the same scene, shell included.
+    assert scene_of(from_json(to_json(resolved_config(cfg, scene)))) == scene
+    with pytest.raises(UserError, match="--data.contraction-shell must be positive"):
+        load_dataset(DataConfig(path=capture, contraction="linf", contraction_shell=0.0))
+
+
 def _sky_psnr(run_dir, capture) -> float:
     """PSNR of the test views' pixels that show only the backdrop."""
     frames = json.loads((capture / "transforms.json").read_text())["frames"]
@@ -113,7 +127,7 @@ def test_a_360_capture_with_a_distant_backdrop_trains_and_places_the_backdrop(ca
     psnr, sky = run("contracted", data__contraction="linf", model__n_voxels_final=96**3,
                     model__proposal_samples=(64, 32), model__proposal_resolution=(32, 64),
                     model__proposal_final_samples=32, model__proposal_anneal_steps=100,
-                    model__near_gradient_distance=0.5)
+                    model__near_gradient_distance=UNBOUNDED.model.near_gradient_distance)
     box_psnr, box_sky = run("box")
     assert psnr > box_psnr + 0.15, (psnr, box_psnr)
     # The backdrop: a box can only paint it on its walls, which views disagree about; contracted

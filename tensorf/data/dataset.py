@@ -120,7 +120,6 @@ def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:
     return data.eval, data.eval_split
 
 
-UNBOUNDED_BOX = ((-2.0, -2.0, -2.0), (2.0, 2.0, 2.0))  # contracted space: radius 2 in either norm
 UNBOUNDED_FAR = 1000.0  # contracts to within 0.001 of the boundary
 
 
@@ -129,12 +128,16 @@ def scene_for(cfg: DataConfig, default: Scene) -> Scene:
     are the contracted space's unless given)."""
     contraction = default.contraction if cfg.contraction == "auto" else None if cfg.contraction == "none" \
         else cfg.contraction
+    if not cfg.contraction_shell > 0:
+        raise UserError(f"--data.contraction-shell must be positive (mip-NeRF 360's is 1), got {cfg.contraction_shell}")
     if contraction:
-        default = dataclasses.replace(default, aabb=UNBOUNDED_BOX, near_far=(default.near_far[0], UNBOUNDED_FAR))
+        r = 1.0 + cfg.contraction_shell  # contracted space: radius 1 + shell in either norm
+        default = dataclasses.replace(default, aabb=((-r,) * 3, (r,) * 3), near_far=(default.near_far[0], UNBOUNDED_FAR))
     return Scene(
         aabb=default.aabb if cfg.aabb is None else cfg.aabb,
         near_far=default.near_far if cfg.near_far is None else cfg.near_far,
         background=default.background if cfg.background is None else cfg.background,
         ndc=default.ndc,
         contraction=contraction,
+        shell=cfg.contraction_shell,
     )

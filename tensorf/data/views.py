@@ -17,8 +17,8 @@ class Scene:
     distances sampled, and the background intensity composited behind it; ndc: the rays are cast
     in normalised device coordinates (forward-facing captures), so box and distances are NDC's;
     contraction: unbounded scenes (mip-NeRF 360): points beyond the unit region (|x| <= 1 in the
-    L-infinity or L2 norm) are contracted into the shell out to radius 2, and the box is the
-    contracted space's; ndc_scale: NDC's projection (sx, sy) of x and y (ndc_rays), with which a
+    L-infinity or L2 norm) are contracted into the shell out to radius 1 + shell, and the box is
+    the contracted space's; ndc_scale: NDC's projection (sx, sy) of x and y (ndc_rays), with which a
     ray's world direction can be recovered from its NDC form. Hashable, so a model holding it can
     be a static jit argument."""
 
@@ -28,6 +28,7 @@ class Scene:
     ndc: bool = False
     contraction: str | None = None
     ndc_scale: tuple[float, float] | None = None
+    shell: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,11 +25,11 @@ from tensorf.models.nerf.mlp_model import MLPModel
 from tensorf.render import RenderOutput, composite_all, compositing_weights, contract, ray_background, unit_region_exit
 
 
-def contract_gaussians(mean: jax.Array, var: jax.Array, norm: str) -> tuple[jax.Array, jax.Array]:
+def contract_gaussians(mean: jax.Array, var: jax.Array, norm: str, shell: float = 1.0) -> tuple[jax.Array, jax.Array]:
     """Gaussians (M, 3) with diagonal variance through the contraction, linearised at the mean
     (mip-NeRF 360 eq. 9): the mean contracted, the variance diag(J diag(var) J^T)."""
-    jac = jax.vmap(jax.jacfwd(lambda x: contract(x, norm)))(mean)  # (M, 3, 3)
-    return contract(mean, norm), jnp.einsum("mij,mj->mi", jac**2, var)
+    jac = jax.vmap(jax.jacfwd(lambda x: contract(x, norm, shell)))(mean)  # (M, 3, 3)
+    return contract(mean, norm, shell), jnp.einsum("mij,mj->mi", jac**2, var)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ class MipNeRF360(MLPModel):
     # --- fields -------------------------------------------------------------------------------
 
     def _encode(self, mean: jax.Array, var: jax.Array) -> jax.Array:
-        mean, var = contract_gaussians(mean, var, self.scene.contraction)
+        mean, var = contract_gaussians(mean, var, self.scene.contraction, self.scene.shell)
         return integrated_encoding(mean, var, 0, self.config.max_deg_point)
 
     def _shade(self, net_params, mlp: NeRFMLP, mean, var, viewdirs) -> tuple[jax.Array, jax.Array]:

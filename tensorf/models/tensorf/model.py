@@ -293,7 +293,7 @@ class TensoRF:
     def _points(self, rays: Rays, t: jax.Array) -> jax.Array:
         """Points (B, N, 3) of the field's space (contracted in an unbounded scene) at t (B, N)."""
         pts = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
-        return contract(pts, self.scene.contraction) if self.scene.contraction else pts
+        return contract(pts, self.scene.contraction, self.scene.shell) if self.scene.contraction else pts
 
     def _lengths(self, rays: Rays, t_edges: jax.Array) -> jax.Array:
         """Length (B, N) in the field's space of each bin between edges t_edges (B, N + 1). In an
@@ -400,8 +400,7 @@ class TensoRF:
             dropped += jnp.sum(live & ~kept, axis=-1)
         else:
             sigma = jnp.where(live, self._field_density(params, pts.reshape(-1, 3)).reshape(b, n), 0.0)
-        if c.near_gradient_distance > 0:
-            sigma = near_camera_gradient(sigma, t, c.near_gradient_distance)
+        sigma = near_camera_gradient(sigma, t, c.near_gradient_distance)
         weights = compositing_weights(sigma, step * c.distance_scale)
 
         idx = top_k_samples(weights, c.appearance_samples)
@@ -419,8 +418,7 @@ class TensoRF:
         else:
             rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
             shaded = shade
-        if c.near_gradient_distance > 0:
-            rgb = near_camera_gradient(rgb, jnp.take_along_axis(t, idx, axis=-1)[..., None], c.near_gradient_distance)
+        rgb = near_camera_gradient(rgb, jnp.take_along_axis(t, idx, axis=-1)[..., None], c.near_gradient_distance)
         out = composite(weights, t, idx, rgb, shaded, dropped, ray_background(rays, self.scene.background))
         return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights,
                      "edges": samples.edges, "history": samples.history}
