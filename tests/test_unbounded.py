@@ -121,17 +121,19 @@ def test_a_360_capture_with_a_distant_backdrop_trains_and_places_the_backdrop(ca
         return train(cfg).eval_metrics["psnr"], _sky_psnr(tmp_path / name, capture)
 
     # Proposal sampling (the unbounded presets' treatment at this test's sizes) against a box
-    # fitted to what the cameras see, at equal steps. The subject gets the inner half of each axis
+    # fitted to what the cameras see, at equal steps. The subject gets the inner part of each axis
     # of the contracted grid, so that grid is finer (96^3 against 64^3), as the unbounded presets'
-    # last grids are finer than their bounded counterparts'. Measured 17.45 dB against 17.12.
-    psnr, sky = run("contracted", data__contraction="linf", model__n_voxels_final=96**3,
+    # last grids are finer than their bounded counterparts'. Measured 18.12 dB against 17.12
+    # (17.46 with mip-NeRF 360's thicker shell, benchmarks/results.md).
+    psnr, sky = run("contracted", data__contraction="linf", data__contraction_shell=UNBOUNDED.data.contraction_shell,
+                    model__n_voxels_final=96**3,
                     model__proposal_samples=(64, 32), model__proposal_resolution=(32, 64),
                     model__proposal_final_samples=32, model__proposal_anneal_steps=100,
                     model__near_gradient_distance=UNBOUNDED.model.near_gradient_distance)
     box_psnr, box_sky = run("box")
-    assert psnr > box_psnr + 0.15, (psnr, box_psnr)
+    assert psnr > box_psnr + 0.5, (psnr, box_psnr)
     # The backdrop: a box can only paint it on its walls, which views disagree about; contracted
-    # space holds it at infinity (measured 18.0 dB against 15.7).
+    # space holds it at infinity (measured 18.3 dB against 15.7).
     assert sky > box_sky + 1.0, (sky, box_sky)
 
 
