@@ -192,8 +192,8 @@ LLFF_CPU = dataclasses.replace(
 # (where the normalisation puts the cameras) is contracted, L-infinity, into the cube [-1.5, 1.5]^3
 # that the grid fills: mip-NeRF 360's contraction with a shell half as thick, so the unit region
 # gets two thirds of each axis of the grid, not half (DirectVoxGO v2 gives the shell 0.2; 0.5
-# gained on the generated capture, fox and head and kept the generated backdrop, where 0.2 lost
-# some of it: benchmarks/results.md). Samples come from mip-NeRF 360's proposal
+# gained on the generated capture, fox and head, where 0.2 lost 2.7 dB on fox to floaters near
+# its cameras: docs/unbounded.md). Samples come from mip-NeRF 360's proposal
 # sampling: two small VM density fields (nerfacto's proposal sample counts, 256 and 96, and its 48
 # samples for the model; grids of 128 and 256 like nerfacto's proposal hash grids) trained by the
 # interlevel loss, with nerfacto's distortion loss weight 0.002 and 1000-step annealing. The lego
