@@ -38,24 +38,23 @@ SIZE = 32
 BASE = TensoRFConfig(n_voxels_init=32**3, n_voxels_final=64**3, upsample_steps=(50,), density_components=(4, 4, 4),
                      appearance_components=(8, 8, 8), appearance_features=12, mlp_hidden=32, max_samples=128,
                      appearance_samples=8, mask_update_steps=(), filter_rays=False)
+# The proposal model of tests/test_unbounded.py's contracted run (there with the presets'
+# near-camera distance and shell, the last row here).
+PROPOSALS = dataclasses.replace(BASE, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
+                                proposal_anneal_steps=100)
+PROPOSALS_96 = dataclasses.replace(PROPOSALS, n_voxels_final=96**3)
+SCALED = dataclasses.replace(PROPOSALS_96, near_gradient_distance=UNBOUNDED.model.near_gradient_distance)
+CONTRACTED = DataConfig(contraction="linf")
 RUNS = {
     "fitted box": (DataConfig(), BASE),
-    "contracted, no proposals": (DataConfig(contraction="linf"), BASE),
-    "contracted, proposals, 96^3": (DataConfig(contraction="linf"), dataclasses.replace(
-        BASE, n_voxels_final=96**3, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
-        proposal_anneal_steps=100)),
-    "contracted, proposals, 64^3": (DataConfig(contraction="linf"), dataclasses.replace(
-        BASE, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
-        proposal_anneal_steps=100)),
-    "contracted, proposals, 96^3, near-camera gradients scaled": (DataConfig(contraction="linf"), dataclasses.replace(
-        BASE, n_voxels_final=96**3, proposal_samples=(64, 32), proposal_resolution=(32, 64), proposal_final_samples=32,
-        proposal_anneal_steps=100, near_gradient_distance=UNBOUNDED.model.near_gradient_distance)),
+    "contracted, no proposals": (CONTRACTED, BASE),
+    "contracted, proposals, 96^3": (CONTRACTED, PROPOSALS_96),
+    "contracted, proposals, 64^3": (CONTRACTED, PROPOSALS),
+    "contracted, proposals, 96^3, near-camera gradients scaled": (CONTRACTED, SCALED),
+    # Thinner contracted shells (--data.contraction-shell) leave more of the grid to the unit region.
+    **{f"contracted, proposals, 96^3, near-camera gradients scaled, shell {shell}":
+       (dataclasses.replace(CONTRACTED, contraction_shell=shell), SCALED) for shell in (0.5, 0.2)},
 }
-# The same with thinner contracted shells (--data.contraction-shell): more of the grid for the unit region.
-for _shell in (0.5, 0.2):
-    RUNS[f"contracted, proposals, 96^3, near-camera gradients scaled, shell {_shell}"] = (
-        DataConfig(contraction="linf", contraction_shell=_shell),
-        RUNS["contracted, proposals, 96^3, near-camera gradients scaled"][1])
 
 
 @dataclasses.dataclass(frozen=True)
