@@ -4,14 +4,53 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+# The suite is mostly XLA compiles, and most repeat: tiny runs of the same config build the same
+# programs in one test after another. XLA's persistent compilation cache compiles each once per
+# session (set here, before jax is imported, by the process that starts the session; xdist's
+# workers inherit it and share the folder). A folder given in JAX_COMPILATION_CACHE_DIR is used
+# and kept instead, e.g. to keep compiles across sessions.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensorf-tests-xla-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
 from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
+
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, except that every file using `trained_run` goes to one worker as one unit:
+    a session fixture is built once per worker, and that 400-step run is the suite's costliest
+    fixture (a minute on a 2-core machine), so the other worker runs the other files meanwhile."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    root = config.rootpath
+
+    class TrainedRunTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            uses = file.endswith(".py") and "trained_run" in (root / file).read_text()
+            return "files using trained_run" if uses else file
+
+    return TrainedRunTogether(config, log)
+
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCENE_BOX = ((-1.0, -1.0, -0.7), (1.0, 1.0, 1.0))  # hugs the generated geometry

@@ -17,6 +17,9 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+# Three trainings, 50-55 s on 2 cores: on the slow CI line. test_resume_after_mask_update_is_bit_exact
+# keeps a bit-exact resume in the README command.
+@pytest.mark.slow
 def test_restore_before_last_upsample_is_bit_exact_and_resume_continues(scene, tmp_path):
     # Upsampling happens at step 4; stop at 3 so the checkpoint holds the smaller grid.
     early = train(tiny_config(scene, tmp_path / "a", steps=3))

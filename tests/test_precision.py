@@ -55,6 +55,7 @@ def test_half_precision_trains_like_float32(scene, tmp_path):
     assert b"train/loss_scale" in events and b"train/skipped_steps" in events
 
 
+@pytest.mark.slow  # two trainings, about 50 s on 2 cores: on the slow CI line
 def test_float16_resume_continues_the_loss_scale(scene, tmp_path):
     import shutil
 

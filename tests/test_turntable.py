@@ -30,6 +30,10 @@ def test_a_turntable_is_told_from_cameras_that_circle_the_scene(turntable, tmp_p
     table = load_dataset(DataConfig(path=turntable))
     assert table.kind.kind == "360" and table.turntable.on, table.turntable.describe()
     assert "--data.turntable no" in table.turntable.describe()
+    # Contracting a turntable gains nothing (its room is in the images): the summary says so.
+    assert "nothing lies beyond the box" not in table.describe(turntable)
+    contracted = load_dataset(DataConfig(path=turntable, contraction="linf"))
+    assert "--data.contraction none fits the box" in contracted.describe(turntable).splitlines()[-1]
     # Each view's background is the median of the training views whose cameras stood nearest its
     # own (a held-out view lends its pixels to no background, a training view not to its own),
     # and it is the room where the scene is not.

@@ -36,6 +36,26 @@ class Dataset:
     kind: CaptureKind | None = None
     turntable: Turntable | None = None
 
+    def describe(self, path) -> str:
+        """What a capture at `path` was read as, and the bounds chosen from its cameras (not given),
+        with the flags that change them: printed when training starts."""
+        sc, lens = self.scene, self.train.cameras.model
+        lines = [f"{self.format} capture {path}: {self.kind.describe()}"]
+        if self.turntable:
+            lines.append(f"  {self.turntable.describe()}")
+        lines.append(
+            f"  {len(self.train.images)} train and {len(self.eval.images)} {self.eval_split} views of "
+            f"{self.train.width}x{self.train.height}{f', {lens} lens distortion' if lens != 'pinhole' else ''}; "
+            f"{'NDC rays, ' if sc.ndc else ''}{f'{sc.contraction} contraction, ' if sc.contraction else ''}"
+            f"box {np.round(sc.aabb, 3).tolist()}, near/far {np.round(sc.near_far, 3).tolist()} "
+            "(override with --data.aabb / --data.near-far / --data.contraction)")
+        if sc.contraction and self.turntable and self.turntable.on:
+            # The contracted shell then holds only floaters, and the subject gets a fraction of the
+            # grid: on head the fitted box won (benchmarks/results.md, captures_cpu.py).
+            lines.append("  note: a turntable's room is in its background images, so nothing lies beyond the box "
+                         "to contract; --data.contraction none fits the box to the subject")
+        return "\n".join(lines)
+
 
 def ensure_generated(cfg: DataConfig) -> None:
     """Write the generated scene to cfg.path when asked to and it is not there yet."""

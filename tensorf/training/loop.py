@@ -350,16 +350,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     cfg = resolved_config(cfg, data.scene, kind=data.kind.kind if data.kind else None,
                           turntable=data.turntable.on if data.turntable else None)
     if jax.process_index() == 0 and data.format != "blender":
-        # Bounds chosen from the cameras, not given: say what they are and how to change them.
-        sc = data.scene
-        lens = data.train.cameras.model
-        print(f"{data.format} capture {cfg.data.path}: {data.kind.describe()}\n"
-              + (f"  {data.turntable.describe()}\n" if data.turntable else "") +
-              f"  {len(data.train.images)} train and {len(data.eval.images)} {data.eval_split} views of "
-              f"{data.train.width}x{data.train.height}{f', {lens} lens distortion' if lens != 'pinhole' else ''}; "
-              f"{'NDC rays, ' if sc.ndc else ''}{f'{sc.contraction} contraction, ' if sc.contraction else ''}"
-              f"box {np.round(sc.aabb, 3).tolist()}, near/far {np.round(sc.near_far, 3).tolist()} "
-              "(override with --data.aabb / --data.near-far / --data.contraction)")
+        print(data.describe(cfg.data.path))
     model = build_model(cfg.model, data.scene)
     schedule = build_schedule(model)
     tx = make_optimizer(model, cfg.optim)
