@@ -211,8 +211,13 @@ def _rays_through(points, origin=(0.0, 0.0, 4.0)):
     return o, (d / np.linalg.norm(d, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def test_ray_filter_keeps_exactly_the_rays_that_hit():
-    model, schedule, params = _model(mask_update_steps=(1, 2))
+@pytest.mark.parametrize("proposals", [False, True])
+def test_ray_filter_keeps_exactly_the_rays_that_hit(proposals):
+    over = dict(proposal_samples=(16, 8), proposal_resolution=(8, 16), proposal_final_samples=8) if proposals else {}
+    model, schedule, params = _model(mask_update_steps=(1, 2), **over)
+    if proposals:
+        # The filter marches the box: it never evaluates the proposal fields (here left out).
+        params = {k: v for k, v in params.items() if k != "proposal"}
     rng = np.random.default_rng(0)
     # Targets on the z = 0 plane well inside the box (|x|, |y| <= 1.2; a few near the centre) or
     # well outside it (|x|, |y| >= 2.5), shuffled.

@@ -328,13 +328,15 @@ class TensoRF:
         edges, history = propose(c.proposal_samples, c.proposal_final_samples, weights_of, jitter, anneal, batch=b)
         return *self._bins(rays, spacing.t(edges)), edges, tuple(history)
 
-    def samples(self, params: dict, rays: Rays, keys, anneal: jax.Array | float = 1.0) -> Samples:
-        """The batch's samples (see Samples): drawn by the proposals when the model has them,
-        else marched at a fixed step (bounded) or spread linearly then in disparity (unbounded);
-        live: inside the box and, once a mask exists, in occupied cells. anneal: the proposal
-        resampling's sharpness (loss_weights' "anneal"; 1 outside training)."""
+    def samples(self, params: dict, rays: Rays, keys, anneal: jax.Array | float = 1.0,
+                proposals: bool = True) -> Samples:
+        """The batch's samples (see Samples): drawn by the proposals when the model has them
+        (and `proposals`), else marched at a fixed step (bounded) or spread linearly then in
+        disparity (unbounded); live: inside the box and, once a mask exists, in occupied cells.
+        anneal: the proposal resampling's sharpness (loss_weights' "anneal"; 1 outside training)."""
         edges, history = None, ()
-        if self.config.proposal_samples:
+        proposed = proposals and bool(self.config.proposal_samples)
+        if proposed:
             t, step, pts, edges, history = self._proposed_samples(params, rays, keys, anneal)
         elif self.scene.contraction:
             n = self.num_samples(params["density"].resolution)
@@ -342,7 +344,7 @@ class TensoRF:
             t, t_edges = unbounded_samples(near, far, unit_region_exit(rays, self.scene.contraction), n,
                                            ray_uniforms(keys))
             step, pts = self._lengths(rays, t_edges), self._points(rays, t)
-        if self.config.proposal_samples or self.scene.contraction:
+        if proposed or self.scene.contraction:
             unit = self.unit(params, pts)
             live = jnp.all((unit >= 0) & (unit <= 1), axis=-1)  # unbounded: all of space, unless the box shrank
         else:

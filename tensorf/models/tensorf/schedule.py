@@ -183,7 +183,11 @@ class TensoRFSchedule:
         def hits(params: dict, rays: Rays) -> jax.Array:
             if not use_mask:
                 params = {**params, "occupancy": jnp.ones((1, 1, 1), jnp.float32)}
-            return jnp.any(model.samples(params, rays, None).live, axis=-1)
+            # Marched, not proposed: whether a ray crosses the box or an occupied cell is a fact of
+            # the ray, and proposal samples (which follow fields still learning) can step over a
+            # thin occupied region. Marching also skips the proposal fields, which on every
+            # training ray of a capture cost minutes (docs/unbounded.md).
+            return jnp.any(model.samples(params, rays, None, proposals=False).live, axis=-1)
 
         return hits
 
