@@ -22,14 +22,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
+from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
+from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
+
 
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
-
-from tensorf.config import DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
-from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
-
 
 
 @pytest.hookimpl(optionalhook=True)
