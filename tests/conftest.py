@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -42,11 +43,14 @@ def pytest_xdist_make_scheduler(config, log):
 
     root = config.rootpath
 
+    @functools.cache
+    def uses_trained_run(file: str) -> bool:  # asked once per test, read once per file
+        return file.endswith(".py") and "trained_run" in (root / file).read_text()
+
     class TrainedRunTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
-            uses = file.endswith(".py") and "trained_run" in (root / file).read_text()
-            return "files using trained_run" if uses else file
+            return "files using trained_run" if uses_trained_run(file) else file
 
     return TrainedRunTogether(config, log)
 
