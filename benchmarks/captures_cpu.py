@@ -3,6 +3,7 @@ a CPU preset and no flag beyond --data.path, then report held-out PSNR / SSIM / 
 
     python benchmarks/captures_cpu.py [--steps 3000] [--preset lego-cpu] [--run-root runs/captures]
         [--flags "--model.proposal-samples"]  # more train_lego.py options, as one string
+        [--poses-from-photos]  # first recover the poses from the capture's photos (tensorf.poses)
 
 Each capture trains for a fixed number of steps (so the figure does not depend on the machine's
 speed) into RUN_ROOT/<capture>, evaluates every 8th view (held out), renders an orbit GIF into
@@ -49,24 +50,45 @@ class Args:
     unbounded-cpu's proposals off); shown in each row's command."""
     run_root: Path = Path("runs/captures")
     """Each capture's run directory is RUN_ROOT/<capture>."""
+    poses_from_photos: bool = False
+    """Ignore the capture's poses: recover them from its photos with `python -m tensorf.poses`
+    (pycolmap, requirements-poses.txt) into RUN_ROOT/<capture>-photos and train on those, as a
+    user with only the photos would."""
     gif_dir: Path = ROOT / "docs"
     """Where the orbit GIFs go (<capture>_orbit.gif)."""
     results: Path = ROOT / "benchmarks" / "results.md"
     """Markdown file the rows are appended to."""
 
 
+def photos(folder: Path) -> Path:
+    """A capture's photos: images/, else its least downscaled images_<n>/."""
+    if (folder / "images").is_dir():
+        return folder / "images"
+    found = [d for d in folder.glob("images_*") if d.name[7:].isdigit()]
+    return min(found, key=lambda d: int(d.name[7:]), default=folder / "images")
+
+
+def data_path(args: Args, name: str) -> Path:
+    return args.run_root / f"{name}-photos" if args.poses_from_photos else args.captures_dir / name
+
+
 def command(args: Args, name: str) -> list[str]:
     return [sys.executable, str(ROOT / "train_lego.py"), "--preset", args.preset, "--data.path",
-            str(args.captures_dir / name), "--steps", str(args.steps), "--run-dir", str(args.run_root / name),
+            str(data_path(args, name)), "--steps", str(args.steps), "--run-dir", str(args.run_root / name),
             "--no-progress", *shlex.split(args.flags)]
 
 
 def shown(args: Args, name: str) -> str:
-    """The training command as a user in the repository would type it."""
+    """The commands as a user in the repository would type them."""
     data = args.captures_dir / name
     if data.resolve().is_relative_to(ROOT.parent):
         data = Path("..") / data.resolve().relative_to(ROOT.parent)
-    return f"python train_lego.py --preset {args.preset} --data.path {data} --steps {args.steps} {args.flags}".rstrip()
+    poses = ""
+    if args.poses_from_photos:
+        poses = f"python -m tensorf.poses {photos(data)} --out CAPTURE && "
+        data = Path("CAPTURE")
+    return (f"{poses}python train_lego.py --preset {args.preset} --data.path {data} --steps {args.steps} "
+            f"{args.flags}").rstrip()
 
 
 def main(args: Args) -> None:
@@ -76,6 +98,9 @@ def main(args: Args) -> None:
         metrics_file = run / "eval" / "test_metrics.json"
         wall = None
         if not metrics_file.is_file():
+            if args.poses_from_photos and not (data_path(args, name) / "sparse").is_dir():
+                subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos(args.captures_dir / name)), "--out",
+                                str(data_path(args, name)), "--overwrite"], check=True)
             cmd = command(args, name)
             print("==", " ".join(cmd[1:]), flush=True)
             t0 = time.perf_counter()
@@ -93,7 +118,8 @@ def main(args: Args) -> None:
                         "--frames", "36", "--resolution", "160", "160", "--no-depth", "--no-opacity"], check=True)
         wall_s = f"{train_min:.1f}" + ("" if wall is None else f" ({wall:.1f} with eval)")
         kind = cfg["data"]["kind"] + (", turntable" if cfg["data"].get("turntable") == "yes" else "")
-        rows.append(f"| {datetime.date.today()} | {name} | {args.preset} | {args.steps} | {kind} | "
+        label = f"{name} (poses from its photos)" if args.poses_from_photos else name
+        rows.append(f"| {datetime.date.today()} | {label} | {args.preset} | {args.steps} | {kind} | "
                     f"{len(m['views'])} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | "
                     f"{wall_s} | `{shown(args, name)}` |")
         print(rows[-1], flush=True)

@@ -211,6 +211,40 @@ def test_a_point_cloud_sets_the_box_around_the_surfaces(capture, tmp_path):
         load_dataset(DataConfig(path=folder, format="nerfstudio"))
 
 
+def test_a_bounded_box_holds_a_surface_at_an_images_edge_that_few_points_show(capture, tmp_path):
+    """A surface filling a strip down one view's edge, shown by fewer points than the 1% that the
+    subject's box trims as strays, still lies in the box: a ray that leaves the box before its
+    surface would see the flat background (fox with COLMAP's poses: 13.9 dB on such a view). A
+    far one down the other edge does not stretch the box past twice the subject's."""
+    from tensorf.data.capture import normalise_poses
+    from tensorf.data.generated import GEOMETRY_BOUNDS
+
+    rng = np.random.default_rng(0)
+    meta = json.loads((capture / "transforms.json").read_text())
+    subject = rng.uniform(*np.asarray(GEOMETRY_BOUNDS), (2000, 3))
+    # 6 cells down the left edge of view 0, 3 points each (0.9% of the points), at the subject's depth.
+    pose = np.asarray(meta["frames"][0]["transform_matrix"])
+    cell = meta["w"] / 16
+    u = np.repeat(np.linspace(0.2, 0.8, 3)[None], 6, 0).ravel() * cell
+    v = (np.repeat(np.arange(5, 11), 3) + 0.5) * meta["h"] / 16
+    depth = np.linalg.norm(pose[:3, 3])
+
+    def strip_at(u, depth):
+        local = np.stack([(u - meta["cx"]) / meta["fl_x"], -(v - meta["cy"]) / meta["fl_y"], -np.ones_like(u)], -1)
+        return depth * local @ pose[:3, :3].T + pose[:3, 3]
+
+    strip, far = strip_at(u, depth), strip_at(meta["w"] - u, 20 * depth)
+    _write_ply(tmp_path / "sparse_pc.ply", np.concatenate([subject, strip, far]))
+    for name in ("images", "transforms.json"):
+        (shutil.copytree if name == "images" else shutil.copy)(capture / name, tmp_path / name)
+    (tmp_path / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
+    box = np.asarray(load_dataset(DataConfig(path=tmp_path, format="nerfstudio")).scene.aabb)
+    _, transform, scale = normalise_poses(np.stack([np.asarray(f["transform_matrix"]) for f in meta["frames"]]))
+    strip, subject = (scale * (x @ transform[:3, :3].T + transform[:3, 3]) for x in (strip, subject))
+    assert np.all((strip > box[0]) & (strip < box[1])), (box, strip.min(0), strip.max(0))
+    assert np.all(box[1] - box[0] <= 2 * 1.2 * np.ptp(subject, 0) + 1e-6), (box, np.ptp(subject, 0))
+
+
 def test_nerf_samples_ndc_rays_evenly_in_ndc_depth_to_infinity(capture):
     """JaxNeRF's LLFF sampling: the coarse samples of an NDC ray run evenly in NDC z from the near
     plane (-1) to infinity (+1), each ray to its own reach."""

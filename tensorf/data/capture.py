@@ -12,8 +12,10 @@ does the rest the same way for every format:
 - the box: nerfstudio's [-1, 1]^3 suits its contracted fields and leaves a forward-facing subject
   outside, so the box here is centred on the point the cameras look at (nearest to every optical
   axis), as wide as what the cameras see there (distance x tan(half field of view), x 1.5); when
-  the capture has sparse points, the box is fitted to them instead, and when many points lie far
-  beyond it (a distant background) the scene is contracted (mip-NeRF 360) unless told otherwise;
+  the capture has sparse points, the box is fitted to them instead: when many points lie far
+  beyond the points' own box (a distant background) the scene is contracted (mip-NeRF 360) around
+  that box unless told otherwise, and a bounded scene's box holds every surface its images show
+  (points.box_seen);
 - splits from the capture's own lists, else every `hold_every`-th frame held out as test.
 """
 
@@ -29,7 +31,7 @@ from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
 from tensorf.data.images import read_images
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
-from tensorf.data.points import box_around
+from tensorf.data.points import box_around, box_seen
 from tensorf.data.turntable import Turntable, decide, neighbour_backgrounds
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
@@ -222,6 +224,14 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             ends = scale * (capture.far_points @ transform[:3, :3].T + transform[:3, 3])
         unbounded = ends is not None and found.kind == "360" and far_share(ends, box) > FAR_SHARE
         contraction = "linf" if unbounded else "none"
+    seen = box_seen(points, c2w, k) if points is not None and contraction == "none" else None
+    if seen is not None:
+        # Bounded, the box also holds the surfaces the images show where points are few, out to
+        # the far content's edge (FAR_FACTOR): what lies beyond is painted on the box's walls.
+        # The points' own box still decides contraction, and is the contracted scene's box.
+        centre, half = np.mean(box, 0), FAR_FACTOR * np.subtract(box[1], box[0]) / 2
+        box = (tuple(np.maximum(np.minimum(box[0], seen[0]), centre - half).tolist()),
+               tuple(np.minimum(np.maximum(box[1], seen[1]), centre + half).tolist()))
     reach = float(np.linalg.norm(c2w[:, :3, 3][:, None] - np.asarray(box)[None], axis=-1).max())
     scene = Scene(aabb=box, near_far=(NEAR, reach), background=background,
                   contraction=None if contraction == "none" else contraction)

@@ -14,6 +14,10 @@ _TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2
           "double": "f8", "float64": "f8"}
 POINT_QUANTILE = 0.01  # share of points left out on each side of each axis: COLMAP's stray points
 POINT_MARGIN = 0.1  # of the box's size, added on each side
+# box_seen cuts each image into CELLS x CELLS cells; a cell holding fewer than CELL_POINTS points
+# is no surface (a stray point stands alone; a textured surface gives SIFT several per cell).
+CELLS = 16
+CELL_POINTS = 3
 
 
 def read_ply_points(path: Path) -> np.ndarray:
@@ -67,5 +71,41 @@ def box_around(points: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]
     """The box around points (N, 3), less POINT_QUANTILE of them on each side of each axis (stray
     points), plus POINT_MARGIN of its size on each side."""
     lo, hi = np.quantile(points, [POINT_QUANTILE, 1 - POINT_QUANTILE], axis=0)
+    pad = POINT_MARGIN * np.maximum(hi - lo, 1e-6)
+    return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
+
+
+def box_seen(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The box around the surfaces that fill the cameras' images, plus POINT_MARGIN: each image
+    is cut into CELLS x CELLS cells, and each cell that CELL_POINTS or more of the points (N, 3)
+    project into gives one surface, its point of median depth. c2w (V, 4, 4) OpenGL axes;
+    intrinsics (V, 6+): fx, fy, cx, cy, width, height of the image the cells cut (pinhole: a
+    mild lens moves a point by a fraction of a cell). None when no cell holds a surface.
+
+    A bounded scene needs every such surface in its box: a ray that leaves the box before its
+    surface sees the flat background instead. box_around weighs the points, and they crowd
+    where the texture is. The edge of a wall that fills a strip of some views can hold under 1%
+    of them and be trimmed with the strays (instant-ngp's fox with COLMAP's own poses: a white
+    strip down a held-out view, benchmarks/results.md). Here every cell of every image counts
+    once, and a stray point, alone in its cell, not at all."""
+    surfaces = []
+    for pose, (fx, fy, cx, cy, w, h) in zip(c2w, np.asarray(intrinsics)[:, :6]):
+        local = (points - pose[:3, 3]) @ pose[:3, :3]
+        depth = -local[:, 2]
+        front = depth > 1e-9
+        safe = np.where(front, depth, 1.0)
+        u, v = fx * local[:, 0] / safe + cx, cy - fy * local[:, 1] / safe
+        seen = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        cell = (np.floor(u[seen] * CELLS / w) * CELLS + np.floor(v[seen] * CELLS / h)).astype(np.int64)
+        order = np.lexsort((depth[seen], cell))
+        cell, inside = cell[order], points[seen][order]
+        starts = np.flatnonzero(np.r_[True, np.diff(cell) != 0])
+        ends = np.r_[starts[1:], len(cell)]
+        full = ends - starts >= CELL_POINTS
+        surfaces.append(inside[(starts[full] + ends[full]) // 2])
+    surfaces = np.concatenate(surfaces)
+    if not len(surfaces):
+        return None
+    lo, hi = surfaces.min(0), surfaces.max(0)
     pad = POINT_MARGIN * np.maximum(hi - lo, 1e-6)
     return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
