@@ -118,10 +118,16 @@ def auto_box(c2w: np.ndarray, half_fov: np.ndarray) -> tuple[tuple[float, ...], 
     return tuple((focus - half).tolist()), tuple((focus + half).tolist())
 
 
-def far_share(points: np.ndarray, box) -> float:
-    """Share of points (M, 3) beyond the box grown FAR_FACTOR times about its centre."""
+def far_edge(box) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half size (3,) of the box grown FAR_FACTOR times about its centre: what lies
+    beyond is far content."""
     lo, hi = np.asarray(box[0]), np.asarray(box[1])
-    centre, half = (lo + hi) / 2, FAR_FACTOR * (hi - lo) / 2
+    return (lo + hi) / 2, FAR_FACTOR * (hi - lo) / 2
+
+
+def far_share(points: np.ndarray, box) -> float:
+    """Share of points (M, 3) beyond the box's far edge."""
+    centre, half = far_edge(box)
     return float(np.mean(np.any(np.abs(points - centre) > half, axis=-1)))
 
 
@@ -229,7 +235,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         # Bounded, the box also holds the surfaces the images show where points are few, out to
         # the far content's edge (FAR_FACTOR): what lies beyond is painted on the box's walls.
         # The points' own box still decides contraction, and is the contracted scene's box.
-        centre, half = np.mean(box, 0), FAR_FACTOR * np.subtract(box[1], box[0]) / 2
+        centre, half = far_edge(box)
         box = (tuple(np.maximum(np.minimum(box[0], seen[0]), centre - half).tolist()),
                tuple(np.minimum(np.maximum(box[1], seen[1]), centre + half).tolist()))
     reach = float(np.linalg.norm(c2w[:, :3, 3][:, None] - np.asarray(box)[None], axis=-1).max())
