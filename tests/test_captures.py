@@ -234,11 +234,10 @@ def test_a_bounded_box_holds_a_surface_at_an_images_edge_that_few_points_show(ca
         return depth * local @ pose[:3, :3].T + pose[:3, 3]
 
     strip, far = strip_at(u, depth), strip_at(meta["w"] - u, 20 * depth)
-    _write_ply(tmp_path / "sparse_pc.ply", np.concatenate([subject, strip, far]))
-    for name in ("images", "transforms.json"):
-        (shutil.copytree if name == "images" else shutil.copy)(capture / name, tmp_path / name)
-    (tmp_path / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
-    box = np.asarray(load_dataset(DataConfig(path=tmp_path, format="nerfstudio")).scene.aabb)
+    root = _copy(capture, tmp_path)
+    _write_ply(root / "sparse_pc.ply", np.concatenate([subject, strip, far]))
+    (root / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
+    box = np.asarray(load_dataset(DataConfig(path=root, format="nerfstudio")).scene.aabb)
     _, transform, scale = normalise_poses(np.stack([np.asarray(f["transform_matrix"]) for f in meta["frames"]]))
     strip, subject = (scale * (x @ transform[:3, :3].T + transform[:3, 3]) for x in (strip, subject))
     assert np.all((strip > box[0]) & (strip < box[1])), (box, strip.min(0), strip.max(0))

@@ -70,7 +70,11 @@ def read_ply_points(path: Path) -> np.ndarray:
 def box_around(points: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The box around points (N, 3), less POINT_QUANTILE of them on each side of each axis (stray
     points), plus POINT_MARGIN of its size on each side."""
-    lo, hi = np.quantile(points, [POINT_QUANTILE, 1 - POINT_QUANTILE], axis=0)
+    return _with_margin(*np.quantile(points, [POINT_QUANTILE, 1 - POINT_QUANTILE], axis=0))
+
+
+def _with_margin(lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The box (lo, hi) grown by POINT_MARGIN of its size on each side."""
     pad = POINT_MARGIN * np.maximum(hi - lo, 1e-6)
     return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
 
@@ -106,6 +110,4 @@ def box_seen(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> tup
     surfaces = np.concatenate(surfaces)
     if not len(surfaces):
         return None
-    lo, hi = surfaces.min(0), surfaces.max(0)
-    pad = POINT_MARGIN * np.maximum(hi - lo, 1e-6)
-    return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
+    return _with_margin(surfaces.min(0), surfaces.max(0))
