@@ -35,7 +35,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from common import DEFAULT_LEGO  # noqa: E402
 from lego_state import step_timings  # noqa: E402
-from tensorf.config import resolve_backend  # noqa: E402
+from tensorf.config import resolve  # noqa: E402
 from tensorf.data.dataset import load_dataset  # noqa: E402
 from tensorf.data.rays import RayPool  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
@@ -153,8 +153,8 @@ def main(args: Args) -> dict:
 
     for variant in args.variants:
         lookup, compaction, dtype = (variant.split("/") + ["float32"])[:3]
-        mcfg = resolve_backend(dataclasses.replace(cfg.model, density_lookup=lookup, compaction=compaction,
-                                                   compute_dtype=dtype), jax.default_backend())
+        mcfg = resolve(dataclasses.replace(cfg.model, density_lookup=lookup, compaction=compaction,
+                                    compute_dtype=dtype), data.scene, jax.default_backend())
         vcfg = dataclasses.replace(cfg, model=mcfg)
         m = dataclasses.replace(model, config=mcfg)
         budgets = measure_budgets(vcfg, build_schedule(m), params, pool, 0)

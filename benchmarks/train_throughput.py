@@ -26,7 +26,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 import lego_state  # noqa: E402
 from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
-from tensorf.config import resolve_backend  # noqa: E402
+from tensorf.config import resolve  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def main(args: Args) -> list[dict]:
             p_mask, s.pool.draw(jax.random.key(1), args.batch)[0], jax.random.split(jax.random.key(0), args.batch)
         )
         for lookup, mask in ((lookup, mask) for lookup in args.lookups for mask in (False, True)):
-            config = resolve_backend(dataclasses.replace(s.cfg.model, density_lookup=lookup), jax.default_backend())
+            config = resolve(dataclasses.replace(s.cfg.model, density_lookup=lookup), s.model.scene, jax.default_backend())
             timed = dataclasses.replace(s.model, config=config)
             m = timed.for_state({**state, "budgets": budgets if mask else None})
             dt = lego_state.time_step(s, m, p_mask if mask else p, args.steps)

@@ -188,12 +188,13 @@ class TensoRFConfig:
     distortion_weight: float = 0.002
     """Weight of the distortion loss (mip-NeRF 360 eq. 15) on the model's weights along each ray,
     with proposals (nerfacto: 0.002; mip-NeRF 360: 0.01)."""
-    near_gradient_distance: float = 0.0
+    near_gradient_distance: float | Literal["auto"] = "auto"
     """Scale the gradients of density and colour at samples nearer a camera than this (scene
-    units: the poses are normalised into the unit cube, which leaves a 360 capture's subject about
-    1 from its cameras) by (distance / it)^2, so that floaters in front of a camera, which explain
-    its view alone, are slow to form (Philip & Deschaintre 2023, "Floaters No More", who use 1).
-    0: off."""
+    units) by (distance / it)^2, so that floaters in front of a camera, which explain its view
+    alone, are slow to form (Philip & Deschaintre 2023, "Floaters No More", who use 1). 0: off.
+    auto: 1 in a bounded posed capture (the poses normalised into the unit cube leave a 360
+    subject about 1 from its cameras), 0.5 in a contracted one (1 damps the subject there), off
+    with NDC rays and where the near plane is beyond it (Blender scenes); docs/unbounded.md."""
     density_lookup: Literal["auto", "factors", "volume", "mixed"] = "auto"
     """How density is read at samples (the same field either way): from the factors (per sample,
     18 rows of components), by trilinear lookups in the component-summed grid volume rebuilt in
@@ -456,13 +457,24 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
 
 
-def resolve_backend(model, backend: str):
-    """The config with its backend-dependent `auto` choice (the density lookup) decided for
-    `backend` ("cpu", "gpu", ...). Done once when a run starts; the resolved value is what
-    RUN/config.json records."""
-    if not isinstance(model, TensoRFConfig) or model.density_lookup != "auto":
+# near_gradient_distance "auto" in a bounded scene and in a contracted one (docs/unbounded.md:
+# fox, head and the generated captures, benchmarks/results.md).
+NEAR_GRADIENT_BOUNDED = 1.0
+NEAR_GRADIENT_CONTRACTED = 0.5
+
+
+def resolve(model, scene, backend: str):
+    """The model config with its `auto` choices decided: the density lookup for `backend`
+    ("cpu", "gpu", ...), the near-camera gradient distance for `scene` (tensorf.data.views.Scene).
+    Done once when a run starts; the resolved values are what RUN/config.json records."""
+    if not isinstance(model, TensoRFConfig):
         return model
-    return dataclasses.replace(model, density_lookup="mixed" if backend == "cpu" else "volume")
+    if model.density_lookup == "auto":
+        model = dataclasses.replace(model, density_lookup="mixed" if backend == "cpu" else "volume")
+    if model.near_gradient_distance == "auto":
+        distance = 0.0 if scene.ndc else NEAR_GRADIENT_CONTRACTED if scene.contraction else NEAR_GRADIENT_BOUNDED
+        model = dataclasses.replace(model, near_gradient_distance=distance if scene.near_far[0] < distance else 0.0)
+    return model
 
 
 # --- (de)serialisation of the resolved config stored in every run directory -----------------

@@ -199,15 +199,16 @@ LLFF_CPU = dataclasses.replace(
 # interlevel loss, with nerfacto's distortion loss weight 0.002 and 1000-step annealing. The lego
 # recipe otherwise, with a finer last grid (the unit region is the inner part of each axis), no box
 # shrink (the backdrop fills the contracted shell) and no ray filtering (every ray ends in the
-# backdrop). Gradients of samples within 0.5 of a camera are scaled down ("Floaters No More"):
-# the floaters they otherwise learn cost fox 3.5 dB, and the paper's distance, 1, also damps a
-# subject about 1 from the cameras, as the pose normalisation leaves them (benchmarks/results.md:
-# captures_cpu.py, unbounded_cpu.py). Not yet measured on a GPU.
+# backdrop). Gradients of samples within 0.5 of a camera are scaled down ("Floaters No More",
+# the model's auto distance in contracted space): the floaters they otherwise learn cost fox
+# 3.5 dB, and the paper's distance, 1, also damps a subject about 1 from the cameras, as the pose
+# normalisation leaves them (benchmarks/results.md: captures_cpu.py, unbounded_cpu.py). Not yet
+# measured on a GPU.
 UNBOUNDED = TrainConfig(
     run_dir=Path("runs/unbounded"),
     data=DataConfig(path=Path("data/unbounded"), contraction="linf", contraction_shell=0.5),
     model=TensoRFConfig(n_voxels_final=384**3, shrink_box=False, filter_rays=False, proposal_samples=(256, 96),
-                        proposal_final_samples=48, proposal_resolution=(128, 256), near_gradient_distance=0.5),
+                        proposal_final_samples=48, proposal_resolution=(128, 256)),
 )
 
 # Unbounded scenes on a 2-core CPU: lego-cpu's sizes and schedule with UNBOUNDED's treatment: a
@@ -218,8 +219,7 @@ UNBOUNDED_CPU = dataclasses.replace(
     run_dir=Path("runs/unbounded_cpu"),
     data=dataclasses.replace(UNBOUNDED.data, downscale=LEGO_CPU.data.downscale),
     model=dataclasses.replace(LEGO_CPU.model, n_voxels_final=256**3, shrink_box=False, filter_rays=False,
-                              proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128),
-                              near_gradient_distance=UNBOUNDED.model.near_gradient_distance),
+                              proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128)),
 )
 
 # mip-NeRF 360 on an unbounded capture (google-research/multinerf configs/360.gin and

@@ -43,7 +43,7 @@ def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, 
                                ndc=scene.ndc, contraction=scene.contraction or "none", kind=kind or cfg.data.kind,
                                ndc_scale=scene.ndc_scale,
                                turntable=cfg.data.turntable if turntable is None else "yes" if turntable else "no")
-    model = cfgmod.resolve_backend(cfg.model, backend or jax.default_backend())
+    model = cfgmod.resolve(cfg.model, scene, backend or jax.default_backend())
     return dataclasses.replace(cfg, data=data, model=model)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 import jax
 import numpy as np
 
-from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFConfig, resolve_backend
+from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFConfig, resolve
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.errors import UserError
@@ -122,7 +122,7 @@ def build_model(config, scene: Scene, backend: str | None = None) -> Model:
     """Model for a model config and scene, its `auto` choices resolved for `backend` (default:
     JAX's). Each model family registers here."""
     if isinstance(config, TensoRFConfig):
-        return TensoRF(resolve_backend(config, backend or jax.default_backend()), scene)
+        return TensoRF(resolve(config, scene, backend or jax.default_backend()), scene)
     if isinstance(config, (NeRFConfig, MipNeRFConfig)):
         if scene.contraction:
             raise UserError("--data.contraction (unbounded scenes) works with the TensoRF model and "

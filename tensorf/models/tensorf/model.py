@@ -88,8 +88,8 @@ class TensoRF:
 
     def __post_init__(self):
         c = self.config
-        if c.density_lookup == "auto":
-            raise ValueError("TensoRF needs a config resolved for the backend (config.resolve_backend)")
+        if "auto" in (c.density_lookup, c.near_gradient_distance):
+            raise ValueError("TensoRF needs a config with its auto choices resolved (config.resolve)")
         if c.proposal_samples and len(c.proposal_resolution) != len(c.proposal_samples):
             raise UserError(f"--model.proposal-resolution needs one entry per proposal level: got "
                             f"{len(c.proposal_resolution)} for --model.proposal-samples {list(c.proposal_samples)}")
