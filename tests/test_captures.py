@@ -244,6 +244,33 @@ def test_a_bounded_box_holds_a_surface_at_an_images_edge_that_few_points_show(ca
     assert np.all(box[1] - box[0] <= 2 * 1.2 * np.ptp(subject, 0) + 1e-6), (box, np.ptp(subject, 0))
 
 
+def test_a_wide_lens_shows_the_box_the_surfaces_at_its_edges():
+    """Through a fisheye (100 degrees across, 130 at the corners) a wall 65-70 degrees off the
+    axis fills a strip down the image's left edge. A pinhole of the same focal length would put
+    it outside the image: the box must project the points through the lens to keep it."""
+    import math
+
+    from tensorf.data import lens
+    from tensorf.data.generated import GEOMETRY_BOUNDS, look_at
+    from tensorf.data.points import box_seen
+
+    size = 32
+    focal = 0.5 * size / math.tan(math.radians(50))
+    k = np.array([[focal, focal, size / 2, size / 2, size, size]])
+    pose = look_at(np.array([2.2, 0.0, 0.8]))
+    subject = np.random.default_rng(0).uniform(*np.asarray(GEOMETRY_BOUNDS), (2000, 3))
+    u = np.repeat(np.linspace(0.2, 0.8, 3)[None], 6, 0).ravel() * size / 16  # 6 cells, 3 points each
+    v = (np.repeat(np.arange(5, 11), 3) + 0.5) * size / 16
+    x, y, z = lens.undistorted_directions((u - size / 2) / focal, (v - size / 2) / focal, np.zeros(6), "fisheye", xp=np)
+    assert np.all(np.hypot(x, y) / z > size / 2 / focal)  # beyond a pinhole's image edge
+    toward = np.stack([x, -y, -z], -1) / np.linalg.norm(np.stack([x, y, z], -1), axis=-1, keepdims=True)
+    strip = toward @ pose[:3, :3].T + pose[:3, 3]
+    points = np.concatenate([subject, strip])
+    inside = lambda box: np.all((strip > box[0]) & (strip < box[1]))  # noqa: E731
+    assert inside(np.asarray(box_seen(points, pose[None], k, "fisheye", np.zeros((1, 6)))))
+    assert not inside(np.asarray(box_seen(points, pose[None], k)))  # the lens ignored: the strip is lost
+
+
 def test_nerf_samples_ndc_rays_evenly_in_ndc_depth_to_infinity(capture):
     """JaxNeRF's LLFF sampling: the coarse samples of an NDC ray run evenly in NDC z from the near
     plane (-1) to infinity (+1), each ray to its own reach."""

@@ -215,7 +215,8 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         return Views(images=np.stack(images), cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx))
 
     k = np.asarray([f.intrinsics for f in frames])
-    half_fov = half_field_of_view(k, model, np.asarray([f.distortion for f in frames]))
+    distortion = np.asarray([f.distortion for f in frames])
+    half_fov = half_field_of_view(k, model, distortion)
     box = auto_box(c2w, half_fov)
     points = None
     if capture.points is not None and len(capture.points) >= 10:
@@ -230,7 +231,9 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             ends = scale * (capture.far_points @ transform[:3, :3].T + transform[:3, 3])
         unbounded = ends is not None and found.kind == "360" and far_share(ends, box) > FAR_SHARE
         contraction = "linf" if unbounded else "none"
-    seen = box_seen(points, c2w, k) if points is not None and contraction == "none" else None
+    seen = None
+    if points is not None and contraction == "none":
+        seen = box_seen(points, c2w, k, model, distortion)
     if seen is not None:
         # Bounded, the box also holds the surfaces the images show where points are few, out to
         # the far content's edge (FAR_FACTOR): what lies beyond is painted on the box's walls.

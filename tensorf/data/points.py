@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorf.data import lens
 from tensorf.errors import UserError
 
 _TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
@@ -79,12 +80,14 @@ def _with_margin(lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[float, ...], tup
     return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
 
 
-def box_seen(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def box_seen(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, model: str = "pinhole",
+             distortion: np.ndarray | None = None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """The box around the surfaces that fill the cameras' images, plus POINT_MARGIN: each image
     is cut into CELLS x CELLS cells, and each cell that CELL_POINTS or more of the points (N, 3)
-    project into gives one surface, its point of median depth. c2w (V, 4, 4) OpenGL axes;
-    intrinsics (V, 6+): fx, fy, cx, cy, width, height of the image the cells cut (pinhole: a
-    mild lens moves a point by a fraction of a cell). None when no cell holds a surface.
+    project into gives one surface, its point of median distance. c2w (V, 4, 4) OpenGL axes;
+    intrinsics (V, 6+): fx, fy, cx, cy, width, height of the image the cells cut; model and
+    distortion (V, 6): the lens (tensorf.data.lens), through which the points project, so that a
+    wide lens's edges, which a pinhole would put outside the image, count too.
 
     A bounded scene needs every such surface in its box: a ray that leaves the box before its
     surface sees the flat background instead. box_around weighs the points, and they crowd
@@ -92,21 +95,27 @@ def box_seen(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> tup
     of them and be trimmed with the strays (instant-ngp's fox with COLMAP's own poses: a white
     strip down a held-out view, benchmarks/results.md). Here every cell of every image counts
     once, and a stray point, alone in its cell, not at all."""
+    distortion = np.zeros((len(c2w), 6)) if distortion is None else np.asarray(distortion, np.float64)
     surfaces = []
-    for pose, (fx, fy, cx, cy, w, h) in zip(c2w, np.asarray(intrinsics)[:, :6]):
-        local = (points - pose[:3, 3]) @ pose[:3, :3]
-        depth = -local[:, 2]
-        front = depth > 1e-9
-        safe = np.where(front, depth, 1.0)
-        u, v = fx * local[:, 0] / safe + cx, cy - fy * local[:, 1] / safe
-        seen = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    for pose, (fx, fy, cx, cy, w, h), params in zip(c2w, np.asarray(intrinsics, np.float64)[:, :6], distortion):
+        # Camera axes as the lens models take them (OpenCV's: y down, z forward).
+        local = (points - pose[:3, 3]) @ pose[:3, :3] * np.array([1.0, -1.0, -1.0])
+        # Only directions within the image's widest angle project: a lens polynomial folds back
+        # beyond it, and a pinhole sees nothing behind it.
+        corners = lens.undistorted_directions((np.array([0.0, w, 0.0, w]) - cx) / fx,
+                                              (np.array([0.0, 0.0, h, h]) - cy) / fy, params, model, xp=np)
+        widest = float(np.arctan2(np.hypot(corners[0], corners[1]), corners[2]).max())
+        inside = np.arctan2(np.hypot(local[:, 0], local[:, 1]), local[:, 2]) <= widest
+        xd, yd = lens.project(np.where(inside[:, None], local, [0.0, 0.0, 1.0]), params, model, xp=np)
+        u, v = fx * xd + cx, fy * yd + cy
+        seen = inside & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         cell = (np.floor(u[seen] * CELLS / w) * CELLS + np.floor(v[seen] * CELLS / h)).astype(np.int64)
-        order = np.lexsort((depth[seen], cell))
-        cell, inside = cell[order], points[seen][order]
+        order = np.lexsort((np.linalg.norm(local[seen], axis=-1), cell))
+        cell, kept = cell[order], points[seen][order]
         starts = np.flatnonzero(np.r_[True, np.diff(cell) != 0])
         ends = np.r_[starts[1:], len(cell)]
         full = ends - starts >= CELL_POINTS
-        surfaces.append(inside[(starts[full] + ends[full]) // 2])
+        surfaces.append(kept[(starts[full] + ends[full]) // 2])
     surfaces = np.concatenate(surfaces)
     if not len(surfaces):
         return None
