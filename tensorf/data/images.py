@@ -54,6 +54,26 @@ def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.nd
     return img, notes
 
 
+def read_mask(path: Path, downscale: int, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels a mask image keeps (nonzero in its first channel, as nerfstudio
+    reads `mask_path`), downscaled so that a pixel is kept only where every pixel it covers is;
+    size (width, height) of its image, which the mask must match."""
+    if not path.is_file():
+        raise UserError(f"{path}: mask file is missing; restore it or remove the frame's mask_path")
+    try:
+        raw = iio.imread(path)
+    except Exception as e:  # imageio raises many types for broken files
+        raise UserError(f"{path}: cannot read mask ({e.__class__.__name__}); replace the file") from None
+    keep = (raw if raw.ndim == 2 else raw[..., 0]) > 0
+    h, w = keep.shape
+    if downscale > 1 and not (h % downscale or w % downscale):
+        keep = keep.reshape(h // downscale, downscale, w // downscale, downscale).all(axis=(1, 3))
+    if keep.shape[::-1] != tuple(size):
+        raise UserError(f"{path}: mask is {w}x{h} (downscale {downscale}: {keep.shape[1]}x{keep.shape[0]}), its image "
+                        f"{size[0]}x{size[1]}; give it the image's size")
+    return keep
+
+
 def read_images(files: list[Path], downscale: int, background: float = 1.0, where: str = "",
                 expect_alpha: bool = False) -> list[np.ndarray]:
     """read_rgb over files on a thread pool (decoding releases the GIL), all of one size; one

@@ -4,7 +4,9 @@ Intrinsics are shared at the top level or given per frame (`fl_x`, `fl_y`, `cx`,
 or `camera_angle_x`); `file_path` is relative to the json. Lens distortion (`k1`..`k4`, `p1`,
 `p2`) is applied to the rays: `camera_model` OPENCV (instant-ngp writes no model and means
 OPENCV) or OPENCV_FISHEYE (or instant-ngp's `is_fisheye`). The optional `ply_file_path` names
-the sparse points. Normalisation, box and splits: tensorf.data.capture.
+the sparse points; a frame's optional `mask_path` an image whose zero pixels are neither
+trained on nor judged (nerfstudio's convention: a passer-by, the photographer's shadow).
+Normalisation, box and splits: tensorf.data.capture.
 """
 
 from __future__ import annotations
@@ -61,12 +63,13 @@ def _intrinsics(meta: dict, frame: dict, where: str) -> tuple[tuple[float, float
 
 
 def _image_path(root: Path, rel: str, downscale: int) -> tuple[Path, int]:
-    """The file for a frame and the factor still to apply: images_<d>/<name> as nerfstudio's
-    ns-process-data writes it, else the full-size file downscaled here."""
+    """The file for a frame's image or mask and the factor still to apply: images_<d>/<name>
+    (masks_<d>/<name>) as nerfstudio's ns-process-data writes it, else the full-size file
+    downscaled here."""
     full = root / rel
     if downscale > 1:
         small = root / f"{full.parent.name}_{downscale}" / full.name
-        if full.parent.name == "images" and small.is_file():
+        if full.parent.name in ("images", "masks") and small.is_file():
             return small, 1
     return full, downscale
 
@@ -101,8 +104,9 @@ def read_transforms(root: Path, downscale: int = 1) -> Capture:
             raise UserError(f"{where}: transform_matrix holds a non-finite number")
         intr, model, dist = _intrinsics(meta, fr, where)
         file, factor = _image_path(root, str(fr["file_path"]), downscale)
+        mask, mask_factor = _image_path(root, str(fr["mask_path"]), downscale) if fr.get("mask_path") else (None, 1)
         out.append(Frame(file=file, factor=factor, c2w=pose, intrinsics=intr, model=model, distortion=dist,
-                         name=str(fr["file_path"])))
+                         name=str(fr["file_path"]), mask=mask, mask_factor=mask_factor))
     if float(meta.get("aabb_scale", 1)) > 1 and not meta.get("ply_file_path"):
         warn(f"{path}: aabb_scale {meta['aabb_scale']} marks an unbounded capture, and with no sparse points "
              "(ply_file_path) its extent is unknown; give --data.contraction linf if much lies beyond the subject")

@@ -81,17 +81,24 @@ class RayPool:
 
     @staticmethod
     def from_views(views: Views) -> "RayPool":
-        """The pool of every ray of `views` (host arrays; place it with jax.device_put)."""
+        """The pool of every ray of `views` that its mask keeps (host arrays; place it with
+        jax.device_put)."""
         n, h, w = views.images.shape[:3]
         if n * h * w >= 2**31:
             raise UserError(f"{n} views of {w}x{h} pixels hold more rays than the int32 ray ids can count; "
                             "use --data.downscale")
+        if views.masks is None:
+            ids = np.arange(n * h * w, dtype=np.int32)
+        else:
+            ids = np.flatnonzero(np.asarray(views.masks).reshape(-1)).astype(np.int32)
+            if not len(ids):
+                raise UserError("the masks of the training views keep no pixel; check the capture's mask_path images")
         cams = views.cameras
         vec = lambda v: np.asarray(v, np.float32)  # noqa: E731
+        starts = np.searchsorted(ids, np.arange(n + 1, dtype=np.int64) * (h * w)).astype(np.int32)
         return RayPool(colors=np.asarray(views.images, np.float32).reshape(-1, 3), c2w=vec(cams.c2w),
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
-                       distortion=vec(cams.distortion), ids=np.arange(n * h * w, dtype=np.int32),
-                       count=np.int32(n * h * w), starts=np.arange(n + 1, dtype=np.int32) * np.int32(h * w), width=w,
+                       distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)), starts=starts, width=w,
                        background=_pixel_background(views),
                        ndc_near=cams.ndc_near, camera_model=cams.model)
 

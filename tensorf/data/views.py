@@ -36,17 +36,21 @@ class Views:
     """Posed images of one split. images (N, H, W, 3) float32 in [0, 1], composited on the
     scene's background; cameras one per image; names the views' file stems; background
     (N, H, W, 3) float32: each view's background fixed to the camera (turntable captures,
-    tensorf.data.turntable), composited behind the field in place of the scene's flat one, or None."""
+    tensorf.data.turntable), composited behind the field in place of the scene's flat one, or None;
+    masks (N, H, W) bool: the pixels to learn from and to judge, False where the capture masks
+    a pixel out (a passer-by, the photographer's shadow), or None: every pixel."""
 
     images: np.ndarray
     cameras: Cameras
     names: tuple[str, ...]
     background: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
     def subset(self, indices) -> "Views":
         idx = [int(i) for i in indices]
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx),
-                     None if self.background is None else self.background[idx])
+                     pick(self.background), pick(self.masks))
 
     @property
     def height(self) -> int:
