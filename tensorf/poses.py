@@ -41,6 +41,11 @@ class PosesConfig:
     """Capture folder to write: images/, sparse/0/ (the COLMAP model) and colmap/ (database)."""
     frames: int = 150
     """Video only: frames sampled evenly over the whole clip."""
+    masks: Path | None = None
+    """Photos only: a folder of masks named as COLMAP reads them (<photo name>.png), zero where a
+    pixel is to be ignored (a passer-by, the photographer's shadow): SIFT finds no features there,
+    and training leaves those pixels out (copied to CAPTURE/masks/). A photo without one is used
+    whole."""
     matching: Literal["auto", "exhaustive", "sequential"] = "auto"
     """Which image pairs are matched: every pair (exhaustive), or each image with its neighbours in
     order (sequential, for video). auto: sequential for a video or more than 200 photos."""
@@ -77,6 +82,19 @@ def _photos(folder: Path, images: Path) -> list[str]:
     for f in files:
         shutil.copy2(f, images / f.name)
     return [f.name for f in files]
+
+
+def _masks(folder: Path, dest: Path, names: list[str]) -> None:
+    """Copy the masks of the photos `names` (COLMAP's naming, <name>.png) from folder to dest."""
+    if not folder.is_dir():
+        raise UserError(f"--masks {folder}: no such folder")
+    found = [n for n in names if (folder / f"{n}.png").is_file()]
+    if not found:
+        raise UserError(f"--masks {folder}: no mask named after a photo (for {names[0]}: {names[0]}.png, as COLMAP "
+                        "names them); rename the masks")
+    dest.mkdir(parents=True)
+    for n in found:
+        shutil.copy2(folder / f"{n}.png", dest / f"{n}.png")
 
 
 def _video_frames(video: Path, images: Path, count: int) -> list[str]:
@@ -129,13 +147,17 @@ def recover_poses(cfg: PosesConfig) -> Path:
     if out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
             raise UserError(f"{out} is not empty; give another --out or --overwrite")
-        for sub in ("images", "sparse", "colmap"):
+        for sub in ("images", "masks", "sparse", "colmap"):
             shutil.rmtree(out / sub, ignore_errors=True)
     images, work = out / "images", out / "colmap"
     video = src.is_file()
     if video and src.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"{src}: not a folder or a video ({', '.join(VIDEO_SUFFIXES)})")
+    if video and cfg.masks is not None:
+        raise UserError("--masks works with a folder of photos, not a video; extract the frames first")
     names = _video_frames(src, images, cfg.frames) if video else _photos(src, images)
+    if cfg.masks is not None:
+        _masks(Path(cfg.masks), out / "masks", names)
     if len(names) < 3:
         raise UserError(f"{src}: {len(names)} image(s); poses need at least 3 overlapping views (20+ for training)")
     work.mkdir(parents=True, exist_ok=True)
@@ -145,6 +167,8 @@ def recover_poses(cfg: PosesConfig) -> Path:
 
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = cfg.camera_model
+    if cfg.masks is not None:
+        reader.mask_path = str(out / "masks")
     if cfg.focal_px is not None:
         reader.camera_params = _initial_params(cfg, images / names[0])
     extraction = pycolmap.FeatureExtractionOptions()

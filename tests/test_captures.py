@@ -408,7 +408,8 @@ def _colmap_of(capture, root, binary, lens_=("OPENCV", (0.0, 0.0, 0.0, 0.0))):
 @pytest.mark.parametrize("binary", [True, False], ids=["bin", "txt"])
 def test_a_colmap_model_loads_to_the_cameras_of_its_transforms_json(capture, tmp_path, binary):
     """A COLMAP model (binary or text) and the transforms.json of the same capture (nerfstudio's
-    colmap_to_json conventions) give the same cameras, lens and images; the points set the box."""
+    colmap_to_json conventions) give the same cameras, lens, images and masks (COLMAP's
+    masks/<image>.png, nerfstudio's mask_path); the points set the box."""
     root = tmp_path / "colmap"
     dist = (-0.03, 0.01, 0.002, -0.001)  # OPENCV k1, k2, p1, p2
     points = _colmap_of(capture, root, binary, ("OPENCV", dist))
@@ -418,6 +419,15 @@ def test_a_colmap_model_loads_to_the_cameras_of_its_transforms_json(capture, tmp
     shutil.copytree(capture, ns_root)
     pts = points[:, [1, 0, 2]] * [1, 1, -1]  # the points in nerfstudio's world frame
     _write_ply(ns_root / "sparse_pc.ply", pts.astype(np.float32))
+    for r in (root, ns_root):
+        (r / "masks").mkdir()
+    for k, frame in enumerate(meta["frames"][:5]):  # the others have none
+        keep = np.full((meta["h"], meta["w"]), 255, np.uint8)
+        keep[k : k + 6, 2 * k : 2 * k + 9] = 0
+        name = Path(frame["file_path"]).name
+        iio.imwrite(root / "masks" / f"{name}.png", keep)
+        iio.imwrite(ns_root / "masks" / name, keep)
+        frame["mask_path"] = f"masks/{name}"
     (ns_root / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
     (ns_root / "poses_bounds.npy").unlink()
     a = load_dataset(DataConfig(path=root))
@@ -426,12 +436,14 @@ def test_a_colmap_model_loads_to_the_cameras_of_its_transforms_json(capture, tmp
     assert a.train.names == b.train.names and a.eval.names == b.eval.names
     for va, vb in ((a.train, b.train), (a.eval, b.eval)):
         np.testing.assert_array_equal(va.images, vb.images)
+        np.testing.assert_array_equal(va.masks, vb.masks)
         ca, cb = va.cameras, vb.cameras
         assert ca.model == cb.model == "opencv"
         np.testing.assert_allclose(ca.c2w, cb.c2w, atol=1e-5)
         for k in ("fx", "fy", "cx", "cy", "distortion"):
             np.testing.assert_allclose(getattr(ca, k), getattr(cb, k), atol=1e-9)
     np.testing.assert_allclose(a.scene.aabb, b.scene.aabb, atol=1e-4)
+    assert 0 < 1 - a.train.masks.mean() < 0.05 and (~a.eval.masks).any()  # frame 0 is held out
 
 
 def test_colmap_models_outside_the_lens_models_and_damaged_files_are_one_line(capture, tmp_path):

@@ -149,3 +149,28 @@ def test_a_video_is_sampled_to_frames_and_matched_in_sequence(tmp_path):
     assert len(list((tmp_path / "capture" / "images").iterdir())) == 20
     registered = int(out.stdout.split("registered ")[1].split(" of ")[0])
     assert registered >= 15, out.stdout
+
+
+def test_masks_keep_features_out_and_reach_training(recovered, tmp_path):
+    """--masks (COLMAP's naming, <photo>.png): SIFT finds nothing where a mask is zero, and the
+    capture carries the masks, so training leaves those pixels out as well."""
+    from tensorf.config import DataConfig
+    from tensorf.data.dataset import load_dataset
+
+    truth, _ = recovered
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    shutil.copytree(truth / "images", photos)
+    masks.mkdir()
+    for p in photos.iterdir():
+        keep = np.full(iio.improps(p).shape[:2], 255, np.uint8)
+        keep[:, :100] = 0  # the left 100 px of every photo
+        iio.imwrite(masks / f"{p.name}.png", keep)
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(tmp_path / "capture"),
+                          "--masks", str(masks)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    db = pycolmap.Database.open(tmp_path / "capture" / "colmap" / "database.db")
+    xs = np.concatenate([db.read_keypoints(im.image_id)[:, 0] for im in db.read_all_images()])
+    db.close()
+    assert len(xs) > 1000 and xs.min() >= 100 - 0.5, (len(xs), xs.min())
+    data = load_dataset(DataConfig(path=tmp_path / "capture"))
+    assert data.format == "colmap" and not data.train.masks[:, :, :100].any() and data.train.masks[:, :, 100:].all()

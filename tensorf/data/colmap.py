@@ -1,10 +1,13 @@
-"""COLMAP reconstructions: sparse/0/{cameras,images,points3D}.{bin,txt} + images/.
+"""COLMAP reconstructions: sparse/0/{cameras,images,points3D}.{bin,txt} + images/ (+ masks/).
 
 The binary and text formats are COLMAP's own (src/colmap/scene/reconstruction_io.cc; the same
 layouts nerfstudio's colmap_utils.py reads). Poses become OpenGL camera-to-world matrices in the
 world frame nerfstudio's colmap_to_json writes (axes x <-> y swapped, z flipped), so a COLMAP model
 and the transforms.json made from it load to the same cameras; normalisation, box (from the
-points), splits and kind are tensorf.data.capture's.
+points), splits and kind are tensorf.data.capture's. Masks, when the capture has them, follow
+COLMAP's own convention (ImageReader.mask_path): masks/<image name>.png, zero where a pixel is to
+be ignored, an image without one used whole; they keep those pixels out of training and the
+metrics as a transforms.json's mask_path does.
 """
 
 from __future__ import annotations
@@ -164,8 +167,12 @@ def read_colmap(root: Path, downscale: int = 1) -> Capture:
     model = read_model(folder)
     if not model.images:
         raise UserError(f"{folder}: the model has no registered images; the reconstruction failed, run it again")
-    images_dir = root / "images"
-    small = root / f"images_{downscale}"
+
+    def at_scale(kind: str, name: str) -> tuple[Path, int]:
+        """root/<kind>_<d>/name when the capture ships it, else root/<kind>/name downscaled here."""
+        small = root / f"{kind}_{downscale}" / name
+        return (small, 1) if downscale > 1 and small.is_file() else (root / kind / name, downscale)
+
     frames = []
     for image_id in sorted(model.images, key=lambda i: model.images[i].name):
         im = model.images[image_id]
@@ -174,11 +181,13 @@ def read_colmap(root: Path, downscale: int = 1) -> Capture:
             raise UserError(f"{where}: camera {im.camera_id} is not in cameras; the model is damaged")
         cam = model.cameras[im.camera_id]
         (fx, fy, cx, cy), lens, dist = lens_of(cam, f"{folder} camera {im.camera_id}")
-        file, factor = (small / im.name, 1) if downscale > 1 and (small / im.name).is_file() else \
-            (images_dir / im.name, downscale)
+        file, factor = at_scale("images", im.name)
+        # As COLMAP reads masks: an image without one is used whole.
+        has_mask = (root / "masks" / f"{im.name}.png").is_file()
+        mask, mask_factor = at_scale("masks", f"{im.name}.png") if has_mask else (None, 1)
         frames.append(Frame(file=file, factor=factor, c2w=opengl_c2w(im),
                             intrinsics=(fx, fy, cx, cy, cam.width, cam.height), model=lens, distortion=dist,
-                            name=im.name))
+                            name=im.name, mask=mask, mask_factor=mask_factor))
     points = model.points[:, [1, 0, 2]] * np.array([1.0, 1.0, -1.0]) if len(model.points) else None
     return Capture(source=folder / "images.bin" if (folder / "images.bin").is_file() else folder / "images.txt",
                    frames=frames, points=points)
