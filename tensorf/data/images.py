@@ -17,6 +17,16 @@ DEEP = "are 16-bit (scaled to [0, 1])"
 OPAQUE = "have no alpha channel (used as they are, background included)"
 
 
+def _imread(path: Path, what: str, fix_missing: str) -> np.ndarray:
+    """The pixels of an image file, or one line naming it when it is missing or unreadable."""
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file is missing; {fix_missing}")
+    try:
+        return iio.imread(path)
+    except Exception as e:  # imageio raises many types for broken files
+        raise UserError(f"{path}: cannot read {what} ({e.__class__.__name__}); replace the file") from None
+
+
 def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
     h, w = img.shape[:2]
     if h % f or w % f:
@@ -27,12 +37,7 @@ def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
 def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:
     """(H, W, 3) float32 in [0, 1] (8- or 16-bit; grey repeated; alpha composited over
     `background`), area-averaged by `downscale`; and the conversions made (GREY, DEEP, OPAQUE)."""
-    if not path.is_file():
-        raise UserError(f"{path}: image file is missing; restore it or remove its frame from the transforms json")
-    try:
-        raw = iio.imread(path)
-    except Exception as e:  # imageio raises many types for broken files
-        raise UserError(f"{path}: cannot read image ({e.__class__.__name__}); replace the file") from None
+    raw = _imread(path, "image", "restore it or remove its frame from the transforms json")
     channels = raw.shape[-1] if raw.ndim == 3 else 1
     if raw.dtype not in (np.uint8, np.uint16) or raw.ndim not in (2, 3) or channels > 4:
         raise UserError(f"{path}: a {raw.dtype} image of shape {raw.shape}; expected 8- or 16-bit grey, RGB or RGBA")
@@ -58,12 +63,7 @@ def read_mask(path: Path, downscale: int, size: tuple[int, int]) -> np.ndarray:
     """(H, W) bool: the pixels a mask image keeps (nonzero in its first channel, as nerfstudio
     reads `mask_path`), downscaled so that a pixel is kept only where every pixel it covers is;
     size (width, height) of its image, which the mask must match."""
-    if not path.is_file():
-        raise UserError(f"{path}: mask file is missing; restore it or remove the frame's mask_path")
-    try:
-        raw = iio.imread(path)
-    except Exception as e:  # imageio raises many types for broken files
-        raise UserError(f"{path}: cannot read mask ({e.__class__.__name__}); replace the file") from None
+    raw = _imread(path, "mask", "restore it or remove the frame's mask_path")
     keep = (raw if raw.ndim == 2 else raw[..., 0]) > 0
     h, w = keep.shape
     if downscale > 1 and not (h % downscale or w % downscale):
