@@ -169,6 +169,12 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     (root / "transforms.json").write_text(json.dumps(meta))
     with bad(match=r"masks/gone.png: mask file is missing; restore it or remove the frame's mask_path"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
+    iio.imwrite(root / "masks" / "none.png", np.zeros((32, 32), np.uint8))
+    meta["frames"][3]["mask_path"] = "masks/none.png"  # a training view: it just adds no ray
+    meta["frames"][0]["mask_path"] = "masks/none.png"  # held out (every 8th, from 0)
+    (root / "transforms.json").write_text(json.dumps(meta))
+    with bad(match=r"the mask of held-out view image000 keeps no pixel, so nothing can judge it"):
+        load_dataset(DataConfig(path=root, format="nerfstudio"))
     (root / "poses_bounds.npy").unlink()
     (root / "transforms.json").unlink()
     with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* or sparse/0/ \(COLMAP\)"):
