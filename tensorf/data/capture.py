@@ -197,6 +197,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         if bad:
             raise UserError(f"{capture.source}: {split} view indices {bad} out of range ({len(test)} {split} views)")
         test = [test[i] for i in eval_views]
+    distortion = np.asarray([f.distortion for f in frames])
 
     def views(idx: list[int]) -> Views:
         extra = {frames[i].factor for i in idx}
@@ -214,7 +215,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         n = len(idx)
         cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], np.full(n, w, np.int64),
                        np.full(n, h, np.int64), model=model,
-                       distortion=np.asarray([frames[i].distortion for i in idx]))
+                       distortion=distortion[idx])
         masks = None
         if any(frames[i].mask is not None for i in idx):
             masks = np.stack([np.ones((h, w), bool) if frames[i].mask is None else
@@ -223,7 +224,6 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                      masks=masks)
 
     k = np.asarray([f.intrinsics for f in frames])
-    distortion = np.asarray([f.distortion for f in frames])
     half_fov = half_field_of_view(k, model, distortion)
     box = auto_box(c2w, half_fov)
     points = None
