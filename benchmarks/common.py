@@ -1,7 +1,10 @@
-"""Shared by the benchmark scripts: paths and appending rows to benchmarks/results.md."""
+"""Shared by the benchmark scripts: paths, the device's name and peak memory, and appending rows
+to benchmarks/results.md."""
 
 from __future__ import annotations
 
+import os
+import resource
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +25,21 @@ def add_rows(path: Path, section: str, header: str, rows: list[str]) -> None:
             i += 1
         lines[i:i] = rows
     path.write_text("\n".join(lines) + "\n")
+
+
+def peak_memory_gib() -> tuple[float, str]:
+    """Peak memory so far: the accelerator's (memory_stats) where it reports one, else the process's RSS."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**30, "device"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "RSS"
+
+
+def device_name() -> str:
+    """The accelerator's kind (e.g. "NVIDIA H200"), or "N-core CPU"."""
+    import jax
+
+    d = jax.devices()[0]
+    return f"{os.cpu_count()}-core CPU" if d.platform == "cpu" else d.device_kind

@@ -4,16 +4,22 @@
     python benchmarks/compare_models.py [--minutes 20] [--models tensorf nerf jaxnerf-plus]
                                         [--run-root runs/compare] [--dataset-path DIR]
     python benchmarks/compare_models.py --models nerf mipnerf --steps 400   # mip-NeRF against NeRF
+    # on a GPU: full size, the published batches and TensoRF's official recipe
+    python benchmarks/compare_models.py --minutes 1 --downscale 1 --tensorf-preset lego \
+        --nerf-batch 4096 --jaxnerf-plus-batch 4096
+    # half precision against float32 at equal steps
+    python benchmarks/compare_models.py --models nerf jaxnerf-plus --steps 1000 --dtypes float32 bfloat16
 
-Each model trains in its own process (so that its peak RSS is its own) on lego's train split at
-200x200 (downscale 4) for `--minutes` of wall-clock time, its schedule stretched over the budget as
-in lego_cpu.py, then renders the same val views. With `--steps N` every model trains N steps
-instead, its recipe compressed to them (see `model_config`). Prints and appends to
-benchmarks/results.md one table: steps, rays/s, val PSNR / SSIM / LPIPS, parameter count,
-checkpoint size, peak RSS, with the published lego test figures beside it.
+Each model trains in its own process (so that its peak memory is its own) on lego's train split
+at 200x200 (`--downscale 4`) for `--minutes` of wall-clock time, its schedule stretched over the
+budget as in lego_cpu.py, then renders the same val views. With `--steps N` every model trains N
+steps instead, its recipe compressed to them (see `model_config`). With several `--dtypes` each
+model trains once in each compute dtype. Prints and appends to benchmarks/results.md one table:
+steps, rays/s, val PSNR / SSIM / LPIPS, parameter count, checkpoint size, peak memory (the
+accelerator's, or the process's RSS on a CPU), with the published lego test figures beside it.
 
-The NeRF family runs its published architecture and learning-rate recipe (tensorf/presets.py);
-only the batch is smaller than the published 4096 / 2048 rays, because a 2-core CPU takes seconds
+The NeRF family runs its published architecture and learning-rate recipe (tensorf/presets.py).
+The default batches are smaller than the published 4096 rays, because a 2-core CPU takes seconds
 for one such step and the budget would buy a handful of them (`--nerf-batch`), and because
 JaxNeRF+'s activations for 1024 rays (768 samples x 512 wide) outgrow 24 GB of memory.
 
@@ -26,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +43,13 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
+from common import DEFAULT_LEGO, ROOT, add_rows, device_name, peak_memory_gib  # noqa: E402
 from tensorf.config import TrainConfig  # noqa: E402
 from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
-from tensorf.presets import JAXNERF_PLUS, LEGO_CPU, MIPNERF, NERF  # noqa: E402
+from tensorf.presets import JAXNERF_PLUS, LEGO, LEGO_CPU, MIPNERF, NERF  # noqa: E402
 
 ModelName = Literal["tensorf", "nerf", "jaxnerf-plus", "mipnerf"]
+Dtype = Literal["float32", "bfloat16", "float16"]
 
 # Published lego test PSNR (shared/README.md): TensoRF paper Table 1; NeRF paper; JaxNeRF README;
 # SNeRG README for JaxNeRF+. mip-NeRF's per-scene lego figure is not in a source this project can
@@ -52,7 +58,7 @@ ModelName = Literal["tensorf", "nerf", "jaxnerf-plus", "mipnerf"]
 PUBLISHED = {"tensorf": "36.46 (VM-192, 30k steps)", "nerf": "32.54 (NeRF); 33.28 (JaxNeRF)",
              "jaxnerf-plus": "37.23",
              "mipnerf": "Blender mean 33.09 (NeRF 31.01, JaxNeRF 31.69); lego not quoted"}
-LABEL = {"tensorf": "TensoRF (lego-cpu preset)", "nerf": "NeRF", "jaxnerf-plus": "JaxNeRF+", "mipnerf": "mip-NeRF"}
+LABEL = {"tensorf": "TensoRF", "nerf": "NeRF", "jaxnerf-plus": "JaxNeRF+", "mipnerf": "mip-NeRF"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +78,13 @@ class Args:
     """Each model's run directory is RUN_ROOT/<model>."""
     dataset_path: Path = DEFAULT_LEGO
     """Blender-format lego folder (train and val splits)."""
+    downscale: int = 4
+    """Image downscale factor (4: 200x200; 1: 800x800, the published size)."""
+    tensorf_preset: Literal["lego-cpu", "lego"] = "lego-cpu"
+    """TensoRF's recipe: lego-cpu (96^3 -> 192^3 voxels, batch 2048), or lego (the official one:
+    128^3 -> 300^3, batch 4096), stretched over the budget either way."""
+    dtypes: tuple[Dtype, ...] = ("float32",)
+    """Compute dtypes (model.compute_dtype): each model trains once in each."""
     eval_views: tuple[int, ...] = (0, 50)
     """Val views every model renders (indices into transforms_val.json). Two, because JaxNeRF+
     takes about 7 minutes to render one 200x200 view on a 2-core CPU."""
@@ -82,11 +95,17 @@ class Args:
     results: Path = ROOT / "benchmarks" / "results.md"
     """Markdown file the table is appended to."""
     one: ModelName | None = None
-    """Internal: train and evaluate this one model in this process and write its figures as JSON."""
+    """Internal: train and evaluate this one model, in the first of --dtypes, in this process and
+    write its figures as JSON."""
 
 
-def model_config(args: Args, name: ModelName) -> TrainConfig:
-    base = {"tensorf": LEGO_CPU, "nerf": NERF, "jaxnerf-plus": JAXNERF_PLUS, "mipnerf": MIPNERF}[name]
+def run_name(name: ModelName, dtype: str) -> str:
+    return name if dtype == "float32" else f"{name}-{dtype}"
+
+
+def model_config(args: Args, name: ModelName, dtype: str = "float32") -> TrainConfig:
+    tensorf = LEGO if args.tensorf_preset == "lego" else LEGO_CPU
+    base = {"tensorf": tensorf, "nerf": NERF, "jaxnerf-plus": JAXNERF_PLUS, "mipnerf": MIPNERF}[name]
     batch = {"tensorf": base.batch_size, "nerf": args.nerf_batch, "jaxnerf-plus": args.jaxnerf_plus_batch,
              "mipnerf": args.nerf_batch}[name]
     if args.steps is not None:
@@ -96,7 +115,7 @@ def model_config(args: Args, name: ModelName) -> TrainConfig:
                                    optim=dataclasses.replace(base.optim, lr_delay_steps=warmup))
     return dataclasses.replace(
         base,
-        run_dir=args.run_root / name,
+        run_dir=args.run_root / run_name(name, dtype),
         time_budget_minutes=args.minutes if args.steps is None else None,
         batch_size=batch,
         render_chunk=min(base.render_chunk, 4096),
@@ -104,8 +123,9 @@ def model_config(args: Args, name: ModelName) -> TrainConfig:
         eval_every=0,
         checkpoint_every=0,  # one checkpoint, at the end: its size is the table's
         progress=False,
-        data=dataclasses.replace(base.data, path=args.dataset_path, downscale=4, eval_split="val",
+        data=dataclasses.replace(base.data, path=args.dataset_path, downscale=args.downscale, eval_split="val",
                                  eval_views=args.eval_views),
+        model=dataclasses.replace(base.model, compute_dtype=dtype),
     )
 
 
@@ -118,11 +138,17 @@ def checkpoint_mib(run_dir: Path) -> float:
 def run_one(args: Args, name: ModelName) -> dict:
     from tensorf.training.loop import train
 
-    cfg = model_config(args, name)
+    dtype = args.dtypes[0]
+    cfg = model_config(args, name, dtype)
     result = train(cfg)
     m = result.eval_metrics
+    peak, peak_kind = peak_memory_gib()
     figures = {
         "model": name,
+        "preset": args.tensorf_preset if name == "tensorf" else None,
+        "dtype": dtype,
+        "device": device_name(),
+        "image": f"{800 // args.downscale}x{800 // args.downscale}",
         "minutes": result.elapsed_s / 60.0,
         "batch": cfg.batch_size,
         "steps": result.steps,
@@ -133,7 +159,8 @@ def run_one(args: Args, name: ModelName) -> dict:
         "lpips_alex": m.get("lpips_alex"),
         "params": int(sum(np.size(x) for x in jax.tree.leaves(result.params))),
         "checkpoint_mib": checkpoint_mib(Path(cfg.run_dir)),
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gib": peak,
+        "peak_kind": peak_kind,
         "eval_views": list(args.eval_views),
     }
     (Path(cfg.run_dir) / "compare.json").write_text(json.dumps(figures, indent=2))
@@ -142,9 +169,10 @@ def run_one(args: Args, name: ModelName) -> dict:
 
 def row(f: dict) -> str:
     lp = "n/a" if f["lpips"] is None else f"{f['lpips']:.4f} / {f['lpips_alex']:.4f}"
-    return (f"| {datetime.date.today()} | {LABEL[f['model']]} | {f['minutes']:.1f} | {f['batch']} | {f['steps']} | "
+    label = LABEL[f["model"]] + (f" ({f['preset']} preset)" if f["model"] == "tensorf" else "")
+    return (f"| {datetime.date.today()} | {label} | {f['dtype']} | {f['minutes']:.1f} | {f['batch']} | {f['steps']} | "
             f"{f['rays_per_s']:.0f} | {f['psnr']:.2f} | {f['ssim']:.4f} | {lp} | {f['params'] / 1e6:.2f} M | "
-            f"{f['checkpoint_mib']:.1f} | {f['peak_rss_gib']:.1f} | {PUBLISHED[f['model']]} |")
+            f"{f['checkpoint_mib']:.1f} | {f['peak_gib']:.1f} ({f['peak_kind']}) | {PUBLISHED[f['model']]} |")
 
 
 def main(args: Args) -> None:
@@ -156,31 +184,35 @@ def main(args: Args) -> None:
                         "leave it out of --models")
     figures = []
     for name in args.models:
-        done = args.run_root / name / "compare.json"
-        if done.is_file():
-            print(f"== {name}: measured before, {done}", flush=True)
-        else:
-            cmd = [sys.executable, __file__, "--one", name, "--minutes", str(args.minutes), "--run-root",
-                   str(args.run_root), "--dataset-path", str(args.dataset_path), "--nerf-batch", str(args.nerf_batch),
-                   "--jaxnerf-plus-batch", str(args.jaxnerf_plus_batch), "--eval-views", *map(str, args.eval_views),
-                   *([] if args.steps is None else ["--steps", str(args.steps)])]
-            print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
-            code = subprocess.run(cmd).returncode
-            if code != 0:
-                why = " (killed: out of memory? lower its batch)" if code == -9 else ""
-                raise UserError(f"training {name} failed with exit status {code}{why}; its output is above. The "
-                                f"models measured so far are kept in {args.run_root}; run again to continue")
-        figures.append(json.loads(done.read_text()))
+        for dtype in args.dtypes:
+            done = args.run_root / run_name(name, dtype) / "compare.json"
+            if done.is_file() and "device" in json.loads(done.read_text()):  # older ones lack columns: measured again
+                print(f"== {name} ({dtype}): measured before, {done}", flush=True)
+            else:
+                cmd = [sys.executable, __file__, "--one", name, "--dtypes", dtype, "--minutes", str(args.minutes),
+                       "--run-root", str(args.run_root), "--dataset-path", str(args.dataset_path),
+                       "--downscale", str(args.downscale), "--tensorf-preset", args.tensorf_preset,
+                       "--nerf-batch", str(args.nerf_batch), "--jaxnerf-plus-batch", str(args.jaxnerf_plus_batch),
+                       "--eval-views", *map(str, args.eval_views),
+                       *([] if args.steps is None else ["--steps", str(args.steps)])]
+                print(f"== {name} ({dtype}): {' '.join(cmd[1:])}", flush=True)
+                code = subprocess.run(cmd).returncode
+                if code != 0:
+                    why = " (killed: out of memory? lower its batch)" if code == -9 else ""
+                    raise UserError(f"training {name} ({dtype}) failed with exit status {code}{why}; its output is "
+                                    f"above. The models measured so far are kept in {args.run_root}; run again to "
+                                    "continue")
+            figures.append(json.loads(done.read_text()))
     rows = [row(f) for f in figures]
     print("\n".join(rows))
     views = ", ".join(f"r_{i}" for i in args.eval_views)
     equal = "equal wall clock" if args.steps is None else "equal steps"
     add_rows(
         args.results,
-        f"## compare_models.py (lego 200x200 train split, val {views}, {equal}, 2-core CPU)",
-        "| date | model | minutes | batch | steps | train rays/s | val PSNR | val SSIM | LPIPS VGG / Alex | params | "
-        "checkpoint MiB | peak RSS GiB | published lego test PSNR |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"## compare_models.py (lego {figures[0]['image']} train split, val {views}, {equal}, {figures[0]['device']})",
+        "| date | model | compute dtype | minutes | batch | steps | train rays/s | val PSNR | val SSIM | LPIPS VGG / Alex | "
+        "params | checkpoint MiB | peak memory GiB | published lego test PSNR |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         rows,
     )
 

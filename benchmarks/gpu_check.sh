@@ -6,9 +6,14 @@
 #   2. the official recipe with that choice: 30k steps at 800x800 (benchmarks/lego_gpu.py), stopped
 #      early if the deadline needs it (--stop-after-minutes), then evaluated on the val views, with
 #      its time-to-quality line (PSNR every 10 s of training on 4 val views).
+#   3. (when COMPARE_ARGS is set) benchmarks/compare_models.py with those arguments; several
+#      comparisons separated by ';' run in turn. A comparison cut off by the deadline keeps the
+#      models it finished: their compare.json files land in OUT_DIR/compare<i>/, and put back under
+#      RUNS/compare<i>/ (RUNS defaults to runs/) they are not trained again.
 # PRESETS="lego-fast lego" runs several recipes in turn (each gets what is left of the deadline);
-# PROFILE_ARGS="--no-parts --variants volume/on volume/on/bfloat16 volume/on/float16" keeps the
-# profile to the precision rows (and the NeRF / JaxNeRF+ rows, --nerf).
+# PRESETS="" runs none. PROFILE_ARGS="--no-parts --variants volume/on volume/on/bfloat16
+# volume/on/float16" keeps the profile to the precision rows (and the NeRF / JaxNeRF+ rows,
+# --nerf); PROFILE=0 skips it (the recipe then runs the defaults: volume lookup, compaction on).
 #
 #   bash benchmarks/gpu_check.sh DATA_DIR OUT_DIR
 #
@@ -21,7 +26,8 @@
 #   LEGO_ARGS="--downscale 8 --final-voxels 2000000 --batch-size 1024" bash benchmarks/gpu_check.sh DATA OUT
 set -uo pipefail
 DATA=$(realpath "$1"); OUT=$(realpath -m "$2"); RUNS=${RUNS:-runs}
-STEPS=${STEPS:-}; LEGO_ARGS=${LEGO_ARGS:-}; PROFILE_ARGS=${PROFILE_ARGS:-}; PRESETS=${PRESETS:-lego}
+STEPS=${STEPS:-}; LEGO_ARGS=${LEGO_ARGS:-}; PROFILE_ARGS=${PROFILE_ARGS:-}; PRESETS=${PRESETS-lego}
+PROFILE=${PROFILE:-1}; COMPARE_ARGS=${COMPARE_ARGS:-}
 DEADLINE=${DEADLINE:-570}  # seconds for everything (a device call may run 600)
 EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds kept for loading, the last checkpoint and the eval
 cd "$(dirname "$0")/.."
@@ -42,7 +48,7 @@ stage() {  # stage NAME LIMIT COMMAND...: run with what is left of the deadline,
   echo "$name: exit $rc after $((SECONDS - t0)) s"; return $rc
 }
 # shellcheck disable=SC2086
-stage profile 170 python3 benchmarks/step_profile.py --data "$DATA" --json "$OUT/profile.json" $PROFILE_ARGS
+[ "$PROFILE" = 0 ] || stage profile 170 python3 benchmarks/step_profile.py --data "$DATA" --json "$OUT/profile.json" $PROFILE_ARGS
 read -r LOOKUP COMPACTION < <(python3 - "$OUT/profile.json" <<'PY'
 import json, sys
 try:
@@ -62,5 +68,16 @@ for PRESET in $PRESETS; do
     --json "$OUT/$PRESET.json" --results "$OUT/results_rows.md" $LEGO_ARGS
   cp "$RUNS/$PRESET"/tb/events.* "$OUT/tb_events_$PRESET" 2>/dev/null
   cp "$RUNS/$PRESET"/eval/quality.json "$OUT/quality_$PRESET.json" 2>/dev/null
+done
+I=0
+IFS=';' read -ra COMPARES <<<"$COMPARE_ARGS"
+for ARGS in "${COMPARES[@]}"; do
+  I=$((I + 1))
+  # shellcheck disable=SC2086
+  stage "compare$I" 600 python3 benchmarks/compare_models.py --dataset-path "$DATA" --run-root "$RUNS/compare$I" \
+    --results "$OUT/results_rows.md" $ARGS
+  for F in "$RUNS/compare$I"/*/compare.json; do
+    [ -f "$F" ] && mkdir -p "$OUT/compare$I/$(basename "$(dirname "$F")")" && cp "$F" "$OUT/compare$I/$(basename "$(dirname "$F")")/"
+  done
 done
 exit 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from common import ROOT, add_rows  # noqa: E402
+from common import ROOT, add_rows, device_name, peak_memory_gib  # noqa: E402
 from tensorf.errors import exit_on_user_error  # noqa: E402
 from tensorf.eval import evaluate_views  # noqa: E402
 from tensorf.data.dataset import load_dataset  # noqa: E402
@@ -145,18 +144,6 @@ class CompileClock:
     def _on_event(self, name: str, seconds: float, **_):
         if name == self.EVENT:
             self.total += seconds
-
-
-def peak_memory_gib() -> tuple[float, str]:
-    stats = jax.devices()[0].memory_stats()
-    if stats and "peak_bytes_in_use" in stats:
-        return stats["peak_bytes_in_use"] / 2**30, "device"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "RSS"
-
-
-def device_name() -> str:
-    d = jax.devices()[0]
-    return "CPU" if d.platform == "cpu" else d.device_kind
 
 
 def main(args: Args) -> dict:

@@ -431,10 +431,11 @@ class TrainConfig:
     compile_ahead: Literal["auto", "yes", "no"] = "auto"
     """Compile the training step for the next schedule event's grid shapes on a background
     thread while the current ones train, so the event does not wait for the compiler (shapes
-    known ahead: upsamplings and mask updates after the box shrink). The work budgets in force
-    are carried across the event unless the new measurement exceeds them. auto: yes on a GPU or
-    TPU, no on a CPU, where the compiler and the step share the cores and a guess that misses
-    (budgets outgrown) is a compile wasted."""
+    known ahead: upsamplings and mask updates after the box shrink). The step compiled ahead
+    carries the last work budgets with headroom; when the event's measurement fits them it runs
+    at once, and the step with the measured budgets is compiled beside training and swapped in
+    at a log step once ready. auto: yes on a GPU or TPU, no on a CPU, where the compiler and
+    the step share the cores and a guess that misses (budgets outgrown) is a compile wasted."""
     final_eval: bool = True
     """Evaluate every view of the eval split after training."""
     eval_lpips: bool = True

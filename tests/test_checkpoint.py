@@ -33,12 +33,11 @@ def test_restore_before_last_upsample_is_bit_exact_and_resume_continues(scene, t
 
     # A 6-step run "crashes" after its step-3 checkpoint; --resume must land exactly where the
     # uninterrupted run did (same batches, jitter, learning rates and optimizer state). Both
-    # upsample at 4 and 5. The uninterrupted run compiled its step-4 grid ahead (the last event's
-    # is compiled at the event); the resumed one compiles both at their events
-    # (--compile-ahead no): the same programs either way.
+    # upsample at 4 and 5. The uninterrupted run compiled both grids' steps ahead; the resumed one
+    # compiles them at their events (--compile-ahead no): the same programs either way.
     cfg = tiny_config(scene, tmp_path / "b", steps=6, model__upsample_steps=(4, 5))
     straight = train(dataclasses.replace(cfg, compile_ahead="yes"))
-    assert [(step, ahead) for step, _, ahead in straight.compiles] == [(0, False), (4, True), (5, False)]
+    assert [(step, ahead) for step, _, ahead in straight.compiles] == [(0, False), (4, True), (5, True)]
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "6")
     resumed = train(dataclasses.replace(cfg, compile_ahead="no"), resume=True)
     assert [(step, ahead) for step, _, ahead in resumed.compiles] == [(3, False), (4, False), (5, False)]

@@ -59,6 +59,7 @@ class TrainResult:
     model_state: dict
     quality: list = dataclasses.field(default_factory=list)  # (training seconds, step, PSNR): --quality-every-s
     compiles: list = dataclasses.field(default_factory=list)  # (step, seconds the loop waited, compiled ahead)
+    tightened: list = dataclasses.field(default_factory=list)  # (event step, step its measured budgets came in)
 
 
 def schedule_step(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
@@ -137,6 +138,8 @@ class _Trainer:
     compiles: list = dataclasses.field(default_factory=list)  # TrainResult.compiles
     measured: dict | None = None  # the budgets last measured (their headroom is measure_budgets')
     ahead_budgets: dict | None = None  # the budgets the step compiled ahead has
+    tighter: tuple | None = None  # (Future of the step, its budgets): the measured budgets, compiling
+    tightened: list = dataclasses.field(default_factory=list)  # TrainResult.tightened
 
     def __post_init__(self):
         self.pool = parallel.replicate(self.mesh, self.pool)
@@ -175,14 +178,16 @@ class _Trainer:
 
         return shapes(params), shapes(opt_state), json.dumps(budgets, sort_keys=True)
 
-    def _compile(self) -> None:
+    def _compile(self, tighter: dict | None = None) -> None:
         """Compile the step for the shapes in force, ahead of time and timed (train/compile_s:
         the time the loop waited for it). A step compiled ahead for these shapes (_compile_ahead)
-        is taken instead, waiting for it if it is still compiling. A compiled step also refuses
-        inputs of other shapes rather than silently retracing."""
+        is taken instead, waiting for it if it is still compiling; when its budgets are wider than
+        `tighter` (the event's measured ones), the step with those is then compiled beside
+        training and swapped in by tighten(). A compiled step also refuses inputs of other shapes
+        rather than silently retracing."""
         t0 = time.perf_counter()
         signature = self._signature(self.params, self.opt_state, self.mstate.get("budgets"))
-        ahead, self.ahead = self.ahead.pop(signature, None), {}
+        ahead, self.ahead, self.tighter = self.ahead.pop(signature, None), {}, None
         error = None if ahead is None else ahead.exception()
         if error is not None:
             warn(f"compiling the step ahead failed ({type(error).__name__}: {error}); compiling it at the event")
@@ -197,30 +202,59 @@ class _Trainer:
         self.compile_s += dt
         self.compiles.append((self.step, dt, ahead is not None))
         self.writer.add_scalar("train/compile_s", dt, self.step)
+        if ahead is not None and tighter and tighter != self.mstate.get("budgets"):
+            self.tighter = (self._submit(self.params, tighter)[1], tighter)
         self._compile_ahead()
 
-    def _compile_ahead(self) -> None:
-        """Start compiling, on the compiler thread, the step for the params the next schedule
-        event will leave (Schedule.ahead): shapes only, nothing is transferred or computed on the
-        device. Its budgets are the last measured ones grown by AHEAD_HEADROOM, so that the
-        event's own measurement usually fits them."""
-        shapes = None if self.compiler is None else self.schedule.ahead(self.params, self.mstate)
-        if shapes is None:
-            return
+    def _submit(self, params, budgets: dict | None) -> tuple[tuple, concurrent.futures.Future]:
+        """Start compiling, on the compiler thread, the step for params of these shapes (arrays or
+        jax.ShapeDtypeStruct) and these budgets: shapes only, nothing is transferred or computed
+        on the device. Returns the step's signature and the Future of the compiled step."""
         replicated = NamedSharding(self.mesh, PartitionSpec())
         spec = lambda tree, sharding=None: jax.tree.map(  # noqa: E731
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or x.sharding), tree)
-        params = spec(shapes, replicated)
-        opt_state = spec(jax.eval_shape(self.tx.init, shapes), replicated)
+        params = spec(params, replicated)
+        opt_state = spec(jax.eval_shape(self.tx.init, params), replicated)
         rest = spec((self.totals, self.loss_scale, self.pool, self.step_on_device, self._sched_arg(0.0), self.key))
+        step = self._make_step(self.model.for_state({**self.mstate, "budgets": budgets}))
+        return (self._signature(params, opt_state, budgets),
+                self.compiler.submit(lambda: step.lower(params, opt_state, *rest).compile()))
+
+    def _compile_ahead(self) -> None:
+        """Start compiling the step for the params the next schedule event will leave
+        (Schedule.ahead). Its budgets are the last measured ones grown by AHEAD_HEADROOM, so that
+        the event's own measurement usually fits them; tighten() narrows them after the event."""
+        shapes = None if self.compiler is None else self.schedule.ahead(self.params, self.mstate)
+        if shapes is None:
+            return
         self.ahead_budgets = _grown(self.measured or self.mstate.get("budgets"), AHEAD_HEADROOM)  # resumed: saved ones
-        step = self._make_step(self.model.for_state({**self.mstate, "budgets": self.ahead_budgets}))
-        self.ahead = {self._signature(params, opt_state, self.ahead_budgets):
-                      self.compiler.submit(lambda: step.lower(params, opt_state, *rest).compile())}
+        signature, future = self._submit(shapes, self.ahead_budgets)
+        self.ahead = {signature: future}
+
+    def tighten(self) -> None:
+        """Swap in the step with the budgets measured at the last event once it is compiled (with
+        several processes: wait for it, so that all swap at the same step)."""
+        if self.tighter is None or (not self.tighter[0].done() and jax.process_count() == 1):
+            return
+        (future, budgets), self.tighter = self.tighter, None
+        try:
+            step_fn = future.result()
+        except Exception as error:  # noqa: BLE001 (the wider step compiled ahead runs on)
+            warn(f"compiling the step with the measured budgets failed ({type(error).__name__}: {error}); "
+                 f"keeping the budgets {self.mstate['budgets']}")
+            return
+        self.step_fn = step_fn
+        self.mstate = {**self.mstate, "budgets": budgets}
+        self.model = self.model.for_state(self.mstate)
+        for name, share in budgets.items():
+            self.writer.add_scalar(f"train/budget_{name}", share or 1.0, self.step)
+        self.tightened.append((self.compiles[-1][0], self.step))
+        self.log(f"step {self.step}: budgets {budgets}, as measured at step {self.compiles[-1][0]} (compiled beside "
+                 "training)")
 
     def close(self) -> None:
         """Drop a compile nobody will use (training ended before its event)."""
-        self.ahead = {}
+        self.ahead, self.tighter = {}, None
         if self.compiler is not None:
             self.compiler.shutdown(wait=False, cancel_futures=True)
 
@@ -249,11 +283,11 @@ class _Trainer:
             self.opt_state = jax.jit(self.tx.init)(self.params)  # one program, not an eager op per leaf
         self._place()
         clock.lap("optimizer", self.opt_state)
-        budgets = clock.lap("budgets", self._measure())
+        budgets = measured = clock.lap("budgets", self._measure())
         if self.ahead and self.ahead_budgets and budgets and _within(budgets, self.ahead_budgets):
             budgets = self.ahead_budgets  # the step compiled ahead has them: no compile on the event
         compiled = self.compile_s
-        self._set_budgets(budgets)
+        self._set_budgets(budgets, tighter=measured)
         clock.lap("compile", None)
         self.writer.add_scalar("train/event_s", clock.total, self.step)
         line = f"step {self.step}: {self.schedule.describe(self.params, self.mstate)}"
@@ -265,12 +299,12 @@ class _Trainer:
         self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s"
                  f"{ahead})")
 
-    def _set_budgets(self, budgets: dict | None) -> None:
+    def _set_budgets(self, budgets: dict | None, tighter: dict | None = None) -> None:
         self.mstate = {**self.mstate, "budgets": budgets}
         for name, share in (budgets or {}).items():
             self.writer.add_scalar(f"train/budget_{name}", share or 1.0, self.step)
         self.model = self.model.for_state(self.mstate)
-        self._compile()
+        self._compile(tighter)
 
     def train_step(self, sched: float) -> dict:
         """One step; no host transfer unless the schedule runs on the clock (see _sched_arg)."""
@@ -438,6 +472,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
 
             if t.step % cfg.log_every == 0 or t.step == 1:
                 with _host_work():
+                    t.tighten()
                     clock.sync()
                     host = t.check(stats)
                     now = time.perf_counter()
@@ -505,7 +540,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                 pass
     return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
                        eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate,
-                       quality=quality.points if quality is not None else [], compiles=t.compiles)
+                       quality=quality.points if quality is not None else [], compiles=t.compiles,
+                       tightened=t.tightened)
 
 
 def open_training_viewer(cfg: TrainConfig, cameras, t: "_Trainer", mesh, closing: contextlib.ExitStack):
@@ -588,9 +624,10 @@ class BestKeeper:
 
 # Budgets of a step compiled ahead, as a multiple of those last measured: an upsampling moves the
 # measured shares by a few percent, a mask update by up to a third (tests/test_train.py's run:
-# +1.4% and +18% density). Too little and the event compiles again; too much and the whole next
-# stage carries empty work slots.
-AHEAD_HEADROOM = 1.15
+# +1.4% and +18% density; on lego at 800x800 the second mask update outgrew 1.15, docs/gpu.md).
+# Too little and the event waits for a compile; too much costs only the empty work slots of the
+# steps before tighten() swaps in the measured budgets.
+AHEAD_HEADROOM = 1.4
 
 
 def _grown(budgets: dict | None, factor: float) -> dict | None:

@@ -78,13 +78,10 @@ class TensoRFSchedule:
         the step for these shapes while training goes on.
 
         None when it builds the first mask and so shrinks the box (the crop follows the field),
-        and for the last event: the step compiled ahead carries work budgets with headroom, and
-        after the last event they would slow the rest of training (benchmarks/results.md,
-        "Compile ahead of events"), so that step is compiled at the event with the budgets
-        measured there."""
+        and when no event is left."""
         c = self.config
         upsamples, masks = c.upsample_steps[state["level"]:], c.mask_update_steps[state["mask_updates"]:]
-        if len(set(upsamples) | set(masks)) < 2:
+        if not upsamples and not masks:
             return None
         step = min(upsamples[:1] + masks[:1])
         shapes = jax.eval_shape(lambda p: p, params)
