@@ -69,9 +69,8 @@ def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, .
             p = p.with_name(p.name + ".png")  # Blender exports omit the extension
         files.append(p)
     # Decoding dominates loading (100 full-size lego PNGs: ~10 s on one core): a thread pool.
-    images = read_images(files, downscale, SCENE.background, where=str(root / split), expect_alpha=True)
+    imgs = read_images(files, downscale, SCENE.background, where=str(root / split), expect_alpha=True)
     names = [p.stem for p in files]
-    imgs = np.stack(images).astype(np.float32)
     h, w = imgs.shape[1:3]
     cameras = Cameras.centered(np.stack(poses), w, h, focal_from_fov(w, angle))
     return Views(images=imgs, cameras=cameras, names=tuple(names))

@@ -220,7 +220,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         if any(frames[i].mask is not None for i in idx):
             masks = np.stack([np.ones((h, w), bool) if frames[i].mask is None else
                               read_mask(frames[i].mask, frames[i].mask_factor, (w, h)) for i in idx])
-        return Views(images=np.stack(images), cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
+        return Views(images=images, cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
                      masks=masks)
 
     k = np.asarray([f.intrinsics for f in frames])

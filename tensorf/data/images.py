@@ -75,19 +75,28 @@ def read_mask(path: Path, downscale: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def read_images(files: list[Path], downscale: int, background: float = 1.0, where: str = "",
-                expect_alpha: bool = False) -> list[np.ndarray]:
-    """read_rgb over files on a thread pool (decoding releases the GIL), all of one size; one
-    warning line per kind of conversion made (opaque images only where alpha is expected)."""
+                expect_alpha: bool = False) -> np.ndarray:
+    """(N, H, W, 3) float32: read_rgb over files on a thread pool (decoding releases the GIL),
+    each written into one array (a stack of separate images would copy all the pixels again: a
+    100-view 800x800 split is 768 MB); all of one size. One warning line per kind of conversion
+    made (opaque images only where alpha is expected)."""
+    first, first_notes = read_rgb(files[0], downscale, background)
+    out = np.empty((len(files), *first.shape), np.float32)
+    out[0] = first
+
+    def read_into(i: int) -> set[str]:
+        img, notes = read_rgb(files[i], downscale, background)
+        if img.shape != first.shape:
+            h0, w0 = first.shape[:2]
+            raise UserError(f"{files[i]}: image size {img.shape[1]}x{img.shape[0]} differs from the split's {w0}x{h0} "
+                            "(after downscale); resize it to match")
+        out[i] = img
+        return notes
+
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(lambda f: read_rgb(f, downscale, background), files))
+        noted = [first_notes, *pool.map(read_into, range(1, len(files)))]
     for note in (GREY, DEEP, OPAQUE):
-        n = sum(note in notes for _, notes in results)
+        n = sum(note in notes for notes in noted)
         if n and (note != OPAQUE or expect_alpha):
             warn(f"{where}: {n} of {len(files)} images {note}")
-    images = [img for img, _ in results]
-    for f, img in zip(files, images):
-        if img.shape != images[0].shape:
-            h0, w0 = images[0].shape[:2]
-            raise UserError(f"{f}: image size {img.shape[1]}x{img.shape[0]} differs from the split's {w0}x{h0} "
-                            "(after downscale); resize it to match")
-    return images
+    return out

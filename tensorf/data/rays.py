@@ -95,7 +95,9 @@ class RayPool:
                 raise UserError("the masks of the training views keep no pixel; check the capture's mask_path images")
         cams = views.cameras
         vec = lambda v: np.asarray(v, np.float32)  # noqa: E731
-        starts = np.searchsorted(ids, np.arange(n + 1, dtype=np.int64) * (h * w)).astype(np.int32)
+        # The needles in the ids' own dtype (n * h * w < 2^31): a mixed-type search converts all
+        # the ids first, 4 s for lego's 64M on 2 cores.
+        starts = np.searchsorted(ids, np.arange(n + 1, dtype=np.int32) * np.int32(h * w)).astype(np.int32)
         return RayPool(colors=np.asarray(views.images, np.float32).reshape(-1, 3), c2w=vec(cams.c2w),
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
                        distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)), starts=starts, width=w,

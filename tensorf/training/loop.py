@@ -354,6 +354,12 @@ class _Trainer:
         crash_point("save", self.step)
 
 
+def initial(model: Model, tx, key: jax.Array, state: dict) -> tuple[Any, Any]:
+    """Fresh parameters and optimizer state, as one program: run eagerly, each of their few dozen
+    small ops is a compile of its own, which on a GPU adds up to seconds before the first step."""
+    return jax.jit(lambda k: (p := model.init(k, state), tx.init(p)))(key)
+
+
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train into cfg.run_dir, which this process locks (RUN/lock) for the run's duration. A
     directory that already holds a run is continued with resume, restarted with overwrite, and
@@ -398,8 +404,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         check_resumable(load_config(run_dir), cfg, run_dir)
 
         def template(meta):
-            p = model.init(init_key, meta["model_state"])
-            return {"params": p, "opt_state": tx.init(p), **({"loss_scale": initial_loss_scale()} if scaled else {})}
+            p, o = initial(model, tx, init_key, meta["model_state"])
+            return {"params": p, "opt_state": o, **({"loss_scale": initial_loss_scale()} if scaled else {})}
 
         restored, meta = ckpt.restore(None, template)
         params, opt_state, mstate = restored["params"], restored["opt_state"], meta["model_state"]
@@ -410,8 +416,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         if resume:
             print(f"no checkpoint in {run_dir}; starting from step 0")
         mstate = model.initial_state()
-        params = model.init(init_key, mstate)
-        opt_state = tx.init(params)
+        params, opt_state = initial(model, tx, init_key, mstate)
         loss_scale = initial_loss_scale() if scaled else None
     primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
     if primary:
