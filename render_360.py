@@ -28,6 +28,7 @@ from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import load_background, load_cameras, load_render_path, restore_run
 from tensorf.visualize import depth_image, to_uint8
+from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +132,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    use_persistent_cache()
     with exit_on_user_error():
         render_orbit(tyro.cli(Render360Args, args=sys.argv[1:] if argv is None else argv))
 

@@ -24,6 +24,7 @@ from tensorf.errors import UserError, exit_on_user_error
 from tensorf.presets import PRESETS
 from tensorf.run import load_config
 from tensorf.training.loop import train
+from tensorf.xla_cache import use_persistent_cache
 
 
 FAMILIES = {"tensorf": TensoRFConfig, "nerf": NeRFConfig, "mipnerf": MipNeRFConfig, "mipnerf360": MipNeRF360Config}
@@ -76,6 +77,7 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_persistent_cache()
     with exit_on_user_error():
         cfg, resume, overwrite = parse(sys.argv[1:] if argv is None else argv)
         if cfg.distributed:  # before any other JAX call

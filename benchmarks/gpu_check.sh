@@ -20,7 +20,7 @@
 # DATA_DIR: lego's train/, both transforms files and the val views r_0, r_4, ..., r_96
 # (benchmarks/pack_lego.sh SRC DST makes it: ~53 MB, no network needed). OUT_DIR receives the
 # log, the figures as JSON, the results.md rows and the full run's TensorBoard events.
-# Python packages missing on the machine can sit as wheels in .whl/ (README, GPU section).
+# Python packages missing on the machine can sit as wheels in .whl/ (docs/gpu.md, the plan).
 # Rehearse on a CPU at a small size:
 #   PROFILE_ARGS="--downscale 8 --grid 64 --batch 512 --steps 3" STEPS=200 EVAL_RESERVE=60 \
 #   LEGO_ARGS="--downscale 8 --final-voxels 2000000 --batch-size 1024" bash benchmarks/gpu_check.sh DATA OUT

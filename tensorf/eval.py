@@ -33,6 +33,7 @@ from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import restore_run
 from tensorf.visualize import colormap, depth_image
+from tensorf.xla_cache import use_persistent_cache
 
 
 def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh: Mesh | None = None):
@@ -142,6 +143,7 @@ def main(args: EvalArgs) -> dict:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    use_persistent_cache()
     with exit_on_user_error():
         main(tyro.cli(EvalArgs, args=sys.argv[1:] if argv is None else argv))
 

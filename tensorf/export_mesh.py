@@ -23,6 +23,7 @@ from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_cal
 from tensorf.errors import UserError, exit_on_user_error, warn
 from tensorf.models.base import trained_box
 from tensorf.run import restore_run
+from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +113,7 @@ def main(args: ExportMeshArgs) -> Path:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    use_persistent_cache()
     with exit_on_user_error():
         main(tyro.cli(ExportMeshArgs, args=sys.argv[1:] if argv is None else argv))
 

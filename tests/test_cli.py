@@ -48,3 +48,19 @@ def test_preset_then_override():
     cfg, resume, _ = train_lego.parse(["--preset", "generated", "--steps", "7", "--model.max-samples", "9"])
     assert not resume and cfg.steps == 7 and cfg.model.max_samples == 9
     assert cfg.data.path == PRESETS["generated"][1].data.path
+
+
+def test_the_tools_cache_compiled_programs_unless_told_not_to(tmp_path):
+    # JAX's persistent compilation cache in ~/.cache/tensorf-jax/xla (XDG_CACHE_HOME respected);
+    # JAX_COMPILATION_CACHE_DIR moves it, or, set empty, turns it off.
+    import os
+
+    code = ("from tensorf.xla_cache import use_persistent_cache; use_persistent_cache(); import jax; "
+            "jax.jit(lambda x: x * 2)(1.0).block_until_ready()")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "home"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True)
+    assert any((tmp_path / "home" / "tensorf-jax" / "xla").iterdir())
+    subprocess.run([sys.executable, "-c", code], env={**env, "XDG_CACHE_HOME": str(tmp_path / "off"),
+                                                      "JAX_COMPILATION_CACHE_DIR": ""}, cwd=ROOT, check=True)
+    assert not (tmp_path / "off").exists()

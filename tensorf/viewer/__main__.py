@@ -18,6 +18,7 @@ from tensorf.errors import UserError, exit_on_user_error, warn
 from tensorf.parallel import render_mesh
 from tensorf.run import load_cameras, restore_run
 from tensorf.viewer.renderer import Snapshot
+from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,7 @@ def serve(args: ViewerArgs) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
+    use_persistent_cache()
     with exit_on_user_error():
         serve(tyro.cli(ViewerArgs, args=sys.argv[1:] if argv is None else argv))
 
