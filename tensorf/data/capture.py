@@ -262,10 +262,10 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         half = 0.5 * float(np.linalg.norm(np.subtract(box[1], box[0])))
         path = avg @ spiral_path(local[:, :3], np.array([max(depth - half, NEAR), depth + half]))
     train_views, eval_views = views(train), views(test)
-    if eval_views.masks is not None and not eval_views.masks.any(axis=(1, 2)).all():
-        name = eval_views.names[int(np.argmin(eval_views.masks.any(axis=(1, 2))))]
-        raise UserError(f"{capture.source}: the mask of held-out view {name} keeps no pixel, so nothing can judge it; "
-                        "fix its mask or hold out other views (--data.hold-every)")
+    empty = [] if eval_views.masks is None else np.flatnonzero(~eval_views.masks.any(axis=(1, 2)))
+    if len(empty):
+        raise UserError(f"{capture.source}: the mask of held-out view {eval_views.names[empty[0]]} keeps no pixel, so "
+                        "nothing can judge it; fix its mask or hold out other views (--data.hold-every)")
     table = decide(train_views.images, turntable) if found.kind == "360" or turntable != "auto" else None
     if table is not None and table.on:
         # Medians of training views only: held-out views must not lend their pixels to a background.

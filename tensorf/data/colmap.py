@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.data.capture import Capture, Frame
+from tensorf.data.images import at_scale
 from tensorf.errors import UserError
 
 # COLMAP's camera models by id: name, parameter count (src/colmap/sensor/models.h).
@@ -168,11 +169,6 @@ def read_colmap(root: Path, downscale: int = 1) -> Capture:
     if not model.images:
         raise UserError(f"{folder}: the model has no registered images; the reconstruction failed, run it again")
 
-    def at_scale(kind: str, name: str) -> tuple[Path, int]:
-        """root/<kind>_<d>/name when the capture ships it, else root/<kind>/name downscaled here."""
-        small = root / f"{kind}_{downscale}" / name
-        return (small, 1) if downscale > 1 and small.is_file() else (root / kind / name, downscale)
-
     frames = []
     for image_id in sorted(model.images, key=lambda i: model.images[i].name):
         im = model.images[image_id]
@@ -181,10 +177,10 @@ def read_colmap(root: Path, downscale: int = 1) -> Capture:
             raise UserError(f"{where}: camera {im.camera_id} is not in cameras; the model is damaged")
         cam = model.cameras[im.camera_id]
         (fx, fy, cx, cy), lens, dist = lens_of(cam, f"{folder} camera {im.camera_id}")
-        file, factor = at_scale("images", im.name)
+        file, factor = at_scale(root / "images", im.name, downscale)
         # As COLMAP reads masks: an image without one is used whole.
         has_mask = (root / "masks" / f"{im.name}.png").is_file()
-        mask, mask_factor = at_scale("masks", f"{im.name}.png") if has_mask else (None, 1)
+        mask, mask_factor = at_scale(root / "masks", f"{im.name}.png", downscale) if has_mask else (None, 1)
         frames.append(Frame(file=file, factor=factor, c2w=opengl_c2w(im),
                             intrinsics=(fx, fy, cx, cy, cam.width, cam.height), model=lens, distortion=dist,
                             name=im.name, mask=mask, mask_factor=mask_factor))

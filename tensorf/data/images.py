@@ -34,6 +34,14 @@ def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
     return img.reshape(h // f, f, w // f, f, img.shape[2]).mean(axis=(1, 3))
 
 
+def at_scale(folder: Path, name: str, downscale: int) -> tuple[Path, int]:
+    """The file for `name` in `folder` (images/ or masks/, name may hold subfolders) and the
+    factor still to apply: <folder>_<d>/name where the capture ships it downscaled (as
+    nerfstudio's ns-process-data and COLMAP's undistorter layouts do), else folder/name."""
+    small = folder.parent / f"{folder.name}_{downscale}" / name
+    return (small, 1) if downscale > 1 and small.is_file() else (folder / name, downscale)
+
+
 def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:
     """(H, W, 3) float32 in [0, 1] (8- or 16-bit; grey repeated; alpha composited over
     `background`), area-averaged by `downscale`; and the conversions made (GREY, DEEP, OPAQUE)."""

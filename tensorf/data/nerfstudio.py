@@ -18,6 +18,7 @@ import numpy as np
 
 from tensorf.data.cameras import focal_from_fov
 from tensorf.data.capture import Capture, Frame
+from tensorf.data.images import at_scale
 from tensorf.data.points import read_ply_points
 from tensorf.errors import UserError, warn
 
@@ -63,14 +64,11 @@ def _intrinsics(meta: dict, frame: dict, where: str) -> tuple[tuple[float, float
 
 
 def _image_path(root: Path, rel: str, downscale: int) -> tuple[Path, int]:
-    """The file for a frame's image or mask and the factor still to apply: images_<d>/<name>
-    (masks_<d>/<name>) as nerfstudio's ns-process-data writes it, else the full-size file
-    downscaled here."""
+    """The file for a frame's image or mask and the factor still to apply (at_scale): only
+    files directly in images/ or masks/ have downscaled twins."""
     full = root / rel
-    if downscale > 1:
-        small = root / f"{full.parent.name}_{downscale}" / full.name
-        if full.parent.name in ("images", "masks") and small.is_file():
-            return small, 1
+    if full.parent.name in ("images", "masks"):
+        return at_scale(full.parent, full.name, downscale)
     return full, downscale
 
 
