@@ -13,6 +13,8 @@ from pathlib import Path
 
 import jax
 
+from tensorf.errors import warn
+
 MAX_BYTES = 2 * 2**30  # least recently used entries go beyond this
 
 
@@ -25,6 +27,13 @@ def use_persistent_cache() -> None:
     set empty, that nothing is cached). Call before the first compile: JAX decides once."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
-    jax.config.update("jax_compilation_cache_dir", str(default_dir()))
+    folder = default_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # else JAX would warn at every compile
+        warn(f"cannot keep compiled programs in {folder} ({e.strerror}); every run compiles afresh. Set "
+             "JAX_COMPILATION_CACHE_DIR to a writable folder, or empty to silence this")
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
     if importlib.util.find_spec("filelock") is not None:  # JAX's size limit needs it (requirements.txt)
         jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)

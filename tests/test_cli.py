@@ -64,3 +64,7 @@ def test_the_tools_cache_compiled_programs_unless_told_not_to(tmp_path):
     subprocess.run([sys.executable, "-c", code], env={**env, "XDG_CACHE_HOME": str(tmp_path / "off"),
                                                       "JAX_COMPILATION_CACHE_DIR": ""}, cwd=ROOT, check=True)
     assert not (tmp_path / "off").exists()
+    (tmp_path / "a_file").write_text("")  # a cache folder that cannot be made: one warning, the run goes on
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "XDG_CACHE_HOME": str(tmp_path / "a_file")},
+                          cwd=ROOT, check=True, capture_output=True, text=True)
+    assert done.stderr.count("warning: cannot keep compiled programs in") == 1, done.stderr
