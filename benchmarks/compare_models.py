@@ -186,7 +186,8 @@ def main(args: Args) -> None:
     for name in args.models:
         for dtype in args.dtypes:
             done = args.run_root / run_name(name, dtype) / "compare.json"
-            if done.is_file() and "device" in json.loads(done.read_text()):  # older ones lack columns: measured again
+            measured = json.loads(done.read_text()) if done.is_file() else {}
+            if "device" in measured:  # older ones lack columns: measured again
                 print(f"== {name} ({dtype}): measured before, {done}", flush=True)
             else:
                 cmd = [sys.executable, __file__, "--one", name, "--dtypes", dtype, "--minutes", str(args.minutes),
@@ -202,7 +203,8 @@ def main(args: Args) -> None:
                     raise UserError(f"training {name} ({dtype}) failed with exit status {code}{why}; its output is "
                                     f"above. The models measured so far are kept in {args.run_root}; run again to "
                                     "continue")
-            figures.append(json.loads(done.read_text()))
+                measured = json.loads(done.read_text())
+            figures.append(measured)
     rows = [row(f) for f in figures]
     print("\n".join(rows))
     views = ", ".join(f"r_{i}" for i in args.eval_views)
