@@ -429,13 +429,16 @@ class TrainConfig:
     render_chunk: int = 8192
     """Rays per chunk when rendering whole images (bounds memory)."""
     compile_ahead: Literal["auto", "yes", "no"] = "auto"
-    """Compile the training step for the next schedule event's grid shapes on a background
-    thread while the current ones train, so the event does not wait for the compiler (shapes
-    known ahead: upsamplings and mask updates after the box shrink). The step compiled ahead
-    carries the last work budgets with headroom; when the event's measurement fits them it runs
-    at once, and the step with the measured budgets is compiled beside training and swapped in
-    at a log step once ready. auto: yes on a GPU or TPU, no on a CPU, where the compiler and
-    the step share the cores and a guess that misses (budgets outgrown) is a compile wasted."""
+    """Compile the next schedule event's programs (the step for its grid shapes, the resampling,
+    ray filter, optimizer init and budget measurement) on a background thread while the current
+    ones train, so the event does not wait for the compiler. Shapes are known ahead for
+    upsamplings and mask updates; the box shrink's crop is guessed from the field from three
+    quarters of the way to it. The step compiled ahead carries the last work budgets with
+    headroom (none before the first mask); when the event's measurement fits them it runs at
+    once, and the step with the measured budgets is compiled beside training and swapped in at
+    a log step once ready. auto: yes on a GPU or TPU, no on a CPU, where the compiler and the
+    step share the cores and a guess that misses is a compile wasted (and where several
+    simulated devices' collectives can starve beside the compiler thread)."""
     final_eval: bool = True
     """Evaluate every view of the eval split after training."""
     eval_lpips: bool = True

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import make_model, pool_of_rays, pool_rays, tiny_config
 from tensorf.config import OptimConfig, TensoRFConfig, TrainConfig
+from tensorf.data.rays import Rays
 from tensorf.fields import vm
 from tensorf.models.base import build_schedule
 from tensorf.run import restore_run
@@ -93,20 +94,22 @@ def _shapes(tree):
 @pytest.mark.parametrize("shrink", [True, False])
 def test_ahead_predicts_the_shapes_each_event_leaves(shrink):
     # The loop compiles the step for Schedule.ahead's shapes before the event; a wrong guess
-    # would only cost a compile, so check every guess is exact. No guess where the crop of the
-    # first mask update is not known yet.
+    # would only cost a compile, so check every guess is exact. The crop of the first mask update
+    # is guessed from the field from three quarters of the way to it (here from step 4.5; the
+    # field stays as it is).
     model, schedule, params = _model(mask_update_steps=(5, 8, 9), upsample_steps=(3, 5, 9, 12),
                                      n_voxels_final=40**3, shrink_box=shrink)
     params, state = _blobs(model, params, [0.0]), model.initial_state()
+    rays = jax.eval_shape(lambda: Rays(jnp.zeros((64, 3)), jnp.ones((64, 3))))
     for step in (3, 5, 8, 9, 12):
-        guess = schedule.ahead(params, state)
+        if step == 5 and shrink:
+            assert schedule.ahead(params, state, rays, 4) is None  # too early to guess the crop
+        guess = schedule.ahead(params, state, rays, step)
         params, state, events = schedule.advance(params, state, step)
         assert events
-        if step == 5 and shrink:
-            assert guess is None
-        else:
-            assert _shapes(guess) == _shapes(params), step
-    assert schedule.ahead(params, state) is None  # no event left
+        assert _shapes(guess.params) == _shapes(params), step
+        assert guess.events == events and guess.state == {**state, "budgets": None}, step
+    assert schedule.ahead(params, state, rays, 12) is None  # no event left
 
 
 @pytest.mark.slow  # a rare path, about 18 s on 2 cores: kept off the README command's budget
@@ -137,9 +140,9 @@ def test_a_failed_compile_ahead_falls_back_to_compiling_at_the_event(scene, tmp_
 
 
 @pytest.mark.slow  # two short runs with compiles ahead, about 30 s on 2 cores (a GPU's path)
-def test_events_after_the_shrink_wait_for_no_compile_and_end_on_measured_budgets(scene, tmp_path, monkeypatch):
-    # An event after the box shrink takes the step compiled ahead with wide budgets when the
-    # measured ones fit, then the step with the measured ones comes in beside training. The swap waits
+def test_events_compiled_ahead_wait_for_no_compile_and_end_on_measured_budgets(scene, tmp_path, monkeypatch):
+    # An event takes the step compiled ahead with wide budgets when the measured ones fit, then
+    # the step with the measured ones comes in beside training. The swap waits
     # for nothing on a GPU, so its step depends on the compiler; here tighten() waits, to swap at
     # the first log step after each event. Training is the same as with every step compiled
     # at its event (which is what a CPU does), to float rounding.
@@ -157,9 +160,14 @@ def test_events_after_the_shrink_wait_for_no_compile_and_end_on_measured_budgets
                       data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)), model__mask_update_steps=(50, 70),
                       model__upsample_steps=(60, 80), model__mask_threshold=3e-3, model__compaction="on")
     ahead = train(cfg)
-    assert [(step, hit) for step, _, hit in ahead.compiles] == [(0, False), (50, False), (60, True), (70, False), (80, True)]
+    # At 50 the box shrink, its crop guessed from the field at step 40 (three quarters of the way),
+    # and no budgets before (every sample) until the measured ones come in at the next log step.
+    assert [(step, hit) for step, _, hit in ahead.compiles] == [(0, False), (50, True), (60, True), (70, False), (80, True)]
     # At 70 the young field's mask doubled its occupied share, beyond the headroom: compiled there.
-    assert ahead.tightened == [(60, 65), (80, 85)], ahead.tightened  # at the next log steps
+    assert ahead.tightened == [(50, 55), (60, 65), (80, 85)], ahead.tightened  # at the next log steps
+    # Nothing else was compiled at the events: their own programs were compiled ahead too.
+    assert [(step, names) for step, _, names in ahead.event_compiles] == [
+        (50, []), (60, []), (70, ["jit(step)"]), (80, [])]
     at_events = train(dataclasses.replace(cfg, run_dir=tmp_path / "at_events", compile_ahead="no"))
     assert at_events.tightened == [] and not any(hit for _, _, hit in at_events.compiles)
     assert ahead.model_state["budgets"] == at_events.model_state["budgets"] is not None

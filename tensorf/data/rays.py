@@ -131,8 +131,16 @@ class RayPool:
         return self.rays(self.ids[jax.random.randint(k_rays, (size,), lo, hi)])
 
     def filtered(self, keep, params, chunk: int = 16384) -> "RayPool":
-        """The pool without the rays that keep(params, rays) -> (B,) bool rejects, same shapes."""
-        return _filtered(keep, chunk, params, self)
+        """The pool without the rays that keep(params, rays) -> (B,) bool rejects, same shapes.
+        keep is a static argument: pass the same function object each time (Schedule.ray_filter
+        keeps its own) or every call compiles anew."""
+        fn, args = self.filter_program(keep, params, chunk)
+        return fn(*args)
+
+    def filter_program(self, keep, params, chunk: int = 16384) -> tuple:
+        """(jitted function, arguments) that filtered runs; params may be shapes, so that the
+        training loop can compile it ahead of a mask update."""
+        return _filtered, (keep, chunk, params, self)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -55,8 +55,14 @@ def summed_volume(factors: CPFactors) -> jax.Array:
 
 
 def resample_cp(factors: CPFactors, positions: Sequence[np.ndarray]) -> CPFactors:
+    fn, args = resample_program(factors, positions)
+    return fn(*args)
+
+
+def resample_program(factors: CPFactors, positions: Sequence[np.ndarray]) -> tuple:
+    """(jitted function, arguments) that resample_cp runs (see vm.resample_program)."""
     old = factors.resolution
-    return _resample(tuple(interp_taps(old[d], positions[d]) for d in range(3)), factors)
+    return _resample, (tuple(interp_taps(old[d], positions[d]) for d in range(3)), factors)
 
 
 @jax.jit

@@ -35,20 +35,25 @@ def dilate(mask: np.ndarray, radius: int = 1) -> np.ndarray:
     return out
 
 
+ALPHA_CHUNK = 262144
+"""Grid points per density call in alpha_grid (one compiled shape for every grid)."""
+
+
 def alpha_grid(
-    density_fn: Callable[[Any, jax.Array], jax.Array],
+    density: Callable[[Any, jax.Array], jax.Array],
     params: Any,
     aabb: np.ndarray,
     resolution,
     step: float,
-    chunk: int = 262144,
+    chunk: int = ALPHA_CHUNK,
 ) -> np.ndarray:
-    """Opacity of one `step`-long segment at every grid vertex. density_fn: (params, (M, 3)) -> (M,).
+    """Opacity of one `step`-long segment at every grid vertex. density: (params, (M, 3)) -> (M,),
+    jitted by the caller and kept, so that its compiled program is found again (and can be
+    compiled ahead: it is called on (params, (min(chunk, points), 3) float32)).
 
     params go into the jitted function as an argument, never as a closure: closed-over arrays
     become compile-time constants (slow to compile, and folded into the program)."""
     pts = grid_points(aabb, resolution).reshape(-1, 3)
-    density = jax.jit(density_fn)
     sigma = map_chunks(lambda x: density(params, x), pts, chunk=chunk).reshape(*resolution)
     return 1.0 - np.exp(-sigma * step)
 

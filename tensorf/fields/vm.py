@@ -122,8 +122,15 @@ def align_corners_positions(old: Sequence[int], new: Sequence[int]) -> list[np.n
 
 def resample_vm(factors: VMFactors, positions: Sequence[np.ndarray]) -> VMFactors:
     """New factors whose grid points sit at continuous old indices positions[d] along axis d."""
+    fn, args = resample_program(factors, positions)
+    return fn(*args)
+
+
+def resample_program(factors: VMFactors, positions: Sequence[np.ndarray]) -> tuple:
+    """(jitted function, arguments) that resample_vm runs; factors may be shapes
+    (jax.ShapeDtypeStruct leaves), so that the training loop can compile it ahead of an event."""
     old = factors.resolution
-    return _resample(tuple(interp_taps(old[d], positions[d]) for d in range(3)), factors)
+    return _resample, (tuple(interp_taps(old[d], positions[d]) for d in range(3)), factors)
 
 
 @jax.jit

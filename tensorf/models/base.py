@@ -20,6 +20,7 @@ from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFC
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.errors import UserError
+from tensorf.models.ahead import Ahead
 from tensorf.models.nerf import MipNeRF, MipNeRF360, NeRF
 from tensorf.models.tensorf import TensoRF, TensoRFSchedule
 from tensorf.render import RenderOutput
@@ -74,12 +75,14 @@ class Schedule(Protocol):
         """Apply the events due by `step`. Returns the new params and state (always adopted) and
         the events: "resize" restarts the optimizer, "mask" re-filters the ray pool."""
 
-    def ahead(self, params: Params, state: dict) -> Params | None:
-        """The params' shapes (jax.ShapeDtypeStruct leaves) after the next event when they are
-        known before it, so the step can be compiled for them ahead; else None."""
+    def ahead(self, params: Params, state: dict, rays: Rays) -> Ahead | None:
+        """The next event, when its shapes are known before it, so that the step and the event's
+        own programs can be compiled for them ahead; else None. rays: the shapes of a batch as
+        the budgets are measured on (one device's shard)."""
 
     def ray_filter(self, state: dict) -> Callable[[Params, Rays], jax.Array] | None:
-        """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all."""
+        """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all.
+        The same function object for the same kind of state (it is a static jit argument)."""
 
     def budgets(self, params: Params, batches: list[Rays], at_least: dict | None = None) -> dict | None:
         """Fixed work budgets (JSON-able; kept in the state) sized on sample training batches, no
@@ -105,7 +108,7 @@ class NoEvents:
     def advance(self, params: Params, state: dict, step: int) -> tuple[Params, dict, set[str]]:
         return params, state, set()
 
-    def ahead(self, params: Params, state: dict) -> None:
+    def ahead(self, params: Params, state: dict, rays: Rays) -> None:
         return None
 
     def ray_filter(self, state: dict) -> None:

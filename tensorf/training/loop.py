@@ -41,6 +41,8 @@ from tensorf.run import (
     write_cameras,
     write_config,
 )
+from tensorf.training import compile_watch
+from tensorf.training.compile_watch import CompileWatch
 from tensorf.training.crash_points import crash_point
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
 from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step, undonated
@@ -59,6 +61,9 @@ class TrainResult:
     model_state: dict
     quality: list = dataclasses.field(default_factory=list)  # (training seconds, step, PSNR): --quality-every-s
     compiles: list = dataclasses.field(default_factory=list)  # (step, seconds the loop waited, compiled ahead)
+    # (event step, seconds of XLA compiles on the loop's thread during the event, their names):
+    # what was still compiled on the critical path, the step's compile included.
+    event_compiles: list = dataclasses.field(default_factory=list)
     tightened: list = dataclasses.field(default_factory=list)  # (event step, step its measured budgets came in)
 
 
@@ -87,18 +92,22 @@ def filter_pool(schedule: Schedule, params, mstate: dict, pool: RayPool) -> RayP
     return kept
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _sample_batch(pool: RayPool, key: jax.Array, size: int) -> Rays:
-    return pool.draw(key, size)[0]
+@functools.partial(jax.jit, static_argnums=3)
+def _budget_batches(pool: RayPool, seed: np.int32, step: np.int32, size: int) -> list[Rays]:
+    """The 8 batches budgets are measured on, drawn in one program (compiled ahead with the
+    event's others: its arguments are numpy scalars, placed alike every time)."""
+    return [pool.draw(k, size)[0] for k in jax.random.split(jax.random.fold_in(jax.random.key(seed), step), 8)]
+
+
+def _budget_batches_args(cfg: TrainConfig, pool: RayPool, step: int, shards: int) -> tuple:
+    return pool, np.int32(cfg.seed + 1), np.int32(step), cfg.batch_size // shards
 
 
 def measure_budgets(cfg: TrainConfig, schedule: Schedule, params, pool: RayPool, step: int, at_least=None,
                     shards: int = 1) -> dict | None:
     """The model's work budgets, measured on a few batches drawn like the real ones, at the size
     each device renders (a shard of the batch): budgets are shares of a shard."""
-    key = jax.random.fold_in(jax.random.key(cfg.seed + 1), step)
-    batches = [_sample_batch(pool, k, cfg.batch_size // shards) for k in jax.random.split(key, 8)]
-    return schedule.budgets(params, batches, at_least)
+    return schedule.budgets(params, _budget_batches(*_budget_batches_args(cfg, pool, step, shards)), at_least)
 
 
 class _NoWriter:
@@ -140,6 +149,12 @@ class _Trainer:
     ahead_budgets: dict | None = None  # the budgets the step compiled ahead has
     tighter: tuple | None = None  # (Future of the step, its budgets): the measured budgets, compiling
     tightened: list = dataclasses.field(default_factory=list)  # TrainResult.tightened
+    event_compiles: list = dataclasses.field(default_factory=list)  # TrainResult.event_compiles
+    watch: CompileWatch = dataclasses.field(default_factory=CompileWatch)  # compiles on the loop's thread
+    opt_init: Any = None  # the optimizer's init, jitted once (its programs are compiled ahead too)
+    sched: float = 0.0  # where the step schedule stood at the last event or look ahead (schedule_step)
+    budget_rays: Any = None  # shapes of a batch the budgets are measured on (for Schedule.ahead)
+    programs: list = dataclasses.field(default_factory=list)  # Futures of the next event's programs compiling
 
     def __post_init__(self):
         self.pool = parallel.replicate(self.mesh, self.pool)
@@ -147,6 +162,8 @@ class _Trainer:
         self.key = jax.random.wrap_key_data(parallel.replicate(self.mesh, np.asarray(jax.random.key_data(self.key))))
         self._place()
         self.model = self.model.for_state(self.mstate)
+        self.sched = float(self.step)
+        self.opt_init = jax.jit(self.tx.init)  # one program, not an eager op per leaf
         ahead = self.cfg.compile_ahead
         if ahead == "yes" or (ahead == "auto" and jax.default_backend() != "cpu"):
             self.compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile-ahead")
@@ -202,9 +219,11 @@ class _Trainer:
         self.compile_s += dt
         self.compiles.append((self.step, dt, ahead is not None))
         self.writer.add_scalar("train/compile_s", dt, self.step)
+        self._compile_ahead()
+        # After the next event's compiles: steps with wider budgets cost less than an event that
+        # waits for its compile.
         if ahead is not None and tighter and tighter != self.mstate.get("budgets"):
             self.tighter = (self._submit(self.params, tighter)[1], tighter)
-        self._compile_ahead()
 
     def _submit(self, params, budgets: dict | None) -> tuple[tuple, concurrent.futures.Future]:
         """Start compiling, on the compiler thread, the step for params of these shapes (arrays or
@@ -221,15 +240,42 @@ class _Trainer:
                 self.compiler.submit(lambda: step.lower(params, opt_state, *rest).compile()))
 
     def _compile_ahead(self) -> None:
-        """Start compiling the step for the params the next schedule event will leave
-        (Schedule.ahead). Its budgets are the last measured ones grown by AHEAD_HEADROOM, so that
-        the event's own measurement usually fits them; tighten() narrows them after the event."""
-        shapes = None if self.compiler is None else self.schedule.ahead(self.params, self.mstate)
-        if shapes is None:
+        """Start compiling, for the params the next schedule event will leave (Schedule.ahead),
+        the event's own programs (alpha grid, crop and resampling, ray filter, optimizer init, the
+        budgets' measurement), then the step. The step's budgets are the last measured ones grown
+        by AHEAD_HEADROOM, so that the event's own measurement usually fits them (none before the
+        first mask: every sample); tighten() narrows them after the event."""
+        if self.compiler is None:
             return
+        if self.budget_rays is None:  # the shapes of a batch budgets are measured on: fixed
+            size = self.cfg.batch_size // self.mesh.size
+            self.budget_rays = jax.eval_shape(lambda pool, key: pool.draw(key, size)[0], self.pool, self.key)
+        ahead = self.schedule.ahead(self.params, self.mstate, self.budget_rays, int(self.sched))
+        if ahead is None:
+            return
+        programs = list(ahead.programs)
+        keep = self.schedule.ray_filter(ahead.state) if "mask" in ahead.events else None
+        if keep is not None:
+            programs.append(self.pool.filter_program(keep, ahead.params))
+        if "resize" in ahead.events:
+            programs.append((self.opt_init, (ahead.params,)))
+        programs.append((_budget_batches, _budget_batches_args(self.cfg, self.pool, self.step, self.mesh.size)))
+        # Shapes run replicated, as apply_schedule places the params before the event's programs.
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        placed = lambda x: (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)  # noqa: E731
+                            if isinstance(x, jax.ShapeDtypeStruct) else x)
+        # Before the step: the event runs them first.
+        self.programs = [self.compiler.submit(_compile_quietly, fn, jax.tree.map(placed, args)) for fn, args in programs]
         self.ahead_budgets = _grown(self.measured or self.mstate.get("budgets"), AHEAD_HEADROOM)  # resumed: saved ones
-        signature, future = self._submit(shapes, self.ahead_budgets)
+        signature, future = self._submit(ahead.params, self.ahead_budgets)
         self.ahead = {signature: future}
+
+    def look_ahead(self, sched: float) -> None:
+        """Ask the schedule again for the next event when nothing is compiling for one: the box
+        shrink becomes known only as the field takes shape (Schedule.ahead)."""
+        if self.compiler is not None and not self.ahead:
+            self.sched = sched
+            self._compile_ahead()
 
     def tighten(self) -> None:
         """Swap in the step with the budgets measured at the last event once it is compiled (with
@@ -254,7 +300,8 @@ class _Trainer:
 
     def close(self) -> None:
         """Drop a compile nobody will use (training ended before its event)."""
-        self.ahead, self.tighter = {}, None
+        self.ahead, self.tighter, self.programs = {}, None, []
+        self.watch.close()
         if self.compiler is not None:
             self.compiler.shutdown(wait=False, cancel_futures=True)
 
@@ -267,10 +314,16 @@ class _Trainer:
         """Schedule events due by `sched`. The new state is always adopted (a skipped mask update
         still counts); after any event the budgets are measured again, since a new grid or mask
         changes how many samples are live. The event's time is logged by phase (train/event_s)."""
+        self.sched = sched
         clock = _PhaseClock()
         clock.lap("queued steps", self.params)  # steps dispatched but not yet run
+        self.watch.take()  # compiles since the last event were not this one's
+        if self.ahead:  # compiled for this event: wait for the compiles in flight rather than repeat them
+            concurrent.futures.wait(self.programs)
+            clock.lap("programs ahead", None)
         params, mstate, events = self.schedule.advance(self.params, self.mstate, int(sched))
-        self.params, self.mstate = clock.lap("schedule", (params, mstate))
+        # Placed at once: the programs after this one were compiled ahead for replicated params.
+        self.params, self.mstate = clock.lap("schedule", (parallel.replicate(self.mesh, params), mstate))
         if events:
             crash_point("event", self.step)
         if not events:
@@ -280,16 +333,19 @@ class _Trainer:
             clock.lap("filter", self.pool)
             self.writer.add_scalar("train/ray_pool", len(self.pool), self.step)
         if "resize" in events:
-            self.opt_state = jax.jit(self.tx.init)(self.params)  # one program, not an eager op per leaf
+            self.opt_state = self.opt_init(self.params)
         self._place()
         clock.lap("optimizer", self.opt_state)
         budgets = measured = clock.lap("budgets", self._measure())
-        if self.ahead and self.ahead_budgets and budgets and _within(budgets, self.ahead_budgets):
+        if budgets and self._ahead_fits(budgets):
             budgets = self.ahead_budgets  # the step compiled ahead has them: no compile on the event
         compiled = self.compile_s
         self._set_budgets(budgets, tighter=measured)
         clock.lap("compile", None)
+        compiled_here = self.watch.take()
+        self.event_compiles.append((self.step, sum(s for _, s in compiled_here), [n for n, _ in compiled_here]))
         self.writer.add_scalar("train/event_s", clock.total, self.step)
+        self.writer.add_scalar("train/event_compile_s", self.event_compiles[-1][1], self.step)
         line = f"step {self.step}: {self.schedule.describe(self.params, self.mstate)}"
         if "mask" in events:
             line += f", {len(self.pool)} rays kept"
@@ -297,7 +353,14 @@ class _Trainer:
             line += f", budgets {self.mstate['budgets']}"
         ahead = "" if self.compiler is None else ", compiled ahead" if self.compiles[-1][2] else ", not compiled ahead"
         self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s"
-                 f"{ahead})")
+                 f"{ahead}; compiled on the loop's thread {compile_watch.summary(compiled_here)})")
+
+    def _ahead_fits(self, measured: dict) -> bool:
+        """Whether a step compiled ahead has the shapes in force and budgets no smaller than the
+        measured ones. Before the first mask it was compiled without budgets (every sample: the
+        first budgets are not known before), which fits any."""
+        signature = self._signature(self.params, self.opt_state, self.ahead_budgets)
+        return signature in self.ahead and _within(measured, self.ahead_budgets or {})
 
     def _set_budgets(self, budgets: dict | None, tighter: dict | None = None) -> None:
         self.mstate = {**self.mstate, "budgets": budgets}
@@ -433,6 +496,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     pool = filter_pool(schedule, parallel.replicate(mesh, params), mstate, pool)
     t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale,
                  train_key)
+    closing.callback(t.close)  # also when training fails: no compile thread or compile listener left behind
 
     best = BestKeeper(run_dir, resume) if cfg.keep_best else None
     viewer = open_training_viewer(cfg, data.train.cameras, t, render_mesh, closing) if cfg.viewer else None
@@ -478,6 +542,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
             if t.step % cfg.log_every == 0 or t.step == 1:
                 with _host_work():
                     t.tighten()
+                    t.look_ahead(schedule_step(cfg, t.step, clock.elapsed()))
                     clock.sync()
                     host = t.check(stats)
                     now = time.perf_counter()
@@ -546,7 +611,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     return TrainResult(steps=t.step, elapsed_s=elapsed, compile_s=t.compile_s, train_psnr=psnr, rays_per_s=rays_per_s,
                        eval_metrics=metrics, model=t.model, params=t.params, model_state=t.mstate,
                        quality=quality.points if quality is not None else [], compiles=t.compiles,
-                       tightened=t.tightened)
+                       tightened=t.tightened, event_compiles=t.event_compiles)
 
 
 def open_training_viewer(cfg: TrainConfig, cameras, t: "_Trainer", mesh, closing: contextlib.ExitStack):
@@ -671,6 +736,15 @@ class _PhaseClock:
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {v:.1f}" for k, v in self.phases.items())
+
+
+def _compile_quietly(fn, args) -> None:
+    """Compile fn for args (on the compile-ahead thread). The result is kept by JAX's own caches,
+    where the event's call finds it; a failure only means the event compiles it itself."""
+    try:
+        fn.lower(*args).compile()
+    except Exception:  # noqa: BLE001 (the event's own call reports any real error)
+        pass
 
 
 def _host_work():

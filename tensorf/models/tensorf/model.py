@@ -70,9 +70,11 @@ class Samples(NamedTuple):
     edges: jax.Array | None = None
     history: tuple = ()
 
-_VM = SimpleNamespace(features=vm.vm_features, volume=vm.summed_volume, resample=vm.resample_vm, l1=vm.l1_norm,
+_VM = SimpleNamespace(features=vm.vm_features, volume=vm.summed_volume, resample=vm.resample_vm,
+                      resample_program=vm.resample_program, l1=vm.l1_norm,
                       tv=vm.tv_planes, ortho=vm.orthogonality)
-_CP = SimpleNamespace(features=cp.cp_features, volume=cp.summed_volume, resample=cp.resample_cp, l1=cp.l1_norm,
+_CP = SimpleNamespace(features=cp.cp_features, volume=cp.summed_volume, resample=cp.resample_cp,
+                      resample_program=cp.resample_program, l1=cp.l1_norm,
                       tv=cp.tv_planes, ortho=cp.orthogonality)
 
 

@@ -5,6 +5,7 @@ means a retrace. The jittable field and renderer it drives are `model.py`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -13,7 +14,14 @@ import numpy as np
 
 from tensorf.data.rays import Rays
 from tensorf.fields import occupancy, vm
+from tensorf.models.ahead import Ahead
 from tensorf.models.tensorf.model import GRID_KEYS, TensoRF
+
+
+GUESS_CROP_FROM = 0.75
+"""How far from the last event to the box shrink (as a share of the steps) its crop is guessed
+from the field: on lego the crop's box still moved at half way and held from three quarters on
+(benchmarks/results.md, "The box shrink's crop, guessed ahead")."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +59,11 @@ class TensoRFSchedule:
             # in the list); after a skipped update, that is a later one.
             first = params["occupancy"].size <= 1
             state["mask_updates"] += 1
-            alpha = self.alpha_grid(params, state["resolution"])
-            if first and float(np.mean(alpha >= c.mask_threshold)) <= 1e-3:
+            occupied, empty = self._occupied(params, state)
+            if first and empty:
                 # An empty field (a schedule compressed into too little time) would mask out the
                 # whole scene for good; wait for the next update instead.
                 continue
-            occupied = occupancy.occupancy_from_alpha(alpha, c.mask_threshold)
             if first and c.shrink_box:
                 params, state, occupied = self._crop(params, state, occupied)
                 events.add("resize")
@@ -71,29 +78,55 @@ class TensoRFSchedule:
             events.add("resize")
         return params, state, events
 
-    def ahead(self, params: dict, state: dict) -> dict | None:
-        """The params as they will be after the next event, as shapes (jax.ShapeDtypeStruct
-        leaves), when those are known without evaluating the field: an upsampling (log-spaced
-        voxel counts in the box in force) or a mask update at the grid in force. The loop compiles
-        the step for these shapes while training goes on.
+    def ahead(self, params: dict, state: dict, rays: Rays, step: int) -> Ahead | None:
+        """The next event, when its shapes can be known before it: an upsampling (log-spaced
+        voxel counts in the box in force), a mask update at the grid in force, and, from
+        GUESS_CROP_FROM of the way from the last event to it (`step`: where the schedule stands),
+        the first mask update with its box shrink, whose crop is then guessed from the field as it
+        is (a wrong guess costs a compile at the event, as without one). Its programs: the alpha grid's density,
+        the crop, the resampling, the live fractions after it.
 
-        None when it builds the first mask and so shrinks the box (the crop follows the field),
-        and when no event is left."""
+        None before then, when the field is still empty, and when no event is left."""
         c = self.config
         upsamples, masks = c.upsample_steps[state["level"]:], c.mask_update_steps[state["mask_updates"]:]
         if not upsamples and not masks:
             return None
-        step = min(upsamples[:1] + masks[:1])
+        at = min(upsamples[:1] + masks[:1])
         shapes = jax.eval_shape(lambda p: p, params)
-        if masks and masks[0] <= step:
+        aabb = np.asarray(params["aabb"])
+        state, events, programs = dict(state), set(), []
+        if masks and masks[0] <= at:
+            points = min(occupancy.ALPHA_CHUNK, math.prod(state["resolution"]))
+            programs.append((self._density, (dict(shapes), np.zeros((points, 3), np.float32))))
             if params["occupancy"].size <= 1 and c.shrink_box:
-                return None
+                done = c.upsample_steps[:state["level"]] + c.mask_update_steps[:state["mask_updates"]]
+                last = max(done, default=0)
+                if step < last + (at - last) * GUESS_CROP_FROM:
+                    return None
+                crop = self.guess_crop(params, state)
+                if crop is None:
+                    return None
+                lo, hi, aabb = crop
+                pos = [np.arange(lo[d], hi[d] + 1, dtype=np.float64) for d in range(3)]
+                crops = [self.model.ops.resample_program(shapes[k], pos) for k in GRID_KEYS]
+                programs += crops
+                shapes = {**shapes, **{k: jax.eval_shape(fn, *args) for k, (fn, args) in zip(GRID_KEYS, crops)}}
+                state["resolution"] = [int(hi[d] - lo[d] + 1) for d in range(3)]
+                events.add("resize")
             shapes["occupancy"] = jax.ShapeDtypeStruct(tuple(state["resolution"]), params["occupancy"].dtype)
-        if upsamples and upsamples[0] <= step:
-            level = sum(1 for s in c.upsample_steps if s <= step)
-            res = vm.voxels_to_resolution(self.voxels_at_level(level), np.asarray(params["aabb"]))
+            state.update(mask_updates=state["mask_updates"] + 1, mask=list(state["resolution"]))
+            events.add("mask")
+        if upsamples and upsamples[0] <= at:
+            level = sum(1 for s in c.upsample_steps if s <= at)
+            res = vm.voxels_to_resolution(self.voxels_at_level(level), aabb)
+            pos = vm.align_corners_positions(shapes["density"].resolution, res)
+            programs += [self.model.ops.resample_program(shapes[k], pos) for k in GRID_KEYS]
             shapes = jax.eval_shape(lambda p: self.resize(p, res), shapes)
-        return shapes
+            state.update(level=level, resolution=list(res))
+            events.add("resize")
+        if self._measures(shapes):
+            programs.append((self._fractions, (shapes, rays)))
+        return Ahead(shapes, state, frozenset(events), tuple(programs))
 
     def resize(self, params: dict, resolution) -> dict:
         pos = vm.align_corners_positions(params["density"].resolution, resolution)
@@ -106,22 +139,43 @@ class TensoRFSchedule:
         aabb = np.asarray(params["aabb"])
         voxel = float(np.mean((aabb[1] - aabb[0]) / (np.asarray(resolution) - 1)))
         step = voxel * self.config.step_ratio
-        return occupancy.alpha_grid(self.model.density, params, aabb, tuple(resolution), step)
+        return occupancy.alpha_grid(self._density, params, aabb, tuple(resolution), step)
 
-    def _occupied(self, params: dict, state: dict) -> np.ndarray:
-        return occupancy.occupancy_from_alpha(self.alpha_grid(params, state["resolution"]), self.config.mask_threshold)
+    # The event's jitted programs, made once: a new jax.jit (or a new static function) per call
+    # would find nothing compiled, ahead or before.
+    @functools.cached_property
+    def _density(self):
+        return jax.jit(self.model.density)
+
+    @functools.cached_property
+    def _fractions(self):
+        # Keys made inside: the call is then (params, rays), placed alike ahead and at the event.
+        return jax.jit(lambda params, rays: self.model.live_fractions(
+            params, rays, jax.random.split(jax.random.key(0), len(rays.origins))))
+
+    @functools.cached_property
+    def _hits(self) -> dict:
+        return {use_mask: self._make_hits(use_mask) for use_mask in (False, True)}
+
+    def _occupied(self, params: dict, state: dict) -> tuple[np.ndarray, bool]:
+        """The mask the field gives at the grid in force, and whether the field counts as empty
+        (too little opacity to build a first mask on)."""
+        alpha = self.alpha_grid(params, state["resolution"])
+        empty = float(np.mean(alpha >= self.config.mask_threshold)) <= 1e-3
+        return occupancy.occupancy_from_alpha(alpha, self.config.mask_threshold), empty
 
     @staticmethod
     def _set_mask(params: dict, state: dict, occupied: np.ndarray) -> tuple[dict, dict]:
-        return {**params, "occupancy": jnp.asarray(occupied)}, {**state, "mask": list(occupied.shape)}
+        # device_put, not jnp.asarray: that is an op, compiled anew for each mask shape.
+        return {**params, "occupancy": jax.device_put(occupied)}, {**state, "mask": list(occupied.shape)}
 
     def update_mask(self, params: dict, state: dict) -> tuple[dict, dict]:
         """Rebuild the occupancy mask from the field at the current grid resolution."""
-        return self._set_mask(params, state, self._occupied(params, state))
+        return self._set_mask(params, state, self._occupied(params, state)[0])
 
     def shrink(self, params: dict, state: dict) -> tuple[dict, dict]:
         """Crop the grids to the occupied region (see _crop)."""
-        params, state, _ = self._crop(params, state, self._occupied(params, state))
+        params, state, _ = self._crop(params, state, self._occupied(params, state)[0])
         return params, state
 
     def _crop(self, params: dict, state: dict, occupied: np.ndarray) -> tuple[dict, dict, np.ndarray]:
@@ -129,19 +183,30 @@ class TensoRFSchedule:
         the field inside the new box is exactly the old one (official shrink). Returns the new
         params and state and `occupied` cropped alike: nothing outside the crop is occupied, so
         that is the new box's mask without evaluating the field again."""
-        idx = np.argwhere(occupied > 0)
-        if len(idx) == 0:
+        if not np.any(occupied > 0):
             return params, state, occupied
-        res = np.asarray(state["resolution"])
-        lo = np.maximum(idx.min(0) - 1, 0)
-        hi = np.maximum(np.minimum(idx.max(0) + 1, res - 1), lo + 1)
-        aabb = np.asarray(params["aabb"])
-        voxel = (aabb[1] - aabb[0]) / (res - 1)
+        lo, hi, aabb = self._crop_box(np.asarray(params["aabb"]), state["resolution"], occupied)
         pos = [np.arange(lo[d], hi[d] + 1, dtype=np.float64) for d in range(3)]
         new = {**params, **{k: self.model.ops.resample(params[k], pos) for k in GRID_KEYS}}
-        new["aabb"] = jnp.asarray(np.stack([aabb[0] + lo * voxel, aabb[0] + hi * voxel]).astype(np.float32))
+        new["aabb"] = jax.device_put(aabb)
         new_state = {**state, "resolution": [int(hi[d] - lo[d] + 1) for d in range(3)]}
         return new, new_state, occupied[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
+
+    def guess_crop(self, params: dict, state: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The box shrink's crop if the first mask update came now: its first and last grid
+        points (lo, hi: (3,) ints at the grid in force) and its box; None while the field is empty."""
+        occupied, empty = self._occupied(params, state)
+        return None if empty else self._crop_box(np.asarray(params["aabb"]), state["resolution"], occupied)
+
+    @staticmethod
+    def _crop_box(aabb: np.ndarray, resolution, occupied: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The crop's first and last grid points (lo, hi: (3,) ints) and its box (2, 3) float32."""
+        idx = np.argwhere(occupied > 0)
+        res = np.asarray(resolution)
+        lo = np.maximum(idx.min(0) - 1, 0)
+        hi = np.maximum(np.minimum(idx.max(0) + 1, res - 1), lo + 1)
+        voxel = (aabb[1] - aabb[0]) / (res - 1)
+        return lo, hi, np.stack([aabb[0] + lo * voxel, aabb[0] + hi * voxel]).astype(np.float32)
 
     def budgets(self, params: dict, batches: list[Rays], at_least: dict | None = None) -> dict[str, float] | None:
         """Work budgets for training batches like `batches`: the largest share seen plus 10%
@@ -149,11 +214,9 @@ class TensoRFSchedule:
         (after an overflow, budgets only grow). None (evaluate densely) until a mask exists or
         when compaction is off; no density budget (every sample evaluated) when it is "shade"."""
         c = self.config
-        if params["occupancy"].size <= 1 or c.compaction not in ("on", "shade"):
+        if not self._measures(params):
             return None
-        fractions = jax.jit(self.model.live_fractions)
-        seen = [fractions(params, rays, jax.random.split(jax.random.key(i), len(rays.origins)))
-                for i, rays in enumerate(batches)]
+        seen = [self._fractions(params, rays) for rays in batches]
         floor = at_least or {}
 
         def budget(name: str, fixed: float | None) -> float | None:
@@ -166,6 +229,10 @@ class TensoRFSchedule:
         density = budget("density", c.density_budget) if c.compaction == "on" else None
         return {"density": density, "shade": budget("shade", c.shade_budget)}
 
+    def _measures(self, params: dict) -> bool:
+        """Whether budgets() measures anything for params of these shapes."""
+        return params["occupancy"].size > 1 and self.config.compaction in ("on", "shade")
+
     def ray_filter(self, state: dict):
         """(params, rays) -> (B,) bool of the training rays worth keeping (official
         filtering_rays): those that cross the box from the start, those that cross the mask from
@@ -174,7 +241,9 @@ class TensoRFSchedule:
         if not c.filter_rays:
             return None
         updates = len(c.mask_update_steps)
-        use_mask = updates and state["mask_updates"] >= min(2, updates)
+        return self._hits[bool(updates and state["mask_updates"] >= min(2, updates))]
+
+    def _make_hits(self, use_mask: bool):
         model = self.model
 
         def hits(params: dict, rays: Rays) -> jax.Array:
@@ -192,5 +261,6 @@ class TensoRFSchedule:
         """One line on the grid, box and mask in force (printed at schedule events)."""
         line = f"grid {'x'.join(map(str, state['resolution']))}, box {np.round(np.asarray(params['aabb'], np.float64), 3).tolist()}"
         if params["occupancy"].size > 1:
-            line += f", mask {float(jnp.mean(params['occupancy'])):.1%} occupied"
+            # On the host: an op on the device would compile anew for each mask shape.
+            line += f", mask {float(np.mean(np.asarray(params['occupancy']))):.1%} occupied"
         return line
