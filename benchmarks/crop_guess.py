@@ -1,13 +1,13 @@
 """How early the box shrink's crop can be guessed: train up to the first mask update with a
 checkpoint every --every steps, then ask each checkpoint's field for the crop it would give
 (TensoRFSchedule.guess_crop) and compare it with the event's. The share of the way from which
-every guess equals the event's crop is what schedule.GUESS_CROP_FROM has to be for the compile
-ahead to hit.
+every guess equals the event's crop bounds the time a compile ahead of the shrink could have
+(Schedule.ahead does not guess: benchmarks/results.md).
 
     python benchmarks/crop_guess.py --data ../shared/data/nerf_synthetic/lego --downscale 8 --batch 1024
 
 With --downscale 8 --batch 1024 this is lego's schedule up to its shrink at 2000 on the official
-128^3 grid, in about 7 minutes on 2 CPU cores.
+128^3 grid, in about 16 minutes on 2 CPU cores (a checkpoint every 100 steps).
 """
 
 from __future__ import annotations

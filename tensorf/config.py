@@ -432,8 +432,8 @@ class TrainConfig:
     """Compile the next schedule event's programs (the step for its grid shapes, the resampling,
     ray filter, optimizer init and budget measurement) on a background thread while the current
     ones train, so the event does not wait for the compiler. Shapes are known ahead for
-    upsamplings and mask updates; the box shrink's crop is guessed from the field from three
-    quarters of the way to it. The step compiled ahead carries the last work budgets with
+    upsamplings and mask updates after the box shrink (whose crop follows the field at the
+    event: only its alpha grid is compiled ahead). The step compiled ahead carries the last work budgets with
     headroom (none before the first mask); when the event's measurement fits them it runs at
     once, and the step with the measured budgets is compiled beside training and swapped in at
     a log step once ready. auto: yes on a GPU or TPU, no on a CPU, where the compiler and the

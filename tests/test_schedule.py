@@ -94,22 +94,22 @@ def _shapes(tree):
 @pytest.mark.parametrize("shrink", [True, False])
 def test_ahead_predicts_the_shapes_each_event_leaves(shrink):
     # The loop compiles the step for Schedule.ahead's shapes before the event; a wrong guess
-    # would only cost a compile, so check every guess is exact. The crop of the first mask update
-    # is guessed from the field from three quarters of the way to it (here from step 4.5; the
-    # field stays as it is).
+    # would only cost a compile, so check every guess is exact. No guess where the crop of the
+    # first mask update is not known yet.
     model, schedule, params = _model(mask_update_steps=(5, 8, 9), upsample_steps=(3, 5, 9, 12),
                                      n_voxels_final=40**3, shrink_box=shrink)
     params, state = _blobs(model, params, [0.0]), model.initial_state()
     rays = jax.eval_shape(lambda: Rays(jnp.zeros((64, 3)), jnp.ones((64, 3))))
     for step in (3, 5, 8, 9, 12):
-        if step == 5 and shrink:
-            assert schedule.ahead(params, state, rays, 4) is None  # too early to guess the crop
-        guess = schedule.ahead(params, state, rays, step)
+        guess = schedule.ahead(params, state, rays)
         params, state, events = schedule.advance(params, state, step)
-        assert events
-        assert _shapes(guess.params) == _shapes(params), step
-        assert guess.events == events and guess.state == {**state, "budgets": None}, step
-    assert schedule.ahead(params, state, rays, 12) is None  # no event left
+        assert events and guess.events == events, step
+        if step == 5 and shrink:
+            assert guess.params is None and guess.state is None
+        else:
+            assert _shapes(guess.params) == _shapes(params), step
+            assert guess.state == {**state, "budgets": None}, step
+    assert schedule.ahead(params, state, rays) is None  # no event left
 
 
 @pytest.mark.slow  # a rare path, about 18 s on 2 cores: kept off the README command's budget
@@ -160,14 +160,13 @@ def test_events_compiled_ahead_wait_for_no_compile_and_end_on_measured_budgets(s
                       data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)), model__mask_update_steps=(50, 70),
                       model__upsample_steps=(60, 80), model__mask_threshold=3e-3, model__compaction="on")
     ahead = train(cfg)
-    # At 50 the box shrink, its crop guessed from the field at step 40 (three quarters of the way),
-    # and no budgets before (every sample) until the measured ones come in at the next log step.
-    assert [(step, hit) for step, _, hit in ahead.compiles] == [(0, False), (50, True), (60, True), (70, False), (80, True)]
+    # At 50 the box shrink: its crop follows the field, so its step is compiled at the event.
+    assert [(step, hit) for step, _, hit in ahead.compiles] == [(0, False), (50, False), (60, True), (70, False), (80, True)]
     # At 70 the young field's mask doubled its occupied share, beyond the headroom: compiled there.
-    assert ahead.tightened == [(50, 55), (60, 65), (80, 85)], ahead.tightened  # at the next log steps
-    # Nothing else was compiled at the events: their own programs were compiled ahead too.
-    assert [(step, names) for step, _, names in ahead.event_compiles] == [
-        (50, []), (60, []), (70, ["jit(step)"]), (80, [])]
+    assert ahead.tightened == [(60, 65), (80, 85)], ahead.tightened  # at the next log steps
+    # Nothing else was compiled at the events after the shrink: their own programs were compiled
+    # ahead too.
+    assert [(step, names) for step, _, names in ahead.event_compiles][1:] == [(60, []), (70, ["jit(step)"]), (80, [])]
     at_events = train(dataclasses.replace(cfg, run_dir=tmp_path / "at_events", compile_ahead="no"))
     assert at_events.tightened == [] and not any(hit for _, _, hit in at_events.compiles)
     assert ahead.model_state["budgets"] == at_events.model_state["budgets"] is not None

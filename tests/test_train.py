@@ -29,16 +29,16 @@ def test_training_raises_test_psnr(scene, trained_run, tmp_path):
     shrink = np.subtract(*reversed(cfg.data.aabb)) - np.diff(np.asarray(result.params["aabb"]), axis=0)[0]
     assert shrink.max() > 0.05, shrink  # the box was cropped to the occupied region
     assert result.params["occupancy"].shape == tuple(state["mask"]) and state["budgets"] is not None
-    # Every event's step was compiled ahead: the upsamplings' at 100 and 250 (at 250 with budgets
-    # the event's measurement fits), and the shrink's at 150 for the crop the field gave at the
-    # log step just before it (guesses start three quarters of the way from the last event, at
-    # 137.5). An event compiled ahead compiled nothing on the loop's thread: its own programs were
-    # compiled too (the loop waits for those still compiling).
+    # The steps for the upsamplings at 100 and 250 were compiled ahead (at 250 with budgets the
+    # event's measurement fits); the shrink's crop at 150 is known only at the event. An event
+    # compiled ahead compiled nothing on the loop's thread: its own programs were compiled too
+    # (the loop waits for those still compiling).
     ahead = {step: hit for step, _, hit in result.compiles}
-    assert ahead == {0: False, 100: True, 150: True, 250: True, 300: True}, result.compiles
+    assert ahead[0] is False and ahead[100] and ahead[150] is False and ahead[250], result.compiles
     assert [step for step, *_ in result.event_compiles] == [100, 150, 250, 300]
     for step, seconds, names in result.event_compiles:
-        assert names == [], (step, seconds, names)
+        assert not ahead[step] or names == [], (step, seconds, names)
+        assert ahead[step] or "jit(step)" in names, (step, seconds, names)
     run = cfg.run_dir
     written = sorted(p.name for p in (run / "eval" / "test").glob("*.png"))
     assert written == sorted(f"{n}.png" for n in test.names)

@@ -8,9 +8,10 @@ from typing import Any, NamedTuple
 
 class Ahead(NamedTuple):
     params: Any
-    """The params' shapes after the event (jax.ShapeDtypeStruct leaves)."""
-    state: dict
-    """The model state after it (budgets aside: those are measured after the event)."""
+    """The params' shapes after the event (jax.ShapeDtypeStruct leaves); None when they depend on
+    what the field holds at the event (then only `programs` are known)."""
+    state: dict | None
+    """The model state after it (budgets aside: those are measured after the event), or None."""
     events: frozenset
     """What advance will return for it: "resize", "mask"."""
     programs: tuple

@@ -76,9 +76,9 @@ class Schedule(Protocol):
         the events: "resize" restarts the optimizer, "mask" re-filters the ray pool."""
 
     def ahead(self, params: Params, state: dict, rays: Rays) -> Ahead | None:
-        """The next event, when its shapes are known before it, so that the step and the event's
-        own programs can be compiled for them ahead; else None. rays: the shapes of a batch as
-        the budgets are measured on (one device's shard)."""
+        """The next event, so that the event's own programs and the step after it can be compiled
+        ahead (the step only when the shapes it leaves are known); None when no event is left.
+        rays: the shapes of a batch as the budgets are measured on (one device's shard)."""
 
     def ray_filter(self, state: dict) -> Callable[[Params, Rays], jax.Array] | None:
         """Jittable (params, rays) -> (B,) bool of training rays worth keeping, or None to keep all.

@@ -152,7 +152,6 @@ class _Trainer:
     event_compiles: list = dataclasses.field(default_factory=list)  # TrainResult.event_compiles
     watch: CompileWatch = dataclasses.field(default_factory=CompileWatch)  # compiles on the loop's thread
     opt_init: Any = None  # the optimizer's init, jitted once (its programs are compiled ahead too)
-    sched: float = 0.0  # where the step schedule stood at the last event or look ahead (schedule_step)
     budget_rays: Any = None  # shapes of a batch the budgets are measured on (for Schedule.ahead)
     programs: list = dataclasses.field(default_factory=list)  # Futures of the next event's programs compiling
 
@@ -162,7 +161,6 @@ class _Trainer:
         self.key = jax.random.wrap_key_data(parallel.replicate(self.mesh, np.asarray(jax.random.key_data(self.key))))
         self._place()
         self.model = self.model.for_state(self.mstate)
-        self.sched = float(self.step)
         self.opt_init = jax.jit(self.tx.init)  # one program, not an eager op per leaf
         ahead = self.cfg.compile_ahead
         if ahead == "yes" or (ahead == "auto" and jax.default_backend() != "cpu"):
@@ -241,23 +239,25 @@ class _Trainer:
 
     def _compile_ahead(self) -> None:
         """Start compiling, for the params the next schedule event will leave (Schedule.ahead),
-        the event's own programs (alpha grid, crop and resampling, ray filter, optimizer init, the
-        budgets' measurement), then the step. The step's budgets are the last measured ones grown
-        by AHEAD_HEADROOM, so that the event's own measurement usually fits them (none before the
-        first mask: every sample); tighten() narrows them after the event."""
+        the event's own programs (alpha grid, resampling, ray filter, optimizer init, the budgets'
+        measurement), then the step when those params' shapes are known (not for the box shrink).
+        The step's budgets are the last measured ones grown by AHEAD_HEADROOM, so that the event's
+        own measurement usually fits them (none before the first mask: every sample); tighten()
+        narrows them after the event."""
         if self.compiler is None:
             return
         if self.budget_rays is None:  # the shapes of a batch budgets are measured on: fixed
             size = self.cfg.batch_size // self.mesh.size
             self.budget_rays = jax.eval_shape(lambda pool, key: pool.draw(key, size)[0], self.pool, self.key)
-        ahead = self.schedule.ahead(self.params, self.mstate, self.budget_rays, int(self.sched))
+        ahead = self.schedule.ahead(self.params, self.mstate, self.budget_rays)
         if ahead is None:
             return
         programs = list(ahead.programs)
-        keep = self.schedule.ray_filter(ahead.state) if "mask" in ahead.events else None
+        known = ahead.params is not None
+        keep = self.schedule.ray_filter(ahead.state) if known and "mask" in ahead.events else None
         if keep is not None:
             programs.append(self.pool.filter_program(keep, ahead.params))
-        if "resize" in ahead.events:
+        if known and "resize" in ahead.events:
             programs.append((self.opt_init, (ahead.params,)))
         programs.append((_budget_batches, _budget_batches_args(self.cfg, self.pool, self.step, self.mesh.size)))
         # Shapes run replicated, as apply_schedule places the params before the event's programs.
@@ -266,16 +266,11 @@ class _Trainer:
                             if isinstance(x, jax.ShapeDtypeStruct) else x)
         # Before the step: the event runs them first.
         self.programs = [self.compiler.submit(_compile_quietly, fn, jax.tree.map(placed, args)) for fn, args in programs]
+        if not known:
+            return
         self.ahead_budgets = _grown(self.measured or self.mstate.get("budgets"), AHEAD_HEADROOM)  # resumed: saved ones
         signature, future = self._submit(ahead.params, self.ahead_budgets)
         self.ahead = {signature: future}
-
-    def look_ahead(self, sched: float) -> None:
-        """Ask the schedule again for the next event when nothing is compiling for one: the box
-        shrink becomes known only as the field takes shape (Schedule.ahead)."""
-        if self.compiler is not None and not self.ahead:
-            self.sched = sched
-            self._compile_ahead()
 
     def tighten(self) -> None:
         """Swap in the step with the budgets measured at the last event once it is compiled (with
@@ -314,7 +309,6 @@ class _Trainer:
         """Schedule events due by `sched`. The new state is always adopted (a skipped mask update
         still counts); after any event the budgets are measured again, since a new grid or mask
         changes how many samples are live. The event's time is logged by phase (train/event_s)."""
-        self.sched = sched
         clock = _PhaseClock()
         clock.lap("queued steps", self.params)  # steps dispatched but not yet run
         self.watch.take()  # compiles since the last event were not this one's
@@ -542,7 +536,6 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
             if t.step % cfg.log_every == 0 or t.step == 1:
                 with _host_work():
                     t.tighten()
-                    t.look_ahead(schedule_step(cfg, t.step, clock.elapsed()))
                     clock.sync()
                     host = t.check(stats)
                     now = time.perf_counter()

@@ -18,12 +18,6 @@ from tensorf.models.ahead import Ahead
 from tensorf.models.tensorf.model import GRID_KEYS, TensoRF
 
 
-GUESS_CROP_FROM = 0.75
-"""How far from the last event to the box shrink (as a share of the steps) its crop is guessed
-from the field: on lego the crop's box still moved at half way and held from three quarters on
-(benchmarks/results.md, "The box shrink's crop, guessed ahead")."""
-
-
 @dataclasses.dataclass(frozen=True)
 class TensoRFSchedule:
     model: TensoRF
@@ -78,47 +72,34 @@ class TensoRFSchedule:
             events.add("resize")
         return params, state, events
 
-    def ahead(self, params: dict, state: dict, rays: Rays, step: int) -> Ahead | None:
-        """The next event, when its shapes can be known before it: an upsampling (log-spaced
-        voxel counts in the box in force), a mask update at the grid in force, and, from
-        GUESS_CROP_FROM of the way from the last event to it (`step`: where the schedule stands),
-        the first mask update with its box shrink, whose crop is then guessed from the field as it
-        is (a wrong guess costs a compile at the event, as without one). Its programs: the alpha grid's density,
-        the crop, the resampling, the live fractions after it.
+    def ahead(self, params: dict, state: dict, rays: Rays) -> Ahead | None:
+        """The next event: an upsampling (log-spaced voxel counts in the box in force) or a mask
+        update at the grid in force, with its programs (the alpha grid's density, the resampling,
+        the live fractions after it). None when no event is left.
 
-        None before then, when the field is still empty, and when no event is left."""
+        The first mask update's box shrink crops to what the field holds then, so its shapes are
+        unknown (params and state None; its alpha grid's program is known). Guessing the crop
+        early does not pay: on lego it still moved at 75% of the way to the shrink, and a wrong
+        guess keeps the compiler thread ~10 s from the next event's compiles
+        (benchmarks/crop_guess.py, benchmarks/results.md)."""
         c = self.config
         upsamples, masks = c.upsample_steps[state["level"]:], c.mask_update_steps[state["mask_updates"]:]
         if not upsamples and not masks:
             return None
         at = min(upsamples[:1] + masks[:1])
         shapes = jax.eval_shape(lambda p: p, params)
-        aabb = np.asarray(params["aabb"])
         state, events, programs = dict(state), set(), []
         if masks and masks[0] <= at:
             points = min(occupancy.ALPHA_CHUNK, math.prod(state["resolution"]))
             programs.append((self._density, (dict(shapes), np.zeros((points, 3), np.float32))))
             if params["occupancy"].size <= 1 and c.shrink_box:
-                done = c.upsample_steps[:state["level"]] + c.mask_update_steps[:state["mask_updates"]]
-                last = max(done, default=0)
-                if step < last + (at - last) * GUESS_CROP_FROM:
-                    return None
-                crop = self.guess_crop(params, state)
-                if crop is None:
-                    return None
-                lo, hi, aabb = crop
-                pos = [np.arange(lo[d], hi[d] + 1, dtype=np.float64) for d in range(3)]
-                crops = [self.model.ops.resample_program(shapes[k], pos) for k in GRID_KEYS]
-                programs += crops
-                shapes = {**shapes, **{k: jax.eval_shape(fn, *args) for k, (fn, args) in zip(GRID_KEYS, crops)}}
-                state["resolution"] = [int(hi[d] - lo[d] + 1) for d in range(3)]
-                events.add("resize")
+                return Ahead(None, None, frozenset({"mask", "resize"}), tuple(programs))
             shapes["occupancy"] = jax.ShapeDtypeStruct(tuple(state["resolution"]), params["occupancy"].dtype)
             state.update(mask_updates=state["mask_updates"] + 1, mask=list(state["resolution"]))
             events.add("mask")
         if upsamples and upsamples[0] <= at:
             level = sum(1 for s in c.upsample_steps if s <= at)
-            res = vm.voxels_to_resolution(self.voxels_at_level(level), aabb)
+            res = vm.voxels_to_resolution(self.voxels_at_level(level), np.asarray(params["aabb"]))
             pos = vm.align_corners_positions(shapes["density"].resolution, res)
             programs += [self.model.ops.resample_program(shapes[k], pos) for k in GRID_KEYS]
             shapes = jax.eval_shape(lambda p: self.resize(p, res), shapes)
@@ -194,7 +175,8 @@ class TensoRFSchedule:
 
     def guess_crop(self, params: dict, state: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The box shrink's crop if the first mask update came now: its first and last grid
-        points (lo, hi: (3,) ints at the grid in force) and its box; None while the field is empty."""
+        points (lo, hi: (3,) ints at the grid in force) and its box; None while the field is empty
+        (benchmarks/crop_guess.py asks it how early the crop settles)."""
         occupied, empty = self._occupied(params, state)
         return None if empty else self._crop_box(np.asarray(params["aabb"]), state["resolution"], occupied)
 
