@@ -227,15 +227,28 @@ class _Trainer:
         """Start compiling, on the compiler thread, the step for params of these shapes (arrays or
         jax.ShapeDtypeStruct) and these budgets: shapes only, nothing is transferred or computed
         on the device. Returns the step's signature and the Future of the compiled step."""
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        spec = lambda tree, sharding=None: jax.tree.map(  # noqa: E731
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or x.sharding), tree)
-        params = spec(params, replicated)
-        opt_state = spec(jax.eval_shape(self.tx.init, params), replicated)
-        rest = spec((self.totals, self.loss_scale, self.pool, self.step_on_device, self._sched_arg(0.0), self.key))
+        params = self._shapes(params)
+        opt_state = self._shapes(jax.eval_shape(self.tx.init, params))
+        rest = self._shapes((self.totals, self.loss_scale, self.pool, self.step_on_device, self._sched_arg(0.0), self.key))
         step = self._make_step(self.model.for_state({**self.mstate, "budgets": budgets}))
         return (self._signature(params, opt_state, budgets),
                 self.compiler.submit(lambda: step.lower(params, opt_state, *rest).compile()))
+
+    def _shapes(self, tree):
+        """What a compile ahead is given for the arguments in `tree`: device arrays as their shapes
+        on their own devices; shapes (the params after an event, their optimizer state) replicated
+        over the mesh, where _place and apply_schedule put them; anything else (numpy arrays, static
+        arguments) as it is."""
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+
+        def shape(x):
+            if isinstance(x, jax.ShapeDtypeStruct):
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
+            if isinstance(x, jax.Array):
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+            return x
+
+        return jax.tree.map(shape, tree)
 
     def _compile_ahead(self) -> None:
         """Start compiling, for the params the next schedule event will leave (Schedule.ahead),
@@ -260,12 +273,8 @@ class _Trainer:
         if known and "resize" in ahead.events:
             programs.append((self.opt_init, (ahead.params,)))
         programs.append((_budget_batches, _budget_batches_args(self.cfg, self.pool, self.step, self.mesh.size)))
-        # Shapes run replicated, as apply_schedule places the params before the event's programs.
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        placed = lambda x: (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)  # noqa: E731
-                            if isinstance(x, jax.ShapeDtypeStruct) else x)
         # Before the step: the event runs them first.
-        self.programs = [self.compiler.submit(_compile_quietly, fn, jax.tree.map(placed, args)) for fn, args in programs]
+        self.programs = [self.compiler.submit(_compile_quietly, fn, self._shapes(args)) for fn, args in programs]
         if not known:
             return
         self.ahead_budgets = _grown(self.measured or self.mstate.get("budgets"), AHEAD_HEADROOM)  # resumed: saved ones
