@@ -10,7 +10,7 @@
     # half precision against float32 at equal steps
     python benchmarks/compare_models.py --models nerf jaxnerf-plus --steps 1000 --dtypes float32 bfloat16
 
-Each model trains in its own process (so that its peak memory is its own) on lego's train split
+Each model trains in its own process (spawned, so that its peak memory and its device are its own) on lego's train split
 at 200x200 (`--downscale 4`) for `--minutes` of wall-clock time, its schedule stretched over the
 budget as in lego_cpu.py, then renders the same val views. With `--steps N` every model trains N
 steps instead, its recipe compressed to them (see `model_config`). With several `--dtypes` each
@@ -32,7 +32,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import subprocess
+import multiprocessing
+import signal
 import sys
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from common import DEFAULT_LEGO, ROOT, add_rows, device_name, peak_memory_gib  # noqa: E402
 from tensorf.config import TrainConfig  # noqa: E402
+from tensorf.data.blender import load_blender  # noqa: E402
 from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
 from tensorf.presets import JAXNERF_PLUS, LEGO, LEGO_CPU, MIPNERF, NERF  # noqa: E402
 
@@ -94,9 +96,6 @@ class Args:
     """Rays per step for JaxNeRF+ (published: 2048)."""
     results: Path = ROOT / "benchmarks" / "results.md"
     """Markdown file the table is appended to."""
-    one: ModelName | None = None
-    """Internal: train and evaluate this one model, in the first of --dtypes, in this process and
-    write its figures as JSON."""
 
 
 def run_name(name: ModelName, dtype: str) -> str:
@@ -135,20 +134,22 @@ def checkpoint_mib(run_dir: Path) -> float:
     return sum(f.stat().st_size for f in newest.rglob("*") if f.is_file()) / 2**20
 
 
-def run_one(args: Args, name: ModelName) -> dict:
+def run_one(args: Args, name: ModelName, dtype: Dtype) -> None:
+    """Train and evaluate one model in this process; its figures go to RUN/compare.json."""
     from tensorf.training.loop import train
 
-    dtype = args.dtypes[0]
-    cfg = model_config(args, name, dtype)
-    result = train(cfg)
+    with exit_on_user_error():
+        cfg = model_config(args, name, dtype)
+        result = train(cfg)
     m = result.eval_metrics
+    first = load_blender(args.dataset_path, "val", args.downscale, views=args.eval_views[:1]).images[0]
     peak, peak_kind = peak_memory_gib()
     figures = {
         "model": name,
         "preset": args.tensorf_preset if name == "tensorf" else None,
         "dtype": dtype,
         "device": device_name(),
-        "image": f"{800 // args.downscale}x{800 // args.downscale}",
+        "image": f"{first.shape[1]}x{first.shape[0]}",
         "minutes": result.elapsed_s / 60.0,
         "batch": cfg.batch_size,
         "steps": result.steps,
@@ -164,7 +165,6 @@ def run_one(args: Args, name: ModelName) -> dict:
         "eval_views": list(args.eval_views),
     }
     (Path(cfg.run_dir) / "compare.json").write_text(json.dumps(figures, indent=2))
-    return figures
 
 
 def row(f: dict) -> str:
@@ -176,9 +176,6 @@ def row(f: dict) -> str:
 
 
 def main(args: Args) -> None:
-    if args.one is not None:
-        run_one(args, args.one)
-        return
     if args.steps is not None and "tensorf" in args.models:
         raise UserError("--steps compresses the NeRF family's recipes only; compare TensoRF by --minutes, or "
                         "leave it out of --models")
@@ -190,14 +187,14 @@ def main(args: Args) -> None:
             if "device" in measured:  # older ones lack columns: measured again
                 print(f"== {name} ({dtype}): measured before, {done}", flush=True)
             else:
-                cmd = [sys.executable, __file__, "--one", name, "--dtypes", dtype, "--minutes", str(args.minutes),
-                       "--run-root", str(args.run_root), "--dataset-path", str(args.dataset_path),
-                       "--downscale", str(args.downscale), "--tensorf-preset", args.tensorf_preset,
-                       "--nerf-batch", str(args.nerf_batch), "--jaxnerf-plus-batch", str(args.jaxnerf_plus_batch),
-                       "--eval-views", *map(str, args.eval_views),
-                       *([] if args.steps is None else ["--steps", str(args.steps)])]
-                print(f"== {name} ({dtype}): {' '.join(cmd[1:])}", flush=True)
-                code = subprocess.run(cmd).returncode
+                print(f"== {name} ({dtype}): training in a process of its own", flush=True)
+                # Spawned, not forked: this process has imported JAX, whose runtime must not be forked.
+                child = multiprocessing.get_context("spawn").Process(target=run_one, args=(args, name, dtype))
+                child.start()
+                # gpu_check.sh's deadline (timeout's SIGTERM) ends the training too, not only this process.
+                signal.signal(signal.SIGTERM, lambda *_: (child.terminate(), sys.exit(143)))
+                child.join()
+                code = child.exitcode
                 if code != 0:
                     why = " (killed: out of memory? lower its batch)" if code == -9 else ""
                     raise UserError(f"training {name} ({dtype}) failed with exit status {code}{why}; its output is "

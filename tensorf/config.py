@@ -437,8 +437,7 @@ class TrainConfig:
     headroom (none before the first mask); when the event's measurement fits them it runs at
     once, and the step with the measured budgets is compiled beside training and swapped in at
     a log step once ready. auto: yes on a GPU or TPU, no on a CPU, where the compiler and the
-    step share the cores and a guess that misses is a compile wasted (and where several
-    simulated devices' collectives can starve beside the compiler thread)."""
+    step share the cores and a guess that misses is a compile wasted."""
     final_eval: bool = True
     """Evaluate every view of the eval split after training."""
     eval_lpips: bool = True

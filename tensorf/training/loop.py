@@ -154,6 +154,7 @@ class _Trainer:
     opt_init: Any = None  # the optimizer's init, jitted once (its programs are compiled ahead too)
     budget_rays: Any = None  # shapes of a batch the budgets are measured on (for Schedule.ahead)
     programs: list = dataclasses.field(default_factory=list)  # Futures of the next event's programs compiling
+    queue: int | None = None  # steps queued at most before waiting for them (CPU_QUEUE); None: no limit
 
     def __post_init__(self):
         self.pool = parallel.replicate(self.mesh, self.pool)
@@ -162,6 +163,8 @@ class _Trainer:
         self._place()
         self.model = self.model.for_state(self.mstate)
         self.opt_init = jax.jit(self.tx.init)  # one program, not an eager op per leaf
+        if self.mesh.devices.flat[0].platform == "cpu" and len(self.mesh.local_devices) > 1:
+            self.queue = CPU_QUEUE
         ahead = self.cfg.compile_ahead
         if ahead == "yes" or (ahead == "auto" and jax.default_backend() != "cpu"):
             self.compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile-ahead")
@@ -378,6 +381,8 @@ class _Trainer:
             self.params, self.opt_state, self.totals, self.loss_scale, self.pool, self.step_on_device,
             self._sched_arg(sched), self.key)
         self.step += 1
+        if self.queue is not None and self.step % self.queue == 0:
+            jax.block_until_ready(stats)
         return stats
 
     def check(self, stats: dict) -> dict:
@@ -693,6 +698,13 @@ class BestKeeper:
             self.checkpoints.save(t.step, {"params": undonated(t.params)}, {"step": t.step, "model_state": t.mstate, "val_psnr": psnr})
         return psnr
 
+
+# Over several CPU devices in one process, XLA's CPU client can abort a step's all-reduce ("only 3
+# of 4 arrived", after 40 s) when many multi-device programs are queued: a one-all-reduce program
+# queued 100 deep did within a minute, 8 or 32 deep never (benchmarks/cpu_queue.py); the generated
+# preset on 4 devices queues up to 24 steps between logs and aborted in 1 run of 3, and 0 of 4
+# with the bound. GPUs keep their queues unbounded: there the queue is what hides the host.
+CPU_QUEUE = 8
 
 # Budgets of a step compiled ahead, as a multiple of those last measured: an upsampling moves the
 # measured shares by a few percent, a mask update by up to a third (tests/test_train.py's run:

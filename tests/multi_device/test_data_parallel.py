@@ -129,3 +129,24 @@ def test_mesh_export_queries_spread_over_devices_match_one_device():
     np.testing.assert_allclose(four[0], one[0], rtol=1e-5, atol=1e-5)  # vertices
     np.testing.assert_array_equal(four[1], one[1])  # faces
     assert np.abs(four[2].astype(int) - one[2].astype(int)).max() <= 1  # uint8 colours, rounding
+
+
+def test_steps_queued_over_cpu_devices_are_bounded(scene, tmp_path, monkeypatch):
+    """Over several CPU devices XLA can abort a step's all-reduce when many steps are queued
+    (benchmarks/cpu_queue.py), so the loop never has more than CPU_QUEUE steps in flight there,
+    however far apart its logs are (this run queues 16 by step 60 without the bound)."""
+    from tensorf.training import loop
+
+    in_flight, outputs = [], []
+    real_step = loop._Trainer.train_step
+
+    def counting_step(self, sched):
+        in_flight.append(sum(not x.is_ready() for x in outputs))
+        stats = real_step(self, sched)
+        outputs.append(stats["loss"])
+        return stats
+
+    monkeypatch.setattr(loop._Trainer, "train_step", counting_step)
+    train(tiny_config(scene, tmp_path / "r", num_devices=4, steps=60, log_every=60, checkpoint_every=0, batch_size=1024,
+                      compile_ahead="yes"))
+    assert max(in_flight) <= loop.CPU_QUEUE, in_flight
