@@ -14,6 +14,8 @@
 # PRESETS="" runs none. PROFILE_ARGS="--no-parts --variants volume/on volume/on/bfloat16
 # volume/on/float16" keeps the profile to the precision rows (and the NeRF / JaxNeRF+ rows,
 # --nerf); PROFILE=0 skips it (the recipe then runs the defaults: volume lookup, compaction on).
+# TRACE=1 also records the first variant's steps with JAX's profiler: OUT_DIR/step_trace.json.gz
+# (perfetto) and OUT_DIR/step_trace.md, its kernels summed per step (benchmarks/trace_summary.py).
 #
 #   bash benchmarks/gpu_check.sh DATA_DIR OUT_DIR
 #
@@ -27,7 +29,7 @@
 set -uo pipefail
 DATA=$(realpath "$1"); OUT=$(realpath -m "$2"); RUNS=${RUNS:-runs}
 STEPS=${STEPS:-}; LEGO_ARGS=${LEGO_ARGS:-}; PROFILE_ARGS=${PROFILE_ARGS:-}; PRESETS=${PRESETS-lego}
-PROFILE=${PROFILE:-1}; COMPARE_ARGS=${COMPARE_ARGS:-}
+PROFILE=${PROFILE:-1}; COMPARE_ARGS=${COMPARE_ARGS:-}; TRACE=${TRACE:-0}
 DEADLINE=${DEADLINE:-570}  # seconds for everything (a device call may run 600)
 EVAL_RESERVE=${EVAL_RESERVE:-90}  # seconds kept for loading, the last checkpoint and the eval
 cd "$(dirname "$0")/.."
@@ -48,7 +50,14 @@ stage() {  # stage NAME LIMIT COMMAND...: run with what is left of the deadline,
   echo "$name: exit $rc after $((SECONDS - t0)) s"; return $rc
 }
 # shellcheck disable=SC2086
-[ "$PROFILE" = 0 ] || stage profile 170 python3 benchmarks/step_profile.py --data "$DATA" --json "$OUT/profile.json" $PROFILE_ARGS
+TRACE_DIR=$(mktemp -d)  # the profiler's folders are too deep to come back from a device call
+[ "$PROFILE" = 0 ] || stage profile 170 python3 benchmarks/step_profile.py --data "$DATA" --json "$OUT/profile.json" \
+  $([ "$TRACE" = 1 ] && echo --trace "$TRACE_DIR") $PROFILE_ARGS
+if compgen -G "$TRACE_DIR/plugins/profile/*/perfetto_trace.json.gz" >/dev/null; then
+  cp "$(ls -d "$TRACE_DIR"/plugins/profile/*/perfetto_trace.json.gz | tail -1)" "$OUT/step_trace.json.gz"
+  python3 benchmarks/trace_summary.py "$TRACE_DIR" --top 40 > "$OUT/step_trace.md"
+  head -40 "$OUT/step_trace.md"
+fi
 read -r LOOKUP COMPACTION < <(python3 - "$OUT/profile.json" <<'PY'
 import json, sys
 try:

@@ -63,10 +63,13 @@ def time_step(s: LegoState, model, params, steps: int, devices: int = 1, loss_sc
     return step_timings(s.cfg, s.tx, model, params, s.pool, steps, devices, loss_scaling)["ms"] / 1000
 
 
-def step_timings(cfg, tx, model, params, pool, steps: int, devices: int = 1, loss_scaling: bool = False) -> dict:
+def step_timings(cfg, tx, model, params, pool, steps: int, devices: int = 1, loss_scaling: bool = False,
+                 trace: Path | None = None) -> dict:
     """The jitted train step timed on batches drawn from `pool`: compile_s (ahead of time), ms
     (median over `steps` steps, each waited for, after two warm-up steps), queued_ms (mean over
-    `steps` more dispatched back to back, as the training loop runs them) and the last loss."""
+    `steps` more dispatched back to back, as the training loop runs them) and the last loss.
+    With `trace`, `steps` more queued steps are recorded there by JAX's profiler (the step's
+    programs one by one: benchmarks/trace_summary.py)."""
     mesh = make_mesh(devices, cfg.batch_size)
     fn = make_train_step(model, tx, functools.partial(lrs_at, cfg), cfg.batch_size, mesh)
     prm = jax.tree.map(jnp.array, params)  # the step donates its inputs on accelerators
@@ -85,5 +88,11 @@ def step_timings(cfg, tx, model, params, pool, steps: int, devices: int = 1, los
     for _ in range(steps):
         *state, count, stats = step(*state, pool, count, None, key)
     jax.block_until_ready((state, stats))
-    return {"compile_s": compile_s, "ms": 1000 * float(np.median(times[2:])),
-            "queued_ms": 1000 * (time.perf_counter() - t0) / steps, "loss": float(stats["loss"])}
+    queued_ms = 1000 * (time.perf_counter() - t0) / steps
+    if trace is not None:
+        with jax.profiler.trace(str(trace), create_perfetto_trace=True):
+            for _ in range(steps):
+                *state, count, stats = step(*state, pool, count, None, key)
+            jax.block_until_ready((state, stats))
+    return {"compile_s": compile_s, "ms": 1000 * float(np.median(times[2:])), "queued_ms": queued_ms,
+            "loss": float(stats["loss"])}

@@ -75,6 +75,10 @@ class Args:
     nerf: tuple[str, ...] = ("nerf/float32", "nerf/bfloat16", "jaxnerf-plus/float32", "jaxnerf-plus/bfloat16")
     """`preset/compute_dtype` of the NeRF family to time as whole steps on the same rays and batch
     (empty: none)."""
+    trace: Path | None = None
+    """Also record `--steps` queued steps of the first variant with JAX's profiler into this folder
+    (plugins/profile/*/perfetto_trace.json.gz: every kernel of the step, for
+    benchmarks/trace_summary.py; a few MB)."""
     json: Path | None = None
     """Write the rows here as JSON ({"steps": [...], "parts": [...], "nerf": [...], "best": ...}), again after
     every row, so that a run cut short still names the fastest variant it timed."""
@@ -151,6 +155,9 @@ def main(args: Args) -> dict:
             args.json.write_text(json.dumps(out, indent=2))
         return out
 
+    if args.trace:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        (args.trace / "steps.json").write_text(json.dumps({"steps": args.steps, "variant": args.variants[0]}))
     for variant in args.variants:
         lookup, compaction, dtype = (variant.split("/") + ["float32"])[:3]
         mcfg = resolve(dataclasses.replace(cfg.model, density_lookup=lookup, compaction=compaction,
@@ -161,7 +168,8 @@ def main(args: Args) -> dict:
         m = m.for_state({**state, "budgets": budgets})
         tx = make_optimizer(m, vcfg.optim)
         row = {"variant": variant, "dtype": dtype, "budgets": budgets,
-               **step_timings(vcfg, tx, m, params, pool, args.steps, loss_scaling=dtype == "float16")}
+               **step_timings(vcfg, tx, m, params, pool, args.steps, loss_scaling=dtype == "float16",
+                              trace=args.trace if variant == args.variants[0] else None)}
         steps.append(row)
         print(f"step {variant:12s} budgets {budgets}: compile {row['compile_s']:5.1f} s, {row['ms']:7.2f} ms blocking, "
               f"{row['queued_ms']:7.2f} ms queued ({args.batch / row['queued_ms'] * 1e3:,.0f} rays/s)", flush=True)
