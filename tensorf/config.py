@@ -244,6 +244,10 @@ class NeRFConfig:
     world_viewdirs: bool = False
     """NDC captures: give the colour branch each ray's world-space direction, not its NDC one
     (JaxNeRF's LLFF models; the nerf-llff preset)."""
+    near_gradient_distance: float | Literal["auto"] = "auto"
+    """Scale the gradients of density and colour at samples nearer a camera than this by
+    (distance / it)^2 (Floaters No More; as TensoRF's option of the same name, whose auto it
+    shares: 1 in a bounded posed capture, off for Blender scenes and NDC rays)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the MLPs; compositing and the loss stay float32."""
 
@@ -292,6 +296,10 @@ class MipNeRFConfig:
     integrate: bool = True
     """Integrated encoding of the frustums; False encodes only their means (mip-NeRF's "no IPE"
     ablation)."""
+    near_gradient_distance: float | Literal["auto"] = "auto"
+    """Scale the gradients of density and colour at samples nearer a camera than this by
+    (distance / it)^2 (Floaters No More; as TensoRF's option of the same name, whose auto it
+    shares: 1 in a bounded posed capture, off for Blender scenes and NDC rays)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the MLP; compositing and the loss stay float32."""
 
@@ -342,6 +350,10 @@ class MipNeRF360Config:
     """Weight of the distortion loss on the NeRF MLP's weights."""
     anneal_steps: int = 250_000
     """Steps over which resampling sharpens to the proposals' weights (multinerf: the whole run)."""
+    near_gradient_distance: float | Literal["auto"] = 0.0
+    """Scale the gradients of the NeRF MLP's density and colour at samples nearer a camera than
+    this by (distance / it)^2 (Floaters No More, as TensoRF's option of the same name). 0: off,
+    as multinerf trains; auto: TensoRF's choice (0.5 in a contracted capture)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the MLPs; compositing and the loss stay float32."""
 
@@ -470,9 +482,7 @@ def resolve(model, scene, backend: str):
     """The model config with its `auto` choices decided: the density lookup for `backend`
     ("cpu", "gpu", ...), the near-camera gradient distance for `scene` (tensorf.data.views.Scene).
     Done once when a run starts; the resolved values are what RUN/config.json records."""
-    if not isinstance(model, TensoRFConfig):
-        return model
-    if model.density_lookup == "auto":
+    if isinstance(model, TensoRFConfig) and model.density_lookup == "auto":
         model = dataclasses.replace(model, density_lookup="mixed" if backend == "cpu" else "volume")
     if model.near_gradient_distance == "auto":
         distance = 0.0 if scene.ndc else NEAR_GRADIENT_CONTRACTED if scene.contraction else NEAR_GRADIENT_BOUNDED

@@ -113,3 +113,41 @@ def test_nerf_preset_cli_help_lists_its_options(capsys):
     assert isinstance(cfg.model, NeRFConfig) and cfg.model.coarse_samples == 8 and cfg.steps == 1500
     with pytest.raises(UserError, match="unknown model family"):
         parse(["model:mlp"])
+
+
+@pytest.mark.parametrize("family", ["nerf", "mipnerf"])
+def test_near_camera_gradient_scaling_damps_near_samples_and_changes_no_render(family):
+    """The NeRF family takes TensoRF's near-camera gradient scaling (Floaters No More): the same
+    render, a smaller gradient from samples within the distance of the camera; and its auto
+    choice follows the scene (on in a bounded capture, off where the near plane lies beyond it)."""
+    from conftest import make_model
+    from tensorf.config import MipNeRFConfig
+    from tensorf.data.rays import Rays
+    from tensorf.presets import MIPNERF
+
+    if family == "nerf":
+        base = _tiny(NERF, coarse_samples=16, fine_samples=16)
+    else:
+        base = dataclasses.replace(MIPNERF.model, net_depth=3, net_width=48, skip_layer=2, net_width_condition=24,
+                                   max_deg_point=8, deg_view=2, samples=16)
+    capture = dict(aabb=((-1.0,) * 3, (1.0,) * 3), near_far=(0.05, 3.0))
+    assert make_model(base, **capture).config.near_gradient_distance == 1.0  # auto, in a capture
+    assert make_model(base).config.near_gradient_distance == 0.0  # auto, Blender's near plane at 2
+    plain = make_model(dataclasses.replace(base, near_gradient_distance=0.0), **capture)
+    scaled = make_model(dataclasses.replace(base, near_gradient_distance=1.0), **capture)
+    params = plain.init(jax.random.key(0))
+    n = 8
+    directions = jax.random.normal(jax.random.key(1), (n, 3))
+    directions = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
+    rays = Rays(origins=jnp.zeros((n, 3)) + jnp.asarray([0.0, 0.0, -1.5]), directions=directions,
+                radii=jnp.full((n,), 0.01) if isinstance(base, MipNeRFConfig) else None)
+    colors, keys = jnp.full((n, 3), 0.3), jax.random.split(jax.random.key(2), n)
+
+    def loss_and_size(model):
+        loss = lambda p: model.training_loss(p, rays, colors, keys, {})[0]  # noqa: E731
+        value, grads = jax.jit(jax.value_and_grad(loss))(params)
+        return value, sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads))
+
+    (loss, size), (plain_loss, plain_size) = loss_and_size(scaled), loss_and_size(plain)
+    np.testing.assert_allclose(loss, plain_loss, rtol=1e-6)  # the same render
+    assert 0.0 < size < 0.9 * plain_size, (size, plain_size)

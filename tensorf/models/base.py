@@ -124,8 +124,9 @@ class NoEvents:
 def build_model(config, scene: Scene, backend: str | None = None) -> Model:
     """Model for a model config and scene, its `auto` choices resolved for `backend` (default:
     JAX's). Each model family registers here."""
+    config = resolve(config, scene, backend or jax.default_backend())
     if isinstance(config, TensoRFConfig):
-        return TensoRF(resolve(config, scene, backend or jax.default_backend()), scene)
+        return TensoRF(config, scene)
     if isinstance(config, (NeRFConfig, MipNeRFConfig)):
         if scene.contraction:
             raise UserError("--data.contraction (unbounded scenes) works with the TensoRF model and "

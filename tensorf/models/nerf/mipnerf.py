@@ -75,11 +75,12 @@ class MipNeRF(MLPModel):
         b, n = edges.shape[0], edges.shape[1] - 1
         t0, t1 = edges[:, :-1], edges[:, 1:]
         raw, rgb = self._query(params, *ray_frustums(rays, t0, t1))
-        raw, rgb = raw.reshape(b, n), rgb.reshape(b, n, 3)
+        mid = 0.5 * (t0 + t1)
+        raw, rgb = self._near_gradient(raw.reshape(b, n), mid), self._near_gradient(rgb.reshape(b, n, 3), mid[..., None])
         if noise_key is not None and self.config.density_noise > 0:
             raw = raw + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         weights = compositing_weights(self._sigma(raw), t1 - t0)
-        return composite_all(weights, rgb, 0.5 * (t0 + t1), ray_background(rays, self.scene.background)), weights
+        return composite_all(weights, rgb, mid, ray_background(rays, self.scene.background)), weights
 
     def _coarse_edges(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """Edges (B, samples + 1): stratified over [near, far]; in NDC from the near plane to

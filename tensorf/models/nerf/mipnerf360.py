@@ -96,9 +96,10 @@ class MipNeRF360(MLPModel):
         edges, history = propose(c.proposal_samples, c.samples, weights_of, jitter, anneal, batch=b)
         t_edges = spacing.t(edges)
         sigma, rgb = self._intervals(params["nerf"], self._mlp, rays, t_edges)
+        mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
+        sigma, rgb = self._near_gradient(sigma, mid), self._near_gradient(rgb, mid[..., None])
         weights = compositing_weights(sigma, t_edges[:, 1:] - t_edges[:, :-1])
-        out = composite_all(weights, rgb, 0.5 * (t_edges[:, 1:] + t_edges[:, :-1]),
-                            ray_background(rays, self.scene.background))
+        out = composite_all(weights, rgb, mid, ray_background(rays, self.scene.background))
         return out, {"edges": edges, "weights": weights, "history": history}
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from tensorf.data.rays import Rays
 from tensorf.fields.nerf_mlp import NeRFMLP
-from tensorf.render import RenderOutput
+from tensorf.render import RenderOutput, near_camera_gradient
 
 
 class MLPModel:
@@ -25,6 +25,14 @@ class MLPModel:
         c = self.config
         return NeRFMLP(depth=c.net_depth, width=c.net_width, skip=c.skip_layer, depth_cond=c.net_depth_condition,
                        width_cond=c.net_width_condition, dtype=jnp.dtype(c.compute_dtype))
+
+    def _near_gradient(self, x: jax.Array, t: jax.Array) -> jax.Array:
+        """x as it is, its gradient scaled where t (broadcast against x), the samples' distance
+        from the camera, is under config.near_gradient_distance (render.near_camera_gradient)."""
+        distance = self.config.near_gradient_distance
+        if distance == "auto":
+            raise ValueError("the NeRF family needs a config with its auto choices resolved (config.resolve)")
+        return near_camera_gradient(x, t, distance)
 
     def initial_state(self) -> dict:
         return {"budgets": None}

@@ -74,7 +74,7 @@ class NeRF(MLPModel):
         xyz = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
         dirs = jnp.broadcast_to(self._viewdirs(rays)[:, None, :], xyz.shape)
         sigma, rgb = self._query(net_params, xyz.reshape(-1, 3), dirs.reshape(-1, 3))
-        sigma, rgb = sigma.reshape(b, n), rgb.reshape(b, n, 3)
+        sigma, rgb = self._near_gradient(sigma.reshape(b, n), t), self._near_gradient(rgb.reshape(b, n, 3), t[..., None])
         if noise_key is not None and self.config.density_noise > 0:
             sigma = sigma + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         # The last sample reaches to infinity (NeRF); directions are unit, so spacing is distance.
