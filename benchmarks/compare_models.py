@@ -10,9 +10,9 @@
     # half precision against float32 at equal steps
     python benchmarks/compare_models.py --models nerf jaxnerf-plus --steps 1000 --dtypes float32 bfloat16
 
-Each model trains in its own process (spawned, so that its peak memory and its device are its own) on lego's train split
-at 200x200 (`--downscale 4`) for `--minutes` of wall-clock time, its schedule stretched over the
-budget as in lego_cpu.py, then renders the same val views. With `--steps N` every model trains N
+Each model trains in its own spawned process (so that its peak memory and its device are its
+own) on lego's train split at 200x200 (`--downscale 4`) for `--minutes` of wall-clock time, its
+schedule stretched over the budget as in lego_cpu.py, then renders the same val views. With `--steps N` every model trains N
 steps instead, its recipe compressed to them (see `model_config`). With several `--dtypes` each
 model trains once in each compute dtype. Prints and appends to benchmarks/results.md one table:
 steps, rays/s, val PSNR / SSIM / LPIPS, parameter count, checkpoint size, peak memory (the
@@ -96,6 +96,10 @@ class Args:
     """Rays per step for JaxNeRF+ (published: 2048)."""
     results: Path = ROOT / "benchmarks" / "results.md"
     """Markdown file the table is appended to."""
+    figures_dir: Path | None = None
+    """Also write each model's figures here, as <model>[-<dtype>].json, as soon as it is measured
+    (gpu_check.sh: its OUT_DIR, which a device call returns even when the call is cut short).
+    Put back as RUN_ROOT/<model>[-<dtype>]/compare.json, they are not measured again."""
 
 
 def run_name(name: ModelName, dtype: str) -> str:
@@ -201,6 +205,9 @@ def main(args: Args) -> None:
                                     f"above. The models measured so far are kept in {args.run_root}; run again to "
                                     "continue")
                 measured = json.loads(done.read_text())
+            if args.figures_dir is not None:
+                args.figures_dir.mkdir(parents=True, exist_ok=True)
+                (args.figures_dir / f"{run_name(name, dtype)}.json").write_text(json.dumps(measured, indent=2))
             figures.append(measured)
     rows = [row(f) for f in figures]
     print("\n".join(rows))

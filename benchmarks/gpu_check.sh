@@ -7,9 +7,10 @@
 #      early if the deadline needs it (--stop-after-minutes), then evaluated on the val views, with
 #      its time-to-quality line (PSNR every 10 s of training on 4 val views).
 #   3. (when COMPARE_ARGS is set) benchmarks/compare_models.py with those arguments; several
-#      comparisons separated by ';' run in turn. A comparison cut off by the deadline keeps the
-#      models it finished: their compare.json files land in OUT_DIR/compare<i>/, and put back under
-#      RUNS/compare<i>/ (RUNS defaults to runs/) they are not trained again.
+#      comparisons separated by ';' run in turn. Each model's figures land in
+#      OUT_DIR/compare<i>/<model>[-<dtype>].json as soon as it is measured (so a call cut short,
+#      by the deadline or by the device's limit, keeps them); put back as
+#      RUNS/compare<i>/<model>[-<dtype>]/compare.json (RUNS defaults to runs/) they are not trained again.
 # PRESETS="lego-fast lego" runs several recipes in turn (each gets what is left of the deadline);
 # PRESETS="" runs none. PROFILE_ARGS="--no-parts --variants volume/on volume/on/bfloat16
 # volume/on/float16" keeps the profile to the precision rows (and the NeRF / JaxNeRF+ rows,
@@ -84,9 +85,6 @@ for ARGS in "${COMPARES[@]}"; do
   I=$((I + 1))
   # shellcheck disable=SC2086
   stage "compare$I" 600 python3 benchmarks/compare_models.py --dataset-path "$DATA" --run-root "$RUNS/compare$I" \
-    --results "$OUT/results_rows.md" $ARGS
-  for F in "$RUNS/compare$I"/*/compare.json; do
-    [ -f "$F" ] && mkdir -p "$OUT/compare$I/$(basename "$(dirname "$F")")" && cp "$F" "$OUT/compare$I/$(basename "$(dirname "$F")")/"
-  done
+    --results "$OUT/results_rows.md" --figures-dir "$OUT/compare$I" $ARGS
 done
 exit 0
