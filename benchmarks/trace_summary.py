@@ -1,6 +1,6 @@
 """Where a profiled step's time goes, kernel by kernel: the newest perfetto trace under DIR (as
-`step_profile.py --trace DIR` writes it), summed by event name on each track group (the host, and
-on a GPU each device and its streams), per step.
+`step_profile.py --trace DIR` writes it), summed by event name on each track (the host's threads;
+on a GPU each device's op and kernel lines), per step.
 
     python benchmarks/trace_summary.py DIR [--steps N] [--top 25] [--json OUT]
 
@@ -27,14 +27,14 @@ from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
 
 @dataclasses.dataclass(frozen=True)
 class Args:
-    """Sum a profiler trace's events by name, per track group and per step."""
+    """Sum a profiler trace's events by name, per track and per step."""
 
     trace_dir: tyro.conf.Positional[Path]
     """Folder given to `step_profile.py --trace` (or jax.profiler.trace)."""
     steps: int | None = None
     """Steps the trace holds (None: as DIR/steps.json says, which step_profile.py writes)."""
     top: int = 25
-    """Rows per track group."""
+    """Rows per track."""
     json: Path | None = None
     """Also write the rows here as JSON."""
 
@@ -48,19 +48,25 @@ def newest_trace(folder: Path) -> Path:
 
 
 def summarize(path: Path, steps: int) -> dict[str, list[dict]]:
-    """{track group: rows sorted by total time}, each row {name, count, ms_per_step, share}: the
-    events' own durations summed (nested host events are counted at every level)."""
+    """{track: rows sorted by total time}, each row {name, count, ms_per_step, share of the
+    track}: the events' own durations summed (nested events are counted at every level)."""
     try:
         trace = json.loads(gzip.open(path).read())
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: not a readable perfetto trace ({error}); record it again") from None
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    groups = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+    meta = lambda kind: {(e.get("pid"), e.get("tid")): e["args"]["name"]  # noqa: E731
+                         for e in events if e.get("ph") == "M" and e.get("name") == kind}
+    processes = {pid: name for (pid, _), name in meta("process_name").items()}
+    threads = meta("thread_name")
     totals: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for e in events:
         if e.get("ph") == "X" and "dur" in e:
-            group = groups.get(e.get("pid"), str(e.get("pid")))
+            # A track: the process (host, a device) and its thread or stream without its id
+            # suffix, so that a pool's threads add up and a device's ops and kernels do not.
+            thread = threads.get((e.get("pid"), e.get("tid")), str(e.get("tid"))).split("/")[0]
+            group = f"{processes.get(e.get('pid'), e.get('pid'))} / {thread}"
             totals[group][e["name"]] += float(e["dur"])  # microseconds
             counts[group][e["name"]] += 1
     out = {}
