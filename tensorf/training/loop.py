@@ -700,10 +700,9 @@ class BestKeeper:
 
 
 # Over several CPU devices in one process, XLA's CPU client can abort a step's all-reduce ("only 3
-# of 4 arrived", after 40 s) when many multi-device programs are queued: a one-all-reduce program
-# queued 100 deep did within a minute, 8 or 32 deep never (benchmarks/cpu_queue.py); the generated
-# preset on 4 devices queues up to 24 steps between logs and aborted in 1 run of 3, and 0 of 4
-# with the bound. GPUs keep their queues unbounded: there the queue is what hides the host.
+# of 4 arrived", after 40 s) when many multi-device programs are queued, whether or not a compile
+# runs beside them; a short queue never did (benchmarks/cpu_queue.py, its section in
+# benchmarks/results.md). GPUs keep their queues unbounded: there the queue hides the host.
 CPU_QUEUE = 8
 
 # Budgets of a step compiled ahead, as a multiple of those last measured: an upsampling moves the
