@@ -39,7 +39,7 @@ from tensorf.xla_cache import use_persistent_cache
 def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh: Mesh | None = None):
     """rgb (H, W, 3), depth (H, W) and opacity (H, W) of one view (chunks spread over the mesh)."""
     out = render_rays_chunked(model, params, view_rays(views, index), chunk, mesh)
-    h, w = views.height, views.width
+    h, w = views.size(index)
     return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
 
 
@@ -47,11 +47,10 @@ def judged(views: Views, index: int, rgb: np.ndarray) -> tuple[np.ndarray, np.nd
     """The view's image as judged against its render rgb (H, W, 3), and the (H, W) bool pixels
     that count: where the view's mask drops a pixel, the render stands in for the truth, so that
     SSIM and LPIPS, which need whole images, see no error there and PSNR leaves it out."""
-    truth = np.asarray(views.images[index])
-    if views.masks is None:
-        return truth, np.ones(truth.shape[:2], bool)
-    kept = np.asarray(views.masks[index])
-    return np.where(kept[..., None], truth, np.asarray(rgb)), kept
+    truth, kept = views.image(index)
+    if kept is None:
+        return np.asarray(truth), np.ones(truth.shape[:2], bool)
+    return np.where(kept[..., None], truth, np.asarray(rgb)), np.asarray(kept)
 
 
 def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
@@ -107,7 +106,7 @@ def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[fl
         rays = view_rays(views, 0)
         fn = jax.jit(lambda o, d: model.level_depths(params, Rays(origins=o, directions=d)))  # no radii: TensoRF
         s = map_chunks(fn, rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), chunk=chunk)
-        strip = np.concatenate([colormap(s[:, i].reshape(views.height, views.width)) for i in range(s.shape[1])], 1)
+        strip = np.concatenate([colormap(s[:, i].reshape(views.size(0))) for i in range(s.shape[1])], 1)
         writer.add_image("eval/proposal_depths", strip, step, dataformats="HWC")
 
 

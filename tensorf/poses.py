@@ -8,9 +8,9 @@ Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT
 matching (every pair for a small set of photos; neighbours in order for a video, where
 consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, or the
 sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D) and
-CAPTURE/colmap/ (database and logs). One camera is shared by every image (one device), with
-COLMAP's SIMPLE_RADIAL lens unless --camera-model says otherwise; the lens is applied to rays when
-training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
+CAPTURE/colmap/ (database and logs). The images of one size share a camera (one device; photos
+taken with the phone turned are a second), with COLMAP's SIMPLE_RADIAL lens unless --camera-model
+says otherwise; the lens is applied to rays when training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class PosesConfig:
     order (sequential, for video). auto: sequential for a video or more than 200 photos."""
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE"] = \
         "SIMPLE_RADIAL"
-    """COLMAP camera model shared by the images (one device); its lens is refined in the mapping."""
+    """COLMAP camera model of the images (one camera per image size); its lens is refined in the mapping."""
     focal_px: float | None = None
     """Focal length in pixels of the images as given, when known (the camera's spec, or another
     reconstruction): the mapping starts from it and still refines it. None: COLMAP's guess from
@@ -122,9 +122,21 @@ def _video_frames(video: Path, images: Path, count: int) -> list[str]:
     return names
 
 
+def _by_size(folder: Path, names: list[str]) -> list[list[str]]:
+    """`names` grouped by image size (width, height), in order: a phone turned for some photos
+    takes them at another size, with the principal point and field of view turned too, so each
+    size is a camera of its own."""
+    import imageio.v3 as iio
+
+    groups: dict[tuple, list[str]] = {}
+    for n in names:
+        groups.setdefault(iio.improps(folder / n).shape[:2], []).append(n)
+    return list(groups.values())
+
+
 def _initial_params(cfg: PosesConfig, first: Path) -> str:
     """COLMAP's parameter string for cfg.camera_model with the focal length cfg.focal_px, the
-    principal point at the centre of `first`'s image and no distortion."""
+    principal point at the centre of `first`'s image (the camera's size) and no distortion."""
     import imageio.v3 as iio
 
     if cfg.focal_px <= 0:
@@ -165,16 +177,17 @@ def recover_poses(cfg: PosesConfig) -> Path:
     sequential = cfg.matching == "sequential" or (cfg.matching == "auto" and (video or len(names) > 200))
     stages = tqdm(total=3, desc="features", unit="stage", dynamic_ncols=True)
 
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = cfg.camera_model
-    if cfg.masks is not None:
-        reader.mask_path = str(out / "masks")
-    if cfg.focal_px is not None:
-        reader.camera_params = _initial_params(cfg, images / names[0])
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = cfg.max_image_size
-    pycolmap.extract_features(db, images, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
-                              reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
+    for group in _by_size(images, names):  # one camera each: its own width, height and principal point
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = cfg.camera_model
+        if cfg.masks is not None:
+            reader.mask_path = str(out / "masks")
+        if cfg.focal_px is not None:
+            reader.camera_params = _initial_params(cfg, images / group[0])
+        pycolmap.extract_features(db, images, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
+                                  reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
     stages.update()
     stages.set_description("matching (sequential)" if sequential else "matching (exhaustive)")
     if sequential:

@@ -174,3 +174,32 @@ def test_masks_keep_features_out_and_reach_training(recovered, tmp_path):
     assert len(xs) > 1000 and xs.min() >= 100 - 0.5, (len(xs), xs.min())
     data = load_dataset(DataConfig(path=tmp_path / "capture"))
     assert data.format == "colmap" and not data.train.masks[:, :, :100].any() and data.train.masks[:, :, 100:].all()
+
+
+def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path):
+    """A phone turned for some photos: half the views cropped to 320x240, half to 240x320 (centred,
+    so the principal point stays in the middle). Each size gets a camera of its own, every size's
+    views register, and the poses match the true ones as the one-size set's do."""
+    truth, _ = recovered
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k, p in enumerate(sorted((truth / "images").iterdir())):
+        image = iio.imread(p)
+        iio.imwrite(photos / p.name, image[40:280] if k % 2 else image[:, 40:280])
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(tmp_path / "capture")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from tensorf.data import colmap
+
+    model = colmap.read_model(tmp_path / "capture" / "sparse" / "0")
+    sizes = {cid: (c.width, c.height) for cid, c in model.cameras.items()}
+    assert sorted(sizes.values()) == [(240, 320), (320, 240)], sizes
+    for im in model.images.values():
+        assert sizes[im.camera_id] == iio.improps(photos / im.name).shape[1::-1]
+    registered = {sizes[im.camera_id] for im in model.images.values()}
+    assert len(model.images) >= 0.75 * N_VIEWS and len(registered) == 2, (len(model.images), registered)
+    names, got, frames, (s, r, t) = _aligned(truth, tmp_path / "capture")
+    size = float(np.linalg.norm(np.subtract(*GEOMETRY_BOUNDS)))
+    src = np.stack([got[n][:3, 3] for n in names])
+    dst = np.stack([frames[n][:3, 3] for n in names])
+    assert np.linalg.norm(s * src @ r.T + t - dst, axis=-1).max() < 0.01 * size

@@ -204,22 +204,23 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         if len(extra) > 1:  # some frames had images_<d>/ files, others not
             raise UserError(f"{capture.source.parent}: images_{downscale}/ holds only some of the frames; complete "
                             "it or remove it")
-        images = read_images([frames[i].file for i in idx], extra.pop(), background, where=str(capture.source))
-        for i, img in zip(idx, images):
-            w, h = frames[i].intrinsics[4:]
-            if (img.shape[1] * downscale, img.shape[0] * downscale) != (w, h):
-                raise UserError(f"{frames[i].file}: image is {img.shape[1]}x{img.shape[0]} after downscale "
-                                f"{downscale}, but {capture.source.name} says {w}x{h}; fix the size or the image")
+        sizes = np.asarray([frames[i].intrinsics[4:] for i in idx], np.float64) / downscale
+        images = read_images([frames[i].file for i in idx], extra.pop(), background, where=str(capture.source),
+                             sizes=sizes)
         k = np.asarray([frames[i].intrinsics[:4] for i in idx]) / downscale
-        h, w = images[0].shape[:2]
-        n = len(idx)
-        cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], np.full(n, w, np.int64),
-                       np.full(n, h, np.int64), model=model,
+        w, h = sizes.astype(np.int64).T
+        cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], w, h, model=model,
                        distortion=distortion[idx])
+        # Photos of several sizes (a phone turned for some) are padded to the largest (read_images):
+        # a mask keeps each view's own pixels, so the padding is never trained on nor judged.
+        shape = images.shape[1:3]
+        padded = not ((w == shape[1]).all() and (h == shape[0]).all())
         masks = None
-        if any(frames[i].mask is not None for i in idx):
-            masks = np.stack([np.ones((h, w), bool) if frames[i].mask is None else
-                              read_mask(frames[i].mask, frames[i].mask_factor, (w, h)) for i in idx])
+        if padded or any(frames[i].mask is not None for i in idx):
+            masks = np.zeros((len(idx), *shape), bool)
+            for j, i in enumerate(idx):
+                masks[j, :h[j], :w[j]] = True if frames[i].mask is None else \
+                    read_mask(frames[i].mask, frames[i].mask_factor, (w[j], h[j]))
         return Views(images=images, cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
                      masks=masks)
 
@@ -266,11 +267,15 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
     if len(empty):
         raise UserError(f"{capture.source}: the mask of held-out view {eval_views.names[empty[0]]} keeps no pixel, so "
                         "nothing can judge it; fix its mask or hold out other views (--data.hold-every)")
-    table = decide(train_views.images, turntable) if found.kind == "360" or turntable != "auto" else None
+    sizes = sorted({(int(f.intrinsics[4]), int(f.intrinsics[5])) for f in frames})
+    if turntable == "yes" and len(sizes) > 1:
+        raise UserError(f"{capture.source}: a turntable's views share one image size, these have "
+                        f"{' and '.join(f'{w}x{h}' for w, h in sizes)}; leave out the photos of other sizes")
+    # Photos of several sizes (turned) come from a camera that moved: no turntable to measure.
+    measured = turntable != "auto" or (found.kind == "360" and len(sizes) == 1)
+    table = decide(train_views.images, turntable) if measured else None
     if table is not None and table.on:
         # Medians of training views only: held-out views must not lend their pixels to a background.
-        if eval_views.images.shape[1:3] != train_views.images.shape[1:3]:
-            raise UserError(f"{capture.source}: a turntable's views must share one image size")
         at = train_views.cameras.c2w[:, :3, 3]
         train_views = dataclasses.replace(
             train_views, background=neighbour_backgrounds(train_views.images, at, at, own=np.arange(len(at))))

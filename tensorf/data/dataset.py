@@ -43,9 +43,11 @@ class Dataset:
         lines = [f"{self.format} capture {path}: {self.kind.describe()}"]
         if self.turntable:
             lines.append(f"  {self.turntable.describe()}")
+        cams = self.train.cameras
+        sizes = " and ".join(f"{w}x{h}" for w, h in sorted(set(zip(cams.width.tolist(), cams.height.tolist()))))
         lines.append(
             f"  {len(self.train.images)} train and {len(self.eval.images)} {self.eval_split} views of "
-            f"{self.train.width}x{self.train.height}{f', {lens} lens distortion' if lens != 'pinhole' else ''}; "
+            f"{sizes}{f', {lens} lens distortion' if lens != 'pinhole' else ''}; "
             f"{'NDC rays, ' if sc.ndc else ''}{f'{sc.contraction} contraction, ' if sc.contraction else ''}"
             f"box {np.round(sc.aabb, 3).tolist()}, near/far {np.round(sc.near_far, 3).tolist()} "
             "(override with --data.aabb / --data.near-far / --data.contraction)")

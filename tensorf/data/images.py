@@ -83,26 +83,40 @@ def read_mask(path: Path, downscale: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def read_images(files: list[Path], downscale: int, background: float = 1.0, where: str = "",
-                expect_alpha: bool = False) -> np.ndarray:
+                expect_alpha: bool = False, sizes: np.ndarray | None = None) -> np.ndarray:
     """(N, H, W, 3) float32: read_rgb over files on a thread pool (decoding releases the GIL),
     each written into one array (a stack of separate images would copy all the pixels again: a
-    100-view 800x800 split is 768 MB); all of one size. One warning line per kind of conversion
-    made (opaque images only where alpha is expected)."""
-    first, first_notes = read_rgb(files[0], downscale, background)
-    out = np.empty((len(files), *first.shape), np.float32)
-    out[0] = first
+    100-view 800x800 split is 768 MB). One warning line per kind of conversion made (opaque
+    images only where alpha is expected).
+
+    sizes None: all of one size. sizes (N, 2) (width, height after all downscaling, as the
+    capture's cameras say): each image must have its own; images of several sizes (a phone turned for
+    some of the photos) lie in the top-left corner of an array of the largest width and height,
+    the rest zero (see Views)."""
+    if sizes is None:
+        first, first_notes = read_rgb(files[0], downscale, background)
+        shape = first.shape
+    else:
+        sizes = np.asarray(sizes, np.float64).reshape(len(files), 2)
+        shape = (int(np.ceil(sizes[:, 1].max())), int(np.ceil(sizes[:, 0].max())), 3)
+    out = (np.empty if sizes is None or (sizes == sizes[0]).all() else np.zeros)((len(files), *shape), np.float32)
 
     def read_into(i: int) -> set[str]:
         img, notes = read_rgb(files[i], downscale, background)
-        if img.shape != first.shape:
-            h0, w0 = first.shape[:2]
-            raise UserError(f"{files[i]}: image size {img.shape[1]}x{img.shape[0]} differs from the split's {w0}x{h0} "
+        h, w = img.shape[:2]
+        if sizes is None and img.shape != shape:
+            raise UserError(f"{files[i]}: image size {w}x{h} differs from the split's {shape[1]}x{shape[0]} "
                             "(after downscale); resize it to match")
-        out[i] = img
+        if sizes is not None and (w, h) != tuple(sizes[i]):
+            raise UserError(f"{files[i]}: image is {w}x{h} at the --data.downscale in force, but {where} says "
+                            f"{sizes[i][0]:g}x{sizes[i][1]:g} there; fix the size or the image")
+        out[i, :h, :w] = img
         return notes
 
+    if sizes is None:
+        out[0] = first
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        noted = [first_notes, *pool.map(read_into, range(1, len(files)))]
+        noted = ([first_notes] if sizes is None else []) + list(pool.map(read_into, range(int(sizes is None), len(files))))
     for note in (GREY, DEEP, OPAQUE):
         n = sum(note in notes for notes in noted)
         if n and (note != OPAQUE or expect_alpha):

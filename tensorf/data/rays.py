@@ -45,7 +45,10 @@ def _pixel_background(views: Views, index: int | None = None) -> np.ndarray | No
     in ray-id order ((H*W or N*H*W), 3), or None when the views carry none."""
     if views.background is None:
         return None
-    return np.asarray(views.background if index is None else views.background[index], np.float32).reshape(-1, 3)
+    if index is None:
+        return np.asarray(views.background, np.float32).reshape(-1, 3)
+    h, w = views.size(index)
+    return np.asarray(views.background[index, :h, :w], np.float32).reshape(-1, 3)
 
 
 @jdc.pytree_dataclass

@@ -38,7 +38,11 @@ class Views:
     (N, H, W, 3) float32: each view's background fixed to the camera (turntable captures,
     tensorf.data.turntable), composited behind the field in place of the scene's flat one, or None;
     masks (N, H, W) bool: the pixels to learn from and to judge, False where the capture masks
-    a pixel out (a passer-by, the photographer's shadow), or None: every pixel."""
+    a pixel out (a passer-by, the photographer's shadow), or None: every pixel.
+
+    Views of several sizes (photos in portrait and landscape) share the largest H and W: each
+    image fills the top-left corner of its own size (cameras.width, cameras.height; `size`),
+    and the mask leaves out the rest."""
 
     images: np.ndarray
     cameras: Cameras
@@ -54,7 +58,17 @@ class Views:
 
     @property
     def height(self) -> int:
+        """The images' array height: the largest view's (see `size` for one view's)."""
         return self.images.shape[1]
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(height, width) of view `index`'s own image: what its camera renders."""
+        return int(self.cameras.height[index]), int(self.cameras.width[index])
+
+    def image(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """View `index`'s image (h, w, 3) at its own size, and its mask (h, w) or None."""
+        h, w = self.size(index)
+        return self.images[index, :h, :w], None if self.masks is None else self.masks[index, :h, :w]
 
     @property
     def width(self) -> int:
