@@ -1,7 +1,7 @@
 """Photos or a video -> camera poses: a COLMAP model that train_lego.py reads.
 
     python -m tensorf.poses PHOTOS_DIR --out CAPTURE           # a folder of photos
-    python -m tensorf.poses clip.mp4 --out CAPTURE --frames 150  # a video, frames sampled evenly
+    python -m tensorf.poses clip.mp4 --out CAPTURE --frames 150  # a video: the sharpest frame of each stretch
     python train_lego.py --preset lego-cpu --data.path CAPTURE
 
 Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT features, then
@@ -40,7 +40,11 @@ class PosesConfig:
     out: Path = Path("data/capture")
     """Capture folder to write: images/, sparse/0/ (the COLMAP model) and colmap/ (database)."""
     frames: int = 150
-    """Video only: frames sampled evenly over the whole clip."""
+    """Video only: frames kept, one from each of as many equal stretches of the clip."""
+    frame_choice: Literal["sharpest", "even"] = "sharpest"
+    """Video only: which frame of each stretch is kept: the sharpest (the variance of its Laplacian;
+    a frame blurred by the camera's motion or a focus hunt scores low, and would cost SIFT
+    features and training detail), or evenly spaced ones."""
     masks: Path | None = None
     """Photos only: a folder of masks named as COLMAP reads them (<photo name>.png), zero where a
     pixel is to be ignored (a passer-by, the photographer's shadow): SIFT finds no features there,
@@ -97,8 +101,16 @@ def _masks(folder: Path, dest: Path, names: list[str]) -> None:
         shutil.copy2(folder / f"{n}.png", dest / f"{n}.png")
 
 
-def _video_frames(video: Path, images: Path, count: int) -> list[str]:
-    """`count` frames sampled evenly over the video, written as PNGs (one pass, only those kept)."""
+def sharpness(frame: np.ndarray) -> float:
+    """The variance of the Laplacian of a frame's grey image (H, W, 3+): motion blur and defocus
+    score low (the usual focus measure; Pech-Pacheco et al., ICPR 2000)."""
+    g = np.asarray(frame)[..., :3].astype(np.float32).mean(-1)
+    return float((g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]).var())
+
+
+def _video_frames(video: Path, images: Path, count: int, sharpest: bool = True) -> list[str]:
+    """`count` frames over the video, written as PNGs in one pass: the sharpest frame of each of
+    `count` equal stretches of the clip (sharpest), else evenly spaced frames."""
     import imageio.v3 as iio
 
     try:
@@ -111,14 +123,32 @@ def _video_frames(video: Path, images: Path, count: int) -> list[str]:
         raise UserError(f"{video}: cannot read the video ({e}); re-encode it as H.264 mp4") from None
     if total < 1:
         raise UserError(f"{video}: no frames decoded; re-encode it as H.264 mp4")
-    keep = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+    n = min(count, total)
+    keep = set(np.linspace(0, total - 1, n).round().astype(int).tolist())
     images.mkdir(parents=True)
     names = []
+    best, best_score, stretch = None, -1.0, 0
+
+    def write(frame) -> None:
+        names.append(f"frame_{len(names):05d}.png")
+        iio.imwrite(images / names[-1], frame)
+
     for i, frame in enumerate(tqdm(iio.imiter(video, plugin="FFMPEG"), total=total, desc="video", unit="frame",
                                    dynamic_ncols=True, leave=False)):
-        if i in keep:
-            names.append(f"frame_{len(names):05d}.png")
-            iio.imwrite(images / names[-1], frame)
+        if not sharpest:
+            if i in keep:
+                write(frame)
+            continue
+        at = min(i * n // total, n - 1)  # the stretch frame i falls in (ffmpeg's count may be short)
+        if at != stretch and best is not None:
+            write(best)
+            best, best_score = None, -1.0
+        stretch = at
+        score = sharpness(frame)
+        if score > best_score:
+            best, best_score = frame, score
+    if best is not None:
+        write(best)
     return names
 
 
@@ -167,7 +197,7 @@ def recover_poses(cfg: PosesConfig) -> Path:
         raise UserError(f"{src}: not a folder or a video ({', '.join(VIDEO_SUFFIXES)})")
     if video and cfg.masks is not None:
         raise UserError("--masks works with a folder of photos, not a video; extract the frames first")
-    names = _video_frames(src, images, cfg.frames) if video else _photos(src, images)
+    names = _video_frames(src, images, cfg.frames, cfg.frame_choice == "sharpest") if video else _photos(src, images)
     if cfg.masks is not None:
         _masks(Path(cfg.masks), out / "masks", names)
     if len(names) < 3:

@@ -203,3 +203,43 @@ def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path)
     src = np.stack([got[n][:3, 3] for n in names])
     dst = np.stack([frames[n][:3, 3] for n in names])
     assert np.linalg.norm(s * src @ r.T + t - dst, axis=-1).max() < 0.01 * size
+
+
+def _box_blur(image: np.ndarray, k: int = 7) -> np.ndarray:
+    """Motion blur along x: the mean of k copies shifted by a pixel each."""
+    pad = np.pad(image.astype(np.float32), ((0, 0), (k // 2, k // 2), (0, 0)), mode="edge")
+    return np.mean([pad[:, i : i + image.shape[1]] for i in range(k)], axis=0).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("choice", ["sharpest", "even"])
+def test_a_video_keeps_the_sharpest_frame_of_each_stretch(tmp_path, choice):
+    """A clip of 60 frames where only every third (1, 4, 7, ...) is sharp and the others are
+    motion-blurred: --frames 20 cuts it into stretches of three, and the sharpest frame of each
+    is the sharp one; evenly spaced frames (0, 3, 6, ..., 16, 19, ...) land on blurred ones half
+    the time."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="pip install -r requirements-poses.txt")
+    from tensorf.data.generated import look_at
+    from tensorf.poses import _video_frames, sharpness
+
+    frames = []
+    for i, a in enumerate(np.linspace(0, np.radians(60), 60)):
+        frame = render_view(look_at(2.4 * np.array([np.cos(a), np.sin(a), 0.6])), 96, sky=True, textured=True,
+                            angle_x=1.1)[..., :3]
+        frames.append(frame if i % 3 == 1 else _box_blur(frame))
+    writer = imageio_ffmpeg.write_frames(str(tmp_path / "clip.mp4"), (96, 96), fps=30, quality=9, macro_block_size=16)
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+    names = _video_frames(tmp_path / "clip.mp4", tmp_path / "images", 20, sharpest=choice == "sharpest")
+    assert len(names) == 20
+    # Each kept frame is matched to the clip's frame it is closest to (the video is lossy).
+    kept = [int(np.argmin([np.mean((iio.imread(tmp_path / "images" / n).astype(np.float32) - f) ** 2)
+                           for f in frames])) for n in names]
+    sharp = [k % 3 == 1 for k in kept]
+    if choice == "sharpest":
+        assert all(sharp), kept
+        assert kept == sorted(kept) and len(set(k // 3 for k in kept)) == 20  # one from each stretch, in order
+    else:
+        assert sum(sharp) <= 12, kept  # measured: 10 of 20
+    assert sharpness(frames[1]) > 2 * sharpness(frames[0])
