@@ -24,9 +24,11 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from tensorf.errors import UserError, exit_on_user_error
+from tensorf.errors import UserError, exit_on_user_error, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Phones' and cameras' other formats (iPhones shoot HEIC), which COLMAP's reader may not take.
+OTHER_PHOTO_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".nef", ".arw", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 INSTALL_HINT = "pip install -r requirements-poses.txt"
 
@@ -81,7 +83,14 @@ def _pycolmap():
 def _photos(folder: Path, images: Path) -> list[str]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise UserError(f"{folder}: no .png or .jpg images here; point INPUT at a folder of photos or a video file")
+        others = sorted({p.suffix.lower() for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES})
+        found = f" (only {', '.join(others)} photos: convert them to JPEG first, e.g. with ImageMagick's mogrify " \
+                "-format jpg, keeping their pixel size)" if others else ""
+        raise UserError(f"{folder}: no .png or .jpg images here{found}; point INPUT at a folder of photos or a video file")
+    skipped = [p.name for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES]
+    if skipped:
+        warn(f"{folder}: {len(skipped)} photo(s) in other formats left out (first: {skipped[0]}); convert them to "
+             "JPEG to use them")
     images.mkdir(parents=True)
     for f in files:
         shutil.copy2(f, images / f.name)

@@ -125,6 +125,14 @@ def test_too_few_registered_images_and_missing_input_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(tmp_path / "nowhere"), "--out",
                           str(tmp_path / "d")], capture_output=True, text=True)
     assert out.stderr.strip().splitlines()[-1].startswith("error:") and "does not exist" in out.stderr
+    heic = tmp_path / "iphone"
+    heic.mkdir()
+    for i in range(3):
+        (heic / f"IMG_{i}.HEIC").write_bytes(b"not decoded")
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(heic), "--out", str(tmp_path / "e")],
+                         capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "only .heic photos: convert them to JPEG" in last, out.stderr[-1500:]
 
 
 def test_a_video_is_sampled_to_frames_and_matched_in_sequence(tmp_path):
