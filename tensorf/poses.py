@@ -8,9 +8,9 @@ Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT
 matching (every pair for a small set of photos; neighbours in order for a video, where
 consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, or the
 sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D) and
-CAPTURE/colmap/ (database and logs). The images of one size share a camera (one device; photos
-taken with the phone turned are a second), with COLMAP's SIMPLE_RADIAL lens unless --camera-model
-says otherwise; the lens is applied to rays when training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
+CAPTURE/colmap/ (database and logs). The images of one size and lens share a camera (photos taken
+with the phone turned, or through its other lens, are another), with COLMAP's SIMPLE_RADIAL lens
+unless --camera-model says otherwise; the lens is applied to rays when training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class PosesConfig:
     order (sequential, for video). auto: sequential for a video or more than 200 photos."""
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE"] = \
         "SIMPLE_RADIAL"
-    """COLMAP camera model of the images (one camera per image size); its lens is refined in the mapping."""
+    """COLMAP camera model of the images (one camera per image size and lens); its lens is refined in the mapping."""
     focal_px: float | None = None
     """Focal length in pixels of the images as given, when known (the camera's spec, or another
     reconstruction): the mapping starts from it and still refines it. None: COLMAP's guess from
@@ -161,15 +161,25 @@ def _video_frames(video: Path, images: Path, count: int, sharpest: bool = True) 
     return names
 
 
-def _by_size(folder: Path, names: list[str]) -> list[list[str]]:
-    """`names` grouped by image size (width, height), in order: a phone turned for some photos
-    takes them at another size, with the principal point and field of view turned too, so each
-    size is a camera of its own."""
-    import imageio.v3 as iio
+def camera_of(path: Path) -> tuple:
+    """What tells a photo's camera apart: its size (width, height), and the maker, model and focal
+    length (mm) its EXIF names (None where it has none: PNGs, video frames)."""
+    from PIL import Image
 
+    with Image.open(path) as im:
+        exif = im.getexif()
+        focal = exif.get_ifd(0x8769).get(0x920A)  # the Exif IFD's FocalLength
+        return im.size, exif.get(0x010F), exif.get(0x0110), None if focal is None else round(float(focal), 2)
+
+
+def _by_camera(folder: Path, names: list[str]) -> list[list[str]]:
+    """`names` grouped by camera_of, in order: a phone turned for some photos takes them at another
+    size (principal point and field of view turned too), and a phone's other lens (ultra-wide,
+    tele) at the same size with another focal length, so each is a COLMAP camera of its own, as
+    COLMAP's own default tells cameras apart."""
     groups: dict[tuple, list[str]] = {}
     for n in names:
-        groups.setdefault(iio.improps(folder / n).shape[:2], []).append(n)
+        groups.setdefault(camera_of(folder / n), []).append(n)
     return list(groups.values())
 
 
@@ -214,11 +224,16 @@ def recover_poses(cfg: PosesConfig) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     db = work / "database.db"
     sequential = cfg.matching == "sequential" or (cfg.matching == "auto" and (video or len(names) > 200))
+    groups = _by_camera(images, names)
+    lenses = {key[1:] for key in map(camera_of, (images / g[0] for g in groups)) if any(key[1:])}
+    if cfg.focal_px is not None and len(lenses) > 1:
+        raise UserError(f"--focal-px is one focal length, but the photos' EXIF names {len(lenses)} lenses or "
+                        "cameras; leave it out (COLMAP starts each from its EXIF focal length)")
     stages = tqdm(total=3, desc="features", unit="stage", dynamic_ncols=True)
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = cfg.max_image_size
-    for group in _by_size(images, names):  # one camera each: its own width, height and principal point
+    for group in groups:  # one camera each: its own size, lens and principal point
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = cfg.camera_model
         if cfg.masks is not None:

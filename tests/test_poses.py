@@ -251,3 +251,31 @@ def test_a_video_keeps_the_sharpest_frame_of_each_stretch(tmp_path, choice):
     else:
         assert sum(sharp) <= 12, kept  # measured: 10 of 20
     assert sharpness(frames[1]) > 2 * sharpness(frames[0])
+
+
+def test_photos_of_another_lens_or_size_are_cameras_of_their_own(tmp_path):
+    """A phone's photos through its main and ultra-wide lens (one size, EXIF focal lengths 5.7 and
+    1.5 mm) and two turned ones (PNG, no EXIF) are three cameras; --focal-px, one focal length,
+    is refused for them in one line."""
+    from PIL import Image
+
+    from tensorf.poses import _by_camera
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i, focal in enumerate([5.7, 5.7, 1.5, 5.7, 1.5]):
+        im = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        exif = im.getexif()
+        exif[0x010F], exif[0x0110] = "Phone maker", "Phone 12"
+        exif.get_ifd(0x8769)[0x920A] = focal
+        im.save(photos / f"IMG_{i}.jpg", exif=exif)
+    for i in range(2):
+        iio.imwrite(photos / f"turned_{i}.png", rng.integers(0, 255, (64, 48, 3), dtype=np.uint8))
+    names = sorted(p.name for p in photos.iterdir())
+    assert _by_camera(photos, names) == [["IMG_0.jpg", "IMG_1.jpg", "IMG_3.jpg"], ["IMG_2.jpg", "IMG_4.jpg"],
+                                         ["turned_0.png", "turned_1.png"]]
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(tmp_path / "c"),
+                          "--focal-px", "1000"], capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --focal-px is one focal length") and "2 lenses" in last, out.stderr[-1500:]
