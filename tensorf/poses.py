@@ -91,6 +91,8 @@ def _photos(folder: Path, images: Path) -> list[str]:
     if skipped:
         warn(f"{folder}: {len(skipped)} photo(s) in other formats left out (first: {skipped[0]}); convert them to "
              "JPEG to use them")
+    for f in files:
+        camera_of(f)  # a broken file, named here rather than skipped by COLMAP
     images.mkdir(parents=True)
     for f in files:
         shutil.copy2(f, images / f.name)
@@ -166,10 +168,13 @@ def camera_of(path: Path) -> tuple:
     length (mm) its EXIF names (None where it has none: PNGs, video frames)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        exif = im.getexif()
-        focal = exif.get_ifd(0x8769).get(0x920A)  # the Exif IFD's FocalLength
-        return im.size, exif.get(0x010F), exif.get(0x0110), None if focal is None else round(float(focal), 2)
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            focal = exif.get_ifd(0x8769).get(0x920A)  # the Exif IFD's FocalLength
+            return im.size, exif.get(0x010F), exif.get(0x0110), None if focal is None else round(float(focal), 2)
+    except Exception as e:  # PIL raises many types for broken files
+        raise UserError(f"{path}: cannot read the photo ({e.__class__.__name__}); remove or replace it") from None
 
 
 def _by_camera(folder: Path, names: list[str]) -> list[list[str]]:

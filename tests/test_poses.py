@@ -133,6 +133,11 @@ def test_too_few_registered_images_and_missing_input_are_one_line(tmp_path):
                          capture_output=True, text=True)
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "only .heic photos: convert them to JPEG" in last, out.stderr[-1500:]
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(tmp_path / "photos"), "--out", str(tmp_path / "f")],
+                         capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "broken.jpg: cannot read the photo" in last, out.stderr[-1500:]
 
 
 def test_a_video_is_sampled_to_frames_and_matched_in_sequence(tmp_path):
