@@ -10,7 +10,8 @@ consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (t
 sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D) and
 CAPTURE/colmap/ (database and logs). The images of one size and lens share a camera (photos taken
 with the phone turned, or through its other lens, are another), with COLMAP's SIMPLE_RADIAL lens
-unless --camera-model says otherwise; the lens is applied to rays when training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
+unless --camera-model says otherwise; the lens is applied to rays when training. pycolmap is an
+optional dependency: pip install -r requirements-poses.txt.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def camera_of(path: Path) -> tuple:
         raise UserError(f"{path}: cannot read the photo ({e.__class__.__name__}); remove or replace it") from None
 
 
-def _by_camera(folder: Path, names: list[str]) -> list[list[str]]:
+def _by_camera(folder: Path, names: list[str]) -> dict[tuple, list[str]]:
     """`names` grouped by camera_of, in order: a phone turned for some photos takes them at another
     size (principal point and field of view turned too), and a phone's other lens (ultra-wide,
     tele) at the same size with another focal length, so each is a COLMAP camera of its own, as
@@ -185,7 +186,7 @@ def _by_camera(folder: Path, names: list[str]) -> list[list[str]]:
     groups: dict[tuple, list[str]] = {}
     for n in names:
         groups.setdefault(camera_of(folder / n), []).append(n)
-    return list(groups.values())
+    return groups
 
 
 def _initial_params(cfg: PosesConfig, first: Path) -> str:
@@ -230,7 +231,7 @@ def recover_poses(cfg: PosesConfig) -> Path:
     db = work / "database.db"
     sequential = cfg.matching == "sequential" or (cfg.matching == "auto" and (video or len(names) > 200))
     groups = _by_camera(images, names)
-    lenses = {key[1:] for key in map(camera_of, (images / g[0] for g in groups)) if any(key[1:])}
+    lenses = {key[1:] for key in groups if any(key[1:])}
     if cfg.focal_px is not None and len(lenses) > 1:
         raise UserError(f"--focal-px is one focal length, but the photos' EXIF names {len(lenses)} lenses or "
                         "cameras; leave it out (COLMAP starts each from its EXIF focal length)")
@@ -238,7 +239,7 @@ def recover_poses(cfg: PosesConfig) -> Path:
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = cfg.max_image_size
-    for group in groups:  # one camera each: its own size, lens and principal point
+    for group in groups.values():  # one camera each: its own size, lens and principal point
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = cfg.camera_model
         if cfg.masks is not None:

@@ -278,8 +278,8 @@ def test_photos_of_another_lens_or_size_are_cameras_of_their_own(tmp_path):
     for i in range(2):
         iio.imwrite(photos / f"turned_{i}.png", rng.integers(0, 255, (64, 48, 3), dtype=np.uint8))
     names = sorted(p.name for p in photos.iterdir())
-    assert _by_camera(photos, names) == [["IMG_0.jpg", "IMG_1.jpg", "IMG_3.jpg"], ["IMG_2.jpg", "IMG_4.jpg"],
-                                         ["turned_0.png", "turned_1.png"]]
+    assert list(_by_camera(photos, names).values()) == [["IMG_0.jpg", "IMG_1.jpg", "IMG_3.jpg"],
+                                                        ["IMG_2.jpg", "IMG_4.jpg"], ["turned_0.png", "turned_1.png"]]
     out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(tmp_path / "c"),
                           "--focal-px", "1000"], capture_output=True, text=True)
     last = out.stderr.strip().splitlines()[-1]

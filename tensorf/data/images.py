@@ -93,9 +93,10 @@ def read_images(files: list[Path], downscale: int, background: float = 1.0, wher
     capture's cameras say): each image must have its own; images of several sizes (a phone turned for
     some of the photos) lie in the top-left corner of an array of the largest width and height,
     the rest zero (see Views)."""
+    read = []  # the conversions made, per image read
     if sizes is None:
         first, first_notes = read_rgb(files[0], downscale, background)
-        shape = first.shape
+        shape, read = first.shape, [first_notes]
     else:
         sizes = np.asarray(sizes, np.float64).reshape(len(files), 2)
         shape = (int(np.ceil(sizes[:, 1].max())), int(np.ceil(sizes[:, 0].max())), 3)
@@ -113,10 +114,10 @@ def read_images(files: list[Path], downscale: int, background: float = 1.0, wher
         out[i, :h, :w] = img
         return notes
 
-    if sizes is None:
+    if read:
         out[0] = first
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        noted = ([first_notes] if sizes is None else []) + list(pool.map(read_into, range(int(sizes is None), len(files))))
+        noted = read + list(pool.map(read_into, range(len(read), len(files))))
     for note in (GREY, DEEP, OPAQUE):
         n = sum(note in notes for notes in noted)
         if n and (note != OPAQUE or expect_alpha):
