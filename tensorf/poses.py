@@ -114,9 +114,12 @@ def _masks(folder: Path, dest: Path, names: list[str]) -> None:
 
 
 def sharpness(frame: np.ndarray) -> float:
-    """The variance of the Laplacian of a frame's grey image (H, W, 3+): motion blur and defocus
-    score low (the usual focus measure; Pech-Pacheco et al., ICPR 2000)."""
-    g = np.asarray(frame)[..., :3].astype(np.float32).mean(-1)
+    """The variance of the Laplacian of a frame's (H, W, 3+) green channel, every k-th pixel so
+    that about 1000 are left along its longer side: motion blur and defocus score low (the usual
+    focus measure; Pech-Pacheco et al., ICPR 2000). Every frame of a clip is scored, so it keeps
+    to a few milliseconds a frame, 4K included (every pixel of every channel: 40x as long)."""
+    k = max(1, round(max(np.shape(frame)[:2]) / 1000))
+    g = np.asarray(frame)[::k, ::k, 1].astype(np.float32)
     return float((g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]).var())
 
 
