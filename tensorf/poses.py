@@ -279,8 +279,10 @@ def recover_poses(cfg: PosesConfig) -> Path:
     model = out / "sparse" / "0"
     model.mkdir(parents=True, exist_ok=True)
     best.write(model)
+    cameras = ", ".join(f"{c.width}x{c.height} f {c.mean_focal_length():.0f} px" for c in best.cameras.values())
     print(f"registered {count} of {len(names)} images ({len(maps)} model(s); kept the largest), "
-          f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px\n"
+          f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px, "
+          f"{len(best.cameras)} camera(s): {cameras}\n"
           f"capture: {out}\ntrain it: python train_lego.py --preset lego-cpu --data.path {out}")
     return model
 

@@ -202,6 +202,7 @@ def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path)
     out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(tmp_path / "capture")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 camera(s): " in out.stdout, out.stdout
     from tensorf.data import colmap
 
     model = colmap.read_model(tmp_path / "capture" / "sparse" / "0")
