@@ -83,12 +83,12 @@ def _pycolmap():
 
 def _photos(folder: Path, images: Path) -> list[str]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    skipped = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES)
     if not files:
-        others = sorted({p.suffix.lower() for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES})
+        others = sorted({Path(n).suffix.lower() for n in skipped})
         found = f" (only {', '.join(others)} photos: convert them to JPEG first, e.g. with ImageMagick's mogrify " \
                 "-format jpg, keeping their pixel size)" if others else ""
         raise UserError(f"{folder}: no .png or .jpg images here{found}; point INPUT at a folder of photos or a video file")
-    skipped = [p.name for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES]
     if skipped:
         warn(f"{folder}: {len(skipped)} photo(s) in other formats left out (first: {skipped[0]}); convert them to "
              "JPEG to use them")
