@@ -192,7 +192,9 @@ def test_masks_keep_features_out_and_reach_training(recovered, tmp_path):
 def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path):
     """A phone turned for some photos: half the views cropped to 320x240, half to 240x320 (centred,
     so the principal point stays in the middle). Each size gets a camera of its own, every size's
-    views register, and the poses match the true ones as the one-size set's do."""
+    views register, and the poses match the true ones to within a small part of the scene. Each
+    view has lost a quarter of its field of view and each camera's focal length is fitted from half
+    the views, so the errors are about twice the one-size set's."""
     truth, _ = recovered
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -216,7 +218,11 @@ def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path)
     size = float(np.linalg.norm(np.subtract(*GEOMETRY_BOUNDS)))
     src = np.stack([got[n][:3, 3] for n in names])
     dst = np.stack([frames[n][:3, 3] for n in names])
-    assert np.linalg.norm(s * src @ r.T + t - dst, axis=-1).max() < 0.01 * size
+    err = np.linalg.norm(s * src @ r.T + t - dst, axis=-1) / size
+    # Measured over 24 runs here: max 0.3-0.95% of the diagonal, mean 0.2-0.46%; one CI run (tests
+    # in parallel beside it): max 1.03%, mean 0.55%. COLMAP's threads make each run differ. A turned
+    # view given the wrong camera lands tens of percent off.
+    assert err.max() < 0.02 and err.mean() < 0.01, (err.max(), err.mean())
 
 
 def _box_blur(image: np.ndarray, k: int = 7) -> np.ndarray:
