@@ -43,8 +43,11 @@ class DataConfig:
     """Turntable captures: for this many steps the training rays that the camera's background does
     not explain see the flat background instead (it gives way to the camera's over as many steps
     again), so that the object starts to form; 0: the camera's background from the first step."""
-    downscale: int = 1
-    """Integer downscale factor for every image (area averaging); focal length follows."""
+    downscale: int | Literal["auto"] = "auto"
+    """Integer downscale factor for every image (area averaging; images_<d>/ where the capture ships
+    them); focal length follows. auto: 1, or for images over 1600 px along their longer side
+    (phone photos) the smallest power of two that brings them to 1600 or less, as nerfstudio
+    does; printed and recorded in RUN/config.json."""
     pixel_centers: bool = True
     """Cast each pixel's ray through its centre. False: through its top-left corner, as NeRF's
     and JaxNeRF's published numbers were made (JaxNeRF's use_pixel_centers=False); the nerf

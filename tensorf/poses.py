@@ -7,8 +7,9 @@
 Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT features, then
 matching (every pair for a small set of photos; neighbours in order for a video, where
 consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, or the
-sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D) and
-CAPTURE/colmap/ (database and logs). The images of one size and lens share a camera (photos taken
+sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D),
+CAPTURE/colmap/ (database and logs) and, for images over 1600 px along their longer side,
+CAPTURE/images_<d>/ (them at the size training reads by default). The images of one size and lens share a camera (photos taken
 with the phone turned, or through its other lens, are another), with COLMAP's SIMPLE_RADIAL lens
 unless --camera-model says otherwise; the lens is applied to rays when training. pycolmap is an
 optional dependency: pip install -r requirements-poses.txt.
@@ -25,6 +26,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from tensorf.data.images import auto_downscale, write_scaled
 from tensorf.errors import UserError, exit_on_user_error, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -217,7 +219,8 @@ def recover_poses(cfg: PosesConfig) -> Path:
     if out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
             raise UserError(f"{out} is not empty; give another --out or --overwrite")
-        for sub in ("images", "masks", "sparse", "colmap"):
+        # images_<d>/ too: a stale twin would be read in place of the new photo of its name.
+        for sub in ("images", "masks", "sparse", "colmap", *(p.name for p in out.glob("images_*"))):
             shutil.rmtree(out / sub, ignore_errors=True)
     images, work = out / "images", out / "colmap"
     video = src.is_file()
@@ -282,8 +285,13 @@ def recover_poses(cfg: PosesConfig) -> Path:
     cameras = ", ".join(f"{c.width}x{c.height} f {c.mean_focal_length():.0f} px" for c in best.cameras.values())
     print(f"registered {count} of {len(names)} images ({len(maps)} model(s); kept the largest), "
           f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px, "
-          f"{len(best.cameras)} camera(s): {cameras}\n"
-          f"capture: {out}\ntrain it: python train_lego.py --preset lego-cpu --data.path {out}")
+          f"{len(best.cameras)} camera(s): {cameras}")
+    # The size training reads them at by default (--data.downscale auto), written once here.
+    factor = auto_downscale([(c.width, c.height) for c in best.cameras.values()], str(out))
+    if factor > 1:
+        scaled = write_scaled(images, sorted(im.name for im in best.images.values()), factor)
+        print(f"{scaled}: the registered images at 1/{factor} size, which training reads (--data.downscale auto)")
+    print(f"capture: {out}\ntrain it: python train_lego.py --preset lego-cpu --data.path {out}")
     return model
 
 

@@ -100,6 +100,7 @@ def test_captures_train_past_a_threshold_with_no_flags_and_render_their_path(cap
     assert result.eval_metrics["psnr"] > (14.5 if fmt == "llff-360" else 17.0), result.eval_metrics
     saved = load_config(tmp_path / fmt).data
     assert (saved.kind, saved.ndc) == (("360", False) if fmt == "llff-360" else ("forward-facing", fmt == "llff"))
+    assert saved.downscale == 1  # --data.downscale auto, recorded as the factor it chose
     out = render_360.render_orbit(render_360.Render360Args(run_dir=tmp_path / fmt, frames=4, resolution=(8, 8),
                                                            progress=False, depth=False, opacity=False))
     frames = len(iio.imread(out["rgb"]))
@@ -574,3 +575,58 @@ def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path
         judged.append(psnr(render, truth))
     assert abs(reported - np.mean(judged)) < 0.05, (reported, judged)
     assert reported > 15.0, reported  # measured: 16.8 (the same capture uncropped, same run: 17.8)
+
+
+def test_large_photos_are_read_at_the_size_auto_picks(tmp_path, monkeypatch, capsys):
+    """--data.downscale auto (the default): images over images.AUTO_MAX_SIDE along their longer
+    side are read at the smallest power of two that brings them within it (nerfstudio's rule),
+    pixels area-averaged and focal lengths scaled, the factor printed; a capture's images_<d>/
+    (tensorf.poses writes them) are read in their place."""
+    from tensorf.data import images
+    from tensorf.data.generated import generate_lens_capture
+
+    # The rule at phones' sizes: 12 MP, 1080p video, both ways round, 50 MP; already small enough.
+    assert images.auto_downscale([(4032, 3024)], "p") == 4
+    assert images.auto_downscale([(1920, 1080), (1080, 1920)], "p") == 2
+    assert images.auto_downscale([(8160, 6120)], "p") == 8
+    assert images.auto_downscale([(1600, 1200)], "p") == images.auto_downscale([(800, 800)], "p") == 1
+    # 4 would not divide 4030x3022 (area averaging needs whole blocks): 2 and a warning.
+    assert images.auto_downscale([(4030, 3022)], "p") == 2
+    assert "would read images of 4030x3022 at factor 4" in capsys.readouterr().err
+
+    # Small stand-ins: 64x64 images against a limit of 20 px are read at factor 4, as 4032x3024
+    # photos are against 1600.
+    monkeypatch.setattr(images, "AUTO_MAX_SIDE", 20)
+    root = generate_lens_capture(tmp_path / "big", size=64, n=16)
+    meta = json.loads((root / "transforms.json").read_text())
+    data = load_dataset(DataConfig(path=root))
+    assert data.downscale == 4 and data.train.images.shape[1:3] == (16, 16)
+    assert "16x16 (downscale 4)" in data.describe(root)
+    first = iio.imread(root / meta["frames"][1]["file_path"])[..., :3] / 255.0  # frame 0 is held out
+    np.testing.assert_allclose(data.train.images[0], first.reshape(16, 4, 16, 4, 3).mean(axis=(1, 3)), atol=1e-6)
+    np.testing.assert_allclose(data.train.cameras.fx, meta["fl_x"] / 4)
+    assert load_dataset(DataConfig(path=root, downscale=1)).train.images.shape[1:3] == (64, 64)
+
+    names = [Path(f["file_path"]).name for f in meta["frames"]]
+    twins = images.write_scaled(root / "images", names, 4)
+    assert twins == root / "images_4" and iio.imread(twins / names[1]).shape == (16, 16, 3)
+    np.testing.assert_allclose(load_dataset(DataConfig(path=root)).train.images[0], data.train.images[0],
+                               atol=0.5 / 255 + 1e-6)  # 8-bit twins
+    iio.imwrite(twins / names[1], np.full((16, 16, 3), 77, np.uint8))
+    assert np.all(load_dataset(DataConfig(path=root)).train.images[0] == np.float32(77 / 255))
+
+
+def test_novel_views_take_the_most_common_camera_and_landscape_on_a_tie():
+    """render_360's orbit and spiral cameras (Cameras.with_poses): a capture whose first photo was
+    taken turned still orbits at its usual size; half and half orbits in landscape."""
+    def cams(sizes):
+        n = len(sizes)
+        w, h = np.asarray(sizes).T
+        return Cameras(np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)), np.arange(n) + 30.0, np.arange(n) + 30.0,
+                       w / 2, h / 2, w, h)
+
+    orbit = cams([(24, 32), (32, 24), (32, 24)]).with_poses(np.tile(np.eye(4), (5, 1, 1)))
+    assert len(orbit) == 5 and {(int(w), int(h)) for w, h in zip(orbit.width, orbit.height)} == {(32, 24)}
+    assert set(orbit.fx.tolist()) == {31.0}  # the first camera of that size
+    tie = cams([(24, 32), (32, 24)]).with_poses(np.eye(4)[None])
+    assert (int(tie.width[0]), int(tie.height[0]), float(tie.cx[0])) == (32, 24, 16.0)

@@ -225,6 +225,35 @@ def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path)
     assert err.max() < 0.02 and err.mean() < 0.01, (err.max(), err.mean())
 
 
+def test_large_photos_get_the_size_training_reads_written_beside_them(recovered, tmp_path):
+    """Photos over 1600 px along their longer side (here every other view enlarged six times to
+    1920x1920, as JPEG): tensorf.poses writes the registered ones at half size into images_2/,
+    where training's default (--data.downscale auto) reads them instead of averaging the
+    full-size photos at every load."""
+    from tensorf.data.dataset import load_dataset
+    from tensorf.config import DataConfig
+    from tensorf.data import colmap
+
+    truth, _ = recovered
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted((truth / "images").iterdir())[::2]:
+        iio.imwrite(photos / f"{p.stem}.jpg", iio.imread(p)[..., :3].repeat(6, 0).repeat(6, 1), quality=90)
+    capture = tmp_path / "capture"
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(capture),
+                          "--max-image-size", "480"], capture_output=True, text=True)  # SIFT at 480 px: quick
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{capture / 'images_2'}: the registered images at 1/2 size" in out.stdout, out.stdout
+    registered = sorted(im.name for im in colmap.read_model(capture / "sparse" / "0").images.values())
+    assert sorted(p.name for p in (capture / "images_2").iterdir()) == registered
+    assert iio.improps(capture / "images_2" / registered[0]).shape == (960, 960, 3)
+    data = load_dataset(DataConfig(path=capture, eval_views=(0,)))
+    assert data.downscale == 2 and data.train.images.shape[1:3] == (960, 960)
+    first = data.train.names[0]
+    twin = next(n for n in registered if n.startswith(first))
+    np.testing.assert_array_equal(data.train.images[0], iio.imread(capture / "images_2" / twin) / np.float32(255))
+
+
 def _box_blur(image: np.ndarray, k: int = 7) -> np.ndarray:
     """Motion blur along x: the mean of k copies shifted by a pixel each."""
     pad = np.pad(image.astype(np.float32), ((0, 0), (k // 2, k // 2), (0, 0)), mode="edge")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 from tensorf.data.cameras import Cameras, focal_from_fov
@@ -26,13 +27,9 @@ def available_splits(root: Path) -> list[str]:
     return sorted(p.name[len("transforms_") : -len(".json")] for p in Path(root).glob("transforms_*.json"))
 
 
-def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, ...] = ()) -> Views:
-    """Load one split, or only the frames at indices `views` (all when empty; the other frames'
-    images are not read, so they need not be there). Raises UserError naming the file for every
-    kind of bad input."""
-    root = Path(root)
-    if downscale < 1:
-        raise UserError(f"downscale must be a positive integer, got {downscale}")
+def _read_split(root: Path, split: str) -> tuple[Path, float, list[np.ndarray], list[Path]]:
+    """transforms_<split>.json read and checked: its path, camera_angle_x, the poses and the image
+    files, in frame order."""
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; {LEGO_HINT}")
     meta_path = root / f"transforms_{split}.json"
@@ -51,23 +48,42 @@ def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, .
             if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
                 raise ValueError("every 'transform_matrix' must be a finite 4x4 matrix")
             poses.append(pose)
-            rel = str(fr["file_path"])
-            paths.append(rel)
+            paths.append(str(fr["file_path"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         detail = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise UserError(f"{meta_path}: malformed transforms json ({detail}); fix or re-export it") from None
-
-    if views:
-        bad = [i for i in views if not 0 <= i < len(paths)]
-        if bad:
-            raise UserError(f"{meta_path}: view indices {bad} out of range (the split has {len(paths)} views)")
-        poses, paths = [poses[i] for i in views], [paths[i] for i in views]
     files = []
     for rel in paths:
         p = root / rel
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             p = p.with_name(p.name + ".png")  # Blender exports omit the extension
         files.append(p)
+    return meta_path, angle, poses, files
+
+
+def full_size(root: Path, split: str) -> tuple[int, int]:
+    """(width, height) of the split's images (they share one size): its first image's header."""
+    file = _read_split(Path(root), split)[3][0]
+    try:
+        h, w = iio.improps(file).shape[:2]
+    except Exception:  # missing or broken: load_blender names it
+        return 0, 0
+    return w, h
+
+
+def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, ...] = ()) -> Views:
+    """Load one split, or only the frames at indices `views` (all when empty; the other frames'
+    images are not read, so they need not be there). Raises UserError naming the file for every
+    kind of bad input."""
+    root = Path(root)
+    if downscale < 1:
+        raise UserError(f"downscale must be a positive integer, got {downscale}")
+    meta_path, angle, poses, files = _read_split(root, split)
+    if views:
+        bad = [i for i in views if not 0 <= i < len(files)]
+        if bad:
+            raise UserError(f"{meta_path}: view indices {bad} out of range (the split has {len(files)} views)")
+        poses, files = [poses[i] for i in views], [files[i] for i in views]
     # Decoding dominates loading (100 full-size lego PNGs: ~10 s on one core): a thread pool.
     imgs = read_images(files, downscale, SCENE.background, where=str(root / split), expect_alpha=True)
     names = [p.stem for p in files]

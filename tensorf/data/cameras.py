@@ -74,10 +74,14 @@ class Cameras:
         return dataclasses.replace(self, cx=self.cx + 0.5, cy=self.cy + 0.5)
 
     def with_poses(self, c2w: np.ndarray) -> "Cameras":
-        """Pinhole cameras at new poses with the focal lengths and image size of the first camera
-        (orbits, spirals: novel views are rendered without the capture's lens distortion)."""
-        first = self.subset(np.zeros(len(c2w), np.int64))
-        return dataclasses.replace(first, c2w=np.asarray(c2w, np.float32), model="pinhole", distortion=None)
+        """Pinhole cameras at new poses with the focal lengths and image size of the capture's
+        most common image size (the wider on a tie, so photos taken both ways round orbit in
+        landscape; its first camera) (orbits, spirals: novel views are rendered without the
+        capture's lens distortion)."""
+        sizes = list(zip(self.width.tolist(), self.height.tolist()))
+        pick = max(range(len(sizes)), key=lambda i: (sizes.count(sizes[i]), sizes[i][0] / sizes[i][1], -i))
+        like = self.subset(np.full(len(c2w), pick, np.int64))
+        return dataclasses.replace(like, c2w=np.asarray(c2w, np.float32), model="pinhole", distortion=None)
 
     def rays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rays through the pixel centres of one camera: origins, unit directions (H, W, 3) and

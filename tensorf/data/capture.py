@@ -74,6 +74,8 @@ class Capture:
     far_points: np.ndarray | None = None
     """(M, 3): where the cameras' views end (LLFF: each optical axis at the far bound), when
     there are no sparse points to tell whether the scene reaches far beyond its box."""
+    downscale: int = 1
+    """The factor the frames' files and factors were placed for."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,8 @@ class LoadedCapture:
     render_path: np.ndarray | None
     turntable: Turntable | None = None
     """None: not considered (forward-facing captures)."""
+    downscale: int = 1
+    """The factor the images were read at."""
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -281,7 +285,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             train_views, background=neighbour_backgrounds(train_views.images, at, at, own=np.arange(len(at))))
         eval_views = dataclasses.replace(
             eval_views, background=neighbour_backgrounds(train_views.images, at, eval_views.cameras.c2w[:, :3, 3]))
-    return LoadedCapture(train_views, eval_views, scene, split, found, path, table)
+    return LoadedCapture(train_views, eval_views, scene, split, found, path, table, downscale)
 
 
 def half_field_of_view(k: np.ndarray, model: str, distortion: np.ndarray) -> np.ndarray:

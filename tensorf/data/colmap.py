@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.data.capture import Capture, Frame
-from tensorf.data.images import at_scale
+from tensorf.data.images import at_scale, auto_downscale
 from tensorf.errors import UserError
 
 # COLMAP's camera models by id: name, parameter count (src/colmap/sensor/models.h).
@@ -157,9 +157,10 @@ def read_model(folder: Path) -> Model:
     return Model(*out)
 
 
-def read_colmap(root: Path, downscale: int = 1) -> Capture:
+def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
     """The frames (registered images that COLMAP's model names, the files in root/images/), lenses
-    and points of the COLMAP model under root."""
+    and points of the COLMAP model under root, its images placed for `downscale` ("auto":
+    images.auto_downscale of the cameras' sizes)."""
     root = Path(root)
     folder = find_model(root)
     if folder is None:
@@ -169,12 +170,15 @@ def read_colmap(root: Path, downscale: int = 1) -> Capture:
     if not model.images:
         raise UserError(f"{folder}: the model has no registered images; the reconstruction failed, run it again")
 
-    frames = []
-    for image_id in sorted(model.images, key=lambda i: model.images[i].name):
-        im = model.images[image_id]
-        where = f"{folder} image {im.name}"
+    images = [model.images[i] for i in sorted(model.images, key=lambda i: model.images[i].name)]
+    for im in images:
         if im.camera_id not in model.cameras:
-            raise UserError(f"{where}: camera {im.camera_id} is not in cameras; the model is damaged")
+            raise UserError(f"{folder} image {im.name}: camera {im.camera_id} is not in cameras; the model is damaged")
+    if downscale == "auto":
+        downscale = auto_downscale([(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height)
+                                    for im in images], str(root))
+    frames = []
+    for im in images:
         cam = model.cameras[im.camera_id]
         (fx, fy, cx, cy), lens, dist = lens_of(cam, f"{folder} camera {im.camera_id}")
         file, factor = at_scale(root / "images", im.name, downscale)
@@ -186,7 +190,7 @@ def read_colmap(root: Path, downscale: int = 1) -> Capture:
                             name=im.name, mask=mask, mask_factor=mask_factor))
     points = model.points[:, [1, 0, 2]] * np.array([1.0, 1.0, -1.0]) if len(model.points) else None
     return Capture(source=folder / "images.bin" if (folder / "images.bin").is_file() else folder / "images.txt",
-                   frames=frames, points=points)
+                   frames=frames, points=points, downscale=downscale)
 
 
 # --- binary --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from tensorf.data import blender, colmap, llff, nerfstudio
 from tensorf.data.capture import load_capture
 from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
+from tensorf.data.images import auto_downscale
 from tensorf.data.turntable import Turntable
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
@@ -35,6 +36,8 @@ class Dataset:
     render_path: np.ndarray | None = None
     kind: CaptureKind | None = None
     turntable: Turntable | None = None
+    downscale: int = 1
+    """The factor the images were read at (--data.downscale, or what auto chose)."""
 
     def describe(self, path) -> str:
         """What a capture at `path` was read as, and the bounds chosen from its cameras (not given),
@@ -45,6 +48,8 @@ class Dataset:
             lines.append(f"  {self.turntable.describe()}")
         cams = self.train.cameras
         sizes = " and ".join(f"{w}x{h}" for w, h in sorted(set(zip(cams.width.tolist(), cams.height.tolist()))))
+        if self.downscale > 1:
+            sizes += f" (downscale {self.downscale})"
         lines.append(
             f"  {len(self.train.images)} train and {len(self.eval.images)} {self.eval_split} views of "
             f"{sizes}{f', {lens} lens distortion' if lens != 'pinhole' else ''}; "
@@ -103,6 +108,18 @@ def through_pixel_corners(views: Views) -> Views:
     return dataclasses.replace(views, cameras=views.cameras.through_pixel_corners())
 
 
+def downscale_for(cfg: DataConfig, fmt: str) -> int:
+    """cfg.downscale, or the factor auto picks (images.auto_downscale) from a Blender split's first
+    image or an LLFF capture's poses_bounds sizes (the other formats' readers pick their own)."""
+    if cfg.downscale != "auto":
+        return cfg.downscale
+    if fmt == "blender":
+        sizes = [blender.full_size(cfg.path, cfg.train_split)]
+    else:
+        sizes = llff.load_poses(Path(cfg.path))[1][:, 1::-1]
+    return auto_downscale(sizes, str(cfg.path))
+
+
 def _load_dataset(cfg: DataConfig) -> Dataset:
     fmt = detect_format(cfg)
     if cfg.ndc and fmt != "llff":
@@ -111,15 +128,17 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
         raise UserError("--data.contraction is for unbounded scenes and NDC rays are for forward-facing ones; "
                         "give one of them")
     if fmt == "blender":
-        train = blender.load_blender(cfg.path, cfg.train_split, cfg.downscale)
+        factor = downscale_for(cfg, fmt)
+        train = blender.load_blender(cfg.path, cfg.train_split, factor)
         have = blender.available_splits(cfg.path)
         # The configured eval split, or val when the dataset has no such split (the shared lego).
         eval_split = "val" if cfg.eval_split not in have and "val" in have else cfg.eval_split
-        eval_views = blender.load_blender(cfg.path, eval_split, cfg.downscale, cfg.eval_views)
+        eval_views = blender.load_blender(cfg.path, eval_split, factor, cfg.eval_views)
         return Dataset(train=train, eval=eval_views, eval_split=eval_split, scene=scene_for(cfg, blender.SCENE),
-                       format=fmt)
+                       format=fmt, downscale=factor)
     if fmt == "llff":
-        loaded = llff.load_llff(cfg.path, cfg.downscale, cfg.hold_every, cfg.ndc, cfg.eval_views, cfg.kind,
+        factor = downscale_for(cfg, fmt)
+        loaded = llff.load_llff(cfg.path, factor, cfg.hold_every, cfg.ndc, cfg.eval_views, cfg.kind,
                                 cfg.contraction, cfg.turntable)
         if loaded.scene.ndc and cfg.contraction not in ("auto", "none"):
             raise UserError(f"{cfg.path}: --data.contraction is for unbounded scenes, and this capture is "
@@ -127,16 +146,18 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
     else:
         read = nerfstudio.read_transforms if fmt == "nerfstudio" else colmap.read_colmap
         background = 1.0 if cfg.background is None else cfg.background
-        loaded = load_capture(read(cfg.path, cfg.downscale), cfg.downscale, cfg.hold_every, cfg.eval_views, background,
-                              cfg.kind, cfg.contraction, cfg.turntable)
+        capture = read(cfg.path, cfg.downscale)
+        loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind, cfg.contraction,
+                              cfg.turntable)
     return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
-                   format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable)
+                   format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable,
+                   downscale=loaded.downscale)
 
 
 def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:
     """Only the eval views (and their split's name): what tools that judge a run read."""
     if detect_format(cfg) == "blender":
-        views = blender.load_blender(cfg.path, cfg.eval_split, cfg.downscale, cfg.eval_views)
+        views = blender.load_blender(cfg.path, cfg.eval_split, downscale_for(cfg, "blender"), cfg.eval_views)
         return (views if cfg.pixel_centers else through_pixel_corners(views)), cfg.eval_split
     data = load_dataset(cfg)
     return data.eval, data.eval_split

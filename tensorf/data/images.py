@@ -34,12 +34,59 @@ def _area_downscale(img: np.ndarray, f: int, path: Path) -> np.ndarray:
     return img.reshape(h // f, f, w // f, f, img.shape[2]).mean(axis=(1, 3))
 
 
+# --data.downscale auto: images whose longer side is over this many pixels are read downscaled
+# (nerfstudio's rule and figure: MAX_AUTO_RESOLUTION = 1600 in its nerfstudio_dataparser.py). A
+# phone's 12 MP photos at full size are 600M rays in 50 photos: 7 GB of colours, and each pixel
+# seen a fraction of a time in 30k steps.
+AUTO_MAX_SIDE = 1600
+
+
+def auto_downscale(sizes, where: str) -> int:
+    """The factor --data.downscale auto reads images of full sizes `sizes` (N, 2) (width, height)
+    at: the smallest power of two that brings the longest side to at most AUTO_MAX_SIDE pixels.
+    Area averaging needs whole blocks, so a factor must divide every width and height; when the
+    one wanted does not, the largest power of two that does, with a warning."""
+    sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
+    longest = int(sizes.max())
+    want = 1
+    while longest / want > AUTO_MAX_SIDE:
+        want *= 2
+    factor = want
+    while factor > 1 and (sizes % factor).any():
+        factor //= 2
+    if factor < want:
+        shapes = " and ".join(f"{w}x{h}" for w, h in sorted({tuple(s) for s in sizes.tolist()}))
+        warn(f"{where}: --data.downscale auto would read images of {shapes} at factor {want}, which does not "
+             f"divide them; reading them at factor {factor} (crop or resize them to a multiple of {want}, or "
+             "give --data.downscale)")
+    return factor
+
+
 def at_scale(folder: Path, name: str, downscale: int) -> tuple[Path, int]:
     """The file for `name` in `folder` (images/ or masks/, name may hold subfolders) and the
     factor still to apply: <folder>_<d>/name where the capture ships it downscaled (as
     nerfstudio's ns-process-data and COLMAP's undistorter layouts do), else folder/name."""
     small = folder.parent / f"{folder.name}_{downscale}" / name
     return (small, 1) if downscale > 1 and small.is_file() else (folder / name, downscale)
+
+
+def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
+    """Write the images `names` of `folder` area-averaged by `downscale` into <folder>_<d>/, under
+    the same names (so at_scale finds them), as 8-bit (JPEG at quality 95, as the photos came);
+    returns that folder. Reading a 12 MP photo and averaging it takes a second or more, its twin
+    milliseconds, and every load (training, eval, render_360, the viewer) would pay it again."""
+    out = folder.parent / f"{folder.name}_{downscale}"
+
+    def one(name: str) -> None:
+        img, _ = read_rgb(folder / name, downscale)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.round(img * 255.0).astype(np.uint8)
+        jpeg = Path(name).suffix.lower() in (".jpg", ".jpeg")
+        iio.imwrite(out / name, pixels, **({"quality": 95} if jpeg else {}))
+
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, names))
+    return out
 
 
 def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:

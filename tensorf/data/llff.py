@@ -146,7 +146,7 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
         reach = float(np.abs(c2w[:, :, 3]).max() + bounds.max())
         scene = Scene(aabb=((-reach,) * 3, (reach,) * 3), near_far=(float(bounds.min() * 0.9), float(bounds.max() * 1.1)),
                       background=0.0)
-    return LoadedCapture(views(train), views(test), scene, "test", found, spiral_path(c2w, bounds))
+    return LoadedCapture(views(train), views(test), scene, "test", found, spiral_path(c2w, bounds), downscale=downscale)
 
 
 def _check_aspect(file: Path, w: int, h: int, full_w: float, full_h: float) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tensorf.data.cameras import focal_from_fov
 from tensorf.data.capture import Capture, Frame
-from tensorf.data.images import at_scale
+from tensorf.data.images import at_scale, auto_downscale
 from tensorf.data.points import read_ply_points
 from tensorf.errors import UserError, warn
 
@@ -72,8 +72,9 @@ def _image_path(root: Path, rel: str, downscale: int) -> tuple[Path, int]:
     return full, downscale
 
 
-def read_transforms(root: Path, downscale: int = 1) -> Capture:
-    """The frames, points and split lists of root/transforms.json, checked."""
+def read_transforms(root: Path, downscale: int | str = 1) -> Capture:
+    """The frames, points and split lists of root/transforms.json, checked, its images placed
+    for `downscale` ("auto": images.auto_downscale of the frames' sizes)."""
     root = Path(root)
     path = root / "transforms.json"
     if not path.is_file():
@@ -86,7 +87,7 @@ def read_transforms(root: Path, downscale: int = 1) -> Capture:
     frames = meta.get("frames") if isinstance(meta, dict) else None
     if not isinstance(frames, list) or not frames:
         raise UserError(f"{path}: 'frames' must be a non-empty list; re-export the capture")
-    out = []
+    rows = []  # each frame's entry, pose, intrinsics, lens model and distortion
     for i, fr in enumerate(frames):
         where = f"{path} frame {i}"
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
@@ -100,7 +101,11 @@ def read_transforms(root: Path, downscale: int = 1) -> Capture:
             raise UserError(f"{where}: transform_matrix is {shape}, expected 4x4")
         if not np.all(np.isfinite(pose)):
             raise UserError(f"{where}: transform_matrix holds a non-finite number")
-        intr, model, dist = _intrinsics(meta, fr, where)
+        rows.append((fr, pose, *_intrinsics(meta, fr, where)))
+    if downscale == "auto":
+        downscale = auto_downscale([intr[4:] for _, _, intr, _, _ in rows], str(path))
+    out = []
+    for fr, pose, intr, model, dist in rows:
         file, factor = _image_path(root, str(fr["file_path"]), downscale)
         mask, mask_factor = _image_path(root, str(fr["mask_path"]), downscale) if fr.get("mask_path") else (None, 1)
         out.append(Frame(file=file, factor=factor, c2w=pose, intrinsics=intr, model=model, distortion=dist,
@@ -116,4 +121,4 @@ def read_transforms(root: Path, downscale: int = 1) -> Capture:
             unknown = [n for n in listed if n not in names and Path(n).name not in names]
             if unknown:
                 raise UserError(f"{path}: {key}_filenames names {unknown[0]!r}, which no frame has")
-    return Capture(source=path, frames=out, points=points, splits=splits)
+    return Capture(source=path, frames=out, points=points, splits=splits, downscale=downscale)

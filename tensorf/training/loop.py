@@ -458,10 +458,14 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
             ensure_generated(cfg.data)
         multihost_utils.sync_global_devices("dataset ready")
     data = load_dataset(cfg.data)
+    auto = cfg.data.downscale == "auto"
     cfg = resolved_config(cfg, data.scene, kind=data.kind.kind if data.kind else None,
-                          turntable=data.turntable.on if data.turntable else None)
+                          turntable=data.turntable.on if data.turntable else None, downscale=data.downscale)
     if jax.process_index() == 0 and data.format != "blender":
         print(data.describe(cfg.data.path))
+    elif jax.process_index() == 0 and auto and data.downscale > 1:
+        h, w = data.train.images.shape[1:3]
+        print(f"{cfg.data.path}: images read at {w}x{h} (downscale {data.downscale}, --data.downscale auto)")
     model = build_model(cfg.model, data.scene)
     schedule = build_schedule(model)
     tx = make_optimizer(model, cfg.optim)
