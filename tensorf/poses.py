@@ -6,8 +6,8 @@
 
 Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT features, then
 matching (every pair for a small set of photos; neighbours in order for a video, where
-consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, or the
-sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D),
+consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, those
+stored sideways with an EXIF orientation turned upright; or the sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D),
 CAPTURE/colmap/ (database and logs) and, for images over 1600 px along their longer side,
 CAPTURE/images_<d>/ (them at the size training reads by default). The images of one size and lens share a camera (photos taken
 with the phone turned, or through its other lens, are another), with COLMAP's SIMPLE_RADIAL lens
@@ -83,7 +83,9 @@ def _pycolmap():
     return pycolmap
 
 
-def _photos(folder: Path, images: Path) -> list[str]:
+def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int]]:
+    """The photos of `folder` copied into `images` (turned upright: _copy_upright): their names,
+    and the EXIF orientation of those that were turned."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     skipped = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES)
     if not files:
@@ -97,13 +99,56 @@ def _photos(folder: Path, images: Path) -> list[str]:
     for f in files:
         camera_of(f)  # a broken file, named here rather than skipped by COLMAP
     images.mkdir(parents=True)
-    for f in files:
-        shutil.copy2(f, images / f.name)
-    return [f.name for f in files]
+    orientations = {f.name: _copy_upright(f, images / f.name) for f in files}
+    turned = {n: o for n, o in orientations.items() if o != 1}
+    if turned:
+        print(f"{len(turned)} of {len(files)} photos turned upright as their EXIF orientation says (a phone held "
+              "upright stores its photo sideways, with a tag for viewers)")
+    return [f.name for f in files], turned
 
 
-def _masks(folder: Path, dest: Path, names: list[str]) -> None:
-    """Copy the masks of the photos `names` (COLMAP's naming, <name>.png) from folder to dest."""
+# EXIF's Orientation tag: 1 is upright; 2-8 say how a viewer turns or mirrors the stored pixels.
+ORIENTATION = 0x0112
+
+
+def _upright(image, orientation: int):
+    """A PIL image turned and mirrored as EXIF orientation `orientation` tells a viewer to."""
+    from PIL import Image
+
+    t = Image.Transpose
+    op = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
+          7: t.TRANSVERSE, 8: t.ROTATE_90}.get(orientation)
+    return image if op is None else image.transpose(op)
+
+
+def _copy_upright(src: Path, dest: Path) -> int:
+    """Copy a photo to dest, its pixels turned as its EXIF orientation says; returns that
+    orientation (1: upright, copied as it is). Phones store a photo taken upright sideways and tag it; viewers obey the tag, COLMAP and
+    the loaders read the pixels as stored (COLMAP on purpose: one camera for both ways round,
+    colmap/colmap#1456). Left sideways, a camera's up would lie in the horizon: renders come out
+    turned, and an orbit's up (the cameras' mean up) is lost."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        exif = im.getexif()
+        orientation = exif.get(ORIENTATION, 1)
+        if orientation not in range(2, 9):
+            shutil.copy2(src, dest)
+            return 1
+        upright = _upright(im, orientation)
+    del exif[ORIENTATION]  # the rest of the EXIF stays: maker, model and focal length tell cameras apart
+    jpeg = dest.suffix.lower() in (".jpg", ".jpeg")
+    upright.save(dest, exif=exif, **({"quality": 95} if jpeg else {}))
+    return orientation
+
+
+def _masks(folder: Path, dest: Path, names: list[str], turned: dict[str, int]) -> None:
+    """Copy the masks of the photos `names` (COLMAP's naming, <name>.png) from folder to dest. A
+    mask is taken as drawn on its photo as seen (upright), unless the photo was turned
+    (`turned`: its EXIF orientation) and the mask has the stored photo's size, not the upright
+    one's: then it was drawn on the stored pixels, and is turned with them."""
+    from PIL import Image
+
     if not folder.is_dir():
         raise UserError(f"--masks {folder}: no such folder")
     found = [n for n in names if (folder / f"{n}.png").is_file()]
@@ -112,7 +157,13 @@ def _masks(folder: Path, dest: Path, names: list[str]) -> None:
                         "names them); rename the masks")
     dest.mkdir(parents=True)
     for n in found:
-        shutil.copy2(folder / f"{n}.png", dest / f"{n}.png")
+        if n not in turned:
+            shutil.copy2(folder / f"{n}.png", dest / f"{n}.png")
+            continue
+        with Image.open(dest.parent / "images" / n) as photo, Image.open(folder / f"{n}.png") as mask:
+            stored = photo.size[::-1] if turned[n] >= 5 else photo.size  # 5-8 swap width and height
+            drawn_stored = mask.size == stored != photo.size
+            (_upright(mask, turned[n]) if drawn_stored else mask).save(dest / f"{n}.png")
 
 
 def sharpness(frame: np.ndarray) -> float:
@@ -228,9 +279,10 @@ def recover_poses(cfg: PosesConfig) -> Path:
         raise UserError(f"{src}: not a folder or a video ({', '.join(VIDEO_SUFFIXES)})")
     if video and cfg.masks is not None:
         raise UserError("--masks works with a folder of photos, not a video; extract the frames first")
-    names = _video_frames(src, images, cfg.frames, cfg.frame_choice == "sharpest") if video else _photos(src, images)
+    names, turned = (_video_frames(src, images, cfg.frames, cfg.frame_choice == "sharpest"), {}) if video \
+        else _photos(src, images)
     if cfg.masks is not None:
-        _masks(Path(cfg.masks), out / "masks", names)
+        _masks(Path(cfg.masks), out / "masks", names, turned)
     if len(names) < 3:
         raise UserError(f"{src}: {len(names)} image(s); poses need at least 3 overlapping views (20+ for training)")
     work.mkdir(parents=True, exist_ok=True)

@@ -630,3 +630,44 @@ def test_novel_views_take_the_most_common_camera_and_landscape_on_a_tie():
     assert set(orbit.fx.tolist()) == {31.0}  # the first camera of that size
     tie = cams([(24, 32), (32, 24)]).with_poses(np.eye(4)[None])
     assert (int(tie.width[0]), int(tie.height[0]), float(tie.cx[0])) == (32, 24, 16.0)
+
+
+def test_photos_stored_sideways_are_turned_upright_and_their_masks_with_them(tmp_path):
+    """tensorf.poses' copy of the photos (no COLMAP needed for this part): a photo with an EXIF
+    orientation is written as a viewer shows it, the tag dropped and the rest of the EXIF kept;
+    a mask drawn on the stored pixels (the stored size) turns with its photo, one drawn on the
+    photo as seen (the upright size) and the masks of upright photos are copied as they are."""
+    from PIL import Image, ImageOps
+
+    from tensorf.poses import _masks, _photos
+
+    rng = np.random.default_rng(0)
+    src, masks = tmp_path / "photos", tmp_path / "masks"
+    src.mkdir()
+    masks.mkdir()
+    stored = {n: rng.integers(0, 255, (8, 12, 3), dtype=np.uint8) for n in ("a.png", "b.png", "c.png")}
+    for n, orientation in (("a.png", 6), ("b.png", 8), ("c.png", 1)):
+        im = Image.fromarray(stored[n])
+        exif = im.getexif()
+        exif[0x010F] = "PhoneMaker"
+        exif[0x0112] = orientation
+        im.save(src / n, exif=exif.tobytes())
+    drawn = {"a.png": rng.integers(0, 2, (8, 12), dtype=np.uint8) * 255,  # on a's stored pixels
+             "b.png": rng.integers(0, 2, (12, 8), dtype=np.uint8) * 255,  # on b as seen
+             "c.png": rng.integers(0, 2, (8, 12), dtype=np.uint8) * 255}
+    for n, m in drawn.items():
+        iio.imwrite(masks / f"{n}.png", m)
+
+    names, turned = _photos(src, tmp_path / "capture" / "images")
+    assert names == ["a.png", "b.png", "c.png"] and turned == {"a.png": 6, "b.png": 8}
+    for n in names:
+        with Image.open(src / n) as original, Image.open(tmp_path / "capture" / "images" / n) as copy:
+            np.testing.assert_array_equal(np.asarray(copy), np.asarray(ImageOps.exif_transpose(original)))
+            assert copy.getexif().get(0x0112, 1) == 1 and copy.getexif()[0x010F] == "PhoneMaker"
+    assert Image.open(tmp_path / "capture" / "images" / "a.png").size == (8, 12)  # seen portrait
+
+    _masks(masks, tmp_path / "capture" / "masks", names, turned)
+    got = {n: iio.imread(tmp_path / "capture" / "masks" / f"{n}.png") for n in names}
+    np.testing.assert_array_equal(got["a.png"], np.rot90(drawn["a.png"], k=-1))  # 6: 90 degrees clockwise
+    np.testing.assert_array_equal(got["b.png"], drawn["b.png"])
+    np.testing.assert_array_equal(got["c.png"], drawn["c.png"])

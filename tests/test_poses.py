@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,14 +51,16 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
 
 
 def _aligned(truth, capture):
-    """(names, recovered c2w by name, true c2w by name, (s, r, t) taking recovered to true)."""
+    """(names, recovered c2w by name, true c2w by name, (s, r, t) taking recovered to true); names
+    are file stems."""
     from tensorf.data import colmap
 
     model = colmap.read_model(capture / "sparse" / "0")
-    frames = {f["file_path"].split("/")[-1]: np.asarray(f["transform_matrix"])
+    # By stem: the photos may have been written in another format than the truth's PNGs.
+    frames = {Path(f["file_path"]).stem: np.asarray(f["transform_matrix"])
               for f in json.loads((truth / "transforms.json").read_text())["frames"]}
-    names = sorted(im.name for im in model.images.values())
-    got = {im.name: colmap.opengl_c2w(im) for im in model.images.values()}
+    names = sorted(Path(im.name).stem for im in model.images.values())
+    got = {Path(im.name).stem: colmap.opengl_c2w(im) for im in model.images.values()}
     src = np.stack([got[n][:3, 3] for n in names])
     dst = np.stack([frames[n][:3, 3] for n in names])
     return names, got, frames, umeyama(src, dst)
@@ -91,7 +94,7 @@ def test_training_on_recovered_poses_matches_training_on_the_true_ones(recovered
     points = colmap.read_colmap(capture).points  # in the frame of opengl_c2w, which the alignment starts from
     _write_ply(truth / "points.ply", (s * points @ r.T + t).astype(np.float32))
     meta = json.loads((truth / "transforms.json").read_text())
-    meta["frames"] = [f for f in meta["frames"] if f["file_path"].split("/")[-1] in set(names)]
+    meta["frames"] = [f for f in meta["frames"] if Path(f["file_path"]).stem in set(names)]
     (truth / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "points.ply"}))
     # Both train on the views at 80x80 (images_4/, as ns-process-data lays them out) without the
     # backdrop, which SfM needed but a box can only paint on its walls: what differs is the poses.
@@ -223,6 +226,40 @@ def test_photos_of_two_sizes_get_a_camera_each_and_register(recovered, tmp_path)
     # in parallel beside it): max 1.03%, mean 0.55%. COLMAP's threads make each run differ. A turned
     # view given the wrong camera lands tens of percent off.
     assert err.max() < 0.02 and err.mean() < 0.01, (err.max(), err.mean())
+
+
+def test_photos_stored_sideways_with_an_exif_orientation_are_posed_upright(recovered, tmp_path):
+    """A phone held upright (portrait, 240x320 as seen) stores every other photo sideways (320x240
+    pixels) with EXIF Orientation 6, which viewers obey and COLMAP does not. tensorf.poses turns
+    those upright first (keeping the rest of their EXIF): one camera for all, and every camera's
+    rotation matches the truth, as for photos stored upright."""
+    from PIL import Image
+
+    truth, _ = recovered
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    seen = {}
+    for k, p in enumerate(sorted((truth / "images").iterdir())):
+        seen[p.stem] = iio.imread(p)[..., :3][:, 40:280]  # portrait, as the photo is seen
+        stored = Image.fromarray(np.ascontiguousarray(np.rot90(seen[p.stem])) if k % 2 else seen[p.stem])
+        exif = stored.getexif()
+        exif[0x010F] = "PhoneMaker"
+        if k % 2:
+            exif[0x0112] = 6  # "turn the stored pixels 90 degrees clockwise to view"
+        stored.save(photos / f"{p.stem}.jpg", quality=95, exif=exif.tobytes())
+    capture = tmp_path / "capture"
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(capture)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "16 of 32 photos turned upright" in out.stdout and "1 camera(s): 240x320" in out.stdout, out.stdout
+    with Image.open(capture / "images" / "frame001.jpg") as copy:
+        assert copy.size == (240, 320) and 0x0112 not in copy.getexif() and copy.getexif()[0x010F] == "PhoneMaker"
+        assert np.abs(np.asarray(copy, np.float32) - seen["frame001"]).mean() < 3.0  # JPEG twice
+    names, got, frames, (s, r, t) = _aligned(truth, capture)
+    assert len(names) >= 0.75 * N_VIEWS, len(names)
+    angle = [np.degrees(np.arccos(np.clip((np.trace((r @ got[n][:3, :3]).T @ frames[n][:3, :3]) - 1) / 2, -1, 1)))
+             for n in names]
+    assert max(angle) < 1.0, max(angle)  # sideways, half the views would be 90 degrees off
 
 
 def test_large_photos_get_the_size_training_reads_written_beside_them(recovered, tmp_path):

@@ -73,7 +73,7 @@ def at_scale(folder: Path, name: str, downscale: int) -> tuple[Path, int]:
 def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
     """Write the images `names` of `folder` area-averaged by `downscale` into <folder>_<d>/, under
     the same names (so at_scale finds them), as 8-bit (JPEG at quality 95, as the photos came);
-    returns that folder. Reading a 12 MP photo and averaging it takes a second or more, its twin
+    returns that folder. Reading a 12 MP photo and averaging it takes about half a second, its twin
     milliseconds, and every load (training, eval, render_360, the viewer) would pay it again."""
     out = folder.parent / f"{folder.name}_{downscale}"
 
