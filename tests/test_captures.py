@@ -1,5 +1,6 @@
 """Real-capture formats: LLFF with NDC rays, nerfstudio / instant-ngp transforms.json."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -472,6 +473,27 @@ def test_colmap_models_outside_the_lens_models_and_damaged_files_are_one_line(ca
     (model / "images.bin").write_bytes((model / "images.bin").read_bytes()[:-40])
     with pytest.raises(UserError, match=r"images.bin: damaged or truncated"):
         colmap.read_colmap(tmp_path / "d")
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["bin", "txt"])
+def test_of_several_colmap_models_the_largest_is_read_with_one_warning(capture, tmp_path, capsys, binary):
+    """COLMAP writes the parts of a scene it could not join as sparse/0, sparse/1, ..., and not
+    always the largest first: the one that registered the most images is read, and a warning
+    names them all."""
+    from tensorf.data import colmap
+
+    root = tmp_path / "c"
+    _colmap_of(capture, root, binary)
+    whole = colmap.read_model(root / "sparse" / "0")
+    few = dict(list(whole.images.items())[:3])
+    shutil.move(root / "sparse" / "0", root / "sparse" / "1")
+    colmap.write_model(root / "sparse" / "0", dataclasses.replace(whole, images=few), binary=binary)
+    (root / "sparse" / "2").mkdir()  # not a model: left alone
+    data = load_dataset(DataConfig(path=root))
+    assert len(data.train.images) + len(data.eval.images) == 16
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1, err
+    assert "2 models (0/: 3 images, 1/: 16 images)" in err and "reading the largest, 1/" in err, err
 
 
 def test_frames_without_images_are_dropped_with_one_warning(capture, tmp_path, capsys):

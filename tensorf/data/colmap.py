@@ -20,7 +20,7 @@ import numpy as np
 
 from tensorf.data.capture import Capture, Frame
 from tensorf.data.images import at_scale, auto_downscale
-from tensorf.errors import UserError
+from tensorf.errors import UserError, warn
 
 # COLMAP's camera models by id: name, parameter count (src/colmap/sensor/models.h).
 MODEL_IDS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
@@ -59,10 +59,39 @@ class Model:
     points: np.ndarray
 
 
+def _holds_model(folder: Path) -> bool:
+    return any((folder / f"cameras.{ext}").is_file() for ext in ("bin", "txt"))
+
+
+def _registered(folder: Path) -> int:
+    """How many images the model in folder registered: images.bin's count, else the text model's."""
+    binary = folder / "images.bin"
+    if binary.is_file():
+        head = binary.read_bytes()[:8]
+        return struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+    try:
+        return len(read_model(folder).images)
+    except UserError:  # damaged: read_colmap names it if it is the one chosen
+        return 0
+
+
+def numbered_models(root: Path) -> dict[str, int]:
+    """The models COLMAP numbered under root/sparse/ (0, 1, ...: parts of the scene it could not
+    join into one) and how many images each registered."""
+    found = sorted((p for p in (root / "sparse").glob("*") if p.name.isdigit() and _holds_model(p)),
+                   key=lambda p: int(p.name))
+    return {p.name: _registered(p) for p in found}
+
+
 def find_model(root: Path) -> Path | None:
-    """The folder holding the model under root: sparse/0/, sparse/ or root itself."""
-    for folder in (root / "sparse" / "0", root / "sparse", root):
-        if any((folder / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+    """The folder holding the model under root: the sparse/<n>/ that registered the most images
+    (COLMAP writes the parts it could not join as sparse/0, 1, ..., not always the largest
+    first), sparse/ or root itself."""
+    models = numbered_models(root)
+    if models:
+        return root / "sparse" / max(models, key=lambda n: (models[n], -int(n)))
+    for folder in (root / "sparse", root):
+        if _holds_model(folder):
             return folder
     return None
 
@@ -166,6 +195,11 @@ def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
     if folder is None:
         raise UserError(f"{root}: no COLMAP model here (sparse/0/cameras.bin or .txt); run COLMAP (or "
                         "python -m tensorf.poses) on the images first")
+    models = numbered_models(root)
+    if len(models) > 1:
+        sizes = ", ".join(f"{n}/: {k} images" for n, k in models.items())
+        warn(f"{root / 'sparse'}: {len(models)} models ({sizes}), parts of the scene COLMAP could not join; "
+             f"reading the largest, {folder.name}/ (the others' images are left out)")
     model = read_model(folder)
     if not model.images:
         raise UserError(f"{folder}: the model has no registered images; the reconstruction failed, run it again")
