@@ -108,7 +108,7 @@ def main(args: Args) -> list[dict]:
 
 def _size(pool) -> str:
     # 200x200 rows were written before this column said so; keep their section.
-    return f"{pool.width}x{pool.colors.shape[0] // pool.c2w.shape[0] // pool.width}"
+    return f"{pool.size[1]}x{pool.size[0]}"
 
 
 def _device() -> str:

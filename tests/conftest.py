@@ -169,7 +169,7 @@ def pool_of_rays(origins, directions):
     ones, half = np.ones(n, np.float32), np.full(n, 0.5, np.float32)
     return jax.device_put(RayPool(colors=np.zeros((n, 3), np.float32), c2w=c2w.astype(np.float32), fx=ones, fy=ones,
                                   cx=half, cy=half, distortion=np.zeros((n, 6), np.float32), ids=np.arange(n, dtype=np.int32), count=np.int32(n),
-                                  starts=np.arange(n + 1, dtype=np.int32), width=1))
+                                  starts=np.arange(n + 1, dtype=np.int32), size=(1, 1)))
 
 
 def pool_rays(pool):

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -580,8 +581,23 @@ def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path
         h, w = train_views.size(i)
         assert {(h, w)} <= {(32, 24), (24, 32)} and train_views.masks[i].sum() == h * w
         assert train_views.masks[i, :h, :w].all()
-    pool = RayPool.from_views(train_views)
-    assert np.array_equal(np.asarray(pool.ids), np.flatnonzero(train_views.masks.reshape(-1)))
+    # The pool holds each view's own pixels, one view after another: the padding takes no memory,
+    # and every ray is its own pixel's.
+    pool = jax.device_put(RayPool.from_views(train_views))
+    own = [train_views.image(i)[0] for i in range(len(train_views.names))]
+    np.testing.assert_array_equal(np.asarray(pool.colors), np.concatenate([im.reshape(-1, 3) for im in own]))
+    assert int(pool.count) == sum(im.shape[0] * im.shape[1] for im in own) < train_views.masks.size
+    for i in (0, 7, 20):  # portrait, landscape (frames 9-15), the last portrait
+        first, last = int(pool.starts[i]), int(pool.starts[i + 1])
+        rays, colors = pool.rays(pool.ids[first:last])
+        o, d, _ = train_views.cameras.rays(i)
+        np.testing.assert_allclose(np.asarray(rays.directions), d.reshape(-1, 3), atol=2e-7)
+        np.testing.assert_array_equal(np.asarray(colors), own[i].reshape(-1, 3))
+    kept = pool.filtered(lambda params, rays: jnp.arange(rays.origins.shape[0]) % 2 == 1, {}, chunk=64)
+    ids, starts, offsets = (np.asarray(a) for a in (kept.ids, kept.starts, pool.offsets))
+    assert starts[-1] == int(kept.count) == int(pool.count) // 2
+    for v in range(len(own)):  # each view's rays in play still lie within its own pixels
+        assert (ids[starts[v]:starts[v + 1]] >= offsets[v]).all() and (ids[starts[v]:starts[v + 1]] < offsets[v + 1]).all()
     with pytest.raises(UserError, match="one image size"):  # a turntable's camera stands still
         load_dataset(DataConfig(path=root, turntable="yes"))
 

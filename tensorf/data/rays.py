@@ -40,13 +40,11 @@ def view_rays(views: Views, index: int) -> Rays:
                 background=_pixel_background(views, index))
 
 
-def _pixel_background(views: Views, index: int | None = None) -> np.ndarray | None:
-    """The background fixed to the camera of view `index` (all views: None), one row per pixel
-    in ray-id order ((H*W or N*H*W), 3), or None when the views carry none."""
+def _pixel_background(views: Views, index: int) -> np.ndarray | None:
+    """The background fixed to the camera of view `index`, one row per pixel (h * w, 3), or None
+    when the views carry none."""
     if views.background is None:
         return None
-    if index is None:
-        return np.asarray(views.background, np.float32).reshape(-1, 3)
     h, w = views.size(index)
     return np.asarray(views.background[index, :h, :w], np.float32).reshape(-1, 3)
 
@@ -56,15 +54,21 @@ class RayPool:
     """Every training ray, held on the device: the images, the cameras, and the ids of the rays
     in play, so a batch is drawn inside the jitted step with no host transfer.
 
-    A ray's id is view * pixels_per_view + row * width + column. Filtering keeps the array
-    shapes: ids (N,) holds the `count` rays in play first (in id order), then padding, so a
-    filtered pool never retraces the step. Memory: the images plus 4 bytes a ray, against 36 for
-    origins, directions and colours (lego at 800x800: 1 GB, not 2.3).
+    The images are held one after another, each at its own size (no padding when photos in
+    portrait and landscape share a capture), and a ray's id is its pixel's place there:
+    view * height * width + row * width + column when the views share a size (`size`), else
+    offsets[view] + row * widths[view] + column. Filtering keeps the array shapes: ids (N,)
+    holds the `count` rays in play first (in id order), then padding, so a filtered pool never
+    retraces the step. Memory: the images plus 4 bytes a ray, against 36 for origins, directions
+    and colours (lego at 800x800: 1 GB, not 2.3).
 
-    colors (V * P, 3) float32; c2w (V, 4, 4); fx, fy, cx, cy (V,); distortion (V, 6) (lens
-    parameters of `camera_model`); ids (N,) int32; count () int32; starts (V + 1,) int32: view v's
-    rays in play are ids[starts[v]:starts[v + 1]]; background (V * P, 3): each ray's background
-    fixed to the camera (a turntable's, as much memory again as the images), or None.
+    colors (P, 3) float32 (P: every view's pixels); c2w (V, 4, 4); fx, fy, cx, cy (V,);
+    distortion (V, 6) (lens parameters of `camera_model`); ids (N,) int32; count () int32;
+    starts (V + 1,) int32: view v's rays in play are ids[starts[v]:starts[v + 1]]; size
+    (height, width) shared by every view, or None: then offsets (V + 1,) int32 (the views' first
+    pixels, then P) and widths (V,) int32 say where each view lies; background (P, 3): each
+    ray's background fixed to the camera (a turntable's, as much memory again as the images),
+    or None.
     """
 
     colors: jax.Array
@@ -77,7 +81,9 @@ class RayPool:
     ids: jax.Array
     count: jax.Array
     starts: jax.Array
-    width: jdc.Static[int]
+    size: jdc.Static[tuple[int, int] | None]
+    offsets: jax.Array | None = None
+    widths: jax.Array | None = None
     background: jax.Array | None = None
     ndc_near: jdc.Static[float | None] = None
     camera_model: jdc.Static[str] = "pinhole"
@@ -86,26 +92,44 @@ class RayPool:
     def from_views(views: Views) -> "RayPool":
         """The pool of every ray of `views` that its mask keeps (host arrays; place it with
         jax.device_put)."""
-        n, h, w = views.images.shape[:3]
-        if n * h * w >= 2**31:
-            raise UserError(f"{n} views of {w}x{h} pixels hold more rays than the int32 ray ids can count; "
+        n = len(views.names)
+        sizes = np.asarray([views.size(i) for i in range(n)], np.int64)  # (height, width) each
+        shared = bool((sizes == sizes[0]).all()) and tuple(sizes[0]) == views.images.shape[1:3]
+        offsets = np.concatenate([[0], np.cumsum(sizes.prod(axis=1))])
+        if offsets[-1] >= 2**31:
+            h, w = sizes.max(axis=0)
+            raise UserError(f"{n} views of up to {w}x{h} pixels hold more rays than the int32 ray ids can count; "
                             "use --data.downscale")
-        if views.masks is None:
-            ids = np.arange(n * h * w, dtype=np.int32)
-        else:
-            ids = np.flatnonzero(np.asarray(views.masks).reshape(-1)).astype(np.int32)
-            if not len(ids):
-                raise UserError("the masks of the training views keep no pixel; check the capture's mask_path images")
+        offsets = offsets.astype(np.int32)
+        background = None if views.background is None else np.asarray(views.background, np.float32)
+        if shared:  # the arrays as they are
+            colors = np.asarray(views.images, np.float32).reshape(-1, 3)
+            background = None if background is None else background.reshape(-1, 3)
+            keep = None if views.masks is None else np.asarray(views.masks).reshape(-1)
+        else:  # each view's own pixels, the padding left out
+            own = lambda a: np.concatenate([a[i, :h, :w].reshape(-1, *a.shape[3:]) for i, (h, w) in enumerate(sizes)])  # noqa: E731
+            colors = own(np.asarray(views.images, np.float32))
+            background = None if background is None else own(background)
+            keep = None if views.masks is None else own(np.asarray(views.masks))
+        ids = np.arange(offsets[-1], dtype=np.int32) if keep is None else np.flatnonzero(keep).astype(np.int32)
+        if not len(ids):
+            raise UserError("the masks of the training views keep no pixel; check the capture's mask_path images")
         cams = views.cameras
         vec = lambda v: np.asarray(v, np.float32)  # noqa: E731
-        # The needles in the ids' own dtype (n * h * w < 2^31): a mixed-type search converts all
-        # the ids first, 4 s for lego's 64M on 2 cores.
-        starts = np.searchsorted(ids, np.arange(n + 1, dtype=np.int32) * np.int32(h * w)).astype(np.int32)
-        return RayPool(colors=np.asarray(views.images, np.float32).reshape(-1, 3), c2w=vec(cams.c2w),
-                       fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
-                       distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)), starts=starts, width=w,
-                       background=_pixel_background(views),
-                       ndc_near=cams.ndc_near, camera_model=cams.model)
+        # The needles in the ids' own dtype (ids < 2^31): a mixed-type search converts all the ids
+        # first, 4 s for lego's 64M on 2 cores.
+        starts = np.searchsorted(ids, offsets).astype(np.int32)
+        return RayPool(colors=colors, c2w=vec(cams.c2w), fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx),
+                       cy=vec(cams.cy), distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
+                       starts=starts, size=tuple(int(v) for v in sizes[0]) if shared else None,
+                       offsets=None if shared else offsets, widths=None if shared else sizes[:, 1].astype(np.int32),
+                       background=background, ndc_near=cams.ndc_near, camera_model=cams.model)
+
+    def first_pixels(self) -> jax.Array:
+        """(V + 1,) int32: the id of each view's first pixel, then the pixel count."""
+        if self.size is None:
+            return self.offsets
+        return jnp.arange(self.c2w.shape[0] + 1, dtype=jnp.int32) * (self.size[0] * self.size[1])
 
     def __len__(self) -> int:
         """Rays in play (a host transfer: call it at schedule events, not per step)."""
@@ -113,9 +137,13 @@ class RayPool:
 
     def rays(self, ids: jax.Array) -> tuple[Rays, jax.Array]:
         """The rays with ray ids `ids` (B,) and their colours (B, 3)."""
-        pixels = self.colors.shape[0] // self.c2w.shape[0]
-        view, pixel = jnp.divmod(ids, pixels)
-        y, x = jnp.divmod(pixel, self.width)
+        if self.size is not None:
+            h, w = self.size
+            view, pixel = jnp.divmod(ids, h * w)
+            y, x = jnp.divmod(pixel, w)
+        else:
+            view = jnp.searchsorted(self.offsets, ids, side="right") - 1
+            y, x = jnp.divmod(ids - self.offsets[view], self.widths[view])
         o, d, r = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
         bg = None if self.background is None else self.background[ids]
@@ -155,7 +183,6 @@ def _filtered(keep, chunk: int, params, pool: RayPool) -> RayPool:
     (where,) = jnp.nonzero(kept, size=n, fill_value=0)
     count = jnp.sum(kept, dtype=jnp.int32)
     ids = pool.ids[where]
-    pixels = pool.colors.shape[0] // pool.c2w.shape[0]
     in_play = jnp.where(jnp.arange(n) < count, ids, jnp.iinfo(jnp.int32).max)
-    starts = jnp.searchsorted(in_play, jnp.arange(pool.c2w.shape[0] + 1, dtype=jnp.int32) * pixels).astype(jnp.int32)
+    starts = jnp.searchsorted(in_play, pool.first_pixels()).astype(jnp.int32)
     return dataclasses.replace(pool, ids=ids, count=count, starts=starts)
