@@ -709,3 +709,26 @@ def test_photos_stored_sideways_are_turned_upright_and_their_masks_with_them(tmp
     np.testing.assert_array_equal(got["a.png"], np.rot90(drawn["a.png"], k=-1))  # 6: 90 degrees clockwise
     np.testing.assert_array_equal(got["b.png"], drawn["b.png"])
     np.testing.assert_array_equal(got["c.png"], drawn["c.png"])
+
+
+def test_posed_images_stored_sideways_are_used_as_stored_with_one_warning(capture, tmp_path, capsys):
+    """A COLMAP or transforms.json capture whose photos carry an EXIF orientation was posed on
+    the pixels as stored (COLMAP ignores the tag): they are read so, and one warning says how to
+    get upright renders."""
+    from PIL import Image
+
+    root = _copy(capture, tmp_path)
+    (root / "poses_bounds.npy").unlink()
+    before = load_dataset(DataConfig(path=root))
+    capsys.readouterr()
+    for name in ("image001.png", "image005.png"):
+        with Image.open(root / "images" / name) as im:
+            im.load()
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(root / "images" / name, exif=exif.tobytes())
+    after = load_dataset(DataConfig(path=root))
+    np.testing.assert_array_equal(after.train.images, before.train.images)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "2 of 16 images are stored sideways with an EXIF orientation" in err, err
+    assert "python -m tensorf.poses" in err

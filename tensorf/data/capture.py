@@ -29,7 +29,7 @@ import numpy as np
 from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
-from tensorf.data.images import read_images, read_mask
+from tensorf.data.images import exif_turned, read_images, read_mask
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around, box_seen
 from tensorf.data.turntable import Turntable, decide, neighbour_backgrounds
@@ -158,7 +158,15 @@ def _existing(capture: Capture) -> list[Frame]:
     if missing:
         warn(f"{capture.source}: {len(missing)} of {len(capture.frames)} frames have no image file (first: "
              f"{missing[0].file}); training on the {len(capture.frames) - len(missing)} that do")
-    return [f for f in capture.frames if f.file.is_file()]
+    frames = [f for f in capture.frames if f.file.is_file()]
+    turned = exif_turned([f.file for f in frames])
+    if turned:
+        # Consistent with the poses (COLMAP reads pixels as stored), but the cameras' up lies
+        # sideways: their renders lie on their side and an orbit's up (the cameras' mean) is off.
+        warn(f"{capture.source}: {len(turned)} of {len(frames)} images are stored sideways with an EXIF orientation "
+             f"(first: {turned[0]}) and are used as stored, as their poses were made; for upright renders and "
+             "orbits, pose the photos with python -m tensorf.poses, which turns them upright first")
+    return frames
 
 
 def _split_indices(capture: Capture, frames: list[Frame], hold_every: int) -> tuple[list[int], list[int], str]:

@@ -89,6 +89,22 @@ def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
     return out
 
 
+def exif_turned(files: list[Path]) -> list[Path]:
+    """The files whose EXIF orientation tells a viewer to turn or mirror them (2-8): photos a
+    phone stored sideways. Read as stored, as COLMAP poses them; only their headers are read."""
+    from PIL import Image
+
+    turned = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if im.getexif().get(0x0112, 1) in range(2, 9):
+                    turned.append(f)
+        except Exception:  # unreadable: read_rgb names it
+            continue
+    return turned
+
+
 def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:
     """(H, W, 3) float32 in [0, 1] (8- or 16-bit; grey repeated; alpha composited over
     `background`), area-averaged by `downscale`; and the conversions made (GREY, DEEP, OPAQUE)."""
