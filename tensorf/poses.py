@@ -7,12 +7,13 @@
 Runs COLMAP through pycolmap (its wheel carries COLMAP; no system install): SIFT features, then
 matching (every pair for a small set of photos; neighbours in order for a video, where
 consecutive frames overlap), then incremental mapping. Writes CAPTURE/images/ (the photos, those
-stored sideways with an EXIF orientation turned upright; or the sampled frames), CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D),
-CAPTURE/colmap/ (database and logs) and, for images over 1600 px along their longer side,
-CAPTURE/images_<d>/ (them at the size training reads by default). The images of one size and lens share a camera (photos taken
-with the phone turned, or through its other lens, are another), with COLMAP's SIMPLE_RADIAL lens
-unless --camera-model says otherwise; the lens is applied to rays when training. pycolmap is an
-optional dependency: pip install -r requirements-poses.txt.
+stored sideways with an EXIF orientation turned upright; or the sampled frames),
+CAPTURE/sparse/0/ (the largest reconstruction: cameras, images, points3D), CAPTURE/colmap/
+(database and logs) and, for images over 1600 px along their longer side, CAPTURE/images_<d>/
+(them at the size training reads by default). The images of one size and lens share a camera
+(photos taken with the phone turned, or through its other lens, are another), with COLMAP's
+SIMPLE_RADIAL lens unless --camera-model says otherwise; the lens is applied to rays when
+training. pycolmap is an optional dependency: pip install -r requirements-poses.txt.
 """
 
 from __future__ import annotations
@@ -123,10 +124,11 @@ def _upright(image, orientation: int):
 
 def _copy_upright(src: Path, dest: Path) -> int:
     """Copy a photo to dest, its pixels turned as its EXIF orientation says; returns that
-    orientation (1: upright, copied as it is). Phones store a photo taken upright sideways and tag it; viewers obey the tag, COLMAP and
-    the loaders read the pixels as stored (COLMAP on purpose: one camera for both ways round,
-    colmap/colmap#1456). Left sideways, a camera's up would lie in the horizon: renders come out
-    turned, and an orbit's up (the cameras' mean up) is lost."""
+    orientation (1: upright, copied as it is). Phones store a photo taken upright sideways and
+    tag it; viewers obey the tag, COLMAP and the loaders read the pixels as stored (COLMAP on
+    purpose: one camera for both ways round, colmap/colmap#1456). Left sideways, a camera's up
+    would lie in the horizon: renders come out turned, and an orbit's up (the cameras' mean up)
+    is lost."""
     from PIL import Image
 
     with Image.open(src) as im:

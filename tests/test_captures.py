@@ -597,7 +597,8 @@ def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path
     ids, starts, offsets = (np.asarray(a) for a in (kept.ids, kept.starts, pool.offsets))
     assert starts[-1] == int(kept.count) == int(pool.count) // 2
     for v in range(len(own)):  # each view's rays in play still lie within its own pixels
-        assert (ids[starts[v]:starts[v + 1]] >= offsets[v]).all() and (ids[starts[v]:starts[v + 1]] < offsets[v + 1]).all()
+        in_play = ids[starts[v]:starts[v + 1]]
+        assert (in_play >= offsets[v]).all() and (in_play < offsets[v + 1]).all()
     with pytest.raises(UserError, match="one image size"):  # a turntable's camera stands still
         load_dataset(DataConfig(path=root, turntable="yes"))
 

@@ -147,8 +147,8 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
         read = nerfstudio.read_transforms if fmt == "nerfstudio" else colmap.read_colmap
         background = 1.0 if cfg.background is None else cfg.background
         capture = read(cfg.path, cfg.downscale)
-        loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind, cfg.contraction,
-                              cfg.turntable)
+        loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind,
+                              cfg.contraction, cfg.turntable)
     return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
                    format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable,
                    downscale=loaded.downscale)

@@ -107,7 +107,9 @@ class RayPool:
             background = None if background is None else background.reshape(-1, 3)
             keep = None if views.masks is None else np.asarray(views.masks).reshape(-1)
         else:  # each view's own pixels, the padding left out
-            own = lambda a: np.concatenate([a[i, :h, :w].reshape(-1, *a.shape[3:]) for i, (h, w) in enumerate(sizes)])  # noqa: E731
+            def own(a: np.ndarray) -> np.ndarray:
+                return np.concatenate([a[i, :h, :w].reshape(-1, *a.shape[3:]) for i, (h, w) in enumerate(sizes)])
+
             colors = own(np.asarray(views.images, np.float32))
             background = None if background is None else own(background)
             keep = None if views.masks is None else own(np.asarray(views.masks))
