@@ -224,3 +224,22 @@ def test_real_lego_loads_at_downscale():
     v = load_blender(SHARED_DATA / "nerf_synthetic" / "lego", "val", downscale=8)
     assert v.images.shape == (100, 100, 100, 3)
     assert np.allclose(v.cameras.fx, 0.5 * 100 / np.tan(0.5 * 0.6911112070083618), rtol=1e-4)
+
+
+# (PIL writes 16-bit PNGs in grey only.)
+@pytest.mark.parametrize(("dtype", "channels"), [(np.uint8, 1), (np.uint8, 3), (np.uint8, 4), (np.uint16, 1)])
+def test_downscale_is_the_mean_of_each_block_at_every_depth(tmp_path, dtype, channels):
+    """Area averaging: opaque images are summed as integers (faster), images with alpha are
+    composited first; either way each pixel is its block's mean of the [0, 1] values."""
+    from tensorf.data.images import read_rgb
+
+    top = np.iinfo(dtype).max
+    raw = np.random.default_rng(channels).integers(0, top, (12, 8, channels), endpoint=True).astype(dtype)
+    iio.imwrite(tmp_path / "a.png", raw[..., 0] if channels == 1 else raw)
+    img, _ = read_rgb(tmp_path / "a.png", 4, background=1.0)
+    full = raw.astype(np.float64) / top
+    if channels == 4:
+        full = full[..., :3] * full[..., 3:] + (1.0 - full[..., 3:])
+    want = np.broadcast_to(full, (12, 8, 3)).reshape(3, 4, 2, 4, 3).mean(axis=(1, 3))
+    assert img.dtype == np.float32 and img.shape == (3, 2, 3)
+    np.testing.assert_allclose(img, want, atol=1e-6)
