@@ -27,7 +27,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from tensorf.data.images import auto_downscale, write_scaled
+from tensorf.data.images import ORIENTATION, auto_downscale, write_scaled
 from tensorf.errors import UserError, exit_on_user_error, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -106,10 +106,6 @@ def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int]]:
         print(f"{len(turned)} of {len(files)} photos turned upright as their EXIF orientation says (a phone held "
               "upright stores its photo sideways, with a tag for viewers)")
     return [f.name for f in files], turned
-
-
-# EXIF's Orientation tag: 1 is upright; 2-8 say how a viewer turns or mirrors the stored pixels.
-ORIENTATION = 0x0112
 
 
 def _upright(image, orientation: int):

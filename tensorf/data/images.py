@@ -90,6 +90,10 @@ def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
     return out
 
 
+# EXIF's Orientation tag: 1 is upright; 2-8 say how a viewer turns or mirrors the stored pixels.
+ORIENTATION = 0x0112
+
+
 def exif_turned(files: list[Path]) -> list[Path]:
     """The files whose EXIF orientation tells a viewer to turn or mirror them (2-8): photos a
     phone stored sideways. Read as stored, as COLMAP poses them; only their headers are read."""
@@ -99,7 +103,7 @@ def exif_turned(files: list[Path]) -> list[Path]:
     for f in files:
         try:
             with Image.open(f) as im:
-                if im.getexif().get(0x0112, 1) in range(2, 9):
+                if im.getexif().get(ORIENTATION, 1) in range(2, 9):
                     turned.append(f)
         except Exception:  # unreadable: read_rgb names it
             continue
