@@ -27,7 +27,8 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from tensorf.data.images import ORIENTATION, auto_downscale, write_scaled
+from tensorf.data.images import auto_downscale, write_scaled
+from tensorf.data.orientation import ORIENTATION, upright_image
 from tensorf.errors import UserError, exit_on_user_error, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -108,20 +109,10 @@ def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int]]:
     return [f.name for f in files], turned
 
 
-def _upright(image, orientation: int):
-    """A PIL image turned and mirrored as EXIF orientation `orientation` tells a viewer to."""
-    from PIL import Image
-
-    t = Image.Transpose
-    op = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
-          7: t.TRANSVERSE, 8: t.ROTATE_90}.get(orientation)
-    return image if op is None else image.transpose(op)
-
-
 def _copy_upright(src: Path, dest: Path) -> int:
     """Copy a photo to dest, its pixels turned as its EXIF orientation says; returns that
     orientation (1: upright, copied as it is). Phones store a photo taken upright sideways and
-    tag it; viewers obey the tag, COLMAP and the loaders read the pixels as stored (COLMAP on
+    tag it; viewers obey the tag, COLMAP reads the pixels as stored (on
     purpose: one camera for both ways round, colmap/colmap#1456). Left sideways, a camera's up
     would lie in the horizon: renders come out turned, and an orbit's up (the cameras' mean up)
     is lost."""
@@ -133,7 +124,7 @@ def _copy_upright(src: Path, dest: Path) -> int:
         if orientation not in range(2, 9):
             shutil.copy2(src, dest)
             return 1
-        upright = _upright(im, orientation)
+        upright = upright_image(im, orientation)
     del exif[ORIENTATION]  # the rest of the EXIF stays: maker, model and focal length tell cameras apart
     jpeg = dest.suffix.lower() in (".jpg", ".jpeg")
     upright.save(dest, exif=exif, **({"quality": 95} if jpeg else {}))
@@ -161,7 +152,7 @@ def _masks(folder: Path, dest: Path, names: list[str], turned: dict[str, int]) -
         with Image.open(dest.parent / "images" / n) as photo, Image.open(folder / f"{n}.png") as mask:
             stored = photo.size[::-1] if turned[n] >= 5 else photo.size  # 5-8 swap width and height
             drawn_stored = mask.size == stored != photo.size
-            (_upright(mask, turned[n]) if drawn_stored else mask).save(dest / f"{n}.png")
+            (upright_image(mask, turned[n]) if drawn_stored else mask).save(dest / f"{n}.png")
 
 
 def sharpness(frame: np.ndarray) -> float:

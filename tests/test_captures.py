@@ -712,24 +712,95 @@ def test_photos_stored_sideways_are_turned_upright_and_their_masks_with_them(tmp
     np.testing.assert_array_equal(got["c.png"], drawn["c.png"])
 
 
-def test_posed_images_stored_sideways_are_used_as_stored_with_one_warning(capture, tmp_path, capsys):
-    """A COLMAP or transforms.json capture whose photos carry an EXIF orientation was posed on
-    the pixels as stored (COLMAP ignores the tag): they are read so, and one warning says how to
-    get upright renders."""
+def test_exif_orientations_turn_pixels_as_viewers_do_and_cameras_cast_the_same_rays():
+    """For all eight EXIF orientations: upright (arrays) and upright_image (PIL) turn pixels as
+    PIL's exif_transpose does, and turn_camera gives the upright view's camera: each shown pixel
+    casts the ray of the stored pixel it came from, through an OpenCV and a fisheye lens."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from tensorf.data.cameras import pixel_rays
+    from tensorf.data.orientation import ORIENTATION, turn_camera, upright, upright_image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    c2w = np.eye(4)
+    c2w[:3, :3], c2w[:3, 3] = q * np.sign(np.linalg.det(q)), (1.0, 2.0, 3.0)
+    w, h = 7, 5
+    intrinsics = (6.0, 6.5, 3.3, 2.4, w, h)
+    ys, xs = np.mgrid[0:h, 0:w]
+    for o in range(1, 9):
+        im = Image.fromarray(pixels)
+        exif = im.getexif()
+        exif[ORIENTATION] = o
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", exif=exif.tobytes())
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
+        np.testing.assert_array_equal(upright(pixels, o), shown)
+        np.testing.assert_array_equal(np.asarray(upright_image(Image.fromarray(pixels), o)), shown)
+        came_from = upright(np.stack([xs, ys], axis=-1), o)  # each shown pixel's stored (x, y)
+        for model, dist in (("opencv", (0.1, -0.05, 0.01, 0.0, 0.02, -0.03)), ("fisheye", (0.1, -0.05, 0.01, 0.002, 0, 0))):
+            c2w_up, k_up, dist_up = turn_camera(o, c2w, intrinsics, dist)
+            assert k_up[4:] == (came_from.shape[1], came_from.shape[0])
+            sy, sx = np.mgrid[0:k_up[5], 0:k_up[4]]
+            _, want, _ = pixel_rays(c2w, *intrinsics[:4], came_from[..., 0], came_from[..., 1], None,
+                                    np.float32(dist), model)
+            _, got, _ = pixel_rays(c2w_up, *k_up[:4], sx, sy, None, np.float32(dist_up), model)
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6, err_msg=f"{o} {model}")
+            assert np.linalg.det(c2w_up[:3, :3]) == pytest.approx(1.0 if o in (1, 3, 6, 8) else -1.0)
+
+
+def test_posed_photos_stored_sideways_load_upright_with_their_cameras(capture, tmp_path, capsys):
+    """A transforms.json (or COLMAP) capture whose photos a phone stored sideways with an EXIF
+    orientation, posed on the stored pixels as COLMAP poses them, loads as the upright capture:
+    the same images, the same cameras (lens terms included), a mask drawn on the stored pixels
+    turned with its photo; a photo whose frame was posed on the upright view (a tool that obeyed
+    the tag) has only its pixels turned. One line says so, and no warning."""
     from PIL import Image
+
+    from tensorf.data.orientation import turn_camera, upright
 
     root = _copy(capture, tmp_path)
     (root / "poses_bounds.npy").unlink()
+    meta = json.loads((root / "transforms.json").read_text())
+    # A wider-than-tall lens with an off-centre principal point and distortion: every term turns.
+    meta.update(h=24, fl_y=meta["fl_x"] * 1.1, cx=17.2, cy=11.3, k1=0.05, k2=-0.01, p1=0.01, p2=-0.02)
+    for fr in meta["frames"]:
+        img = iio.imread(root / fr["file_path"])
+        iio.imwrite(root / fr["file_path"], img[:24])
+    (root / "transforms.json").write_text(json.dumps(meta))
     before = load_dataset(DataConfig(path=root))
     capsys.readouterr()
-    for name in ("image001.png", "image005.png"):
-        with Image.open(root / "images" / name) as im:
-            im.load()
+
+    inverse = {6: 8, 8: 6, 3: 3}
+    drawn = np.random.default_rng(1).random((24, 32)) > 0.3  # frame 1's mask, as seen upright
+    (root / "masks").mkdir()
+    iio.imwrite(root / "masks" / "m1.png", upright(drawn, inverse[6]).astype(np.uint8) * 255)
+    for i, o, posed_stored in ((1, 6, True), (5, 8, True), (9, 3, True), (13, 6, False)):
+        fr = meta["frames"][i]
+        img = iio.imread(root / fr["file_path"])
+        im = Image.fromarray(np.ascontiguousarray(upright(img, inverse[o])))
         exif = im.getexif()
-        exif[0x0112] = 6
-        im.save(root / "images" / name, exif=exif.tobytes())
+        exif[0x0112] = o
+        im.save(root / fr["file_path"], exif=exif.tobytes())
+        if posed_stored:  # the camera of the stored pixels, as COLMAP would have found it
+            k = (meta["fl_x"], meta["fl_y"], meta["cx"], meta["cy"], meta["w"], meta["h"])
+            dist = tuple(meta.get(n, 0.0) for n in ("k1", "k2", "k3", "k4", "p1", "p2"))
+            c2w, k, dist = turn_camera(inverse[o], np.asarray(fr["transform_matrix"]), k, dist)
+            fr.update(transform_matrix=c2w.tolist(), fl_x=k[0], fl_y=k[1], cx=k[2], cy=k[3], w=k[4], h=k[5],
+                      **dict(zip(("k1", "k2", "k3", "k4", "p1", "p2"), dist)))
+    meta["frames"][1]["mask_path"] = "masks/m1.png"
+    (root / "transforms.json").write_text(json.dumps(meta))
     after = load_dataset(DataConfig(path=root))
+    out, err = capsys.readouterr()
+    assert "4 of 16 images are stored sideways with an EXIF orientation; turned upright with their cameras" in out
+    assert "warning" not in err, err
     np.testing.assert_array_equal(after.train.images, before.train.images)
-    err = capsys.readouterr().err
-    assert err.count("warning:") == 1 and "2 of 16 images are stored sideways with an EXIF orientation" in err, err
-    assert "python -m tensorf.poses" in err
+    for key in ("c2w", "fx", "fy", "cx", "cy", "distortion"):
+        np.testing.assert_allclose(getattr(after.train.cameras, key), getattr(before.train.cameras, key), atol=1e-5,
+                                   err_msg=key)
+    np.testing.assert_array_equal(after.train.cameras.width, before.train.cameras.width)
+    np.testing.assert_array_equal(after.train.masks[0], drawn)  # frame 1 is the first training view
+    assert after.train.masks[1:].all()

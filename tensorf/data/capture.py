@@ -4,6 +4,8 @@ A format's reader turns its files into a `Capture` (frames with an OpenGL camera
 pinhole intrinsics, a lens model, an image file; optionally the sparse points); `load_capture`
 does the rest the same way for every format:
 - frames whose image file is missing are dropped with one warning (a capture with none is an error);
+- photos a phone stored sideways (an EXIF orientation) are turned upright with their cameras
+  (upright_frames);
 - poses are normalised as nerfstudio's dataparser does by default (nerfstudio_dataparser.py:
   orientation_method "up", center_method "poses", auto_scale_poses): rotated so the mean camera
   up is +z, translated so the mean camera position is the origin, scaled so the farthest camera
@@ -29,7 +31,8 @@ import numpy as np
 from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
-from tensorf.data.images import exif_turned, read_images, read_mask
+from tensorf.data.images import read_images, read_mask
+from tensorf.data.orientation import SWAPS_SIDES, exif_orientations, turn_camera
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around, box_seen
 from tensorf.data.turntable import Turntable, decide, neighbour_backgrounds
@@ -59,6 +62,9 @@ class Frame:
     name: str = ""
     mask: Path | None = None
     mask_factor: int = 1
+    orientation: int = 1
+    """The EXIF orientation the file's pixels are turned upright by when read (upright_frames);
+    the camera above is the upright view's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,15 +164,45 @@ def _existing(capture: Capture) -> list[Frame]:
     if missing:
         warn(f"{capture.source}: {len(missing)} of {len(capture.frames)} frames have no image file (first: "
              f"{missing[0].file}); training on the {len(capture.frames) - len(missing)} that do")
-    frames = [f for f in capture.frames if f.file.is_file()]
-    turned = exif_turned([f.file for f in frames])
+    return upright_frames([f for f in capture.frames if f.file.is_file()], capture.source)
+
+
+# EXIF orientations that turn a photo without mirroring it: a mirrored camera (determinant -1)
+# would break what takes camera rotations as rotations (the viewer's quaternions).
+TURNS = (3, 6, 8)
+
+
+def upright_frames(frames: list[Frame], source: Path) -> list[Frame]:
+    """The frames with photos a phone stored sideways (an EXIF orientation) turned upright, each
+    with its camera (orientation.turn_camera): their renders stand upright and an orbit's up is
+    the scene's. The poses were made on the stored pixels (COLMAP reads them so) unless the frame's
+    size is the upright view's (a tool that obeyed the tag): then only the pixels turn. Mirrored
+    photos are used as stored, with a warning."""
+    tags = exif_orientations([f.file for f in frames])
+    out, turned, mirrored = [], 0, []
+    for f, (o, stored) in zip(frames, tags):
+        if o == 1 or stored is None:
+            out.append(f)
+        elif o not in TURNS:
+            mirrored.append(f.file)
+            out.append(f)
+        else:
+            w, h = f.intrinsics[4:]
+            # The stored photo's sides in the frame's proportions, swapped (to half a percent: rounding).
+            posed_upright = o in SWAPS_SIDES and w != h and abs(stored[0] * w - stored[1] * h) <= 0.005 * stored[1] * h
+            if posed_upright:
+                out.append(dataclasses.replace(f, orientation=o))
+            else:
+                c2w, intrinsics, distortion = turn_camera(o, f.c2w, f.intrinsics, f.distortion)
+                out.append(dataclasses.replace(f, c2w=c2w, intrinsics=intrinsics, distortion=distortion, orientation=o))
+            turned += 1
     if turned:
-        # Consistent with the poses (COLMAP reads pixels as stored), but the cameras' up lies
-        # sideways: their renders lie on their side and an orbit's up (the cameras' mean) is off.
-        warn(f"{capture.source}: {len(turned)} of {len(frames)} images are stored sideways with an EXIF orientation "
-             f"(first: {turned[0]}) and are used as stored, as their poses were made; for upright renders and "
-             "orbits, pose the photos with python -m tensorf.poses, which turns them upright first")
-    return frames
+        print(f"{source}: {turned} of {len(frames)} images are stored sideways with an EXIF orientation; turned upright "
+              "with their cameras", flush=True)
+    if mirrored:
+        warn(f"{source}: {len(mirrored)} of {len(frames)} images are stored mirrored with an EXIF orientation (first: "
+             f"{mirrored[0]}) and are used as stored, as their poses were made")
+    return out
 
 
 def _split_indices(capture: Capture, frames: list[Frame], hold_every: int) -> tuple[list[int], list[int], str]:
@@ -218,7 +254,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                             "it or remove it")
         sizes = np.asarray([frames[i].intrinsics[4:] for i in idx], np.float64) / downscale
         images = read_images([frames[i].file for i in idx], extra.pop(), background, where=str(capture.source),
-                             sizes=sizes)
+                             sizes=sizes, orientations=[frames[i].orientation for i in idx])
         k = np.asarray([frames[i].intrinsics[:4] for i in idx]) / downscale
         w, h = sizes.astype(np.int64).T
         cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], w, h, model=model,
@@ -232,7 +268,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             masks = np.zeros((len(idx), *shape), bool)
             for j, i in enumerate(idx):
                 masks[j, :h[j], :w[j]] = True if frames[i].mask is None else \
-                    read_mask(frames[i].mask, frames[i].mask_factor, (w[j], h[j]))
+                    read_mask(frames[i].mask, frames[i].mask_factor, (w[j], h[j]), frames[i].orientation)
         return Views(images=images, cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
                      masks=masks)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from tensorf.data.orientation import SWAPS_SIDES, upright
 from tensorf.errors import UserError, warn
 
 # What read_rgb converted, as it is reported: "<n> of <N> images <note>".
@@ -90,26 +91,6 @@ def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
     return out
 
 
-# EXIF's Orientation tag: 1 is upright; 2-8 say how a viewer turns or mirrors the stored pixels.
-ORIENTATION = 0x0112
-
-
-def exif_turned(files: list[Path]) -> list[Path]:
-    """The files whose EXIF orientation tells a viewer to turn or mirror them (2-8): photos a
-    phone stored sideways. Read as stored, as COLMAP poses them; only their headers are read."""
-    from PIL import Image
-
-    turned = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                if im.getexif().get(ORIENTATION, 1) in range(2, 9):
-                    turned.append(f)
-        except Exception:  # unreadable: read_rgb names it
-            continue
-    return turned
-
-
 def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:
     """(H, W, 3) float32 in [0, 1] (8- or 16-bit; grey repeated; alpha composited over
     `background`), area-averaged by `downscale`; and the conversions made (GREY, DEEP, OPAQUE)."""
@@ -142,15 +123,21 @@ def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.nd
     return img, notes
 
 
-def read_mask(path: Path, downscale: int, size: tuple[int, int]) -> np.ndarray:
+def read_mask(path: Path, downscale: int, size: tuple[int, int], orientation: int = 1) -> np.ndarray:
     """(H, W) bool: the pixels a mask image keeps (nonzero in its first channel, as nerfstudio
     reads `mask_path`), downscaled so that a pixel is kept only where every pixel it covers is;
-    size (width, height) of its image, which the mask must match."""
+    size (width, height) of its image, which the mask must match. orientation: the EXIF
+    orientation its photo is turned upright by (tensorf.data.orientation); a mask of the stored
+    photo's size was drawn on the stored pixels and is turned with them, one of the upright
+    size is taken as it is."""
     raw = _imread(path, "mask", "restore it or remove the frame's mask_path")
     keep = (raw if raw.ndim == 2 else raw[..., 0]) > 0
     h, w = keep.shape
     if downscale > 1 and not (h % downscale or w % downscale):
         keep = keep.reshape(h // downscale, downscale, w // downscale, downscale).all(axis=(1, 3))
+    stored = tuple(size[::-1]) if orientation in SWAPS_SIDES else tuple(size)
+    if orientation != 1 and keep.shape[::-1] == stored:
+        keep = upright(keep, orientation)
     if keep.shape[::-1] != tuple(size):
         raise UserError(f"{path}: mask is {w}x{h} (downscale {downscale}: {keep.shape[1]}x{keep.shape[0]}), its image "
                         f"{size[0]}x{size[1]}; give it the image's size")
@@ -158,7 +145,8 @@ def read_mask(path: Path, downscale: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def read_images(files: list[Path], downscale: int, background: float = 1.0, where: str = "",
-                expect_alpha: bool = False, sizes: np.ndarray | None = None) -> np.ndarray:
+                expect_alpha: bool = False, sizes: np.ndarray | None = None,
+                orientations: list[int] | None = None) -> np.ndarray:
     """(N, H, W, 3) float32: read_rgb over files on a thread pool (decoding releases the GIL),
     each written into one array (a stack of separate images would copy all the pixels again: a
     100-view 800x800 split is 768 MB). One warning line per kind of conversion made (opaque
@@ -167,10 +155,12 @@ def read_images(files: list[Path], downscale: int, background: float = 1.0, wher
     sizes None: all of one size. sizes (N, 2) (width, height after all downscaling, as the
     capture's cameras say): each image must have its own; images of several sizes (a phone turned for
     some of the photos) lie in the top-left corner of an array of the largest width and height,
-    the rest zero (see Views)."""
+    the rest zero (see Views). orientations: each file's EXIF orientation, its pixels turned
+    upright so (tensorf.data.orientation); sizes are the upright ones."""
     read = []  # the conversions made, per image read
     if sizes is None:
         first, first_notes = read_rgb(files[0], downscale, background)
+        first = first if orientations is None else upright(first, orientations[0])
         shape, read = first.shape, [first_notes]
     else:
         sizes = np.asarray(sizes, np.float64).reshape(len(files), 2)
@@ -179,6 +169,8 @@ def read_images(files: list[Path], downscale: int, background: float = 1.0, wher
 
     def read_into(i: int) -> set[str]:
         img, notes = read_rgb(files[i], downscale, background)
+        if orientations is not None:
+            img = upright(img, orientations[i])
         h, w = img.shape[:2]
         if sizes is None and img.shape != shape:
             raise UserError(f"{files[i]}: image size {w}x{h} differs from the split's {shape[1]}x{shape[0]} "
