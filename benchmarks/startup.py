@@ -54,7 +54,8 @@ def main(args: Args) -> None:
         jax.block_until_ready(initial(model, tx, jax.random.key(r), model.initial_state()))
         t_init = time.perf_counter() - t
         print(f"repeat {r}: load {data.train.images.shape[0]} + {data.eval.images.shape[0]} views {t_load:.2f} s, "
-              f"ray pool ({len(pool)} rays) on the device {t_pool:.2f} s, params and optimizer state {t_init:.2f} s",
+              f"ray pool ({len(pool)} rays, colours {pool.colors.dtype} {pool.colors.nbytes / 2**20:.0f} MiB) on the device "
+              f"{t_pool:.2f} s, params and optimizer state {t_init:.2f} s",
               flush=True)
 
 

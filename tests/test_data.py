@@ -1,5 +1,6 @@
 """Blender loading: conventions, downscale, and one clear error line for each kind of bad input."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -123,16 +124,25 @@ def test_view_rays_match_the_float64_formula_at_full_size():
     np.testing.assert_allclose(np.asarray(rays.directions), ref.reshape(-1, 3), atol=1e-6)
 
 
-def test_pool_rays_are_the_views_rays_and_colours(scene):
+def test_pool_rays_are_the_views_rays_and_colours_held_in_a_quarter_or_half_the_bytes(scene):
+    """The pool's rays are the views' rays, and its colours the views' pixels: composited over the
+    background (not 8-bit values) within 0.5 / 65535 from uint16, half of float32's bytes; the
+    same images rounded to 8 bits, as opaque photos are read, from uint8 (a quarter), equal to
+    float32's last bit (the step divides by 255 as XLA compiles it)."""
     views = load_blender(scene, "train")
-    pool = jax.device_put(RayPool.from_views(views))
     pixels = views.height * views.width
-    for i in (0, len(views.names) - 1):
-        rays, colors = pool.rays(jnp.arange(i * pixels, (i + 1) * pixels, dtype=jnp.int32))
-        o, d, _ = views.cameras.rays(i)
-        np.testing.assert_allclose(np.asarray(rays.directions), d.reshape(-1, 3), atol=2e-7)
-        np.testing.assert_array_equal(np.asarray(rays.origins), o.reshape(-1, 3))
-        np.testing.assert_array_equal(np.asarray(colors), views.images[i].reshape(-1, 3))
+    eight_bit = dataclasses.replace(views, images=np.round(views.images * 255).astype(np.float32) / np.float32(255))
+    for v, dtype, tol in ((views, np.uint16, 0.5 / 65535 + 1e-7), (eight_bit, np.uint8, 1e-7)):
+        assert not np.array_equal(v.images, eight_bit.images) or dtype == np.uint8  # the two cases differ
+        pool = jax.device_put(RayPool.from_views(v))
+        assert pool.colors.dtype == dtype and pool.colors.nbytes == v.images.size * np.dtype(dtype).itemsize
+        for i in (0, len(v.names) - 1):
+            rays, colors = pool.rays(jnp.arange(i * pixels, (i + 1) * pixels, dtype=jnp.int32))
+            o, d, _ = v.cameras.rays(i)
+            np.testing.assert_allclose(np.asarray(rays.directions), d.reshape(-1, 3), atol=2e-7)
+            np.testing.assert_array_equal(np.asarray(rays.origins), o.reshape(-1, 3))
+            assert colors.dtype == jnp.float32
+            np.testing.assert_allclose(np.asarray(colors), v.images[i].reshape(-1, 3), rtol=0, atol=tol)
 
 
 def test_every_ray_in_play_is_drawn_and_no_other(scene):
@@ -224,6 +234,32 @@ def test_real_lego_loads_at_downscale():
     v = load_blender(SHARED_DATA / "nerf_synthetic" / "lego", "val", downscale=8)
     assert v.images.shape == (100, 100, 100, 3)
     assert np.allclose(v.cameras.fx, 0.5 * 100 / np.tan(0.5 * 0.6911112070083618), rtol=1e-4)
+
+
+def test_jpeg_photos_are_decoded_downscaled_close_to_the_block_mean(tmp_path):
+    """JPEGs read at a downscale come from libjpeg's scaled decode (1/2, 1/4, 1/8; factor 16:
+    1/8, then 2x2 blocks averaged): within 40 dB PSNR of the full decode's block mean, and at 2,
+    4 and 8 as 8-bit values, which the ray pool keeps in a byte each."""
+    from tensorf.data.images import read_rgb
+    from tensorf.data.rays import packed_colors
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:96, 0:128]
+    smooth = np.stack([x / 128, y / 96, 0.5 + 0.4 * np.sin(x / 9.0) * np.cos(y / 7.0)], axis=-1)
+    raw = np.clip(255 * smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "a.jpg", raw, quality=95)
+    full = iio.imread(tmp_path / "a.jpg").astype(np.float64) / 255
+    for f in (2, 4, 8, 16):
+        img, _ = read_rgb(tmp_path / "a.jpg", f)
+        want = full.reshape(96 // f, f, 128 // f, f, 3).mean(axis=(1, 3))
+        assert img.shape == want.shape and img.dtype == np.float32
+        psnr = -10 * np.log10(np.mean((img - want) ** 2))
+        assert psnr > 40, (f, psnr)
+        assert (packed_colors(img)[1] == 255) == (f <= 8), f
+    # Not a JPEG: the exact block mean.
+    iio.imwrite(tmp_path / "a.png", raw)
+    img, _ = read_rgb(tmp_path / "a.png", 4)
+    np.testing.assert_allclose(img, (raw / 255).reshape(24, 4, 32, 4, 3).mean(axis=(1, 3)), atol=1e-6)
 
 
 # (PIL writes 16-bit PNGs in grey only.)

@@ -59,16 +59,18 @@ class RayPool:
     view * height * width + row * width + column when the views share a size (`size`), else
     offsets[view] + row * widths[view] + column. Filtering keeps the array shapes: ids (N,)
     holds the `count` rays in play first (in id order), then padding, so a filtered pool never
-    retraces the step. Memory: the images plus 4 bytes a ray, against 36 for origins, directions
-    and colours (lego at 800x800: 1 GB, not 2.3).
+    retraces the step. Memory: the packed images (3 or 6 bytes a pixel) plus 4 bytes a ray,
+    against 36 for origins, directions and colours in float32 (lego at 800x800: 0.6 GB, not 2.3).
 
-    colors (P, 3) float32 (P: every view's pixels); c2w (V, 4, 4); fx, fy, cx, cy (V,);
+    colors (P, 3) (P: every view's pixels), as integers over `levels` (packed_colors: 8-bit
+    images read as they are stored are held exactly in uint8, the rest within 8e-6 in uint16;
+    a quarter or half the float32 bytes), or float32 when levels is None; c2w (V, 4, 4); fx, fy, cx, cy (V,);
     distortion (V, 6) (lens parameters of `camera_model`); ids (N,) int32; count () int32;
     starts (V + 1,) int32: view v's rays in play are ids[starts[v]:starts[v + 1]]; size
     (height, width) shared by every view, or None: then offsets (V + 1,) int32 (the views' first
     pixels, then P) and widths (V,) int32 say where each view lies; background (P, 3): each
     ray's background fixed to the camera (a turntable's, as much memory again as the images),
-    or None.
+    or None, packed over `background_levels` as colors are.
     """
 
     colors: jax.Array
@@ -87,6 +89,8 @@ class RayPool:
     background: jax.Array | None = None
     ndc_near: jdc.Static[float | None] = None
     camera_model: jdc.Static[str] = "pinhole"
+    levels: jdc.Static[int | None] = None
+    background_levels: jdc.Static[int | None] = None
 
     @staticmethod
     def from_views(views: Views) -> "RayPool":
@@ -121,7 +125,9 @@ class RayPool:
         # The needles in the ids' own dtype (ids < 2^31): a mixed-type search converts all the ids
         # first, 4 s for lego's 64M on 2 cores.
         starts = np.searchsorted(ids, offsets).astype(np.int32)
-        return RayPool(colors=colors, c2w=vec(cams.c2w), fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx),
+        colors, levels = packed_colors(colors)
+        background, background_levels = (None, None) if background is None else packed_colors(background)
+        return RayPool(colors=colors, levels=levels, background_levels=background_levels, c2w=vec(cams.c2w), fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx),
                        cy=vec(cams.cy), distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
                        starts=starts, size=tuple(int(v) for v in sizes[0]) if shared else None,
                        offsets=None if shared else offsets, widths=None if shared else sizes[:, 1].astype(np.int32),
@@ -148,8 +154,8 @@ class RayPool:
             y, x = jnp.divmod(ids - self.offsets[view], self.widths[view])
         o, d, r = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
-        bg = None if self.background is None else self.background[ids]
-        return Rays(origins=o, directions=d, radii=r, background=bg), self.colors[ids]
+        bg = None if self.background is None else _unpacked(self.background[ids], self.background_levels)
+        return Rays(origins=o, directions=d, radii=r, background=bg), _unpacked(self.colors[ids], self.levels)
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:
         """`size` rays drawn uniformly, with replacement, from the rays in play, or (single_image)
@@ -174,6 +180,43 @@ class RayPool:
         """(jitted function, arguments) that filtered runs; params may be shapes, so that the
         training loop can compile it ahead of a mask update."""
         return _filtered, (keep, chunk, params, self)
+
+
+# Colours as the device holds them: a batch's few thousand are unpacked in the step, while the
+# pool's hundreds of millions stay small (lego at 800x800: 768 MB of float32, 384 as uint16).
+# Packed in chunks of 1 MB of floats, which stay in cache between the passes (16 MB chunks took
+# twice as long here; benchmarks/startup.py times the pool).
+PACK_CHUNK = 1 << 18
+
+
+def packed_colors(colors: np.ndarray) -> tuple[np.ndarray, int]:
+    """Colours in [0, 1] (float32, any shape) as integers and their number of levels: uint8 over
+    255 when every value is an 8-bit one (images read as stored), exactly; else uint16 over
+    65535, within 0.5 / 65535 (averaged or composited pixels). Converted a chunk at a time into
+    buffers made once: no second float copy on the host, and a third of the time fresh
+    temporaries take (their pages are new each time)."""
+    flat = np.ascontiguousarray(colors, np.float32).reshape(-1)
+    scaled, rounded = np.empty(min(PACK_CHUNK, len(flat)), np.float32), np.empty(min(PACK_CHUNK, len(flat)), np.float32)
+    for levels, dtype in ((255, np.uint8), (65535, np.uint16)):
+        out = np.empty(flat.shape, dtype)
+        for start in range(0, len(flat), PACK_CHUNK):
+            n = min(PACK_CHUNK, len(flat) - start)
+            x, r = scaled[:n], rounded[:n]
+            np.multiply(flat[start:start + n], np.float32(levels), out=x)
+            np.clip(np.rint(x, out=r), 0, levels, out=r)
+            if levels == 255:
+                np.abs(np.subtract(x, r, out=x), out=x)
+                if x.max(initial=0.0) > 1e-3:
+                    break  # not 8-bit values: uint16
+            out[start:start + n] = r
+        else:
+            return out.reshape(colors.shape), levels
+    raise AssertionError("unreachable: uint16 takes every value")
+
+
+def _unpacked(values: jax.Array, levels: int | None) -> jax.Array:
+    """float32 colours of packed values (packed_colors); as they are when levels is None."""
+    return values if levels is None else values.astype(jnp.float32) / jnp.float32(levels)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
