@@ -585,7 +585,8 @@ def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path
     # and every ray is its own pixel's.
     pool = jax.device_put(RayPool.from_views(train_views))
     own = [train_views.image(i)[0] for i in range(len(train_views.names))]
-    np.testing.assert_array_equal(np.asarray(pool.colors) / np.float32(pool.levels), np.concatenate([im.reshape(-1, 3) for im in own]))
+    held = np.asarray(pool.colors) / np.float32(pool.levels)
+    np.testing.assert_array_equal(held, np.concatenate([im.reshape(-1, 3) for im in own]))
     assert int(pool.count) == sum(im.shape[0] * im.shape[1] for im in own) < train_views.masks.size
     for i in (0, 7, 20):  # portrait, landscape (frames 9-15), the last portrait
         first, last = int(pool.starts[i]), int(pool.starts[i + 1])
@@ -741,7 +742,8 @@ def test_exif_orientations_turn_pixels_as_viewers_do_and_cameras_cast_the_same_r
         np.testing.assert_array_equal(upright(pixels, o), shown)
         np.testing.assert_array_equal(np.asarray(upright_image(Image.fromarray(pixels), o)), shown)
         came_from = upright(np.stack([xs, ys], axis=-1), o)  # each shown pixel's stored (x, y)
-        for model, dist in (("opencv", (0.1, -0.05, 0.01, 0.0, 0.02, -0.03)), ("fisheye", (0.1, -0.05, 0.01, 0.002, 0, 0))):
+        lenses = (("opencv", (0.1, -0.05, 0.01, 0.0, 0.02, -0.03)), ("fisheye", (0.1, -0.05, 0.01, 0.002, 0, 0)))
+        for model, dist in lenses:
             c2w_up, k_up, dist_up = turn_camera(o, c2w, intrinsics, dist)
             assert k_up[4:] == (came_from.shape[1], came_from.shape[0])
             sy, sx = np.mgrid[0:k_up[5], 0:k_up[4]]

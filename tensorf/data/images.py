@@ -94,9 +94,9 @@ def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
 def _jpeg_scaled(path: Path, downscale: int) -> tuple[np.ndarray | None, int]:
     """A JPEG photo decoded at 1/2, 1/4 or 1/8 of its size (the largest of these that divides
     `downscale`) by libjpeg's scaled inverse DCT, and the factor still to apply; (None,
-    downscale) for anything else. A 12 MP photo's full decode and block average take about half a
-    second, this a few tens of milliseconds, and the two agree to about 55 dB PSNR (at 1/8 the DCT's
-    own block mean; benchmarks/read_photos.py)."""
+    downscale) for anything else. Against a full decode and a block average: a fraction of the
+    time, and within about 55 dB PSNR of that average (at 1/8 the DCT's own block mean; figures
+    in benchmarks/results.md, read_photos.py)."""
     scale = next((s for s in (8, 4, 2) if downscale % s == 0), 1)
     if scale == 1 or path.suffix.lower() not in (".jpg", ".jpeg"):
         return None, downscale

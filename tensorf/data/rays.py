@@ -63,8 +63,8 @@ class RayPool:
     against 36 for origins, directions and colours in float32 (lego at 800x800: 0.6 GB, not 2.3).
 
     colors (P, 3) (P: every view's pixels), as integers over `levels` (packed_colors: 8-bit
-    images read as they are stored are held exactly in uint8, the rest within 8e-6 in uint16;
-    a quarter or half the float32 bytes), or float32 when levels is None; c2w (V, 4, 4); fx, fy, cx, cy (V,);
+    values held exactly in uint8, the rest within 8e-6 in uint16; a quarter or half the float32
+    bytes), or float32 when levels is None; c2w (V, 4, 4); fx, fy, cx, cy (V,);
     distortion (V, 6) (lens parameters of `camera_model`); ids (N,) int32; count () int32;
     starts (V + 1,) int32: view v's rays in play are ids[starts[v]:starts[v + 1]]; size
     (height, width) shared by every view, or None: then offsets (V + 1,) int32 (the views' first
@@ -127,8 +127,9 @@ class RayPool:
         starts = np.searchsorted(ids, offsets).astype(np.int32)
         colors, levels = packed_colors(colors)
         background, background_levels = (None, None) if background is None else packed_colors(background)
-        return RayPool(colors=colors, levels=levels, background_levels=background_levels, c2w=vec(cams.c2w), fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx),
-                       cy=vec(cams.cy), distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
+        return RayPool(colors=colors, levels=levels, background_levels=background_levels, c2w=vec(cams.c2w),
+                       fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
+                       distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
                        starts=starts, size=tuple(int(v) for v in sizes[0]) if shared else None,
                        offsets=None if shared else offsets, widths=None if shared else sizes[:, 1].astype(np.int32),
                        background=background, ndc_near=cams.ndc_near, camera_model=cams.model)
@@ -184,17 +185,17 @@ class RayPool:
 
 # Colours as the device holds them: a batch's few thousand are unpacked in the step, while the
 # pool's hundreds of millions stay small (lego at 800x800: 768 MB of float32, 384 as uint16).
-# Packed in chunks of 1 MB of floats, which stay in cache between the passes (16 MB chunks took
-# twice as long here; benchmarks/startup.py times the pool).
+# Packed in chunks of 1 MB of floats, which stay in cache between the passes (chunk sizes
+# compared in benchmarks/results.md, under startup.py).
 PACK_CHUNK = 1 << 18
 
 
 def packed_colors(colors: np.ndarray) -> tuple[np.ndarray, int]:
     """Colours in [0, 1] (float32, any shape) as integers and their number of levels: uint8 over
-    255 when every value is an 8-bit one (images read as stored), exactly; else uint16 over
-    65535, within 0.5 / 65535 (averaged or composited pixels). Converted a chunk at a time into
-    buffers made once: no second float copy on the host, and a third of the time fresh
-    temporaries take (their pages are new each time)."""
+    255 when every value is an 8-bit one (8-bit images read at their size, JPEGs decoded
+    smaller), exactly; else uint16 over 65535, within 0.5 / 65535 (averaged or composited
+    pixels). Converted a chunk at a time into buffers made once: no second float copy on the
+    host."""
     flat = np.ascontiguousarray(colors, np.float32).reshape(-1)
     scaled, rounded = np.empty(min(PACK_CHUNK, len(flat)), np.float32), np.empty(min(PACK_CHUNK, len(flat)), np.float32)
     for levels, dtype in ((255, np.uint8), (65535, np.uint16)):
