@@ -194,25 +194,29 @@ def packed_colors(colors: np.ndarray) -> tuple[np.ndarray, int]:
     """Colours in [0, 1] (float32, any shape) as integers and their number of levels: uint8 over
     255 when every value is an 8-bit one (8-bit images read at their size, JPEGs decoded
     smaller), exactly; else uint16 over 65535, within 0.5 / 65535 (averaged or composited
-    pixels). Converted a chunk at a time into buffers made once: no second float copy on the
-    host."""
+    pixels)."""
     flat = np.ascontiguousarray(colors, np.float32).reshape(-1)
-    scaled, rounded = np.empty(min(PACK_CHUNK, len(flat)), np.float32), np.empty(min(PACK_CHUNK, len(flat)), np.float32)
-    for levels, dtype in ((255, np.uint8), (65535, np.uint16)):
-        out = np.empty(flat.shape, dtype)
-        for start in range(0, len(flat), PACK_CHUNK):
-            n = min(PACK_CHUNK, len(flat) - start)
-            x, r = scaled[:n], rounded[:n]
-            np.multiply(flat[start:start + n], np.float32(levels), out=x)
-            np.clip(np.rint(x, out=r), 0, levels, out=r)
-            if levels == 255:
-                np.abs(np.subtract(x, r, out=x), out=x)
-                if x.max(initial=0.0) > 1e-3:
-                    break  # not 8-bit values: uint16
-            out[start:start + n] = r
-        else:
-            return out.reshape(colors.shape), levels
-    raise AssertionError("unreachable: uint16 takes every value")
+    packed = _packed(flat, 255, np.uint8)
+    if packed is not None:
+        return packed.reshape(colors.shape), 255
+    return _packed(flat, 65535, np.uint16).reshape(colors.shape), 65535
+
+
+def _packed(flat: np.ndarray, levels: int, dtype) -> np.ndarray | None:
+    """flat (M,) rounded to `levels` levels as `dtype`; None when levels is 255 and a value is
+    not an 8-bit one. A chunk at a time into buffers made once: no second float copy."""
+    n = min(PACK_CHUNK, len(flat))
+    scaled, rounded = np.empty(n, np.float32), np.empty(n, np.float32)
+    out = np.empty(flat.shape, dtype)
+    for start in range(0, len(flat), PACK_CHUNK):
+        k = min(PACK_CHUNK, len(flat) - start)
+        x, r = scaled[:k], rounded[:k]
+        np.multiply(flat[start:start + k], np.float32(levels), out=x)
+        np.clip(np.rint(x, out=r), 0, levels, out=r)
+        if levels == 255 and np.abs(np.subtract(x, r, out=x), out=x).max(initial=0.0) > 1e-3:
+            return None
+        out[start:start + k] = r
+    return out
 
 
 def _unpacked(values: jax.Array, levels: int | None) -> jax.Array:
