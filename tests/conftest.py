@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+# Most of the suite's time is XLA compiling small programs that then run a few steps, and LLVM's
+# optimisation passes are half of each compile (a 6-step training run here: 32 s at XLA's default
+# level, 19 s at 0). The programs compute the same (no fast-math at any level); they run slower,
+# which costs the few tests that train an MLP for hundreds of steps more than it saves them.
+# Subprocesses the tests start inherit it; a level given in XLA_FLAGS is kept.
+_FLAGS = os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+if "xla_backend_optimization_level" not in _FLAGS:
+    _FLAGS += " --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = _FLAGS
 # The suite is mostly XLA compiles, and most repeat: tiny runs of the same config build the same
 # programs in one test after another. XLA's persistent compilation cache compiles each once per
 # session (set here, before jax is imported, by the process that starts the session; xdist's

@@ -84,7 +84,10 @@ def test_llff_and_transforms_json_load_the_same_capture(capture):
     np.testing.assert_allclose(ndc.train.cameras.rays(0)[0][..., 2], -1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("fmt", ["llff", "nerfstudio", "llff-360"])
+# llff (NDC) in the README's command; the other two read the same loaders' other branches and
+# train the same way (the slow CI line).
+@pytest.mark.parametrize("fmt", ["llff", pytest.param("nerfstudio", marks=pytest.mark.slow),
+                                 pytest.param("llff-360", marks=pytest.mark.slow)])
 def test_captures_train_past_a_threshold_with_no_flags_and_render_their_path(capture, tmp_path, fmt):
     """Forward-facing in LLFF layout (NDC) and as transforms.json, and 360 in LLFF layout."""
     import render_360
@@ -319,23 +322,31 @@ def _with_passers_by(root, tmp_path):
     return masked, plain
 
 
-def test_masked_pixels_are_neither_trained_on_nor_judged(tmp_path):
-    """A frame's mask_path drops the pixels its mask zeroes from the training rays and from the
-    metrics; trained so, a capture whose photos each hold a passer-by renders the scene without
-    them, where the same photos unmasked leave dark haze."""
+def test_masked_pixels_are_left_out_of_the_ray_pool(tmp_path):
+    """A frame's mask_path drops the pixels its mask zeroes from the training rays; a capture
+    without masks keeps every pixel."""
     from tensorf.data.generated import generate_lens_capture
     from tensorf.data.rays import RayPool
-    from tensorf.metrics import psnr
-    from tensorf.training.loop import train
 
-    clean = generate_lens_capture(tmp_path / "clean", size=32, n=24)
-    masked, plain = _with_passers_by(clean, tmp_path)
+    masked, plain = _with_passers_by(generate_lens_capture(tmp_path / "clean", size=32, n=24), tmp_path)
     data = load_dataset(DataConfig(path=masked))
     pool = RayPool.from_views(data.train)
     kept = np.flatnonzero(data.train.masks.reshape(-1))
     assert data.train.masks.mean() < 0.9 and np.array_equal(np.asarray(pool.ids), kept)
     assert load_dataset(DataConfig(path=plain)).train.masks is None
 
+
+@pytest.mark.slow  # two trainings, about a minute and a half on 2 cores
+def test_masked_pixels_are_neither_trained_on_nor_judged(tmp_path):
+    """Trained with its masks, a capture whose photos each hold a passer-by renders the scene
+    without them, where the same photos unmasked leave dark haze; the metrics judge only the
+    pixels the masks keep."""
+    from tensorf.data.generated import generate_lens_capture
+    from tensorf.metrics import psnr
+    from tensorf.training.loop import train
+
+    clean = generate_lens_capture(tmp_path / "clean", size=32, n=24)
+    masked, plain = _with_passers_by(clean, tmp_path)
     frames = json.loads((masked / "transforms.json").read_text())["frames"][::8]  # the held-out views
     read = lambda path: iio.imread(path)[..., :3] / 255.0  # noqa: E731
     reported, renders = {}, {}
@@ -553,26 +564,31 @@ def test_an_orbit_sweeps_only_the_arc_the_cameras_cover():
     assert np.ptp(np.degrees(np.arctan2(path[:, 1], path[:, 0]))) > 330
 
 
-def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path):
-    """A phone turned for some photos: views of 24x32 and 32x24 in one transforms.json (each
-    frame its own w, h, cx, cy) share one padded array whose masks keep each view's own pixels:
-    only those are drawn as rays, and each held-out view renders and is judged at its own size."""
+def _two_sizes(tmp_path):
+    """A phone turned for some photos: the generated lens capture cropped to 24x32 (portrait) or
+    32x24 (landscape) per frame, each frame its own w, h, cx, cy. Held out: views 0 and 16
+    portrait, 8 landscape. Returns (root, transforms.json's contents)."""
     from tensorf.data.generated import generate_lens_capture
-    from tensorf.data.rays import RayPool
-    from tensorf.metrics import psnr
-    from tensorf.training.loop import train
 
     root = generate_lens_capture(tmp_path / "mixed", size=32, n=24)
     meta = json.loads((root / "transforms.json").read_text())
     for k, frame in enumerate(meta["frames"]):  # the central 24 columns (portrait) or 24 rows (landscape)
         path = root / frame["file_path"]
         image = iio.imread(path)
-        portrait = (k // 8) % 2 == 0  # held out: views 0 and 16 portrait, 8 landscape
+        portrait = (k // 8) % 2 == 0
         iio.imwrite(path, image[:, 4:28] if portrait else image[4:28])
         frame.update(w=24 if portrait else 32, h=32 if portrait else 24, cx=12.0 if portrait else 16.0,
                      cy=16.0 if portrait else 12.0)
     (root / "transforms.json").write_text(json.dumps(meta))
+    return root, meta
 
+
+def test_photos_of_two_sizes_share_one_pool_each_view_its_own_pixels(tmp_path):
+    """Views of 24x32 and 32x24 in one transforms.json share one padded array whose masks keep
+    each view's own pixels: only those are drawn as rays, each its own pixel's."""
+    from tensorf.data.rays import RayPool
+
+    root, _ = _two_sizes(tmp_path)
     data = load_dataset(DataConfig(path=root))
     assert "24x32 and 32x24" in data.describe(root)
     train_views = data.train
@@ -603,6 +619,14 @@ def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path
     with pytest.raises(UserError, match="one image size"):  # a turntable's camera stands still
         load_dataset(DataConfig(path=root, turntable="yes"))
 
+
+@pytest.mark.slow  # a 200-step training, about a minute on 2 cores
+def test_photos_of_two_sizes_train_together_each_judged_at_its_own_size(tmp_path):
+    """Trained together, each held-out view of the two sizes renders and is judged at its own size."""
+    from tensorf.metrics import psnr
+    from tensorf.training.loop import train
+
+    root, meta = _two_sizes(tmp_path)
     cfg = tiny_config(root, tmp_path / "run", steps=200, batch_size=512, checkpoint_every=0, final_eval=True,
                       data__aabb=None, model__upsample_steps=(50,))
     reported = train(cfg).eval_metrics["psnr"]

@@ -71,6 +71,7 @@ def _tiny(**model):
                                max_deg_point=8, deg_view=2, samples=24, **model)
 
 
+@pytest.mark.slow  # 200 steps of an MLP field, a minute or more on 2 cores (NeRF's own stays in the README's command)
 def test_mipnerf_trains_restores_and_renders(scene, tmp_path):
     from render_360 import Render360Args, render_orbit
 

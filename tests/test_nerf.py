@@ -61,19 +61,23 @@ def _tiny(preset, **model):
                                position_freqs=6, direction_freqs=2, **model)
 
 
-@pytest.mark.parametrize("name, preset, samples, tools", [("nerf", NERF, (24, 24), True),
-                                                          ("jaxnerf_plus", JAXNERF_PLUS, (24, 32), False)])
+# NeRF in the README's command; JaxNeRF+ runs the same code paths with its own preset's options
+# (the slow CI line).
+@pytest.mark.parametrize("name, preset, samples, tools", [
+    ("nerf", NERF, (24, 24), True),
+    pytest.param("jaxnerf_plus", JAXNERF_PLUS, (24, 32), False, marks=pytest.mark.slow)])
 def test_nerf_family_trains_restores_and_renders(scene, tmp_path, name, preset, samples, tools):
     from tensorf.run import restore_run
     from tensorf.training.loop import train
 
-    cfg = tiny_config(scene, tmp_path / name, steps=200, batch_size=512, log_every=100, checkpoint_every=100,
+    cfg = tiny_config(scene, tmp_path / name, steps=100, batch_size=512, log_every=50, checkpoint_every=50,
                       final_eval=True, batching=preset.batching,
                       optim=dataclasses.replace(preset.optim, lr_mlp=1e-2, lr_delay_steps=50))
     cfg = dataclasses.replace(cfg, model=_tiny(preset, coarse_samples=samples[0], fine_samples=samples[1]),
                               data=dataclasses.replace(cfg.data, pixel_centers=preset.data.pixel_centers))
     result = train(cfg)
-    assert result.eval_metrics["psnr"] > 16.0, result.eval_metrics  # a blank white guess scores 8.7
+    # A blank white guess scores 8.7; measured at 100 steps: NeRF 15.3, JaxNeRF+ 14.6.
+    assert result.eval_metrics["psnr"] > 13.5, result.eval_metrics
     _, model, params, _ = restore_run(cfg.run_dir)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(result.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -94,7 +98,8 @@ def test_nerf_family_trains_restores_and_renders(scene, tmp_path, name, preset, 
     from tensorf.eval import EvalArgs
     from tensorf.eval import main as evaluate
 
-    assert evaluate(EvalArgs(run_dir=cfg.run_dir, split="test", views=(0,)))["psnr"] > 16.0
+    again = evaluate(EvalArgs(run_dir=cfg.run_dir, split="test", views=(0,)))["psnr"]  # the run's own figure
+    np.testing.assert_allclose(again, result.eval_metrics["views"][0]["psnr"], atol=0.01)
 
 
 def test_nerf_preset_cli_help_lists_its_options(capsys):

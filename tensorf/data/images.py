@@ -9,7 +9,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from tensorf.data.orientation import SWAPS_SIDES, upright
+from tensorf.data.orientation import upright, upright_size
 from tensorf.errors import UserError, warn
 
 # What read_rgb converted, as it is reported: "<n> of <N> images <note>".
@@ -162,7 +162,7 @@ def read_mask(path: Path, downscale: int, size: tuple[int, int], orientation: in
     h, w = keep.shape
     if downscale > 1 and not (h % downscale or w % downscale):
         keep = keep.reshape(h // downscale, downscale, w // downscale, downscale).all(axis=(1, 3))
-    stored = tuple(size[::-1]) if orientation in SWAPS_SIDES else tuple(size)
+    stored = upright_size(orientation, *size)
     if orientation != 1 and keep.shape[::-1] == stored:
         keep = upright(keep, orientation)
     if keep.shape[::-1] != tuple(size):

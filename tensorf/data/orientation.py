@@ -20,6 +20,12 @@ ORIENTATION = 0x0112
 SWAPS_SIDES = (5, 6, 7, 8)  # width and height trade places
 
 
+def upright_size(orientation: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the upright view of a stored image of width x height, and, the swap
+    being its own inverse, the stored size of an upright view of width x height."""
+    return (height, width) if orientation in SWAPS_SIDES else (width, height)
+
+
 def upright(a: np.ndarray, orientation: int) -> np.ndarray:
     """An image array (H, W, ...) as a viewer shows it under EXIF `orientation` (PIL's
     ImageOps.exif_transpose, checked for all eight in tests/test_captures.py)."""
@@ -73,8 +79,7 @@ def pixel_map(orientation: int, width: int, height: int) -> tuple[np.ndarray, np
     shown = upright(grid, orientation)  # each shown pixel's stored coordinates
     a = np.stack([shown[0, 1] - shown[0, 0], shown[1, 0] - shown[0, 0]], axis=1)
     # The image's centre stays its centre under every one of the eight.
-    sides = (height, width) if orientation in SWAPS_SIDES else (width, height)
-    t = np.array([width / 2, height / 2]) - a @ (np.asarray(sides, np.float64) / 2)
+    t = np.array([width / 2, height / 2]) - a @ (np.asarray(upright_size(orientation, width, height), np.float64) / 2)
     return a, t
 
 
@@ -97,6 +102,6 @@ def turn_camera(orientation: int, c2w: np.ndarray, intrinsics: tuple[float, floa
     flip = np.diag([1.0, -1.0])  # OpenGL's y up against OpenCV's y down (z sign cancels: it is left alone)
     turn = np.eye(4)
     turn[:2, :2] = flip @ a @ flip
-    sides = (h, w) if orientation in SWAPS_SIDES else (w, h)
-    return (np.asarray(c2w, np.float64) @ turn, (float(f2[0]), float(f2[1]), float(c2[0]), float(c2[1]), *sides),
+    return (np.asarray(c2w, np.float64) @ turn,
+            (float(f2[0]), float(f2[1]), float(c2[0]), float(c2[1]), *upright_size(orientation, w, h)),
             (k1, k2, k3, k4, float(q1), float(q2)))
