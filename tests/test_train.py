@@ -6,6 +6,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import make_model
 from tensorf.data.blender import load_blender
@@ -72,7 +73,6 @@ def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
     logs and a checkpoint completes, and a value sent per step (the learning rate, as the loop once
     did) stops it. (The CPU backend shares memory with the host, so there only host-to-device
     transfers count; on a GPU a per-step fetch is caught as well.)"""
-    import pytest
 
     from conftest import tiny_config
     from tensorf.training import loop
@@ -93,6 +93,7 @@ def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
         loop.train(tiny_config(scene, tmp_path / "chatty", steps=3, log_every=2, final_eval=False))
 
 
+@pytest.mark.slow  # a checkpoint restored and judged per step of the schedule: most of a minute on 2 cores
 def test_keep_best_keeps_the_checkpoint_with_the_best_eval_psnr(scene, tmp_path, monkeypatch):
     from conftest import tiny_config
     from tensorf.checkpoint import Checkpointer

@@ -212,6 +212,8 @@ def test_the_auto_near_camera_gradient_distance_follows_the_scene(where, scene, 
         .near_gradient_distance == 0.25  # as given
 
 
+@pytest.mark.slow  # two proposal fields compiled for several renders: 40 s on 2 cores (the interlevel
+# and distortion losses and the resampling keep their tests in the README's command)
 def test_proposal_sampling_renders_deterministically_in_eval_and_draws_sorted_bins():
     model = _proposal_model()
     params = model.init(jax.random.key(0))
