@@ -73,7 +73,6 @@ def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
     logs and a checkpoint completes, and a value sent per step (the learning rate, as the loop once
     did) stops it. (The CPU backend shares memory with the host, so there only host-to-device
     transfers count; on a GPU a per-step fetch is caught as well.)"""
-
     from conftest import tiny_config
     from tensorf.training import loop
 
