@@ -73,7 +73,15 @@ def contract(x: jax.Array, norm: str, shell: float = 1.0) -> jax.Array:
     grid's full resolution across, which is what a distant backdrop needs; only depth beyond
     the unit region gets coarser. Continuous with a continuous derivative at |x| = 1 only for
     shell 1; the field does not need more than continuity."""
-    mag = jnp.max(jnp.abs(x), axis=-1, keepdims=True) if norm == "linf" else jnp.linalg.norm(x, axis=-1, keepdims=True)
+    if norm == "linf":
+        # The largest |x_k| taken by its index, not by jnp.max: max's derivative divides by the
+        # count of entries equal to the max, and a compiler that recomputes x inside a fused
+        # derivative (an FMA contracted in one copy, not the other) can leave that count 0, so 0/0
+        # (mip-NeRF 360's Jacobian went NaN at XLA's backend level 0; tests/test_mipnerf.py).
+        ax = jnp.abs(x)
+        mag = jnp.take_along_axis(ax, jnp.argmax(ax, axis=-1, keepdims=True), axis=-1)
+    else:
+        mag = jnp.linalg.norm(x, axis=-1, keepdims=True)
     safe = jnp.maximum(mag, 1.0)
     return jnp.where(mag <= 1.0, x, (1.0 + shell - shell / safe) * (x / safe))
 

@@ -28,16 +28,18 @@ from tensorf.data.generated import GenerateConfig, generate  # noqa: E402
 
 
 def pytest_configure(config):
-    """The README's command (slow tests deselected) compiles at XLA's backend level 0. Most of its
-    time is XLA compiling small programs that then run a few steps, and LLVM's optimisation passes
-    are half of each compile (a 6-step training run here: 32 s at the default level, 19 s at 0).
-    The slow line's longer trainings keep the default: they run slower at 0, and mip-NeRF 360's
-    training went NaN at its first step there (left to investigate). Set before any backend
-    starts (nothing computes at import); xdist's workers and the tests' subprocesses inherit it.
-    A level given in XLA_FLAGS is kept."""
+    """The README's command (slow tests deselected) compiles at XLA's backend level 0 with XLA's
+    older CPU fusion emitters. Most of its time is XLA compiling small programs that then run a
+    few steps: LLVM's optimisation passes were half of each compile, and at level 0 the newer
+    (MLIR) fusion emitters' own pipeline was most of the rest (a 6-step training here: 24 s at
+    XLA's defaults, 18-20 s at level 0, 11-12 s at level 0 with the older emitters; the whole command
+    709 s -> 345 s). The slow line's longer trainings keep XLA's defaults, the path a user's
+    CPU run takes. Set before any backend starts (nothing computes at import); xdist's workers
+    and the tests' subprocesses inherit it. A level given in XLA_FLAGS is kept. Both flags are
+    jaxlib 0.10's (requirements.txt): an XLA that does not know a flag stops at start-up."""
     flags = os.environ["XLA_FLAGS"]
     if config.getoption("markexpr") == "not slow" and "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = flags + " --xla_backend_optimization_level=0"
+        os.environ["XLA_FLAGS"] = flags + " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
 
 def pytest_unconfigure(config):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import jax_dataclasses as jdc
 import numpy as np
 
+from tensorf.fields.draws import normals
 from tensorf.fields.interp import sample_line
 from tensorf.fields.vm import interp_taps, lerp_axis
 from tensorf.fields.vm import orthogonality as vm_orthogonality
@@ -30,12 +31,9 @@ class CPFactors:
 
 
 def init_cp(key: jax.Array, resolution: Sequence[int], components: int, scale: float) -> CPFactors:
-    keys = jax.random.split(key, 3)
     # The official CP init uses 0.2 for three-way products; a component is a product of three
     # lines, so the per-line scale sets the cube root of the feature scale.
-    return CPFactors(
-        lines=tuple(scale * jax.random.normal(keys[d], (resolution[d], components), jnp.float32) for d in range(3))
-    )
+    return CPFactors(lines=tuple(normals(key, [(r, components) for r in resolution], scale)))
 
 
 def cp_features(factors: CPFactors, unit_xyz: jax.Array) -> tuple[jax.Array]:

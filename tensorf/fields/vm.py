@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import jax_dataclasses as jdc
 import numpy as np
 
+from tensorf.fields.draws import normals
 from tensorf.fields.interp import linear_taps, sample_line
 
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
@@ -44,16 +45,10 @@ def voxels_to_resolution(n_voxels: int, aabb: np.ndarray) -> tuple[int, int, int
 
 
 def init_vm(key: jax.Array, resolution: Sequence[int], components: Sequence[int], scale: float) -> VMFactors:
-    keys = jax.random.split(key, 6)
-    planes = tuple(
-        scale * jax.random.normal(keys[i], (resolution[a], resolution[b], c), jnp.float32)
-        for i, ((a, b), c) in enumerate(zip(PLANE_AXES, components))
-    )
-    lines = tuple(
-        scale * jax.random.normal(keys[3 + i], (resolution[v], c), jnp.float32)
-        for i, (v, c) in enumerate(zip(LINE_AXIS, components))
-    )
-    return VMFactors(planes=planes, lines=lines)
+    shapes = [(resolution[a], resolution[b], c) for (a, b), c in zip(PLANE_AXES, components)]
+    shapes += [(resolution[v], c) for v, c in zip(LINE_AXIS, components)]
+    arrays = normals(key, shapes, scale)
+    return VMFactors(planes=tuple(arrays[:3]), lines=tuple(arrays[3:]))
 
 
 def _sample_plane(plane: jax.Array, ga: jax.Array, gb: jax.Array) -> jax.Array:
