@@ -31,6 +31,23 @@ def test_upsample_preserves_field_align_corners():
     np.testing.assert_allclose(_field(h, corners), _field(f, corners), atol=1e-5)
 
 
+def test_factor_init_gives_each_array_its_shape_scale_and_own_values():
+    from tensorf.fields import cp
+
+    f = vm.init_vm(jax.random.key(0), (40, 30, 20), (6, 5, 4), 0.1)
+    assert [p.shape for p in f.planes] == [(40, 30, 6), (40, 20, 5), (30, 20, 4)]
+    assert [v.shape for v in f.lines] == [(20, 6), (30, 5), (40, 4)]
+    flat = np.concatenate([np.ravel(a) for a in (*f.planes, *f.lines)])
+    assert abs(flat.std() - 0.1) < 0.005 and abs(flat.mean()) < 0.005
+    # Slices of one draw: no array repeats another's values, and another key draws afresh.
+    heads = [np.ravel(a)[:4] for a in (*f.planes, *f.lines)]
+    assert len({tuple(h) for h in heads}) == 6
+    assert not np.allclose(vm.init_vm(jax.random.key(1), (40, 30, 20), (6, 5, 4), 0.1).planes[0], f.planes[0])
+    c = cp.init_cp(jax.random.key(0), (40, 30, 20), 8, 0.2)
+    assert [v.shape for v in c.lines] == [(40, 8), (30, 8), (20, 8)]
+    assert abs(np.concatenate([np.ravel(v) for v in c.lines]).std() - 0.2) < 0.02
+
+
 def test_voxels_to_resolution_follows_box_shape():
     assert vm.voxels_to_resolution(128**3, np.array([[-1.5] * 3, [1.5] * 3])) == (128, 128, 128)
     assert vm.voxels_to_resolution(8 * 16 * 32, np.array([[0, 0, 0], [1, 2, 4]])) == (8, 16, 32)
