@@ -32,9 +32,9 @@ def pytest_configure(config):
     older CPU fusion emitters. Most of its time is XLA compiling small programs that then run a
     few steps: LLVM's optimisation passes were half of each compile, and at level 0 the newer
     (MLIR) fusion emitters' own pipeline was most of the rest (a 6-step training here: 24 s at
-    XLA's defaults, 18-20 s at level 0, 11-12 s at level 0 with the older emitters; the whole command
-    709 s -> 345 s). The slow line's longer trainings keep XLA's defaults, the path a user's
-    CPU run takes. Set before any backend starts (nothing computes at import); xdist's workers
+    XLA's defaults, 18-20 s at level 0, 11-12 s at level 0 with the older emitters; the whole
+    command 709 s -> 345 s). The slow line's longer trainings keep XLA's defaults, the path a
+    user's CPU run takes. Set before any backend starts (nothing computes at import); xdist's workers
     and the tests' subprocesses inherit it. A level given in XLA_FLAGS is kept. Both flags are
     jaxlib 0.10's (requirements.txt): an XLA that does not know a flag stops at start-up."""
     flags = os.environ["XLA_FLAGS"]
