@@ -2,7 +2,7 @@
 a CPU preset and no flag beyond --data.path, then report held-out PSNR / SSIM / LPIPS.
 
     python benchmarks/captures_cpu.py [--steps 3000] [--preset lego-cpu] [--run-root runs/captures]
-        [--flags "--model.proposal-samples"]  # more train_lego.py options, as one string
+        [--flags="--model.proposal-samples"]  # more train_lego.py options: one string, after =
         [--poses-from-photos]  # first recover the poses from the capture's photos (tensorf.poses)
 
 Each capture trains for a fixed number of steps (so the figure does not depend on the machine's

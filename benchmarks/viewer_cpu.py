@@ -74,7 +74,7 @@ class _Steps:
         self.mesh = make_mesh(1, cfg.batch_size)
         fn = make_train_step(st.model, st.tx, functools.partial(lrs_at, cfg), cfg.batch_size, self.mesh)
         prm = jax.tree.map(jnp.array, st.params)
-        self.state = list(replicate(self.mesh, (prm, st.tx.init(prm), initial_totals(), None)))
+        self.state = list(replicate(self.mesh, (prm, st.tx.init(prm), initial_totals(), None, None)))
         self.pool, self.key, self.count = replicate(self.mesh, (st.pool, jax.random.key(0), np.int32(0)))
         self.step = fn.lower(*self.state, self.pool, self.count, None, self.key).compile()
         self.done = 0

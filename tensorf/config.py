@@ -391,6 +391,27 @@ class OptimConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CameraOptConfig:
+    """Refine the training cameras' poses with the field (tensorf.training.cameras): a rotation and
+    translation per view, in its own Adam group. For captures posed by COLMAP or a phone, whose
+    small pose errors otherwise blur the field. Defaults: nerfacto's camera optimiser. The eval
+    views keep their poses as given."""
+
+    mode: Literal["off", "SO3xR3"] = "off"
+    """off, or SO3xR3: a rotation (axis-angle) and a translation per training view."""
+    lr: float = 1e-3
+    """The corrections' initial learning rate."""
+    lr_final: float = 1e-4
+    """Their learning rate after decay_steps (held from there)."""
+    decay_steps: int = 5000
+    """Steps over which the learning rate decays log-linearly from lr to lr_final."""
+    trans_penalty: float = 1e-2
+    """Weight of the translations' mean L2 norm in the loss."""
+    rot_penalty: float = 1e-3
+    """Weight of the rotations' mean L2 norm (radians) in the loss."""
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Train a radiance field. Defaults: official TensoRF lego recipe (VM-192, 30k steps)."""
 
@@ -473,6 +494,7 @@ class TrainConfig:
     """The model family and its options (train_lego.py: pick it with model:tensorf / model:nerf /
     model:mipnerf / model:mipnerf360)."""
     optim: OptimConfig = OptimConfig()
+    camera_opt: CameraOptConfig = CameraOptConfig()
 
 
 # near_gradient_distance "auto" in a bounded scene and in a contracted one (docs/unbounded.md:

@@ -73,11 +73,14 @@ def load_config(run_dir: Path) -> TrainConfig:
         raise UserError(f"{path}: unreadable run config ({str(e).splitlines()[0]}); restore it from a backup") from None
 
 
-def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | None = None) -> None:
+def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | None = None,
+                  name: str = "cameras.json") -> None:
+    """The training cameras (and the dataset's render path) as RUN/cameras.json; with
+    --camera-opt, their refined poses go to RUN/cameras_refined.json at the end."""
     body = cameras.to_json()
     if render_path is not None:
         body["render_path"] = np.asarray(render_path).tolist()
-    (Path(run_dir) / "cameras.json").write_text(json.dumps(body))
+    (Path(run_dir) / name).write_text(json.dumps(body))
 
 
 def write_background(run_dir: Path, background: np.ndarray) -> None:
@@ -229,6 +232,9 @@ def check_resumable(saved: TrainConfig, cfg: TrainConfig, run_dir: Path) -> None
     if type(saved.model) is not type(cfg.model):
         raise UserError(f"{run_dir} holds a {family(saved)} run; --resume cannot turn it into {family(cfg)}. "
                         "Start the new model in another --run-dir")
+    if saved.camera_opt.mode != cfg.camera_opt.mode:
+        raise UserError(f"{run_dir} was trained with --camera-opt.mode {saved.camera_opt.mode}; --resume cannot "
+                        f"change it to {cfg.camera_opt.mode}. Drop the override, or start a new --run-dir")
     scene = scene_of(saved)
     old, new = build_model(saved.model, scene), build_model(cfg.model, scene)
     state = old.initial_state()

@@ -94,9 +94,9 @@ def test_camera_intrinsics_per_view():
 def test_ray_batches_are_drawn_on_the_device_as_a_pure_function_of_seed_and_step(scene):
     pool = jax.device_put(RayPool.from_views(load_blender(scene, "train")))
     key = jax.random.key(0)
-    a, ca, ka = draw_batch(pool, key, 7, 64)
-    b, cb, kb = draw_batch(pool, key, 7, 64)
-    c, _, _ = draw_batch(pool, key, 8, 64)
+    _, a, ca, ka = draw_batch(pool, key, 7, 64)
+    _, b, cb, kb = draw_batch(pool, key, 7, 64)
+    _, c, _, _ = draw_batch(pool, key, 8, 64)
     np.testing.assert_array_equal(a.directions, b.directions)
     np.testing.assert_array_equal(ca, cb)
     np.testing.assert_array_equal(jax.random.key_data(ka), jax.random.key_data(kb))
@@ -156,7 +156,7 @@ def test_every_ray_in_play_is_drawn_and_no_other(scene):
     np.testing.assert_array_equal(np.asarray(kept.ids[: len(expect)]), expect)
     drawn = set()
     for step in range(40):
-        rays, colors, _ = draw_batch(kept, jax.random.key(0), step, 32)
+        _, rays, colors, _ = draw_batch(kept, jax.random.key(0), step, 32)
         drawn |= {tuple(np.round(x, 5)) for x in np.asarray(rays.directions)}
     every, _ = kept.rays(kept.ids[: len(expect)])
     assert drawn == {tuple(np.round(x, 5)) for x in np.asarray(every.directions)}
@@ -172,7 +172,7 @@ def test_single_image_batches_come_from_one_view_and_only_rays_in_play(scene):
     assert 0 < n_right < len(views.names) and int(kept.count) == n_right * views.height * views.width
     origins = set()
     for step in range(16):
-        rays, _, _ = draw_batch(kept, jax.random.key(0), step, 64, single_image=True)
+        _, rays, _, _ = draw_batch(kept, jax.random.key(0), step, 64, single_image=True)
         o = np.unique(np.asarray(rays.origins), axis=0)
         assert len(o) == 1 and o[0, 0] > 0  # one view per batch, and one in play
         origins.add(tuple(np.round(o[0], 5)))

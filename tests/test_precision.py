@@ -29,13 +29,13 @@ def test_float16_overflow_skips_the_update_and_halves_the_scale(scene, trained_r
     zero, key = jnp.int32(0), jax.random.key(1)
     # A scale so large that the scaled float16 gradients overflow: the update is skipped.
     huge = {"scale": jnp.float32(1e30), "fin_steps": jnp.int32(7)}
-    p, o, totals, scale, _, stats = step(params, opt, initial_totals(), huge, pool, zero, None, key)
+    p, o, totals, scale, _, _, stats = step(params, opt, initial_totals(), huge, None, pool, zero, None, key)
     assert np.isfinite(float(stats["loss"]))
     assert int(totals["skipped"]) == 1 and float(scale["scale"]) == float(np.float32(1e30)) / 2 and int(scale["fin_steps"]) == 0
     for a, b in zip(jax.tree.leaves((p, o)), jax.tree.leaves((params, opt)), strict=True):
         np.testing.assert_array_equal(a, b)
     # At the initial scale the same step goes through, in float32 master params.
-    p, o, totals, scale, _, _ = step(params, opt, totals, initial_loss_scale(), pool, zero, None, key)
+    p, o, totals, scale, _, _, _ = step(params, opt, totals, initial_loss_scale(), None, pool, zero, None, key)
     assert int(totals["skipped"]) == 1 and int(scale["fin_steps"]) == 1
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p))
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params)))
@@ -108,7 +108,7 @@ def test_half_precision_runs_only_the_matrix_products_in_bfloat16(scene, family,
     tx = make_optimizer(model, cfg.optim)
     step = make_train_step(model, tx, functools.partial(lrs_at, cfg), 200)  # 200: no grid has a batch's shape
     pool = jax.device_put(RayPool.from_views(load_blender(scene, "train")))
-    jaxpr = jax.make_jaxpr(step)(params, tx.init(params), initial_totals(), None, pool, jnp.int32(0), None,
+    jaxpr = jax.make_jaxpr(step)(params, tx.init(params), initial_totals(), None, None, pool, jnp.int32(0), None,
                                  jax.random.key(1))
     grids = set()
     for key in ("density", "appearance"):

@@ -196,6 +196,30 @@ def generate(cfg: GenerateConfig = GenerateConfig()) -> Path:
     return out
 
 
+def perturb_training_poses(scene: Path, degrees: float, shift: float, seed: int = 0) -> np.ndarray:
+    """Give a generated scene's training cameras pose errors, as a capture's estimated poses have:
+    each camera turned by `degrees` about a random axis through its centre and moved by `shift`
+    (world units) in a random direction, in its own frame (c2w @ [[R, t], [0, 1]]). Rewrites
+    transforms_train.json; returns the true camera-to-world matrices (N, 4, 4) it held."""
+    path = Path(scene) / "transforms_train.json"
+    meta = json.loads(path.read_text())
+    rng = np.random.default_rng(seed)
+    truth = []
+    for frame in meta["frames"]:
+        c2w = np.asarray(frame["transform_matrix"], np.float64)
+        truth.append(c2w)
+        axis, direction = rng.normal(size=3), rng.normal(size=3)
+        axis, direction = axis / np.linalg.norm(axis), direction / np.linalg.norm(direction)
+        k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+        angle = math.radians(degrees)
+        motion = np.eye(4)
+        motion[:3, :3] = np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+        motion[:3, 3] = shift * direction
+        frame["transform_matrix"] = (c2w @ motion).tolist()
+    path.write_text(json.dumps(meta, indent=1))
+    return np.stack(truth)
+
+
 def forward_facing_poses(n: int, seed: int) -> np.ndarray:
     """(n, 4, 4): cameras on a 1.2 x 0.8 patch of the plane z = 3.5 above the scene, each looking
     at a point near the origin: a forward-facing capture like LLFF's."""

@@ -146,6 +146,14 @@ class RayPool:
 
     def rays(self, ids: jax.Array) -> tuple[Rays, jax.Array]:
         """The rays with ray ids `ids` (B,) and their colours (B, 3)."""
+        o, d, r = self.geometry(ids)
+        bg = None if self.background is None else _unpacked(self.background[ids], self.background_levels)
+        return Rays(origins=o, directions=d, radii=r, background=bg), _unpacked(self.colors[ids], self.levels)
+
+    def geometry(self, ids: jax.Array, c2w: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Origins, directions (B, 3) and radii (B,) of the rays with ids `ids` (B,), cast from
+        the cameras c2w (V, 4, 4) in place of the pool's own (refined poses:
+        tensorf.training.cameras)."""
         if self.size is not None:
             h, w = self.size
             view, pixel = jnp.divmod(ids, h * w)
@@ -153,22 +161,25 @@ class RayPool:
         else:
             view = jnp.searchsorted(self.offsets, ids, side="right") - 1
             y, x = jnp.divmod(ids - self.offsets[view], self.widths[view])
-        o, d, r = pixel_rays(self.c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
+        c2w = self.c2w if c2w is None else c2w
+        return pixel_rays(c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
-        bg = None if self.background is None else _unpacked(self.background[ids], self.background_levels)
-        return Rays(origins=o, directions=d, radii=r, background=bg), _unpacked(self.colors[ids], self.levels)
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:
         """`size` rays drawn uniformly, with replacement, from the rays in play, or (single_image)
         from those of one view, picked with a chance proportional to its rays in play (NeRF's
         original Blender batching). A pure function of the key, so a resumed run draws exactly the
         batches the uninterrupted run would have."""
+        return self.rays(self.draw_ids(key, size, single_image))
+
+    def draw_ids(self, key: jax.Array, size: int, single_image: bool = False) -> jax.Array:
+        """The ray ids (size,) that draw's rays are cast through."""
         if not single_image:
-            return self.rays(self.ids[jax.random.randint(key, (size,), 0, self.count)])
+            return self.ids[jax.random.randint(key, (size,), 0, self.count)]
         k_view, k_rays = jax.random.split(key)
         view = jnp.searchsorted(self.starts, jax.random.randint(k_view, (), 0, self.count), side="right") - 1
         lo, hi = self.starts[view], self.starts[view + 1]
-        return self.rays(self.ids[jax.random.randint(k_rays, (size,), lo, hi)])
+        return self.ids[jax.random.randint(k_rays, (size,), lo, hi)]
 
     def filtered(self, keep, params, chunk: int = 16384) -> "RayPool":
         """The pool without the rays that keep(params, rays) -> (B,) bool rejects, same shapes.

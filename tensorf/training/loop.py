@@ -42,6 +42,7 @@ from tensorf.run import (
     write_config,
 )
 from tensorf.training import compile_watch
+from tensorf.training.cameras import camera_lr, initial_cameras, refined_c2w
 from tensorf.training.compile_watch import CompileWatch
 from tensorf.training.crash_points import crash_point
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
@@ -135,6 +136,7 @@ class _Trainer:
     mstate: dict
     step: int
     loss_scale: dict | None  # float16 compute only
+    cams: dict | None  # the training views' pose corrections and their Adam state (--camera-opt.mode)
     key: jax.Array
     totals: dict = dataclasses.field(default_factory=initial_totals)
     step_fn: Any = None
@@ -172,8 +174,8 @@ class _Trainer:
 
     def _place(self) -> None:
         """The step's state replicated over the mesh (again after every reshape)."""
-        self.params, self.opt_state, self.totals, self.loss_scale, self.step_on_device = parallel.replicate(
-            self.mesh, (self.params, self.opt_state, self.totals, self.loss_scale, np.int32(self.step)))
+        self.params, self.opt_state, self.totals, self.loss_scale, self.cams, self.step_on_device = parallel.replicate(
+            self.mesh, (self.params, self.opt_state, self.totals, self.loss_scale, self.cams, np.int32(self.step)))
 
     def _sched_arg(self, sched: float):
         """The schedule position the step reads: its own step count (None), or, with a time
@@ -185,7 +187,7 @@ class _Trainer:
     def _make_step(self, model: Model):
         return make_train_step(model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size,
                                self.mesh, single_image=self.cfg.batching == "single_image",
-                               background_warmup=self.cfg.data.turntable_warmup)
+                               background_warmup=self.cfg.data.turntable_warmup, camera_opt=self.cfg.camera_opt)
 
     @staticmethod
     def _signature(params, opt_state, budgets) -> tuple:
@@ -213,8 +215,8 @@ class _Trainer:
         if ahead is not None:
             self.step_fn = ahead.result()
         else:
-            args = (self.params, self.opt_state, self.totals, self.loss_scale, self.pool, self.step_on_device,
-                    self._sched_arg(0.0), self.key)
+            args = (self.params, self.opt_state, self.totals, self.loss_scale, self.cams, self.pool,
+                    self.step_on_device, self._sched_arg(0.0), self.key)
             self.step_fn = self._make_step(self.model).lower(*args).compile()
         dt = time.perf_counter() - t0
         self.compile_s += dt
@@ -232,7 +234,8 @@ class _Trainer:
         on the device. Returns the step's signature and the Future of the compiled step."""
         params = self._shapes(params)
         opt_state = self._shapes(jax.eval_shape(self.tx.init, params))
-        rest = self._shapes((self.totals, self.loss_scale, self.pool, self.step_on_device, self._sched_arg(0.0), self.key))
+        rest = self._shapes((self.totals, self.loss_scale, self.cams, self.pool, self.step_on_device,
+                             self._sched_arg(0.0), self.key))
         step = self._make_step(self.model.for_state({**self.mstate, "budgets": budgets}))
         return (self._signature(params, opt_state, budgets),
                 self.compiler.submit(lambda: step.lower(params, opt_state, *rest).compile()))
@@ -377,9 +380,9 @@ class _Trainer:
 
     def train_step(self, sched: float) -> dict:
         """One step; no host transfer unless the schedule runs on the clock (see _sched_arg)."""
-        (self.params, self.opt_state, self.totals, self.loss_scale, self.step_on_device, stats) = self.step_fn(
-            self.params, self.opt_state, self.totals, self.loss_scale, self.pool, self.step_on_device,
-            self._sched_arg(sched), self.key)
+        (self.params, self.opt_state, self.totals, self.loss_scale, self.cams, self.step_on_device,
+         stats) = self.step_fn(self.params, self.opt_state, self.totals, self.loss_scale, self.cams, self.pool,
+                               self.step_on_device, self._sched_arg(sched), self.key)
         self.step += 1
         if self.queue is not None and self.step % self.queue == 0:
             jax.block_until_ready(stats)
@@ -421,6 +424,8 @@ class _Trainer:
         items = {"params": self.params, "opt_state": self.opt_state}
         if self.loss_scale is not None:
             items["loss_scale"] = self.loss_scale
+        if self.cams is not None:
+            items["cameras"] = self.cams
         ckpt.save(self.step, undonated(items), meta)
         crash_point("save", self.step)
 
@@ -474,17 +479,19 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
 
     ckpt = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
     scaled = cfg.model.compute_dtype == "float16"  # bfloat16 has float32's range: no scaling
+    refine, views = cfg.camera_opt.mode != "off", len(data.train.cameras)
     start, elapsed0 = 0, 0.0
     if resume and ckpt.latest_step() is not None:
         check_resumable(load_config(run_dir), cfg, run_dir)
 
         def template(meta):
             p, o = initial(model, tx, init_key, meta["model_state"])
-            return {"params": p, "opt_state": o, **({"loss_scale": initial_loss_scale()} if scaled else {})}
+            return {"params": p, "opt_state": o, **({"loss_scale": initial_loss_scale()} if scaled else {}),
+                    **({"cameras": initial_cameras(views)} if refine else {})}
 
         restored, meta = ckpt.restore(None, template)
         params, opt_state, mstate = restored["params"], restored["opt_state"], meta["model_state"]
-        loss_scale = restored.get("loss_scale")
+        loss_scale, cams = restored.get("loss_scale"), restored.get("cameras")
         start, elapsed0 = int(meta["step"]), float(meta["elapsed_s"])
         ckpt.discard_after(start)
     else:
@@ -493,6 +500,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         mstate = model.initial_state()
         params, opt_state = initial(model, tx, init_key, mstate)
         loss_scale = initial_loss_scale() if scaled else None
+        cams = initial_cameras(views) if refine else None
     primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
     if primary:
         write_config(cfg)
@@ -511,7 +519,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     data = dataclasses.replace(data, train=None)
     pool = filter_pool(schedule, parallel.replicate(mesh, params), mstate, pool)
     t = _Trainer(cfg, model, schedule, tx, mesh, pool, writer, bar.write, params, opt_state, mstate, start, loss_scale,
-                 train_key)
+                 cams, train_key)
     closing.callback(t.close)  # also when training fails: no compile thread or compile listener left behind
 
     best = BestKeeper(run_dir, resume) if cfg.keep_best else None
@@ -575,6 +583,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                     for g, lr in jax.device_get(lrs_at(cfg, sched)).items():
                         if g in GROUPS:
                             writer.add_scalar(f"train/lr_{g}", float(lr), t.step)
+                    if refine:
+                        writer.add_scalar("train/lr_camera", float(camera_lr(cfg.camera_opt, sched)), t.step)
                     if host["loss_scale"] is not None:
                         writer.add_scalar("train/loss_scale", float(host["loss_scale"]), t.step)
                         writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
@@ -602,6 +612,9 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         t.save(ckpt, elapsed)
         saved()
     ckpt.close()
+    if refine and primary:
+        refined = refined_c2w(train_cameras.c2w, jax.device_get(t.cams["delta"]))
+        write_cameras(run_dir, dataclasses.replace(train_cameras, c2w=refined), name="cameras_refined.json")
     if best is not None:
         best.checkpoints.close()
     writer.flush()

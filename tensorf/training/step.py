@@ -12,10 +12,12 @@ import optax
 from flax.training.dynamic_scale import DynamicScale
 from jax.sharding import Mesh
 
+from tensorf.config import CameraOptConfig
 from tensorf.data import turntable
 from tensorf.data.rays import RayPool, Rays
 from tensorf.models.base import Model
 from tensorf.parallel import AXIS, data_parallel
+from tensorf.training import cameras
 
 
 def initial_totals() -> dict[str, jax.Array]:
@@ -34,10 +36,11 @@ def initial_loss_scale() -> dict[str, jax.Array]:
 
 
 def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule, batch_size: int,
-                    mesh: Mesh | None = None, single_image: bool = False, background_warmup: int = 0):
+                    mesh: Mesh | None = None, single_image: bool = False, background_warmup: int = 0,
+                    camera_opt: CameraOptConfig | None = None):
     """The jitted step
-    (params, opt_state, totals, loss_scale, pool, step, sched, key)
-        -> (params, opt_state, totals, loss_scale, step + 1, stats).
+    (params, opt_state, totals, loss_scale, cams, pool, step, sched, key)
+        -> (params, opt_state, totals, loss_scale, cams, step + 1, stats).
 
     Everything it needs is on the device already: the batch is drawn from `pool` (a RayPool)
     with a key folded from (key, step), the learning rates (`lr_schedule(sched)`) and loss
@@ -50,17 +53,34 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
     gradients overflow is skipped while the scale halves. With a mesh of several devices, each
     device renders its shard of the batch and the gradients are averaged across them (pmean),
     which gives the gradient of the whole batch: the loss is a mean over rays and the
-    regularisers see the same params everywhere. background_warmup: see warmup_background."""
+    regularisers see the same params everywhere. background_warmup: see warmup_background.
+
+    cams is None, or (camera_opt.mode not off) the training views' pose corrections and their
+    Adam state (tensorf.training.cameras.initial_cameras): the batch's rays are then cast inside
+    the differentiated loss, from the corrected cameras, and the corrections are updated with
+    the params."""
     parallel = mesh is not None and mesh.size > 1
     axis = AXIS if parallel else None
+    refine = camera_opt is not None and camera_opt.mode != "off"
+    cam_tx = cameras.camera_tx()
 
-    loss_fn = model.training_loss
+    if refine:
+        def loss_fn(diff, rays: Rays, ids, pool: RayPool, colors, keys, weights):
+            params, delta = diff
+            o, d, r = pool.geometry(ids, cameras.corrected(pool.c2w, delta))
+            rays = jdc.replace(rays, origins=o, directions=d, radii=r)
+            loss, aux = model.training_loss(params, rays, colors, keys, weights)
+            return loss + cameras.penalty(camera_opt, delta), aux
+    else:
+        def loss_fn(params, rays: Rays, ids, pool, colors, keys, weights):
+            return model.training_loss(params, rays, colors, keys, weights)
 
-    def update(params, opt_state, totals, loss_scale, rays: Rays, colors, keys, lrs, weights):
+    def update(params, opt_state, totals, loss_scale, cams, rays: Rays, ids, colors, keys, pool, lrs, weights):
+        diff = (params, cams["delta"]) if refine else params
         # Each device differentiates its own shard's loss: params enter as per-device values, so
         # that their gradients are the shard's (averaged below), not already summed over devices.
-        diff_params = jax.lax.pcast(params, AXIS, to="varying") if parallel else params
-        args = (diff_params, rays, colors, keys, weights)
+        diff_in = jax.lax.pcast(diff, AXIS, to="varying") if parallel else diff
+        args = (diff_in, rays, ids, pool, colors, keys, weights)
         if loss_scale is None:
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
             if parallel:
@@ -76,45 +96,56 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
             loss, aux = jax.lax.pmean((loss, aux), AXIS)
             dropped = jax.lax.psum(dropped, AXIS)
         grads = jax.lax.optimization_barrier(grads)  # faster on CPU: no fusion into Adam (benchmarks/results.md)
+        new_cams = cams
+        if refine:
+            grads, cam_grads = grads
+            cam_updates, cam_opt = cam_tx.update(cam_grads, cams["opt"])
+            new_cams = {"delta": cams["delta"] - lrs["camera"] * cam_updates, "opt": cam_opt}
         updates, new_opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u, g: -lrs[g] * u, updates, model.param_groups(params))
         new_params = optax.apply_updates(params, updates)
         if loss_scale is not None:  # an overflowed update is skipped: params and moments unchanged
-            new_params, new_opt_state = jax.tree.map(
-                lambda new, old: jnp.where(finite, new, old), (new_params, new_opt_state), (params, opt_state)
+            new_params, new_opt_state, new_cams = jax.tree.map(
+                lambda new, old: jnp.where(finite, new, old), (new_params, new_opt_state, new_cams),
+                (params, opt_state, cams)
             )
         totals = {
             "dropped": totals["dropped"] + dropped,
             "nonfinite": totals["nonfinite"] + (~jnp.isfinite(loss)).astype(jnp.int32),
             "skipped": totals["skipped"] + (~finite).astype(jnp.int32),
         }
-        return new_params, new_opt_state, totals, loss_scale, {"loss": loss, **aux}
+        return new_params, new_opt_state, totals, loss_scale, new_cams, {"loss": loss, **aux}
 
     if parallel:
-        update = data_parallel(update, mesh, n_before=4, n_batch_args=3, n_after=2)
+        update = data_parallel(update, mesh, n_before=5, n_batch_args=4, n_after=3)
 
-    def step(params, opt_state, totals, loss_scale, pool: RayPool, step, sched, key):
+    def step(params, opt_state, totals, loss_scale, cams, pool: RayPool, step, sched, key):
         if sched is None:
             sched = step.astype(jnp.float32)
-        rays, colors, keys = draw_batch(pool, key, step, batch_size, single_image)
+        ids, rays, colors, keys = draw_batch(pool, key, step, batch_size, single_image)
         if rays.background is not None and background_warmup:
             rays = warmup_background(rays, colors, sched, model.scene.background, background_warmup)
         lrs = lr_schedule(sched)
-        out = update(params, opt_state, totals, loss_scale, rays, colors, keys, lrs,
-                     model.loss_weights(sched, lrs["decay"]))
-        return *out[:4], step + 1, out[4]
+        if refine:
+            lrs = {**lrs, "camera": cameras.camera_lr(camera_opt, sched)}
+        # The ids and the pool only where the rays are cast again inside the loss.
+        out = update(params, opt_state, totals, loss_scale, cams, rays, ids if refine else None, colors, keys,
+                     pool if refine else None, lrs, model.loss_weights(sched, lrs["decay"]))
+        stats = out[5] if not refine else {**out[5], **cameras.summary(out[4]["delta"])}
+        return *out[:5], step + 1, stats
 
     return jax.jit(step, donate_argnums=(0, 1) if donates() else ())
 
 
 def draw_batch(pool: RayPool, key: jax.Array, step, size: int, single_image: bool = False
-               ) -> tuple[Rays, jax.Array, jax.Array]:
-    """The batch of step `step`: rays, colours and one key per ray (for the sample jitter),
-    a pure function of (key, step) and the pool (see RayPool.draw for single_image)."""
+               ) -> tuple[jax.Array, Rays, jax.Array, jax.Array]:
+    """The batch of step `step`: ray ids, rays, colours and one key per ray (for the sample
+    jitter), a pure function of (key, step) and the pool (see RayPool.draw for single_image)."""
     draw_key, ray_key = jax.random.split(jax.random.fold_in(key, step))
-    rays, colors = pool.draw(draw_key, size, single_image)
+    ids = pool.draw_ids(draw_key, size, single_image)
+    rays, colors = pool.rays(ids)
     # One key per ray, drawn for the whole batch: a ray's jitter does not depend on the shard.
-    return rays, colors, jax.random.split(ray_key, size)
+    return ids, rays, colors, jax.random.split(ray_key, size)
 
 
 def warmup_background(rays: Rays, colors: jax.Array, sched: jax.Array, flat: float, steps: int) -> Rays:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import make_model, tiny_config
-from tensorf.config import TensoRFConfig
+from tensorf.config import CameraOptConfig, TensoRFConfig
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool
 from tensorf.models.base import build_schedule
@@ -18,6 +18,7 @@ from tensorf.parallel import make_mesh, replicate
 from tensorf.run import restore_run
 from tensorf.training.loop import train
 from tensorf.training.optimizer import lrs_at, make_optimizer
+from tensorf.training.cameras import initial_cameras
 from tensorf.training.step import draw_batch, initial_totals, make_train_step
 
 pytestmark = pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 devices (tests/test_parallel.py forces them)")
@@ -27,8 +28,8 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
+@pytest.mark.parametrize("masked, refine", [(False, False), (True, False), (False, True)])
+def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked, refine):
     cfg = TensoRFConfig(n_voxels_init=20**3, density_components=(4, 4, 4), appearance_components=(6, 6, 6),
                         appearance_features=8, mlp_hidden=16, init_scale=0.5, density_shift=-2.0, max_samples=48,
                         appearance_samples=6, compaction="on", mask_threshold=0.5)
@@ -45,13 +46,22 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked):
     lrs = functools.partial(lrs_at, tiny_config(scene, None))
     weights = model.loss_weights(jnp.float32(0), jnp.float32(1))
     key = jax.random.key(3)
+    # With pose refinement each device casts its shard's rays from the corrected cameras.
+    camera_opt = CameraOptConfig(mode="SO3xR3") if refine else None
+    cams = initial_cameras(len(pool.c2w)) if refine else None
     outs = []
     for n in (1, 4):
         mesh = make_mesh(n, 256)
-        p, o, t, pl, k, s = replicate(mesh, (params, tx.init(params), initial_totals(), pool, key, np.int32(0)))
-        outs.append(make_train_step(model, tx, lrs, 256, mesh)(p, o, t, None, pl, s, None, k))
-    (p1, o1, t1, _, _, s1), (p4, o4, t4, _, _, s4) = outs
-    rays, colors, keys = draw_batch(jax.device_put(pool), key, 0, 256)
+        p, o, t, c, pl, k, s = replicate(mesh, (params, tx.init(params), initial_totals(), cams, pool, key, np.int32(0)))
+        outs.append(make_train_step(model, tx, lrs, 256, mesh, camera_opt=camera_opt)(p, o, t, None, c, pl, s, None, k))
+    (p1, o1, t1, _, c1, _, s1), (p4, o4, t4, _, c4, _, s4) = outs
+    if refine:  # Adam's moments after one step are the corrections' gradient, as for the params
+        assert np.abs(np.asarray(c1["opt"].mu)).max() > 0
+        # Each view's gradient sums thousands of rays' terms that largely cancel: compared against
+        # the largest, as summation order moves the small ones.
+        for a, b in zip(_leaves(c4["opt"]), _leaves(c1["opt"]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    _, rays, colors, keys = draw_batch(jax.device_put(pool), key, 0, 256)
     assert float(t1["dropped"]) == float(t4["dropped"]) == 0.0
     np.testing.assert_allclose(float(s4["loss"]), float(s1["loss"]), rtol=1e-5)
     # Adam's moments after one step are the gradient (mu = 0.1 g, nu = 0.01 g^2): the averaged

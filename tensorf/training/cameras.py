@@ -1,0 +1,101 @@
+"""Camera pose refinement: a per-view correction of the training cameras, learned with the field
+(nerfstudio's camera optimiser in its SO3xR3 mode). Photos posed by COLMAP or a phone carry pose
+errors of a fraction of a degree that a field can only explain with blur; the correction lets the
+rays move instead.
+
+Each training view v has a tangent vector delta[v] = (t, w) (6,): t a translation along the
+camera's own axes (world units), w an axis-angle rotation about the camera's centre. The view's
+camera-to-world becomes c2w[v] @ [[exp(w), t], [0, 1]] (nerfstudio's apply_to_camera). At
+delta = 0 every ray is the uncorrected one, bit for bit.
+
+Defaults follow nerfacto (nerfstudio/configs/method_configs.py: camera_opt Adam lr 1e-3,
+eps 1e-15, decaying exponentially to 1e-4 over 5000 steps; nerfstudio/cameras/camera_optimizers.py:
+penalties 1e-2 on the translations' and 1e-3 on the rotations' mean L2 norm)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tensorf.config import CameraOptConfig
+
+# Below this squared angle exp(w) uses its Taylor series: the closed form divides by the angle,
+# and the refinement starts from w = 0 exactly.
+_SMALL_ANGLE_SQ = 1e-8
+
+
+def camera_tx() -> optax.GradientTransformation:
+    """The corrections' own Adam (their learning rate is applied in the step: camera_lr)."""
+    return optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-15)
+
+
+def initial_cameras(views: int) -> dict:
+    """Zero corrections for `views` training views and their optimizer state: the state the step
+    carries and checkpoints store (a plain dict of arrays)."""
+    delta = jnp.zeros((views, 6), jnp.float32)
+    return {"delta": delta, "opt": camera_tx().init(delta)}
+
+
+def camera_lr(cfg: CameraOptConfig, sched) -> jax.Array:
+    """The corrections' learning rate at schedule position `sched`: log-linear from cfg.lr to
+    cfg.lr_final over cfg.decay_steps, then held (nerfstudio's ExponentialDecayScheduler)."""
+    t = jnp.clip(jnp.asarray(sched, jnp.float32) / max(cfg.decay_steps, 1), 0.0, 1.0)
+    return jnp.exp((1.0 - t) * jnp.log(jnp.float32(cfg.lr)) + t * jnp.log(jnp.float32(cfg.lr_final)))
+
+
+def rotation(w: jax.Array) -> jax.Array:
+    """exp of axis-angle vectors w (..., 3): rotation matrices (..., 3, 3) (Rodrigues), with
+    finite gradients at w = 0."""
+    theta_sq = jnp.sum(w * w, axis=-1)[..., None, None]
+    small = theta_sq < _SMALL_ANGLE_SQ
+    # The double where: the closed form's branch sees a safe angle, so its gradient is finite too.
+    theta = jnp.sqrt(jnp.where(small, 1.0, theta_sq))
+    a = jnp.where(small, 1.0 - theta_sq / 6.0, jnp.sin(theta) / theta)
+    b = jnp.where(small, 0.5 - theta_sq / 24.0, (1.0 - jnp.cos(theta)) / jnp.where(small, 1.0, theta_sq))
+    x, y, z = w[..., 0], w[..., 1], w[..., 2]
+    zero = jnp.zeros_like(x)
+    k = jnp.stack([jnp.stack([zero, -z, y], -1), jnp.stack([z, zero, -x], -1), jnp.stack([-y, x, zero], -1)], -2)
+    return jnp.eye(3, dtype=w.dtype) + a * k + b * (k @ k)
+
+
+def corrected(c2w: jax.Array, delta: jax.Array) -> jax.Array:
+    """Camera-to-world matrices c2w (V, 4, 4) with the corrections delta (V, 6) applied in each
+    camera's own frame."""
+    rot, pos = c2w[:, :3, :3], c2w[:, :3, 3]
+    new_rot = rot @ rotation(delta[:, 3:])
+    new_pos = pos + jnp.einsum("vij,vj->vi", rot, delta[:, :3])
+    top = jnp.concatenate([new_rot, new_pos[:, :, None]], axis=-1)
+    return jnp.concatenate([top, c2w[:, 3:]], axis=1)
+
+
+def penalty(cfg: CameraOptConfig, delta: jax.Array) -> jax.Array:
+    """The corrections' regulariser: weighted mean L2 norms of the translations and rotations. It
+    keeps the views from drifting together (a motion of every camera at once that the field
+    follows), which would leave the eval views, whose poses are not refined, behind."""
+    norm = lambda v: jnp.sqrt(jnp.sum(v * v, axis=-1) + 1e-20)  # noqa: E731 (finite gradient at 0)
+    return cfg.trans_penalty * jnp.mean(norm(delta[:, :3])) + cfg.rot_penalty * jnp.mean(norm(delta[:, 3:]))
+
+
+def summary(delta: jax.Array) -> dict[str, jax.Array]:
+    """Scalars to log: the corrections' mean and largest translation (world units) and rotation
+    (degrees)."""
+    t = jnp.sqrt(jnp.sum(delta[:, :3] ** 2, axis=-1))
+    r = jnp.degrees(jnp.sqrt(jnp.sum(delta[:, 3:] ** 2, axis=-1)))
+    return {"camera_shift_mean": jnp.mean(t), "camera_shift_max": jnp.max(t),
+            "camera_turn_deg_mean": jnp.mean(r), "camera_turn_deg_max": jnp.max(r)}
+
+
+def refined_c2w(c2w: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """The refined camera-to-world matrices (V, 4, 4) on the host (written to the run)."""
+    return np.asarray(corrected(jnp.asarray(c2w, jnp.float32), jnp.asarray(delta, jnp.float32)))
+
+
+def pose_errors(c2w: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Mean rotation error (degrees) and camera-centre distance (world units) of poses c2w
+    (N, 4, 4) against the true ones (benchmarks/pose_refine.py)."""
+    c2w, truth = np.asarray(c2w, np.float64), np.asarray(truth, np.float64)
+    cos = (np.einsum("nji,nji->n", c2w[:, :3, :3], truth[:, :3, :3]) - 1.0) / 2.0
+    degrees = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return float(degrees.mean()), float(np.linalg.norm(c2w[:, :3, 3] - truth[:, :3, 3], axis=-1).mean())
