@@ -31,7 +31,9 @@ from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psn
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import restore_run
+from tensorf.run import load_cameras, restore_run
+from tensorf.pose_fit import fit_poses
+from tensorf.training.cameras import carried_views, pose_errors
 from tensorf.visualize import colormap, depth_image
 from tensorf.xla_cache import use_persistent_cache
 
@@ -54,8 +56,11 @@ def judged(views: Views, index: int, rgb: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
-                   mesh: Mesh | None = None, write: bool = True, with_lpips: bool = True) -> dict:
-    """Render every view, measure it, and (write) save the PNGs and out_dir/<split>_metrics.json."""
+                   mesh: Mesh | None = None, write: bool = True, with_lpips: bool = True,
+                   right_half: bool = False) -> dict:
+    """Render every view, measure it, and (write) save the PNGs and out_dir/<split>_metrics.json.
+    right_half: judge (and save) only each view's right width - width // 2 columns (the left
+    half fitted the view's pose: tensorf.pose_fit)."""
     img_dir = Path(out_dir) / split
     if write:
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -66,6 +71,9 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
     for i, name in enumerate(views.names):
         rgb, _, _ = render_view(model, params, views, i, chunk, mesh)
         truth, kept = judged(views, i, rgb)
+        if right_half:
+            half = slice(rgb.shape[1] // 2, None)
+            rgb, truth, kept = rgb[:, half], truth[:, half], kept[:, half]
         row = {"view": name, "psnr": psnr(rgb[kept], truth[kept]), "ssim": ssim(rgb, truth),
                **{_LPIPS_KEYS[net]: lpips(rgb, truth, net) for net in nets}}
         rows.append(row)
@@ -129,6 +137,14 @@ class EvalArgs:
     """Only these view indices of the split (default: all)."""
     chunk: int = 8192
     """Rays rendered per chunk (bounds memory)."""
+    given_poses: bool = False
+    """A run trained with --camera-opt.mode: judge the views at their poses as given, instead of
+    carried along with the training views' refinement (the default; tensorf.training.cameras.carried)."""
+    fit_poses: int = 0
+    """Fit each view's pose to the left half of its image in this many steps, the field frozen
+    (tensorf.pose_fit), then judge the right halves twice: at the views' poses
+    (<split>_right_metrics.json) and at the fitted ones (<split>_fitted_metrics.json). 0: off.
+    Compares runs whose frames the given poses fit differently (pose refinement on or off)."""
 
 
 def main(args: EvalArgs) -> dict:
@@ -137,7 +153,21 @@ def main(args: EvalArgs) -> dict:
     views, split = load_eval_views(dataclasses.replace(cfg.data, path=root, eval_split=args.split, eval_views=args.views))
     grid = meta["model_state"].get("resolution")
     print(f"run {args.run_dir} at step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + f"; {root} split {split}")
-    return evaluate_views(model, params, views, Path(args.run_dir) / "eval", split, args.chunk, mesh=all_devices())
+    refined = Path(args.run_dir) / "cameras_refined.json"
+    if refined.is_file() and not args.given_poses:
+        views = carried_views(views, load_cameras(args.run_dir), load_cameras(args.run_dir, name=refined.name).c2w)
+        print(f"poses carried along with the training views' refinement ({refined.name}; --given-poses to judge them as given)")
+    out, mesh = Path(args.run_dir) / "eval", all_devices()
+    if not args.fit_poses:
+        return evaluate_views(model, params, views, out, split, args.chunk, mesh=mesh)
+    before = evaluate_views(model, params, views, out, f"{split}_right", args.chunk, mesh=mesh, right_half=True)
+    c2w = fit_poses(model, params, views, args.fit_poses, columns="left")
+    turned = [pose_errors(c2w[i:i + 1], views.cameras.c2w[i:i + 1]) for i in range(len(c2w))]
+    print("fitted on the left halves: " + ", ".join(f"{n} {deg:.2f} deg / {shift:.4f}"
+                                                     for n, (deg, shift) in zip(views.names, turned, strict=True)))
+    fitted = dataclasses.replace(views, cameras=dataclasses.replace(views.cameras, c2w=c2w.astype(np.float32)))
+    after = evaluate_views(model, params, fitted, out, f"{split}_fitted", args.chunk, mesh=mesh, right_half=True)
+    return {**after, "unfitted": {k: v for k, v in before.items() if k != "views"}}
 
 
 def cli(argv: list[str] | None = None) -> None:

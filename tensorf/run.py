@@ -3,6 +3,7 @@
     RUN/config.json     the resolved config (auto choices and the scene's bounds decided)
     RUN/cameras.json    the training cameras (renderers place new views from them), and the
                         format's own camera path when it has one (LLFF's spiral)
+    RUN/cameras_refined.json  with --camera-opt.mode, the training cameras as refined (at the end)
     RUN/background.png  a turntable capture's background fixed to the camera (tensorf.data.turntable:
                         the median of every training view), which orbits composite behind the
                         object as its camera saw it
@@ -106,9 +107,10 @@ def load_render_path(run_dir: Path) -> np.ndarray | None:
     return None if body.get("render_path") is None else np.asarray(body["render_path"], np.float32)
 
 
-def load_cameras(run_dir: Path, cfg: TrainConfig | None = None) -> Cameras:
-    """Training cameras of a run: RUN/cameras.json, else (with cfg) the run's dataset."""
-    path = Path(run_dir) / "cameras.json"
+def load_cameras(run_dir: Path, cfg: TrainConfig | None = None, name: str = "cameras.json") -> Cameras:
+    """Training cameras of a run: RUN/<name> (cameras.json, or cameras_refined.json), else (with
+    cfg) the run's dataset."""
+    path = Path(run_dir) / name
     if not path.is_file() and cfg is not None and Path(cfg.data.path).is_dir():
         from tensorf.data.dataset import load_dataset
 

@@ -42,7 +42,7 @@ from tensorf.run import (
     write_config,
 )
 from tensorf.training import compile_watch
-from tensorf.training.cameras import camera_lr, initial_cameras, refined_c2w
+from tensorf.training.cameras import camera_lr, carried_views, initial_cameras, refined_c2w
 from tensorf.training.compile_watch import CompileWatch
 from tensorf.training.crash_points import crash_point
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
@@ -525,10 +525,17 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     best = BestKeeper(run_dir, resume) if cfg.keep_best else None
     viewer = open_training_viewer(cfg, train_cameras, t, render_mesh, closing) if cfg.viewer else None
 
+    def judged_views():
+        """The eval views, with pose refinement carried along with the training views'
+        corrections so far (cameras.carried): the field's frame moves with them."""
+        if not refine:
+            return data.eval
+        return carried_views(data.eval, train_cameras, refined_c2w(train_cameras.c2w, jax.device_get(t.cams["delta"])))
+
     def saved() -> None:
         """After a checkpoint: with --keep-best, judge it on every eval view."""
         if best is not None:
-            psnr_all = best.consider(t, evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split,
+            psnr_all = best.consider(t, evaluate_views(t.model, t.params, judged_views(), run_dir / "eval", data.eval_split,
                                                        cfg.render_chunk, verbose=False, mesh=render_mesh, write=False,
                                                        with_lpips=False)["psnr"])
             writer.add_scalar("eval/psnr_all_views", psnr_all, t.step)
@@ -538,7 +545,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     psnr, rays_per_s = float("nan"), 0.0
     window_t, window_steps = time.perf_counter(), 0
     last_saved = start if resume else None
-    quality = QualityCurve(cfg, data.eval, run_dir, primary) if cfg.quality_every_s > 0 else None
+    quality = QualityCurve(cfg, run_dir, primary) if cfg.quality_every_s > 0 else None
     # Between schedule events, logs, evals and checkpoints the loop only queues steps: any
     # transfer there (a scalar fetched, a batch sent) would stall the device, so it is an error.
     with jax.transfer_guard("disallow"):
@@ -594,11 +601,11 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                         viewer.show_training(t.step, psnr, rays_per_s, grid)
             if cfg.eval_every and t.step % cfg.eval_every == 0:
                 with _host_work():
-                    log_eval_view(writer, t.model, t.params, data.eval, data.scene.near_far, cfg.render_chunk, t.step,
+                    log_eval_view(writer, t.model, t.params, judged_views(), data.scene.near_far, cfg.render_chunk, t.step,
                                   render_mesh)
             if quality is not None and clock.elapsed() >= quality.next_s:
                 with _host_work():
-                    quality.measure(t, clock, render_mesh, writer)
+                    quality.measure(t, clock, judged_views(), render_mesh, writer)
             if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
                 with _host_work():
                     t.save(ckpt, clock.elapsed())
@@ -621,7 +628,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
 
     metrics = None
     if cfg.final_eval:
-        metrics = evaluate_views(t.model, t.params, data.eval, run_dir / "eval", data.eval_split, cfg.render_chunk,
+        metrics = evaluate_views(t.model, t.params, judged_views(), run_dir / "eval", data.eval_split, cfg.render_chunk,
                                  verbose=primary, mesh=render_mesh, write=primary, with_lpips=cfg.eval_lpips)
         writer.add_scalar("eval/psnr", metrics["psnr"], t.step)
         writer.add_scalar("eval/ssim", metrics["ssim"], t.step)
@@ -683,18 +690,20 @@ class QualityCurve:
     """PSNR against training time (--quality-every-s): at each point the queued steps are waited
     for, the clock read, a few eval views rendered, and the render's time taken off the clock."""
 
-    def __init__(self, cfg: TrainConfig, views, run_dir: Path, primary: bool):
-        self.views = views.subset(range(min(cfg.quality_views, len(views.names))))
+    def __init__(self, cfg: TrainConfig, run_dir: Path, primary: bool):
+        self.count = cfg.quality_views
         self.every, self.chunk = cfg.quality_every_s, cfg.render_chunk
         self.path = run_dir / "eval" / "quality.json" if primary else None
         self.next_s = 0.0
         self.points: list[tuple[float, int, float]] = []
 
-    def measure(self, t: "_Trainer", clock: "TrainingClock", mesh, writer) -> None:
+    def measure(self, t: "_Trainer", clock: "TrainingClock", views, mesh, writer) -> None:
+        """Measure on the first few of `views` (the eval views)."""
         jax.block_until_ready(t.params)
         seconds = clock.elapsed()
         t0 = time.perf_counter()
-        psnr = evaluate_views(t.model, t.params, self.views, Path("."), "quality", self.chunk, verbose=False,
+        views = views.subset(range(min(self.count, len(views.names))))
+        psnr = evaluate_views(t.model, t.params, views, Path("."), "quality", self.chunk, verbose=False,
                               mesh=mesh, write=False, with_lpips=False)["psnr"]
         clock.pause(time.perf_counter() - t0)
         self.points.append((round(seconds, 3), t.step, psnr))

@@ -1,0 +1,83 @@
+"""Test-time pose fitting: each eval view's camera fitted to its own image with the field frozen,
+so that a pose-refined run (--camera-opt.mode) and an unrefined one can be judged on what their
+fields show rather than on how well the views' given poses agree with each field's frame.
+
+Only the left half of each image fits the pose (`fit_poses(..., columns="left")`); the metrics
+then judge the right half (tensorf.eval --fit-poses), so no pixel is both fitted and judged: the
+protocol nerfstudio's authors suggest for runs with a camera optimiser
+(nerfstudio-project/nerfstudio#2496). BARF and its successors fit the test poses the same way
+(on the whole image). The correction is the training's own (tensorf.training.cameras: a motion
+in the camera's frame) and so is the optimiser (Adam); only the field is held still."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tensorf.data.cameras import pixel_rays
+from tensorf.data.rays import Rays
+from tensorf.data.views import Views
+from tensorf.models.base import Model
+from tensorf.training.cameras import corrected
+
+
+def fit_poses(model: Model, params, views: Views, steps: int, batch: int = 4096, lr: float = 1e-3,
+              seed: int = 0, columns: str = "all") -> np.ndarray:
+    """Camera-to-world matrices (N, 4, 4) of the views, each fitted to its image over `steps`
+    Adam steps (rate lr, decayed tenfold by the end) of `batch` random pixels (the photometric MSE of the deterministic render), from
+    the views' own poses. columns: "all" pixels, or only each image's "left" half (width // 2
+    columns; the rest is for judging)."""
+    if columns not in ("all", "left"):
+        raise ValueError(f"columns must be 'all' or 'left', not {columns!r}")
+    cams = views.cameras
+    fit = _fitter(model, batch, lr, steps, cams.ndc_near, cams.model, views.background is not None)
+    out = []
+    for i in range(len(views.names)):
+        h, w = views.size(i)
+        image, kept = views.image(i)
+        kept = np.ones((h, w), bool) if kept is None else kept
+        if columns == "left":
+            kept = kept & (np.arange(w) < w // 2)[None, :]
+        background = np.zeros((h, w, 3), np.float32) if views.background is None else views.background[i, :h, :w]
+        intrinsics = np.array([cams.fx[i], cams.fy[i], cams.cx[i], cams.cy[i]], np.float32)
+        delta = fit(params, jnp.asarray(cams.c2w[i], jnp.float32), intrinsics, cams.distortion[i].astype(np.float32),
+                    image, kept, background, jax.random.key(seed + i))
+        out.append(np.asarray(corrected(jnp.asarray(cams.c2w[i:i + 1], jnp.float32), delta[None])[0]))
+    return np.stack(out)
+
+
+def _fitter(model: Model, batch: int, lr: float, steps: int, ndc_near, lens_model: str, with_background: bool):
+    """The jitted fit of one view: (params, c2w, intrinsics, distortion, image, kept, background,
+    key) -> the correction (6,). One compile serves every view of one size."""
+    # Decayed tenfold over the fit, as the training decays the corrections' rate (camera_lr), so
+    # the last steps settle instead of jittering by lr.
+    tx = optax.adam(optax.exponential_decay(lr, max(steps, 1), 0.1))
+
+    def loss(delta, params, c2w, intrinsics, distortion, image, kept, background, key):
+        h, w = kept.shape
+        # Pixels drawn from the kept ones only: index into the flat list of kept pixels.
+        flat = jnp.flatnonzero(kept.reshape(-1), size=h * w, fill_value=0)
+        pick = flat[jax.random.randint(key, (batch,), 0, jnp.maximum(jnp.sum(kept), 1))]
+        y, x = jnp.divmod(pick, w)
+        c2w = corrected(c2w[None], delta[None])[0]
+        o, d, r = pixel_rays(c2w, *intrinsics, x, y, ndc_near, distortion, lens_model)
+        rays = Rays(origins=o, directions=d, radii=r, background=background[y, x] if with_background else None)
+        rgb = model.render(jax.lax.stop_gradient(params), rays, None).rgb
+        return jnp.mean((rgb.astype(jnp.float32) - image[y, x]) ** 2)
+
+    grad = jax.grad(loss)
+
+    @jax.jit
+    def fit(params, c2w, intrinsics, distortion, image, kept, background, key):
+        def body(k, carry):
+            delta, opt = carry
+            g = grad(delta, params, c2w, intrinsics, distortion, image, kept, background, jax.random.fold_in(key, k))
+            updates, opt = tx.update(g, opt)
+            return optax.apply_updates(delta, updates), opt
+
+        delta = jnp.zeros((6,), jnp.float32)
+        return jax.lax.fori_loop(0, steps, body, (delta, tx.init(delta)))[0]
+
+    return fit
