@@ -134,10 +134,10 @@ def _turned(c2w: np.ndarray, degrees: float, shift: float, seed: int) -> np.ndar
     return out
 
 
-def test_eval_cameras_are_carried_with_the_training_views_common_motion_and_neighbours():
+def test_eval_cameras_are_carried_with_the_training_views_common_motion():
     rng = np.random.default_rng(3)
-    given = _turned(np.tile(np.eye(4), (12, 1, 1)), 40.0, 0.0, seed=4)
-    given[:, :3, 3] = rng.normal(size=(12, 3)) * 3.0
+    given = _turned(np.tile(np.eye(4), (48, 1, 1)), 40.0, 0.0, seed=4)
+    given[:, :3, 3] = rng.normal(size=(48, 3)) * 3.0
     evals = _turned(given[:4], 5.0, 0.3, seed=5)
     # All training views turned and moved together (the field's frame with them): the eval views
     # follow that motion exactly, their own offsets from the training views untouched.
@@ -145,11 +145,11 @@ def test_eval_cameras_are_carried_with_the_training_views_common_motion_and_neig
     motion[:3, :3] = scipy.linalg.expm(_skew(np.array([0.01, -0.02, 0.005])))
     motion[:3, 3] = (0.03, -0.01, 0.02)
     np.testing.assert_allclose(carried(evals, given, motion @ given), motion @ evals, atol=1e-9)
-    # Besides that, each training view corrected on its own: an eval view standing where a
-    # training view stood takes that view's refined pose.
-    own = np.stack([_camera_motion(d) for d in rng.normal(size=(12, 6)) * 0.01])
-    refined = motion @ given @ own
-    np.testing.assert_allclose(carried(given[[2, 7]], given, refined), refined[[2, 7]], atol=1e-7)
+    # Each training view also corrected on its own, at random: the common motion is still found
+    # (the views' own corrections average out; the 1.3-degree motion itself is to be undone).
+    own = np.stack([_camera_motion(d) for d in rng.normal(size=(48, 6)) * 0.01])
+    degrees, shift = pose_errors(carried(evals, given, motion @ given @ own), motion @ evals)
+    assert degrees < 0.3 and shift < 0.05, (degrees, shift)  # each view alone: 0.9 degrees, 0.018
     # No refinement, no motion.
     np.testing.assert_allclose(carried(evals, given, given), evals, atol=1e-12)
 

@@ -525,12 +525,16 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     best = BestKeeper(run_dir, resume) if cfg.keep_best else None
     viewer = open_training_viewer(cfg, train_cameras, t, render_mesh, closing) if cfg.viewer else None
 
+    def refined_cameras() -> np.ndarray:
+        """The training cameras' poses (V, 4, 4) as refined so far. The corrections are
+        replicated, so this process's first copy is all of them (several hosts: not addressable
+        as a whole)."""
+        return refined_c2w(train_cameras.c2w, np.asarray(t.cams["delta"].addressable_data(0)))
+
     def judged_views():
         """The eval views, with pose refinement carried along with the training views'
         corrections so far (cameras.carried): the field's frame moves with them."""
-        if not refine:
-            return data.eval
-        return carried_views(data.eval, train_cameras, refined_c2w(train_cameras.c2w, jax.device_get(t.cams["delta"])))
+        return carried_views(data.eval, train_cameras, refined_cameras()) if refine else data.eval
 
     def saved() -> None:
         """After a checkpoint: with --keep-best, judge it on every eval view."""
@@ -620,8 +624,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         saved()
     ckpt.close()
     if refine and primary:
-        refined = refined_c2w(train_cameras.c2w, jax.device_get(t.cams["delta"]))
-        write_cameras(run_dir, dataclasses.replace(train_cameras, c2w=refined), name="cameras_refined.json")
+        write_cameras(run_dir, dataclasses.replace(train_cameras, c2w=refined_cameras()), name="cameras_refined.json")
     if best is not None:
         best.checkpoints.close()
     writer.flush()
