@@ -76,8 +76,9 @@ def corrected(c2w: jax.Array, delta: jax.Array) -> jax.Array:
 
 def penalty(cfg: CameraOptConfig, delta: jax.Array) -> jax.Array:
     """The corrections' regulariser: weighted mean L2 norms of the translations and rotations. It
-    keeps the views from drifting together (a motion of every camera at once that the field
-    follows), which would leave the eval views, whose poses are not refined, behind."""
+    holds the views back from drifting together (a motion of every camera at once that the field
+    follows), which would leave the eval views, whose poses are not refined, behind; what drift
+    remains, the eval views follow (carried)."""
     norm = lambda v: jnp.sqrt(jnp.sum(v * v, axis=-1) + 1e-20)  # noqa: E731 (finite gradient at 0)
     return cfg.trans_penalty * jnp.mean(norm(delta[:, :3])) + cfg.rot_penalty * jnp.mean(norm(delta[:, 3:]))
 
