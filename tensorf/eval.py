@@ -31,8 +31,8 @@ from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psn
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import load_cameras, restore_run
 from tensorf.pose_fit import fit_poses
+from tensorf.run import load_cameras, restore_run
 from tensorf.training.cameras import carried_views, pose_errors
 from tensorf.visualize import colormap, depth_image
 from tensorf.xla_cache import use_persistent_cache
@@ -163,10 +163,9 @@ def main(args: EvalArgs) -> dict:
     before = evaluate_views(model, params, views, out, f"{split}_right", args.chunk, mesh=mesh, right_half=True)
     c2w = fit_poses(model, params, views, args.fit_poses, columns="left")
     turned = [pose_errors(c2w[i:i + 1], views.cameras.c2w[i:i + 1]) for i in range(len(c2w))]
-    print("fitted on the left halves: " + ", ".join(f"{n} {deg:.2f} deg / {shift:.4f}"
-                                                     for n, (deg, shift) in zip(views.names, turned, strict=True)))
-    fitted = dataclasses.replace(views, cameras=dataclasses.replace(views.cameras, c2w=c2w.astype(np.float32)))
-    after = evaluate_views(model, params, fitted, out, f"{split}_fitted", args.chunk, mesh=mesh, right_half=True)
+    moves = (f"{n} {deg:.2f} deg / {shift:.4f}" for n, (deg, shift) in zip(views.names, turned, strict=True))
+    print("fitted on the left halves: " + ", ".join(moves))
+    after = evaluate_views(model, params, views.posed(c2w), out, f"{split}_fitted", args.chunk, mesh=mesh, right_half=True)
     return {**after, "unfitted": {k: v for k, v in before.items() if k != "views"}}
 
 

@@ -26,8 +26,8 @@ from tensorf.training.cameras import corrected
 def fit_poses(model: Model, params, views: Views, steps: int, batch: int = 4096, lr: float = 1e-3,
               seed: int = 0, columns: str = "all") -> np.ndarray:
     """Camera-to-world matrices (N, 4, 4) of the views, each fitted to its image over `steps`
-    Adam steps (rate lr, decayed tenfold by the end) of `batch` random pixels (the photometric MSE of the deterministic render), from
-    the views' own poses. columns: "all" pixels, or only each image's "left" half (width // 2
+    Adam steps (rate lr, decayed tenfold by the end) of `batch` random pixels (the photometric MSE
+    of the deterministic render), from the views' own poses. columns: "all" pixels, or only each image's "left" half (width // 2
     columns; the rest is for judging)."""
     if columns not in ("all", "left"):
         raise ValueError(f"columns must be 'all' or 'left', not {columns!r}")
@@ -55,12 +55,9 @@ def _fitter(model: Model, batch: int, lr: float, steps: int, ndc_near, lens_mode
     # the last steps settle instead of jittering by lr.
     tx = optax.adam(optax.exponential_decay(lr, max(steps, 1), 0.1))
 
-    def loss(delta, params, c2w, intrinsics, distortion, image, kept, background, key):
-        h, w = kept.shape
-        # Pixels drawn from the kept ones only: index into the flat list of kept pixels.
-        flat = jnp.flatnonzero(kept.reshape(-1), size=h * w, fill_value=0)
-        pick = flat[jax.random.randint(key, (batch,), 0, jnp.maximum(jnp.sum(kept), 1))]
-        y, x = jnp.divmod(pick, w)
+    def loss(delta, params, c2w, intrinsics, distortion, image, pixels, count, background, key):
+        pick = pixels[jax.random.randint(key, (batch,), 0, count)]
+        y, x = jnp.divmod(pick, image.shape[1])
         c2w = corrected(c2w[None], delta[None])[0]
         o, d, r = pixel_rays(c2w, *intrinsics, x, y, ndc_near, distortion, lens_model)
         rays = Rays(origins=o, directions=d, radii=r, background=background[y, x] if with_background else None)
@@ -71,9 +68,15 @@ def _fitter(model: Model, batch: int, lr: float, steps: int, ndc_near, lens_mode
 
     @jax.jit
     def fit(params, c2w, intrinsics, distortion, image, kept, background, key):
+        # Pixels drawn from the kept ones only: indices into the flat list of kept pixels, made
+        # once for the whole fit.
+        pixels = jnp.flatnonzero(kept.reshape(-1), size=kept.size, fill_value=0)
+        count = jnp.maximum(jnp.sum(kept), 1)
+
         def body(k, carry):
             delta, opt = carry
-            g = grad(delta, params, c2w, intrinsics, distortion, image, kept, background, jax.random.fold_in(key, k))
+            g = grad(delta, params, c2w, intrinsics, distortion, image, pixels, count, background,
+                     jax.random.fold_in(key, k))
             updates, opt = tx.update(g, opt)
             return optax.apply_updates(delta, updates), opt
 

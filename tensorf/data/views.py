@@ -56,6 +56,10 @@ class Views:
         return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx),
                      pick(self.background), pick(self.masks))
 
+    def posed(self, c2w: np.ndarray) -> "Views":
+        """The same views seen from other poses c2w (N, 4, 4): refined, carried or fitted ones."""
+        return dataclasses.replace(self, cameras=dataclasses.replace(self.cameras, c2w=np.asarray(c2w, np.float32)))
+
     @property
     def height(self) -> int:
         """The images' array height: the largest view's (see `size` for one view's)."""

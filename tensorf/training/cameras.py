@@ -14,8 +14,6 @@ penalties 1e-2 on the translations' and 1e-3 on the rotations' mean L2 norm)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,8 +98,7 @@ def refined_c2w(c2w: np.ndarray, delta: np.ndarray) -> np.ndarray:
 def carried_views(views: Views, train: Cameras, refined: np.ndarray) -> Views:
     """The eval views with their cameras carried along with the training cameras `train`, refined
     to the poses `refined` (V, 4, 4) (carried)."""
-    c2w = carried(views.cameras.c2w, train.c2w, refined).astype(np.float32)
-    return dataclasses.replace(views, cameras=dataclasses.replace(views.cameras, c2w=c2w))
+    return views.posed(carried(views.cameras.c2w, train.c2w, refined))
 
 
 def carried(c2w: np.ndarray, given: np.ndarray, refined: np.ndarray) -> np.ndarray:

@@ -539,9 +539,9 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     def saved() -> None:
         """After a checkpoint: with --keep-best, judge it on every eval view."""
         if best is not None:
-            psnr_all = best.consider(t, evaluate_views(t.model, t.params, judged_views(), run_dir / "eval", data.eval_split,
-                                                       cfg.render_chunk, verbose=False, mesh=render_mesh, write=False,
-                                                       with_lpips=False)["psnr"])
+            psnr_all = best.consider(t, evaluate_views(t.model, t.params, judged_views(), run_dir / "eval",
+                                                       data.eval_split, cfg.render_chunk, verbose=False,
+                                                       mesh=render_mesh, write=False, with_lpips=False)["psnr"])
             writer.add_scalar("eval/psnr_all_views", psnr_all, t.step)
 
     budget_s = None if cfg.time_budget_minutes is None else 60.0 * cfg.time_budget_minutes
@@ -605,8 +605,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                         viewer.show_training(t.step, psnr, rays_per_s, grid)
             if cfg.eval_every and t.step % cfg.eval_every == 0:
                 with _host_work():
-                    log_eval_view(writer, t.model, t.params, judged_views(), data.scene.near_far, cfg.render_chunk, t.step,
-                                  render_mesh)
+                    log_eval_view(writer, t.model, t.params, judged_views(), data.scene.near_far, cfg.render_chunk,
+                                  t.step, render_mesh)
             if quality is not None and clock.elapsed() >= quality.next_s:
                 with _host_work():
                     quality.measure(t, clock, judged_views(), render_mesh, writer)
