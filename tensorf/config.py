@@ -412,6 +412,26 @@ class CameraOptConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExposureConfig:
+    """Per-photo exposure and white balance (tensorf.training.exposure): each training view's rendered
+    colour passes through its own affine colour map (a 3x3 matrix and an offset) before the loss,
+    so that photos whose exposure or white balance changed (a phone's automatic exposure) do not
+    pull the field's colours each their own way. The maps' mean is the identity by construction:
+    the field keeps the photos' average appearance, which is what every render and eval shows."""
+
+    mode: Literal["off", "affine"] = "off"
+    """off, or affine: a 3x4 colour map per training view."""
+    lr: float = 1e-3
+    """The maps' initial learning rate (Adam)."""
+    lr_final: float = 1e-4
+    """Their learning rate after decay_steps (held from there)."""
+    decay_steps: int = 5000
+    """Steps over which the learning rate decays log-linearly from lr to lr_final."""
+    penalty: float = 0.0
+    """Weight of the maps' mean squared distance from the identity in the loss."""
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Train a radiance field. Defaults: official TensoRF lego recipe (VM-192, 30k steps)."""
 
@@ -495,6 +515,7 @@ class TrainConfig:
     model:mipnerf / model:mipnerf360)."""
     optim: OptimConfig = OptimConfig()
     camera_opt: CameraOptConfig = CameraOptConfig()
+    exposure: ExposureConfig = ExposureConfig()
 
 
 # near_gradient_distance "auto" in a bounded scene and in a contracted one (docs/unbounded.md:

@@ -175,12 +175,23 @@ def ray_background(rays: Rays, flat: float):
     return flat if rays.background is None else rays.background
 
 
-def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background) -> RenderOutput:
+def exposed(color: jax.Array, opacity: jax.Array, exposure: jax.Array | None) -> jax.Array:
+    """The field's composited colour (B, 3) (opacity (B,) of it) as the photo's exposure shows
+    it: A @ color + b * opacity for each ray's affine colour map exposure (B, 3, 4) = [A | b]
+    (Rays.exposure), unchanged for None. The background behind the field is not mapped: it is
+    given (a flat colour, or the camera's own background images)."""
+    if exposure is None:
+        return color
+    return jnp.einsum("bij,bj->bi", exposure[..., :3], color) + exposure[..., 3] * opacity[:, None]
+
+
+def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background,
+                  exposure: jax.Array | None = None) -> RenderOutput:
     """Colour over the background (a float, or (B, 3) per ray: ray_background), depth and opacity
     from every sample's weight (B, N), colour (B, N, 3) and distance t (B, N) (the MLP models,
-    which shade every sample)."""
+    which shade every sample); the field's colour through each ray's exposure (exposed)."""
     opacity = jnp.sum(weights, axis=-1)
-    color = jnp.sum(weights[..., None] * rgb, axis=-2) + (1.0 - opacity[:, None]) * background
+    color = exposed(jnp.sum(weights[..., None] * rgb, axis=-2), opacity, exposure) + (1.0 - opacity[:, None]) * background
     return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
                         dropped=jnp.zeros(weights.shape[:1], jnp.float32))
 
@@ -193,6 +204,7 @@ def composite(
     shaded: jax.Array,
     dropped: jax.Array,
     background,
+    exposure: jax.Array | None = None,
 ) -> RenderOutput:
     """Colour from the shaded top-k samples, depth and opacity from all samples.
 
@@ -200,12 +212,14 @@ def composite(
     samples are rescaled to the ray's full opacity, so mass left out (outside the top k, or too
     faint to shade) still counts as surface coloured like the shaded samples rather than leaking
     background through. The colour is clamped to [0, 1] (official renderer): shading heads such as
-    SH's relu(x + 0.5) are unbounded above.
+    SH's relu(x + 0.5) are unbounded above. The field's colour goes through each ray's exposure
+    first (exposed).
     """
     opacity = jnp.sum(weights, axis=-1)
     w_top = jnp.where(shaded, jnp.take_along_axis(weights, top_idx, axis=-1), 0.0)
     scale = opacity / jnp.maximum(jnp.sum(w_top, axis=-1), 1e-10)
-    rgb = jnp.sum(w_top[..., None] * top_rgb, axis=-2) * scale[:, None] + (1.0 - opacity[:, None]) * background
+    field = exposed(jnp.sum(w_top[..., None] * top_rgb, axis=-2) * scale[:, None], opacity, exposure)
+    rgb = field + (1.0 - opacity[:, None]) * background
     depth = jnp.sum(weights * t, axis=-1)
     return RenderOutput(rgb=jnp.clip(rgb, 0.0, 1.0), depth=depth, opacity=opacity, dropped=dropped)
 

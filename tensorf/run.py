@@ -84,6 +84,12 @@ def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | Non
     (Path(run_dir) / name).write_text(json.dumps(body))
 
 
+def write_exposure(run_dir: Path, maps: np.ndarray) -> None:
+    """--exposure's learned colour maps (V, 3, 4), one per training view in RUN/cameras.json's
+    order, as RUN/exposure.json: [A | b] takes the field's colour c to the photo's A @ c + b."""
+    (Path(run_dir) / "exposure.json").write_text(json.dumps({"maps": np.round(maps, 6).tolist()}))
+
+
 def write_background(run_dir: Path, background: np.ndarray) -> None:
     iio.imwrite(Path(run_dir) / "background.png", to_uint8(background))
 
@@ -237,6 +243,9 @@ def check_resumable(saved: TrainConfig, cfg: TrainConfig, run_dir: Path) -> None
     if saved.camera_opt.mode != cfg.camera_opt.mode:
         raise UserError(f"{run_dir} was trained with --camera-opt.mode {saved.camera_opt.mode}; --resume cannot "
                         f"change it to {cfg.camera_opt.mode}. Drop the override, or start a new --run-dir")
+    if saved.exposure.mode != cfg.exposure.mode:
+        raise UserError(f"{run_dir} was trained with --exposure.mode {saved.exposure.mode}; --resume cannot "
+                        f"change it to {cfg.exposure.mode}. Drop the override, or start a new --run-dir")
     scene = scene_of(saved)
     old, new = build_model(saved.model, scene), build_model(cfg.model, scene)
     state = old.initial_state()

@@ -220,6 +220,27 @@ def perturb_training_poses(scene: Path, degrees: float, shift: float, seed: int 
     return np.stack(truth)
 
 
+def vary_training_exposure(scene: Path, stops: float, tint: float, seed: int = 0) -> np.ndarray:
+    """Give a generated scene's training photos each its own exposure and white balance, as a
+    phone's automatic exposure does: every photo's colours scaled by a gain 2^u, u uniform in
+    [-stops, stops], times a per-channel factor 1 + v, v uniform in [-tint, tint] (the object's
+    colours only: the white behind it is the scene's background, not part of the photo's
+    exposure). The gains are scaled to average 1 over the photos, so that the held-out views
+    (left as rendered) show the photos' average appearance, the one a field trained on them
+    shows. Rewrites the training PNGs; returns the maps applied (N, 3, 4) ([A | b], b = 0)."""
+    meta = json.loads((Path(scene) / "transforms_train.json").read_text())
+    rng = np.random.default_rng(seed)
+    n = len(meta["frames"])
+    gains = 2.0 ** rng.uniform(-stops, stops, size=(n, 1)) * (1.0 + rng.uniform(-tint, tint, size=(n, 3)))
+    gains /= gains.mean(axis=0)
+    for frame, gain in zip(meta["frames"], gains, strict=True):
+        path = Path(scene) / (frame["file_path"] + ".png")
+        rgba = iio.imread(path).astype(np.float64) / 255.0
+        rgba[..., :3] = np.clip(rgba[..., :3] * gain, 0.0, 1.0)
+        iio.imwrite(path, np.round(rgba * 255.0).astype(np.uint8))
+    return np.concatenate([gains[:, :, None] * np.eye(3), np.zeros((n, 3, 1))], axis=-1)
+
+
 def forward_facing_poses(n: int, seed: int) -> np.ndarray:
     """(n, 4, 4): cameras on a 1.2 x 0.8 patch of the plane z = 3.5 above the scene, each looking
     at a point near the origin: a forward-facing capture like LLFF's."""

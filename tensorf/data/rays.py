@@ -24,13 +24,16 @@ class Rays:
     (...,): the radius at unit distance of the cone through each pixel's footprint (pixel_rays;
     mip-NeRF's frustums), None for rays that are not a camera's pixels; background (..., 3): the
     colour behind each ray (a turntable's background fixed to the camera), None: the scene's flat
-    one.
+    one; exposure (..., 3, 4): the affine colour map [A | b] of the photo each ray belongs to,
+    applied to the field's colour before the background (training with --exposure.mode), None:
+    the field's own colours.
     """
 
     origins: jax.Array
     directions: jax.Array
     radii: jax.Array | None = None
     background: jax.Array | None = None
+    exposure: jax.Array | None = None
 
 
 def view_rays(views: Views, index: int) -> Rays:
@@ -154,16 +157,20 @@ class RayPool:
         """Origins, directions (B, 3) and radii (B,) of the rays with ids `ids` (B,), cast from
         the cameras c2w (V, 4, 4) in place of the pool's own (refined poses:
         tensorf.training.cameras)."""
+        view = self.views_of(ids)
         if self.size is not None:
-            h, w = self.size
-            view, pixel = jnp.divmod(ids, h * w)
-            y, x = jnp.divmod(pixel, w)
+            y, x = jnp.divmod(ids - view * (self.size[0] * self.size[1]), self.size[1])
         else:
-            view = jnp.searchsorted(self.offsets, ids, side="right") - 1
             y, x = jnp.divmod(ids - self.offsets[view], self.widths[view])
         c2w = self.c2w if c2w is None else c2w
         return pixel_rays(c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
                           self.ndc_near, self.distortion[view], self.camera_model)
+
+    def views_of(self, ids: jax.Array) -> jax.Array:
+        """The training view (B,) int32 of each ray id (B,)."""
+        if self.size is not None:
+            return ids // (self.size[0] * self.size[1])
+        return jnp.searchsorted(self.offsets, ids, side="right") - 1
 
     def draw(self, key: jax.Array, size: int, single_image: bool = False) -> tuple[Rays, jax.Array]:
         """`size` rays drawn uniformly, with replacement, from the rays in play, or (single_image)

@@ -40,9 +40,11 @@ from tensorf.run import (
     write_background,
     write_cameras,
     write_config,
+    write_exposure,
 )
 from tensorf.training import compile_watch
 from tensorf.training.cameras import camera_lr, carried_views, initial_cameras, refined_c2w
+from tensorf.training.exposure import exposure_lr, initial_exposure, maps
 from tensorf.training.compile_watch import CompileWatch
 from tensorf.training.crash_points import crash_point
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
@@ -187,7 +189,8 @@ class _Trainer:
     def _make_step(self, model: Model):
         return make_train_step(model, self.tx, functools.partial(lrs_at, self.cfg), self.cfg.batch_size,
                                self.mesh, single_image=self.cfg.batching == "single_image",
-                               background_warmup=self.cfg.data.turntable_warmup, camera_opt=self.cfg.camera_opt)
+                               background_warmup=self.cfg.data.turntable_warmup, camera_opt=self.cfg.camera_opt,
+                               exposure_cfg=self.cfg.exposure)
 
     @staticmethod
     def _signature(params, opt_state, budgets) -> tuple:
@@ -480,6 +483,11 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     ckpt = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
     scaled = cfg.model.compute_dtype == "float16"  # bfloat16 has float32's range: no scaling
     refine, views = cfg.camera_opt.mode != "off", len(data.train.cameras)
+    expose = cfg.exposure.mode != "off"
+
+    def initial_corrections() -> dict:
+        """The training views' learned corrections at the start: poses, exposures or both."""
+        return {**(initial_cameras(views) if refine else {}), **(initial_exposure(views) if expose else {})}
     start, elapsed0 = 0, 0.0
     if resume and ckpt.latest_step() is not None:
         check_resumable(load_config(run_dir), cfg, run_dir)
@@ -487,7 +495,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         def template(meta):
             p, o = initial(model, tx, init_key, meta["model_state"])
             return {"params": p, "opt_state": o, **({"loss_scale": initial_loss_scale()} if scaled else {}),
-                    **({"cameras": initial_cameras(views)} if refine else {})}
+                    **({"cameras": initial_corrections()} if refine or expose else {})}
 
         restored, meta = ckpt.restore(None, template)
         params, opt_state, mstate = restored["params"], restored["opt_state"], meta["model_state"]
@@ -500,7 +508,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         mstate = model.initial_state()
         params, opt_state = initial(model, tx, init_key, mstate)
         loss_scale = initial_loss_scale() if scaled else None
-        cams = initial_cameras(views) if refine else None
+        cams = initial_corrections() if refine or expose else None
     primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
     if primary:
         write_config(cfg)
@@ -596,6 +604,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
                             writer.add_scalar(f"train/lr_{g}", float(lr), t.step)
                     if refine:
                         writer.add_scalar("train/lr_camera", float(camera_lr(cfg.camera_opt, sched)), t.step)
+                    if expose:
+                        writer.add_scalar("train/lr_exposure", float(exposure_lr(cfg.exposure, sched)), t.step)
                     if host["loss_scale"] is not None:
                         writer.add_scalar("train/loss_scale", float(host["loss_scale"]), t.step)
                         writer.add_scalar("train/skipped_steps", int(host["total_skipped"]), t.step)
@@ -625,6 +635,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     ckpt.close()
     if refine and primary:
         write_cameras(run_dir, dataclasses.replace(train_cameras, c2w=refined_cameras()), name="cameras_refined.json")
+    if expose and primary:
+        write_exposure(run_dir, np.asarray(maps(t.cams["exposure"].addressable_data(0))))
     if best is not None:
         best.checkpoints.close()
     writer.flush()

@@ -12,12 +12,12 @@ import optax
 from flax.training.dynamic_scale import DynamicScale
 from jax.sharding import Mesh
 
-from tensorf.config import CameraOptConfig
+from tensorf.config import CameraOptConfig, ExposureConfig
 from tensorf.data import turntable
 from tensorf.data.rays import RayPool, Rays
 from tensorf.models.base import Model
 from tensorf.parallel import AXIS, data_parallel
-from tensorf.training import cameras
+from tensorf.training import cameras, exposure
 
 
 def initial_totals() -> dict[str, jax.Array]:
@@ -37,7 +37,7 @@ def initial_loss_scale() -> dict[str, jax.Array]:
 
 def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule, batch_size: int,
                     mesh: Mesh | None = None, single_image: bool = False, background_warmup: int = 0,
-                    camera_opt: CameraOptConfig | None = None):
+                    camera_opt: CameraOptConfig | None = None, exposure_cfg: ExposureConfig | None = None):
     """The jitted step
     (params, opt_state, totals, loss_scale, cams, pool, step, sched, key)
         -> (params, opt_state, totals, loss_scale, cams, step + 1, stats).
@@ -55,28 +55,35 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
     which gives the gradient of the whole batch: the loss is a mean over rays and the
     regularisers see the same params everywhere. background_warmup: see warmup_background.
 
-    cams is None, or (camera_opt.mode not off) the training views' pose corrections and their
-    Adam state (tensorf.training.cameras.initial_cameras): the batch's rays are then cast inside
-    the differentiated loss, from the corrected cameras, and the corrections are updated with
-    the params."""
+    cams is None, or the training views' learned corrections and their Adam states: with
+    camera_opt.mode not off, "delta" and "opt", their poses' (tensorf.training.cameras): the
+    batch's rays are then cast inside the differentiated loss, from the corrected cameras; with
+    exposure_cfg.mode not off, "exposure" and "exposure_opt", their colour maps
+    (tensorf.training.exposure), carried by each ray into compositing. The corrections are
+    updated with the params."""
     parallel = mesh is not None and mesh.size > 1
     axis = AXIS if parallel else None
     refine = camera_opt is not None and camera_opt.mode != "off"
-    cam_tx = cameras.camera_tx()
+    expose = exposure_cfg is not None and exposure_cfg.mode != "off"
+    # Each learned correction: its Adam state's key in cams, its transform and its rate's name.
+    learned = {**({"delta": ("opt", cameras.camera_tx(), "camera")} if refine else {}),
+               **({"exposure": ("exposure_opt", exposure.exposure_tx(), "exposure")} if expose else {})}
 
-    if refine:
-        def loss_fn(diff, rays: Rays, ids, pool: RayPool, colors, keys, weights):
-            params, delta = diff
-            o, d, r = pool.geometry(ids, cameras.corrected(pool.c2w, delta))
+    def loss_fn(diff, rays: Rays, ids, pool: RayPool, colors, keys, weights):
+        params, corr = diff
+        extra = jnp.float32(0.0)
+        if refine:
+            o, d, r = pool.geometry(ids, cameras.corrected(pool.c2w, corr["delta"]))
             rays = jdc.replace(rays, origins=o, directions=d, radii=r)
-            loss, aux = model.training_loss(params, rays, colors, keys, weights)
-            return loss + cameras.penalty(camera_opt, delta), aux
-    else:
-        def loss_fn(params, rays: Rays, ids, pool, colors, keys, weights):
-            return model.training_loss(params, rays, colors, keys, weights)
+            extra += cameras.penalty(camera_opt, corr["delta"])
+        if expose:
+            rays = jdc.replace(rays, exposure=exposure.maps(corr["exposure"])[pool.views_of(ids)])
+            extra += exposure.penalty(exposure_cfg, corr["exposure"])
+        loss, aux = model.training_loss(params, rays, colors, keys, weights)
+        return (loss + extra if learned else loss), aux
 
     def update(params, opt_state, totals, loss_scale, cams, rays: Rays, ids, colors, keys, pool, lrs, weights):
-        diff = (params, cams["delta"]) if refine else params
+        diff = (params, {k: cams[k] for k in learned})
         # Each device differentiates its own shard's loss: params enter as per-device values, so
         # that their gradients are the shard's (averaged below), not already summed over devices.
         diff_in = jax.lax.pcast(diff, AXIS, to="varying") if parallel else diff
@@ -96,11 +103,13 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
             loss, aux = jax.lax.pmean((loss, aux), AXIS)
             dropped = jax.lax.psum(dropped, AXIS)
         grads = jax.lax.optimization_barrier(grads)  # faster on CPU: no fusion into Adam (benchmarks/results.md)
+        grads, corr_grads = grads
         new_cams = cams
-        if refine:
-            grads, cam_grads = grads
-            cam_updates, cam_opt = cam_tx.update(cam_grads, cams["opt"])
-            new_cams = {"delta": cams["delta"] - lrs["camera"] * cam_updates, "opt": cam_opt}
+        if learned:
+            new_cams = {}
+            for k, (opt_key, ctx, rate) in learned.items():
+                corr_updates, new_cams[opt_key] = ctx.update(corr_grads[k], cams[opt_key])
+                new_cams[k] = cams[k] - lrs[rate] * corr_updates
         updates, new_opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u, g: -lrs[g] * u, updates, model.param_groups(params))
         new_params = optax.apply_updates(params, updates)
@@ -128,10 +137,13 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
         lrs = lr_schedule(sched)
         if refine:
             lrs = {**lrs, "camera": cameras.camera_lr(camera_opt, sched)}
-        # The ids and the pool only where the rays are cast again inside the loss.
-        out = update(params, opt_state, totals, loss_scale, cams, rays, ids if refine else None, colors, keys,
-                     pool if refine else None, lrs, model.loss_weights(sched, lrs["decay"]))
-        stats = out[5] if not refine else {**out[5], **cameras.summary(out[4]["delta"])}
+        if expose:
+            lrs = {**lrs, "exposure": exposure.exposure_lr(exposure_cfg, sched)}
+        # The ids and the pool only where the loss needs each ray's view.
+        out = update(params, opt_state, totals, loss_scale, cams, rays, ids if learned else None, colors, keys,
+                     pool if learned else None, lrs, model.loss_weights(sched, lrs["decay"]))
+        stats = {**out[5], **(cameras.summary(out[4]["delta"]) if refine else {}),
+                 **(exposure.summary(out[4]["exposure"]) if expose else {})}
         return *out[:5], step + 1, stats
 
     return jax.jit(step, donate_argnums=(0, 1) if donates() else ())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import make_model, tiny_config
-from tensorf.config import CameraOptConfig, TensoRFConfig
+from tensorf.config import CameraOptConfig, ExposureConfig, TensoRFConfig
 from tensorf.data.blender import load_blender
 from tensorf.data.rays import RayPool
 from tensorf.models.base import build_schedule
@@ -19,6 +19,7 @@ from tensorf.run import restore_run
 from tensorf.training.loop import train
 from tensorf.training.optimizer import lrs_at, make_optimizer
 from tensorf.training.cameras import initial_cameras
+from tensorf.training.exposure import initial_exposure
 from tensorf.training.step import draw_batch, initial_totals, make_train_step
 
 pytestmark = pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 devices (tests/test_parallel.py forces them)")
@@ -46,20 +47,23 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked, refine):
     lrs = functools.partial(lrs_at, tiny_config(scene, None))
     weights = model.loss_weights(jnp.float32(0), jnp.float32(1))
     key = jax.random.key(3)
-    # With pose refinement each device casts its shard's rays from the corrected cameras.
+    # With pose refinement each device casts its shard's rays from the corrected cameras, and
+    # with exposures maps each ray's colour by its own view's map.
     camera_opt = CameraOptConfig(mode="SO3xR3") if refine else None
-    cams = initial_cameras(len(pool.c2w)) if refine else None
+    exposure = ExposureConfig(mode="affine") if refine else None
+    cams = {**initial_cameras(len(pool.c2w)), **initial_exposure(len(pool.c2w))} if refine else None
     outs = []
     for n in (1, 4):
         mesh = make_mesh(n, 256)
         p, o, t, c, pl, k, s = replicate(mesh, (params, tx.init(params), initial_totals(), cams, pool, key, np.int32(0)))
-        outs.append(make_train_step(model, tx, lrs, 256, mesh, camera_opt=camera_opt)(p, o, t, None, c, pl, s, None, k))
+        outs.append(make_train_step(model, tx, lrs, 256, mesh, camera_opt=camera_opt, exposure_cfg=exposure)(
+            p, o, t, None, c, pl, s, None, k))
     (p1, o1, t1, _, c1, _, s1), (p4, o4, t4, _, c4, _, s4) = outs
     if refine:  # Adam's moments after one step are the corrections' gradient, as for the params
-        assert np.abs(np.asarray(c1["opt"].mu)).max() > 0
+        assert np.abs(np.asarray(c1["opt"].mu)).max() > 0 and np.abs(np.asarray(c1["exposure_opt"].mu)).max() > 0
         # Each view's gradient sums thousands of rays' terms that largely cancel: compared against
         # the largest, as summation order moves the small ones.
-        for a, b in zip(_leaves(c4["opt"]), _leaves(c1["opt"]), strict=True):
+        for a, b in zip(_leaves((c4["opt"], c4["exposure_opt"])), _leaves((c1["opt"], c1["exposure_opt"])), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
     _, rays, colors, keys = draw_batch(jax.device_put(pool), key, 0, 256)
     assert float(t1["dropped"]) == float(t4["dropped"]) == 0.0

@@ -80,7 +80,7 @@ class MipNeRF(MLPModel):
         if noise_key is not None and self.config.density_noise > 0:
             raw = raw + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         weights = compositing_weights(self._sigma(raw), t1 - t0)
-        return composite_all(weights, rgb, mid, ray_background(rays, self.scene.background)), weights
+        return composite_all(weights, rgb, mid, ray_background(rays, self.scene.background), rays.exposure), weights
 
     def _coarse_edges(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """Edges (B, samples + 1): stratified over [near, far]; in NDC from the near plane to

@@ -99,7 +99,7 @@ class MipNeRF360(MLPModel):
         mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
         sigma, rgb = self._near_gradient(sigma, mid), self._near_gradient(rgb, mid[..., None])
         weights = compositing_weights(sigma, t_edges[:, 1:] - t_edges[:, :-1])
-        out = composite_all(weights, rgb, mid, ray_background(rays, self.scene.background))
+        out = composite_all(weights, rgb, mid, ray_background(rays, self.scene.background), rays.exposure)
         return out, {"edges": edges, "weights": weights, "history": history}
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:

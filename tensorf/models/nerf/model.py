@@ -80,7 +80,7 @@ class NeRF(MLPModel):
         # The last sample reaches to infinity (NeRF); directions are unit, so spacing is distance.
         delta = jnp.concatenate([jnp.diff(t, axis=-1), jnp.full((b, 1), 1e10)], axis=-1)
         weights = compositing_weights(jax.nn.relu(sigma), delta)
-        return composite_all(weights, rgb, t, ray_background(rays, self.scene.background)), weights
+        return composite_all(weights, rgb, t, ray_background(rays, self.scene.background), rays.exposure), weights
 
     def coarse_samples(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """t (B, coarse_samples): stratified over [near, far]; in NDC (JaxNeRF's LLFF setting)

@@ -423,6 +423,7 @@ class TensoRF:
             rgb = self.color(params, top_pts.reshape(-1, 3), dirs.reshape(-1, 3)).reshape(b, k, 3)
             shaded = shade
         rgb = near_camera_gradient(rgb, jnp.take_along_axis(t, idx, axis=-1)[..., None], c.near_gradient_distance)
-        out = composite(weights, t, idx, rgb, shaded, dropped, ray_background(rays, self.scene.background))
+        out = composite(weights, t, idx, rgb, shaded, dropped, ray_background(rays, self.scene.background),
+                        rays.exposure)
         return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights,
                      "edges": samples.edges, "history": samples.history}
