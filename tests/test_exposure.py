@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from tensorf.data.generated import vary_training_exposure
+from tensorf.data.blender import load_blender
+from tensorf.data.generated import vary_exposure
+from tensorf.eval import evaluate_views
+from tensorf.pose_fit import exposed_render, fit_exposure
 from tensorf.render import composite_all
+from tensorf.run import restore_run
 from tensorf.training.exposure import maps
 from tensorf.training.loop import train
 
@@ -42,6 +46,8 @@ def test_maps_average_to_the_identity():
     np.testing.assert_allclose(np.asarray(maps(raw).mean(axis=0)), np.eye(3, 4), atol=1e-6)
     # The same views' differences, whatever their common part (the field carries that).
     np.testing.assert_allclose(np.asarray(maps(raw + 0.3)), np.asarray(maps(raw)), atol=1e-6)
+    # Gains only: the diagonal of the same maps, nothing else.
+    np.testing.assert_allclose(np.asarray(maps(raw, "gain")), np.asarray(maps(raw)) * np.eye(3, 4), atol=1e-6)
 
 
 def test_a_darker_photo_gets_the_smallest_gain_and_the_maps_resume_bit_exact(scene, tmp_path):
@@ -78,7 +84,7 @@ def test_exposure_maps_undo_photos_of_different_exposures(scene, tmp_path):
     # 23.72 with, 23.96 on the photos as rendered).
     varied = tmp_path / "varied"
     shutil.copytree(scene, varied)
-    applied = vary_training_exposure(varied, stops=1.0, tint=0.1)
+    applied = vary_exposure(varied, stops=1.0, tint=0.1)
     over = dict(steps=300, batch_size=512, log_every=100, checkpoint_every=0, final_eval=True,
                 data__path=varied, data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)),
                 model__upsample_steps=(100, 250), model__mask_update_steps=(150, 300), model__mask_threshold=3e-3,
@@ -89,3 +95,31 @@ def test_exposure_maps_undo_photos_of_different_exposures(scene, tmp_path):
     learned = np.asarray(json.loads((tmp_path / "mapped" / "exposure.json").read_text())["maps"])
     diagonal = lambda m: np.diagonal(m[..., :3], axis1=1, axis2=2).ravel()  # noqa: E731
     assert np.corrcoef(diagonal(learned), diagonal(applied))[0, 1] > 0.95
+
+
+def test_least_squares_recovers_a_photos_gains():
+    rng = np.random.default_rng(1)
+    rgb, opacity = rng.uniform(0.1, 0.6, (20, 30, 3)).astype(np.float32), rng.uniform(0.3, 1, (20, 30)).astype(np.float32)
+    background = rng.uniform(0, 1, (20, 30, 3)).astype(np.float32)
+    rgb = rgb * opacity[..., None] + (1 - opacity[..., None]) * background  # a render over its background
+    truth_map = np.array([[0.8, 0, 0, 0], [0, 0.7, 0, 0], [0, 0, 1.2, 0]], np.float32)
+    photo = exposed_render(rgb, opacity, background, truth_map)
+    left = np.zeros((20, 30), bool)
+    left[:, :15] = True
+    np.testing.assert_allclose(fit_exposure(rgb, opacity, background, photo, left), truth_map, atol=1e-5)
+
+
+def test_fitted_exposure_undoes_held_out_photos_exposures_judged_on_the_other_half(trained_run, tmp_path):
+    # The fixture's test photos each at their own exposure (a stop either way) and white balance:
+    # each view's map fitted on its left half brings the right half back to what the field scores
+    # on the photos as rendered.
+    cfg, _ = trained_run
+    _, model, params, _ = restore_run(cfg.run_dir)
+    varied = tmp_path / "scene"
+    shutil.copytree(cfg.data.path, varied)
+    vary_exposure(varied, stops=1.0, tint=0.1, seed=3, split="test")
+    judge = lambda path, **fit: evaluate_views(model, params, load_blender(path, "test").subset(range(3)), tmp_path,  # noqa: E731
+                                                "t", 4096, verbose=False, write=False, with_lpips=False,
+                                                right_half=True, **fit)["psnr"]
+    as_rendered, off, fitted = judge(cfg.data.path), judge(varied), judge(varied, fitted_exposure=True)
+    assert off < as_rendered - 3.0 and fitted > off + 3.0 and fitted > as_rendered - 0.5, (as_rendered, off, fitted)

@@ -220,15 +220,15 @@ def perturb_training_poses(scene: Path, degrees: float, shift: float, seed: int 
     return np.stack(truth)
 
 
-def vary_training_exposure(scene: Path, stops: float, tint: float, seed: int = 0) -> np.ndarray:
-    """Give a generated scene's training photos each its own exposure and white balance, as a
+def vary_exposure(scene: Path, stops: float, tint: float, seed: int = 0, split: str = "train") -> np.ndarray:
+    """Give a generated scene's photos of `split` each its own exposure and white balance, as a
     phone's automatic exposure does: every photo's colours scaled by a gain 2^u, u uniform in
     [-stops, stops], times a per-channel factor 1 + v, v uniform in [-tint, tint] (the object's
     colours only: the white behind it is the scene's background, not part of the photo's
     exposure). The gains are scaled to average 1 over the photos, so that the held-out views
-    (left as rendered) show the photos' average appearance, the one a field trained on them
-    shows. Rewrites the training PNGs; returns the maps applied (N, 3, 4) ([A | b], b = 0)."""
-    meta = json.loads((Path(scene) / "transforms_train.json").read_text())
+    (left as rendered) show the training photos' average appearance, the one a field trained on
+    them shows. Rewrites the split's PNGs; returns the maps applied (N, 3, 4) ([A | b], b = 0)."""
+    meta = json.loads((Path(scene) / f"transforms_{split}.json").read_text())
     rng = np.random.default_rng(seed)
     n = len(meta["frames"])
     gains = 2.0 ** rng.uniform(-stops, stops, size=(n, 1)) * (1.0 + rng.uniform(-tint, tint, size=(n, 3)))

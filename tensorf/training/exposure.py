@@ -44,9 +44,13 @@ def exposure_lr(cfg: ExposureConfig, sched) -> jax.Array:
     return jnp.exp((1.0 - t) * jnp.log(jnp.float32(cfg.lr)) + t * jnp.log(jnp.float32(cfg.lr_final)))
 
 
-def maps(raw: jax.Array) -> jax.Array:
-    """The views' affine colour maps (V, 3, 4) from their raw parameters (V, 3, 4): identity plus
-    each view's difference from the mean, so that the maps average to the identity."""
+def maps(raw: jax.Array, mode: str = "affine") -> jax.Array:
+    """The views' colour maps (V, 3, 4) from their raw parameters (V, 3, 4): identity plus each
+    view's difference from the mean, so that the maps average to the identity. mode "gain" keeps
+    only the diagonal (a gain per channel: what a change of exposure or white balance does);
+    "affine" all of it (a colour matrix and an offset)."""
+    if mode == "gain":
+        raw = raw * jnp.eye(3, 4, dtype=raw.dtype)  # the other entries' gradients are zero: they stay 0
     return jnp.eye(3, 4, dtype=raw.dtype) + raw - jnp.mean(raw, axis=0)
 
 
@@ -54,13 +58,13 @@ def penalty(cfg: ExposureConfig, raw: jax.Array) -> jax.Array:
     """The maps' mean squared distance from the identity, weighted (0 leaves it out)."""
     if not cfg.penalty:
         return jnp.float32(0.0)
-    return cfg.penalty * jnp.mean(jnp.sum((maps(raw) - jnp.eye(3, 4)) ** 2, axis=(-2, -1)))
+    return cfg.penalty * jnp.mean(jnp.sum((maps(raw, cfg.mode) - jnp.eye(3, 4)) ** 2, axis=(-2, -1)))
 
 
-def summary(raw: jax.Array) -> dict[str, jax.Array]:
+def summary(raw: jax.Array, mode: str) -> dict[str, jax.Array]:
     """Scalars to log: how far the views' maps spread, as the smallest and largest gain (each
     map's mean diagonal) over the views, and the mean absolute offset."""
-    m = maps(raw)
+    m = maps(raw, mode)
     gain = jnp.mean(jnp.diagonal(m[..., :3], axis1=-2, axis2=-1), axis=-1)
     return {"exposure_gain_min": jnp.min(gain), "exposure_gain_max": jnp.max(gain),
             "exposure_offset_mean": jnp.mean(jnp.abs(m[..., 3]))}

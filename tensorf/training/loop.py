@@ -636,7 +636,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     if refine and primary:
         write_cameras(run_dir, dataclasses.replace(train_cameras, c2w=refined_cameras()), name="cameras_refined.json")
     if expose and primary:
-        write_exposure(run_dir, np.asarray(maps(t.cams["exposure"].addressable_data(0))))
+        write_exposure(run_dir, np.asarray(maps(t.cams["exposure"].addressable_data(0), cfg.exposure.mode)))
     if best is not None:
         best.checkpoints.close()
     writer.flush()

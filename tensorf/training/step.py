@@ -77,7 +77,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
             rays = jdc.replace(rays, origins=o, directions=d, radii=r)
             extra += cameras.penalty(camera_opt, corr["delta"])
         if expose:
-            rays = jdc.replace(rays, exposure=exposure.maps(corr["exposure"])[pool.views_of(ids)])
+            rays = jdc.replace(rays, exposure=exposure.maps(corr["exposure"], exposure_cfg.mode)[pool.views_of(ids)])
             extra += exposure.penalty(exposure_cfg, corr["exposure"])
         loss, aux = model.training_loss(params, rays, colors, keys, weights)
         return (loss + extra if learned else loss), aux
@@ -143,7 +143,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, lr_schedule,
         out = update(params, opt_state, totals, loss_scale, cams, rays, ids if learned else None, colors, keys,
                      pool if learned else None, lrs, model.loss_weights(sched, lrs["decay"]))
         stats = {**out[5], **(cameras.summary(out[4]["delta"]) if refine else {}),
-                 **(exposure.summary(out[4]["exposure"]) if expose else {})}
+                 **(exposure.summary(out[4]["exposure"], exposure_cfg.mode) if expose else {})}
         return *out[:5], step + 1, stats
 
     return jax.jit(step, donate_argnums=(0, 1) if donates() else ())
