@@ -85,8 +85,10 @@ def main(args: Args) -> None:
             learned = np.asarray(json.loads((run / "exposure.json").read_text())["maps"])
             diagonal = lambda m: np.diagonal(m[..., :3], axis1=1, axis2=2).ravel()  # noqa: E731
             follow = f"{np.corrcoef(diagonal(learned), diagonal(applied))[0, 1]:.3f}"
-        rows.append(f"| {datetime.date.today()} | {name} | {args.size} | {stops:g} / {args.tint if stops else 0:g} | {args.steps} | "
-                    f"{f'{args.lr:g}' if mode != 'off' else '-'} | {result.train_psnr:.2f} | {result.eval_metrics['psnr']:.2f} | {follow} | {minutes:.1f} |")
+        rate = f"{args.lr:g}" if mode != "off" else "-"
+        rows.append(f"| {datetime.date.today()} | {name} | {args.size} | {stops:g} / {args.tint if stops else 0:g} | "
+                    f"{args.steps} | {rate} | {result.train_psnr:.2f} | {result.eval_metrics['psnr']:.2f} | {follow} | "
+                    f"{minutes:.1f} |")
         print(rows[-1], flush=True)
     add_rows(
         args.results,

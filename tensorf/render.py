@@ -191,7 +191,8 @@ def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background,
     from every sample's weight (B, N), colour (B, N, 3) and distance t (B, N) (the MLP models,
     which shade every sample); the field's colour through each ray's exposure (exposed)."""
     opacity = jnp.sum(weights, axis=-1)
-    color = exposed(jnp.sum(weights[..., None] * rgb, axis=-2), opacity, exposure) + (1.0 - opacity[:, None]) * background
+    field = exposed(jnp.sum(weights[..., None] * rgb, axis=-2), opacity, exposure)
+    color = field + (1.0 - opacity[:, None]) * background
     return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
                         dropped=jnp.zeros(weights.shape[:1], jnp.float32))
 

@@ -119,7 +119,7 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(scen
 def test_resume_refuses_overrides_that_change_parameter_shapes(scene, finished, tmp_path):
     import dataclasses
 
-    from tensorf.config import CameraOptConfig, NeRFConfig
+    from tensorf.config import CameraOptConfig, ExposureConfig, NeRFConfig
 
     run = _copy(finished, tmp_path)
     cfg = tiny_config(scene, run, **OVER)
@@ -130,6 +130,8 @@ def test_resume_refuses_overrides_that_change_parameter_shapes(scene, finished, 
         train(dataclasses.replace(cfg, model=NeRFConfig(net_width=8)), resume=True)
     with pytest.raises(UserError, match=r"trained with --camera-opt.mode off; --resume cannot change it to SO3xR3"):
         train(dataclasses.replace(cfg, camera_opt=CameraOptConfig(mode="SO3xR3")), resume=True)
+    with pytest.raises(UserError, match=r"trained with --exposure.mode off; --resume cannot change it to gain"):
+        train(dataclasses.replace(cfg, exposure=ExposureConfig(mode="gain")), resume=True)
     # Safe overrides go through and are recorded.
     result = train(dataclasses.replace(cfg, steps=10, log_every=2), resume=True)
     assert result.steps == 10 and json.loads((run / "config.json").read_text())["steps"] == 10

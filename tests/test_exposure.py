@@ -36,8 +36,8 @@ def test_exposure_maps_the_fields_colour_and_leaves_the_background():
     mapped = composite_all(weights, rgb, t, background, a)
     opacity = np.asarray(plain.opacity)[:, None]
     field = np.asarray(plain.rgb) - (1 - opacity) * np.asarray(background)
-    np.testing.assert_allclose(np.asarray(mapped.rgb), 0.5 * field + 0.1 * opacity + (1 - opacity) * np.asarray(background),
-                               rtol=1e-6, atol=1e-6)
+    expected = 0.5 * field + 0.1 * opacity + (1 - opacity) * np.asarray(background)
+    np.testing.assert_allclose(np.asarray(mapped.rgb), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(mapped.depth), np.asarray(plain.depth))
 
 
@@ -99,7 +99,8 @@ def test_exposure_maps_undo_photos_of_different_exposures(scene, tmp_path):
 
 def test_least_squares_recovers_a_photos_gains():
     rng = np.random.default_rng(1)
-    rgb, opacity = rng.uniform(0.1, 0.6, (20, 30, 3)).astype(np.float32), rng.uniform(0.3, 1, (20, 30)).astype(np.float32)
+    rgb = rng.uniform(0.1, 0.6, (20, 30, 3)).astype(np.float32)
+    opacity = rng.uniform(0.3, 1, (20, 30)).astype(np.float32)
     background = rng.uniform(0, 1, (20, 30, 3)).astype(np.float32)
     rgb = rgb * opacity[..., None] + (1 - opacity[..., None]) * background  # a render over its background
     truth_map = np.array([[0.8, 0, 0, 0], [0, 0.7, 0, 0], [0, 0, 1.2, 0]], np.float32)
@@ -118,8 +119,10 @@ def test_fitted_exposure_undoes_held_out_photos_exposures_judged_on_the_other_ha
     varied = tmp_path / "scene"
     shutil.copytree(cfg.data.path, varied)
     vary_exposure(varied, stops=1.0, tint=0.1, seed=3, split="test")
-    judge = lambda path, **fit: evaluate_views(model, params, load_blender(path, "test").subset(range(3)), tmp_path,  # noqa: E731
-                                                "t", 4096, verbose=False, write=False, with_lpips=False,
-                                                right_half=True, **fit)["psnr"]
+    def judge(path, **fit) -> float:
+        views = load_blender(path, "test").subset(range(3))
+        return evaluate_views(model, params, views, tmp_path, "t", 4096, verbose=False, write=False, with_lpips=False,
+                              right_half=True, **fit)["psnr"]
+
     as_rendered, off, fitted = judge(cfg.data.path), judge(varied), judge(varied, fitted_exposure=True)
     assert off < as_rendered - 3.0 and fitted > off + 3.0 and fitted > as_rendered - 0.5, (as_rendered, off, fitted)

@@ -44,9 +44,9 @@ from tensorf.run import (
 )
 from tensorf.training import compile_watch
 from tensorf.training.cameras import camera_lr, carried_views, initial_cameras, refined_c2w
-from tensorf.training.exposure import exposure_lr, initial_exposure, maps
 from tensorf.training.compile_watch import CompileWatch
 from tensorf.training.crash_points import crash_point
+from tensorf.training.exposure import exposure_lr, initial_exposure, maps
 from tensorf.training.optimizer import GROUPS, lrs_at, make_optimizer
 from tensorf.training.step import all_finite, initial_loss_scale, initial_totals, make_train_step, undonated
 
@@ -138,7 +138,7 @@ class _Trainer:
     mstate: dict
     step: int
     loss_scale: dict | None  # float16 compute only
-    cams: dict | None  # the training views' pose corrections and their Adam state (--camera-opt.mode)
+    cams: dict | None  # per-view pose corrections and exposure maps, with their Adam states
     key: jax.Array
     totals: dict = dataclasses.field(default_factory=initial_totals)
     step_fn: Any = None

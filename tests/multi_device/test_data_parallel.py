@@ -63,7 +63,8 @@ def test_one_step_on_four_devices_equals_one_step_on_one(scene, masked, refine):
         assert np.abs(np.asarray(c1["opt"].mu)).max() > 0 and np.abs(np.asarray(c1["exposure_opt"].mu)).max() > 0
         # Each view's gradient sums thousands of rays' terms that largely cancel: compared against
         # the largest, as summation order moves the small ones.
-        for a, b in zip(_leaves((c4["opt"], c4["exposure_opt"])), _leaves((c1["opt"], c1["exposure_opt"])), strict=True):
+        moments = lambda c: _leaves((c["opt"], c["exposure_opt"]))  # noqa: E731
+        for a, b in zip(moments(c4), moments(c1), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
     _, rays, colors, keys = draw_batch(jax.device_put(pool), key, 0, 256)
     assert float(t1["dropped"]) == float(t4["dropped"]) == 0.0
