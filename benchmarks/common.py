@@ -11,6 +11,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LEGO = ROOT.parent / "shared" / "data" / "nerf_synthetic" / "lego"
 
 
+def short_run_model():
+    """The model and box (TensoRFConfig, aabb) of the tests' short runs on the generated scene
+    (tests/conftest.py: trained_run, short_run): two upsamplings and mask updates, compacted."""
+    from tensorf.config import TensoRFConfig
+
+    model = TensoRFConfig(n_voxels_init=16**3, n_voxels_final=32**3, upsample_steps=(100, 250),
+                          density_components=(4, 4, 4), appearance_components=(8, 8, 8), appearance_features=12,
+                          mlp_hidden=32, max_samples=64, appearance_samples=8, mask_update_steps=(150, 300),
+                          mask_threshold=3e-3, compaction="on")
+    return model, ((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2))
+
+
 def add_rows(path: Path, section: str, header: str, rows: list[str]) -> None:
     """section: '## ...' line; header: the table's header + separator lines; rows: table lines."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"

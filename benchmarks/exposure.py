@@ -25,16 +25,12 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from common import ROOT, add_rows  # noqa: E402
-from tensorf.config import DataConfig, ExposureConfig, TensoRFConfig, TrainConfig  # noqa: E402
+from common import ROOT, add_rows, short_run_model  # noqa: E402
+from tensorf.config import DataConfig, ExposureConfig, TrainConfig  # noqa: E402
 from tensorf.data.generated import GenerateConfig, generate, vary_exposure  # noqa: E402
 from tensorf.training.loop import train  # noqa: E402
 
-# test_exposure_maps_undo_photos_of_different_exposures's model (tests/test_exposure.py).
-MODEL = TensoRFConfig(n_voxels_init=16**3, n_voxels_final=32**3, upsample_steps=(100, 250), density_components=(4, 4, 4),
-                      appearance_components=(8, 8, 8), appearance_features=12, mlp_hidden=32, max_samples=64,
-                      appearance_samples=8, mask_update_steps=(150, 300), mask_threshold=3e-3, compaction="on")
-BOX = ((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2))
+MODEL, BOX = short_run_model()
 
 
 @dataclasses.dataclass(frozen=True)

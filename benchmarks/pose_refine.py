@@ -26,19 +26,15 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from common import ROOT, add_rows  # noqa: E402
-from tensorf.config import CameraOptConfig, DataConfig, TensoRFConfig, TrainConfig  # noqa: E402
+from common import ROOT, add_rows, short_run_model  # noqa: E402
+from tensorf.config import CameraOptConfig, DataConfig, TrainConfig  # noqa: E402
 from tensorf.data.dataset import load_eval_views  # noqa: E402
 from tensorf.data.generated import GenerateConfig, generate, perturb_training_poses  # noqa: E402
 from tensorf.eval import evaluate_views  # noqa: E402
 from tensorf.training.cameras import pose_errors  # noqa: E402
 from tensorf.training.loop import train  # noqa: E402
 
-# The trained_run fixture's model (tests/conftest.py): two upsamplings and mask updates.
-MODEL = TensoRFConfig(n_voxels_init=16**3, n_voxels_final=32**3, upsample_steps=(100, 250), density_components=(4, 4, 4),
-                      appearance_components=(8, 8, 8), appearance_features=12, mlp_hidden=32, max_samples=64,
-                      appearance_samples=8, mask_update_steps=(150, 300), mask_threshold=3e-3, compaction="on")
-BOX = ((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2))
+MODEL, BOX = short_run_model()
 
 
 @dataclasses.dataclass(frozen=True)

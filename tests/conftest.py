@@ -88,6 +88,16 @@ def scene(tmp_path_factory) -> Path:
     return generate(GenerateConfig(out=tmp_path_factory.mktemp("scene"), size=32, n_train=24, n_val=4, n_test=4))
 
 
+def short_run(data: Path) -> dict:
+    """tiny_config overrides for a 300-step run on the generated scene at `data`, through two
+    upsamplings and mask updates, with a final eval: the slow tests that compare two trainings
+    (pose refinement, exposure maps) and their benchmarks (pose_refine.py, exposure.py)."""
+    return dict(steps=300, batch_size=512, log_every=100, checkpoint_every=0, final_eval=True,
+                data__path=data, data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)),
+                model__upsample_steps=(100, 250), model__mask_update_steps=(150, 300), model__mask_threshold=3e-3,
+                model__compaction="on", model__n_voxels_final=32**3, model__max_samples=64)
+
+
 def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
     model = TensoRFConfig(
         n_voxels_init=16**3,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from conftest import tiny_config
+from conftest import short_run, tiny_config
 from tensorf.data.blender import load_blender
 from tensorf.data.generated import perturb_training_poses
 from tensorf.data.rays import RayPool
@@ -109,10 +109,7 @@ def test_training_pulls_perturbed_poses_back(scene, tmp_path):
     perturbed = tmp_path / "perturbed"
     shutil.copytree(scene, perturbed)
     truth = perturb_training_poses(perturbed, degrees=3.0, shift=0.1)
-    over = dict(steps=300, batch_size=512, log_every=100, checkpoint_every=0, final_eval=True,
-                data__path=perturbed, data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)),
-                model__upsample_steps=(100, 250), model__mask_update_steps=(150, 300), model__mask_threshold=3e-3,
-                model__compaction="on", model__n_voxels_final=32**3, model__max_samples=64)
+    over = short_run(perturbed)
     given = train(tiny_config(scene, tmp_path / "given", **over))
     refined = train(tiny_config(scene, tmp_path / "refined", camera_opt__mode="SO3xR3", **over))
     assert refined.eval_metrics["psnr"] > given.eval_metrics["psnr"] + 3.0

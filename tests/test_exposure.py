@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import short_run, tiny_config
 from tensorf.data.blender import load_blender
 from tensorf.data.generated import vary_exposure
 from tensorf.eval import evaluate_views
@@ -85,10 +85,7 @@ def test_exposure_maps_undo_photos_of_different_exposures(scene, tmp_path):
     varied = tmp_path / "varied"
     shutil.copytree(scene, varied)
     applied = vary_exposure(varied, stops=1.0, tint=0.1)
-    over = dict(steps=300, batch_size=512, log_every=100, checkpoint_every=0, final_eval=True,
-                data__path=varied, data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)),
-                model__upsample_steps=(100, 250), model__mask_update_steps=(150, 300), model__mask_threshold=3e-3,
-                model__compaction="on", model__n_voxels_final=32**3, model__max_samples=64)
+    over = short_run(varied)
     plain = train(tiny_config(scene, tmp_path / "plain", **over))
     mapped = train(tiny_config(scene, tmp_path / "mapped", exposure__mode="affine", **over))
     assert mapped.eval_metrics["psnr"] > plain.eval_metrics["psnr"] + 1.0
