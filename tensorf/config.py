@@ -404,7 +404,12 @@ class CameraOptConfig:
     lr_final: float = 1e-4
     """Their learning rate after decay_steps (held from there)."""
     decay_steps: int = 5000
-    """Steps over which the learning rate decays log-linearly from lr to lr_final."""
+    """Step at which the learning rate has decayed log-linearly from lr (at the end of the
+    warm-up) to lr_final."""
+    warmup_steps: int = 0
+    """Steps over which the rate first rises from 0 to lr along a quarter sine (nerfstudio's
+    scheduler warm-up; splatfacto's camera optimiser: 1000), so the cameras wait for the field to
+    take shape before they move. 0: none (nerfacto)."""
     trans_penalty: float = 1e-2
     """Weight of the translations' mean L2 norm in the loss."""
     rot_penalty: float = 1e-3

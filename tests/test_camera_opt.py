@@ -12,13 +12,14 @@ import pytest
 import scipy.linalg
 
 from conftest import short_run, tiny_config
+from tensorf.config import CameraOptConfig
 from tensorf.data.blender import load_blender
 from tensorf.data.generated import perturb_training_poses
 from tensorf.data.rays import RayPool
 from tensorf.eval import evaluate_views
 from tensorf.pose_fit import fit_poses
 from tensorf.run import restore_run
-from tensorf.training.cameras import carried, corrected, pose_errors, rotation
+from tensorf.training.cameras import camera_lr, carried, corrected, pose_errors, rotation
 from tensorf.training.loop import train
 
 
@@ -32,6 +33,19 @@ def _camera_motion(delta) -> np.ndarray:
     m[:3, :3] = scipy.linalg.expm(_skew(np.asarray(delta[3:], np.float64)))
     m[:3, 3] = delta[:3]
     return m
+
+
+def test_camera_rate_warms_up_from_zero_then_decays():
+    # nerfstudio's ExponentialDecayScheduler with a cosine ramp: 0 at the start, lr at the end of
+    # the warm-up, lr_final at decay_steps and after; without a warm-up, nerfacto's decay from step 0.
+    cfg = CameraOptConfig(mode="SO3xR3", lr=1e-3, lr_final=1e-4, decay_steps=5000, warmup_steps=1000)
+    rate = lambda c, s: float(camera_lr(c, s))  # noqa: E731
+    assert rate(cfg, 0) == 0.0 and rate(cfg, 500) == pytest.approx(1e-3 * np.sin(np.pi / 4), rel=1e-5)
+    assert rate(cfg, 1000) == pytest.approx(1e-3, rel=1e-5)
+    assert rate(cfg, 3000) == pytest.approx(np.sqrt(1e-3 * 1e-4), rel=1e-4)  # halfway, log-linear
+    assert rate(cfg, 5000) == pytest.approx(1e-4, rel=1e-5) == rate(cfg, 9000)
+    plain = dataclasses.replace(cfg, warmup_steps=0)
+    assert rate(plain, 0) == pytest.approx(1e-3, rel=1e-6) and rate(plain, 2500) == pytest.approx(np.sqrt(1e-7), rel=1e-4)
 
 
 def test_rotation_is_the_matrix_exponential_with_finite_gradients_at_zero():

@@ -41,10 +41,16 @@ def initial_cameras(views: int) -> dict:
 
 
 def camera_lr(cfg: CameraOptConfig, sched) -> jax.Array:
-    """The corrections' learning rate at schedule position `sched`: log-linear from cfg.lr to
-    cfg.lr_final over cfg.decay_steps, then held (nerfstudio's ExponentialDecayScheduler)."""
-    t = jnp.clip(jnp.asarray(sched, jnp.float32) / max(cfg.decay_steps, 1), 0.0, 1.0)
-    return jnp.exp((1.0 - t) * jnp.log(jnp.float32(cfg.lr)) + t * jnp.log(jnp.float32(cfg.lr_final)))
+    """The corrections' learning rate at schedule position `sched` (nerfstudio's
+    ExponentialDecayScheduler, its cosine ramp from 0): over cfg.warmup_steps from 0 to cfg.lr
+    along a quarter sine, then log-linear to cfg.lr_final at cfg.decay_steps, then held."""
+    s = jnp.asarray(sched, jnp.float32)
+    warm = cfg.warmup_steps
+    t = jnp.clip((s - warm) / max(cfg.decay_steps - warm, 1), 0.0, 1.0)
+    decayed = jnp.exp((1.0 - t) * jnp.log(jnp.float32(cfg.lr)) + t * jnp.log(jnp.float32(cfg.lr_final)))
+    if not warm:
+        return decayed
+    return jnp.where(s < warm, cfg.lr * jnp.sin(0.5 * jnp.pi * jnp.clip(s / warm, 0.0, 1.0)), decayed)
 
 
 def rotation(w: jax.Array) -> jax.Array:
