@@ -26,6 +26,7 @@ from tensorf.data.cameras import pixel_rays
 from tensorf.data.rays import Rays
 from tensorf.data.views import Views
 from tensorf.models.base import Model
+from tensorf.render import exposed
 from tensorf.training.cameras import corrected
 
 
@@ -109,8 +110,9 @@ def fit_exposure(rgb: np.ndarray, opacity: np.ndarray, background, truth: np.nda
 
 
 def exposed_render(rgb: np.ndarray, opacity: np.ndarray, background, exposure: np.ndarray) -> np.ndarray:
-    """The render rgb (H, W, 3) with its field's share mapped by exposure (3, 4), clipped to [0, 1]."""
+    """The render rgb (H, W, 3) with its field's share mapped by exposure (3, 4) as training maps
+    it (tensorf.render.exposed), clipped to [0, 1]."""
     back = (1.0 - opacity[..., None]) * np.asarray(background, np.float32)
-    field = rgb - back
-    mapped = field @ exposure[:, :3].T + opacity[..., None] * exposure[:, 3]
-    return np.clip(mapped + back, 0.0, 1.0)
+    n = opacity.size
+    mapped = exposed((rgb - back).reshape(n, 3), opacity.reshape(n), np.broadcast_to(exposure, (n, 3, 4)))
+    return np.clip(np.asarray(mapped).reshape(rgb.shape) + back, 0.0, 1.0)
