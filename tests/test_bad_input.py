@@ -81,6 +81,24 @@ def test_greyscale_16_bit_and_opaque_images_are_converted_and_reported(scene, tm
     np.testing.assert_allclose(views.images[1], np.round(rgb * 255) / 255, atol=1e-6)
 
 
+def test_a_split_converted_to_jpeg_loads_cmyk_included(scene, tmp_path, capsys):
+    """The json keeps Blender's extensionless file_path while the images became JPEGs, one of them
+    CMYK (a print export): every view loads, the CMYK one in its colours, not as white (its black
+    plate read as alpha made it all background)."""
+    from PIL import Image
+
+    root = tmp_path / "s"
+    shutil.copytree(scene, root)
+    for png in (root / "train").glob("*.png"):
+        Image.open(png).convert("RGB").save(png.with_suffix(".jpg"), quality=95)
+        png.unlink()
+    rgb = np.asarray(Image.open(root / "train" / "r_2.jpg"), np.float32) / 255
+    Image.open(root / "train" / "r_2.jpg").convert("CMYK").save(root / "train" / "r_2.jpg", quality=95)
+    views = load_blender(root, "train")
+    assert "1 of 24 images are CMYK (converted to RGB)" in capsys.readouterr().err
+    assert np.abs(views.images[2] - rgb).mean() < 0.03  # a second JPEG round trip apart
+
+
 def test_the_notebook_helpers_raise_one_line_errors(tmp_path, trained_run):
     """render.ipynb calls restore_run and load_eval_views: a UserError is one line in Jupyter."""
     import dataclasses

@@ -56,9 +56,18 @@ def _read_split(root: Path, split: str) -> tuple[Path, float, list[np.ndarray], 
     for rel in paths:
         p = root / rel
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            p = p.with_name(p.name + ".png")  # Blender exports omit the extension
+            p = _with_extension(p)
         files.append(p)
     return meta_path, angle, poses, files
+
+
+def _with_extension(stem: Path) -> Path:
+    """Blender exports omit the extension and mean .png; a split converted to JPEG keeps the
+    json, so the first of .png, .jpg, .jpeg present (.png when none is: the error names it)."""
+    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG"):
+        if (p := stem.with_name(stem.name + ext)).is_file():
+            return p
+    return stem.with_name(stem.name + ".png")
 
 
 def full_size(root: Path, split: str) -> tuple[int, int]:

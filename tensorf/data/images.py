@@ -16,14 +16,15 @@ from tensorf.errors import UserError, warn
 GREY = "are greyscale (repeated into RGB)"
 DEEP = "are 16-bit (scaled to [0, 1])"
 OPAQUE = "have no alpha channel (used as they are, background included)"
+CMYK = "are CMYK (converted to RGB)"
 
 
-def _imread(path: Path, what: str, fix_missing: str) -> np.ndarray:
+def _imread(path: Path, what: str, fix_missing: str, **kwargs) -> np.ndarray:
     """The pixels of an image file, or one line naming it when it is missing or unreadable."""
     if not path.is_file():
         raise UserError(f"{path}: {what} file is missing; {fix_missing}")
     try:
-        return iio.imread(path)
+        return iio.imread(path, **kwargs)
     except Exception as e:  # imageio raises many types for broken files
         raise UserError(f"{path}: cannot read {what} ({e.__class__.__name__}); replace the file") from None
 
@@ -91,6 +92,16 @@ def write_scaled(folder: Path, names: list[str], downscale: int) -> Path:
     return out
 
 
+def _is_cmyk(path: Path) -> bool:
+    """Whether a four-channel file holds ink, not RGBA: imageio hands a CMYK JPEG (print and
+    Photoshop exports) over as four channels, and read as alpha its black plate turns the photo
+    into background."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.mode == "CMYK"
+
+
 def _jpeg_scaled(path: Path, downscale: int) -> tuple[np.ndarray | None, int]:
     """A JPEG photo decoded at 1/2, 1/4 or 1/8 of its size (the largest of these that divides
     `downscale`) by libjpeg's scaled inverse DCT, and the factor still to apply; (None,
@@ -118,14 +129,19 @@ def _jpeg_scaled(path: Path, downscale: int) -> tuple[np.ndarray | None, int]:
 def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.ndarray, set[str]]:
     """(H, W, 3) float32 in [0, 1] (8- or 16-bit; grey repeated; alpha composited over
     `background`), area-averaged by `downscale` (JPEGs: decoded smaller, _jpeg_scaled); and the
-    conversions made (GREY, DEEP, OPAQUE)."""
+    conversions made (GREY, DEEP, OPAQUE, CMYK)."""
     raw, downscale = _jpeg_scaled(path, downscale)
     if raw is None:
         raw = _imread(path, "image", "restore it or remove its frame from the transforms json")
     channels = raw.shape[-1] if raw.ndim == 3 else 1
+    notes = set()
+    if channels == 4 and _is_cmyk(path):
+        raw, channels = _imread(path, "image", "", mode="RGB"), 3
+        notes.add(CMYK)
     if raw.dtype not in (np.uint8, np.uint16) or raw.ndim not in (2, 3) or channels > 4:
         raise UserError(f"{path}: a {raw.dtype} image of shape {raw.shape}; expected 8- or 16-bit grey, RGB or RGBA")
-    notes = {DEEP} if raw.dtype == np.uint16 else set()
+    if raw.dtype == np.uint16:
+        notes.add(DEEP)
     scale = 65535.0 if raw.dtype == np.uint16 else 255.0
     if raw.ndim == 2:
         raw = raw[..., None]
@@ -212,7 +228,7 @@ def read_images(files: list[Path], downscale: int, background: float = 1.0, wher
         out[0] = first
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         noted = read + list(pool.map(read_into, range(len(read), len(files))))
-    for note in (GREY, DEEP, OPAQUE):
+    for note in (GREY, DEEP, OPAQUE, CMYK):
         n = sum(note in notes for notes in noted)
         if n and (note != OPAQUE or expect_alpha):
             warn(f"{where}: {n} of {len(files)} images {note}")
