@@ -1,11 +1,14 @@
 """Render an orbit around a trained scene to a GIF (plus depth and opacity variants).
 
     python render_360.py --run-dir RUN [--frames 60 --fps 20 --elevation-deg 30 --resolution 200 200]
+    python render_360.py --run-dir RUN --camera-path RUN/camera_path.json   # a path made in the viewer
 
 Defaults come from the run's training cameras: orbit centre, up axis, radius, elevation and
 image size. Forward-facing captures (LLFF) cannot be orbited: their runs record the dataset's own
-spiral path, which is rendered instead (--path). The checkpoint is loaded at its own grid size;
-rays are rendered in chunks.
+spiral path, which is rendered instead (--path). A camera path file (the viewer's "Camera path"
+panel writes one; nerfstudio's camera_path.json reads too) gives every frame's pose, field of view,
+the size and the frame rate instead. The checkpoint is loaded at its own grid size; rays are
+rendered in chunks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from tensorf.data.camera_path import read_camera_path
+from tensorf.data.cameras import Cameras
 from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
@@ -42,12 +47,16 @@ class Render360Args:
     path: Literal["auto", "orbit", "dataset"] = "auto"
     """Camera path: an orbit around the training cameras' centre, or the path the dataset
     defines (LLFF: NeRF's spiral, 120 frames); auto takes the dataset's when the run has one."""
+    camera_path: Path | None = None
+    """A camera path file to render instead of --path (RUN/camera_path.json, saved from the viewer;
+    or nerfstudio's camera_path.json, in this run's world frame). GIFs default to
+    RUN/<its name>.gif."""
     frames: int = 60
     """Number of frames in one full turn of the orbit."""
-    fps: float = 20.0
-    """Playback frames per second."""
+    fps: float | None = None
+    """Playback frames per second (default 20, or the camera path's)."""
     resolution: tuple[int, int] | None = None
-    """Width and height in pixels (default: the training images' size)."""
+    """Width and height in pixels (default: the training images' size, or the camera path's)."""
     radius: float | None = None
     """Camera distance from the orbit centre (default: mean of the training cameras)."""
     elevation_deg: float | None = None
@@ -79,7 +88,14 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     if args.path == "orbit" and cams.ndc_near is not None:
         raise UserError("an orbit leaves the region a forward-facing (NDC) capture can show; use --path dataset")
     mesh = all_devices()  # each frame's chunks are spread over every device
-    if dataset_path is not None and args.path != "orbit":
+    fps = args.fps or 20.0
+    room = None
+    if args.camera_path is not None:
+        path = read_camera_path(args.camera_path)
+        fps = args.fps or path.fps
+        orbit = Cameras.centered(path.c2w, path.width, path.height, path.focal(), cams.ndc_near)
+        near, far = _path_depth_range(path.c2w, trained_box(model, params), cams.ndc_near is not None)
+    elif dataset_path is not None and args.path != "orbit":
         orbit = cams.with_poses(dataset_path)
         box = trained_box(model, params)
         near, far = 0.0, float(np.linalg.norm(box[1] - box[0]))  # distances in the rays' space (NDC)
@@ -94,10 +110,12 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         near, far = depth_range(frame.radius, trained_box(model, params))
     if args.resolution:
         orbit = orbit.resized(*args.resolution)
-    # A turntable's camera stood still before the room while the object turned: an orbit is
-    # what it saw, the object turning in front of the room.
-    room = load_background(args.run_dir, (int(orbit.width[0]), int(orbit.height[0])))
-    room = None if room is None else room.reshape(-1, 3)
+    if args.camera_path is None:
+        # A turntable's camera stood still before the room while the object turned: an orbit is
+        # what it saw, the object turning in front of the room. A free path shows what the
+        # viewer shows, the flat background.
+        room = load_background(args.run_dir, (int(orbit.width[0]), int(orbit.height[0])))
+        room = None if room is None else room.reshape(-1, 3)
 
     rgbs, depths, opacities = [], [], []
     for i in tqdm(range(len(orbit)), disable=not args.progress, unit="frame", desc="render_360"):
@@ -108,7 +126,8 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))
         opacities.append(to_uint8(out.opacity))
 
-    output = args.output or Path(args.run_dir) / "render_360.gif"
+    default = "render_360" if args.camera_path is None else Path(args.camera_path).stem
+    output = args.output or Path(args.run_dir) / f"{default}.gif"
     output.parent.mkdir(parents=True, exist_ok=True)
     written = {"rgb": output}
     if args.depth:
@@ -117,17 +136,26 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         written["opacity"] = output.with_name(output.stem + "_opacity.gif")
     stacks = {"rgb": rgbs, "depth": depths, "opacity": opacities}
     for kind, path in list(written.items()):
-        iio.imwrite(path, np.stack(stacks[kind]), extension=".gif", duration=1000.0 / args.fps, loop=0)
+        iio.imwrite(path, np.stack(stacks[kind]), extension=".gif", duration=1000.0 / fps, loop=0)
         if args.mp4:
             try:
                 mp4 = path.with_suffix(".mp4")
-                iio.imwrite(mp4, np.stack(stacks[kind]), extension=".mp4", fps=args.fps)
+                iio.imwrite(mp4, np.stack(stacks[kind]), extension=".mp4", fps=fps)
                 written[f"{kind}_mp4"] = mp4
             except Exception as e:  # imageio raises a plugin error without imageio-ffmpeg
                 raise UserError(f"cannot write {mp4} ({e.__class__.__name__}); pip install imageio-ffmpeg") from None
     grid = meta["model_state"].get("resolution")
     print(f"step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + ": " + ", ".join(str(p) for p in written.values()))
     return written
+
+
+def _path_depth_range(c2w: np.ndarray, box: np.ndarray, ndc: bool) -> tuple[float, float]:
+    """Depth colouring's range for a free path: as an orbit's at the path's mean distance from the
+    box centre (forward-facing runs: the NDC box's diagonal)."""
+    if ndc:
+        return 0.0, float(np.linalg.norm(box[1] - box[0]))
+    distance = float(np.linalg.norm(c2w[:, :3, 3] - np.mean(box, axis=0), axis=-1).mean())
+    return depth_range(distance, box)
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -146,6 +146,37 @@ def test_save_view_writes_the_render_and_closing_leaves_the_run_intact(trained_r
     shutil.rmtree(Path(cfg.run_dir) / "viewer")
 
 
+def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run, viewer_of):
+    """"Add keyframe" takes the tab's camera; "Save camera path" writes RUN/camera_path.json at the
+    tab's aspect and the panel's resolution, frames and loop; the keyframes are drawn while placed."""
+    import types
+
+    from tensorf.data.camera_path import read_camera_path
+
+    cfg, _ = trained_run
+    viewer = viewer_of(resolution=64)
+    cams = viewer.cameras
+    notes = []
+    for i in (0, 4):
+        wxyz, position = viser_pose(cams.c2w[i])
+        camera = types.SimpleNamespace(wxyz=wxyz, position=position, fov=vertical_fov(cams, i), aspect=2.0)
+        tab = types.SimpleNamespace(camera=camera, add_notification=lambda *a, **k: notes.append(a))
+        viewer._add_keyframe_clicked(tab)
+    assert len(viewer._path_handles) == 3  # two keyframes and the line between them
+    viewer.path_seconds.value, viewer.path_fps.value = 1.0, 5
+    viewer._save_path_clicked(tab)
+    assert "--camera-path" in notes[-1][1]
+    path = read_camera_path(Path(cfg.run_dir) / "camera_path.json")
+    assert (path.width, path.height, path.fps, len(path.c2w)) == (64, 32, 5.0, 5)
+    np.testing.assert_allclose(path.c2w[[0, -1]], cams.c2w[[0, 4]], atol=1e-5)
+    np.testing.assert_allclose(path.fov_deg[0], math.degrees(vertical_fov(cams, 0)))
+    viewer.clear_keyframes()
+    assert viewer._path_handles == [] and viewer.keyframes == []
+    viewer._save_path_clicked(tab)
+    assert notes[-1][0] == "No keyframes"
+    (Path(cfg.run_dir) / "camera_path.json").unlink()
+
+
 def chromium() -> str:
     """Path of a Chromium to drive headless, or skip the test saying how to get one."""
     pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser test drives Chromium)")

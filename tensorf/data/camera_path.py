@@ -1,0 +1,229 @@
+"""Camera paths for videos: keyframes (placed in the viewer) interpolated into frames, and the file
+that holds them.
+
+The file is nerfstudio's camera_path.json, the one `ns-render camera-path` reads (nerfstudio
+`scripts/render.py` `get_path_from_json`): `render_width`, `render_height`, `fps`, `seconds` and
+`camera_path`, one entry per frame with `camera_to_world` (16 numbers, a row-major 4x4 in OpenGL
+axes, like this project's cameras) and `fov` (vertical, degrees; focal = height / (2 tan(fov / 2))).
+This project adds `keyframes` (the same two keys) and `loop`, so a path can be interpolated again.
+The poses are in the run's world frame: the one the viewer shows and RUN/cameras.json holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from tensorf.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraPath:
+    """c2w (N, 4, 4) and fov_deg (N,) (vertical) per frame; the images' size and frame rate."""
+
+    c2w: np.ndarray
+    fov_deg: np.ndarray
+    width: int
+    height: int
+    fps: float
+
+    def focal(self) -> np.ndarray:
+        """(N,) focal lengths in pixels (square pixels, as the viewer draws)."""
+        return 0.5 * self.height / np.tan(0.5 * np.radians(self.fov_deg))
+
+
+def _quaternion(r: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) of a rotation matrix (3, 3), w >= 0 (Shepperd's method: stable for every angle)."""
+    t = np.trace(r)
+    k = int(np.argmax([t, r[0, 0], r[1, 1], r[2, 2]]))
+    if k == 0:
+        s = 2.0 * math.sqrt(1.0 + t)
+        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
+    else:
+        i, j, m = k - 1, k % 3, (k + 1) % 3
+        s = 2.0 * math.sqrt(1.0 + r[i, i] - r[j, j] - r[m, m])
+        q = [0.0] * 4
+        q[0] = (r[m, j] - r[j, m]) / s
+        q[1 + i], q[1 + j], q[1 + m] = 0.25 * s, (r[j, i] + r[i, j]) / s, (r[m, i] + r[i, m]) / s
+    q = np.asarray(q)
+    return q if q[0] >= 0 else -q
+
+
+def _rotation(q: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotation matrices of unit quaternions (..., 4) (w, x, y, z)."""
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def _catmull_rom(p: np.ndarray, seg: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Centripetal Catmull-Rom (alpha 1/2; no cusps or loops within a segment) through the points
+    p (K + 2, D), padded with one neighbour at each end: the point at fraction t (F,) of segment
+    seg (F,), which runs from p[seg + 1] to p[seg + 2]. Barry and Goldman's pyramid."""
+    p0, p1, p2, p3 = (p[seg + k] for k in range(4))
+    # Knot spacing: the square root of the distance; a floor keeps keyframes at one place apart.
+    gap = lambda a, b: np.maximum(np.linalg.norm(b - a, axis=-1, keepdims=True) ** 0.5, 1e-6)  # noqa: E731
+    t0 = np.zeros_like(t[:, None])
+    t1 = t0 + gap(p0, p1)
+    t2 = t1 + gap(p1, p2)
+    t3 = t2 + gap(p2, p3)
+    u = t1 + t[:, None] * (t2 - t1)
+    lerp = lambda a, b, ta, tb: ((tb - u) * a + (u - ta) * b) / (tb - ta)  # noqa: E731
+    a1, a2, a3 = lerp(p0, p1, t0, t1), lerp(p1, p2, t1, t2), lerp(p2, p3, t2, t3)
+    b1, b2 = lerp(a1, a2, t0, t2), lerp(a2, a3, t1, t3)
+    return lerp(b1, b2, t1, t2)
+
+
+def _padded(points: np.ndarray, loop: bool) -> np.ndarray:
+    """The spline's control points for keyframes `points` (K, D): a loop's run around to the
+    first keyframe again, with the keyframes either side as end neighbours; an open path's, each
+    end mirrored, so it starts and ends without a kink."""
+    if loop:
+        return np.concatenate([points[-1:], points, points[:2]])
+    return np.concatenate([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])
+
+
+def _same_side(q: np.ndarray) -> np.ndarray:
+    """Quaternions (M, 4) each turned to its predecessor's side (the first to its successor's):
+    q and -q are one rotation, and the path between neighbours must take the short way."""
+    q = q.copy()
+    for i in range(1, len(q)):
+        if np.dot(q[i], q[i - 1]) < 0:
+            q[i] = -q[i]
+    if np.dot(q[0], q[1]) < 0:
+        q[0] = -q[0]
+    return q
+
+
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def _qinv(q: np.ndarray) -> np.ndarray:
+    return q * np.array([1.0, -1.0, -1.0, -1.0])
+
+
+def _qlog(q: np.ndarray) -> np.ndarray:
+    """(..., 3): half the rotation vector of unit quaternions (..., 4), taken the short way."""
+    q = np.where(q[..., :1] < 0, -q, q)
+    s = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
+    half = np.arctan2(s, q[..., :1])
+    return q[..., 1:] * np.where(s > 1e-12, half / np.maximum(s, 1e-12), 1.0)
+
+
+def _qexp(v: np.ndarray) -> np.ndarray:
+    half = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.concatenate([np.cos(half), v * np.where(half > 1e-12, np.sin(half) / np.maximum(half, 1e-12), 1.0)], -1)
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(F, 4): the short way from a to b (F, 4), fraction t (F,) of the angle."""
+    return _qmul(a, _qexp(t[:, None] * _qlog(_qmul(_qinv(a), b))))
+
+
+def _squad(ring: np.ndarray, seg: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Shoemake's spherical spline (squad) through unit quaternions: ring (M, 4) holds the
+    keyframes with one neighbour at each end; the rotation at fraction t (F,) of segment seg (F,),
+    from ring[seg + 1] to ring[seg + 2]. It passes every keyframe, turns without a kink, and
+    between two keyframes alone (mirrored neighbours) turns at an even rate, as slerp."""
+    q = ring[1:-1]
+    inner = _qmul(q, _qexp(-0.25 * (_qlog(_qmul(_qinv(q), ring[2:])) + _qlog(_qmul(_qinv(q), ring[:-2])))))
+    qa, qb, sa, sb = q[seg], q[seg + 1], inner[seg], inner[seg + 1]
+    return _slerp(_slerp(qa, qb, t), _slerp(sa, sb, t), 2.0 * t * (1.0 - t))
+
+
+def _quaternion_ring(quats: np.ndarray, loop: bool) -> np.ndarray:
+    """The keyframes' quaternions (K, 4) with their spline neighbours: a loop's run around to the
+    first again with the keyframes either side; an open path's ends mirrored (q0 q1^-1 q0), which
+    makes its end tangents those of a slerp."""
+    if loop:
+        ring = np.concatenate([quats[-1:], quats, quats[:2]])
+    else:
+        mirror = lambda a, b: _qmul(_qmul(a, _qinv(b)), a)  # noqa: E731
+        ring = np.concatenate([mirror(quats[:1], quats[1:2]), quats, mirror(quats[-1:], quats[-2:-1])])
+    return _same_side(ring)
+
+
+def interpolate(c2w: np.ndarray, fov_deg: np.ndarray, frames: int, loop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`frames` poses (frames, 4, 4) and vertical fields of view (frames,) through the keyframes
+    c2w (K, 4, 4), fov_deg (K,), with the same time between neighbouring keyframes. Positions
+    follow a centripetal Catmull-Rom spline through the keyframes and orientations a spherical one
+    (squad, the short way round), so the camera passes every keyframe exactly (the frame at each
+    keyframe's time is it) and moves and turns without a kink; the field of view changes
+    linearly. loop: the path returns to its first keyframe, and the last frame stops one step
+    short of it, so the video repeats without a doubled frame."""
+    c2w = np.asarray(c2w, np.float64).reshape(-1, 4, 4)
+    fov_deg = np.asarray(fov_deg, np.float64).reshape(len(c2w))
+    if frames < 1:
+        raise UserError("a camera path needs at least one frame")
+    if len(c2w) == 1:
+        return np.repeat(c2w, frames, 0).astype(np.float32), np.repeat(fov_deg, frames)
+    segments = len(c2w) if loop else len(c2w) - 1
+    u = np.linspace(0.0, segments, frames, endpoint=not loop) if frames > 1 else np.zeros(1)
+    seg = np.minimum(np.floor(u).astype(np.int64), segments - 1)
+    t = u - seg
+    quats = _same_side(np.stack([_quaternion(r) for r in c2w[:, :3, :3]]))
+    position = _catmull_rom(_padded(c2w[:, :3, 3], loop), seg, t)
+    q = _squad(_quaternion_ring(quats, loop), seg, t)
+    out = np.tile(np.eye(4), (len(u), 1, 1))
+    out[:, :3, :3] = _rotation(q)
+    out[:, :3, 3] = position
+    fovs = np.concatenate([fov_deg, fov_deg[:1]]) if loop else fov_deg
+    return out.astype(np.float32), (1 - t) * fovs[seg] + t * fovs[seg + 1]
+
+
+def write_camera_path(path: Path, keyframes: np.ndarray, fov_deg: np.ndarray, width: int, height: int,
+                      fps: float = 24.0, seconds: float = 4.0, loop: bool = False) -> CameraPath:
+    """Interpolate the keyframes into round(fps * seconds) frames and write them, with the
+    keyframes, as a camera_path.json at `path`; the frames written."""
+    frames = max(1, round(fps * seconds))
+    c2w, fov = interpolate(keyframes, fov_deg, frames, loop)
+    entry = lambda m, f: {"camera_to_world": np.asarray(m, np.float64).reshape(16).tolist(), "fov": float(f)}  # noqa: E731
+    body = {"camera_type": "perspective", "render_width": int(width), "render_height": int(height),
+            "fps": float(fps), "seconds": float(seconds), "loop": bool(loop),
+            "keyframes": [entry(m, f) for m, f in zip(np.asarray(keyframes).reshape(-1, 4, 4), np.ravel(fov_deg))],
+            "camera_path": [entry(m, f) for m, f in zip(c2w, fov)]}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=1))
+    return CameraPath(c2w, fov, int(width), int(height), float(fps))
+
+
+def read_camera_path(path: Path) -> CameraPath:
+    """The frames of a camera_path.json (this project's, or nerfstudio's); one error line naming
+    the file for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such camera path; save one from the viewer (Camera path > Save) or give "
+                        "nerfstudio's camera_path.json")
+    fix = "save it again from the viewer, or fix it (nerfstudio's camera_path.json format)"
+    try:
+        body = json.loads(path.read_text())
+        kind = str(body.get("camera_type", "perspective")).lower()
+        if kind != "perspective":
+            raise ValueError(f"camera_type {kind!r}: only perspective cameras are rendered")
+        frames = body["camera_path"]
+        if not isinstance(frames, list) or not frames:
+            raise ValueError("'camera_path' must be a non-empty list of frames")
+        c2w = np.stack([np.asarray(f["camera_to_world"], np.float64).reshape(4, 4) for f in frames])
+        fov = np.asarray([float(f["fov"]) for f in frames])
+        width, height = int(body["render_width"]), int(body["render_height"])
+        fps = float(body.get("fps", 24.0))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise UserError(f"{path}: malformed camera path ({detail}); {fix}") from None
+    if not (np.isfinite(c2w).all() and np.isfinite(fov).all()) or ((fov <= 0) | (fov >= 180)).any():
+        raise UserError(f"{path}: malformed camera path (non-finite poses, or a fov outside (0, 180) degrees); {fix}")
+    if width < 1 or height < 1 or fps <= 0:
+        raise UserError(f"{path}: render_width, render_height and fps must be positive; {fix}")
+    return CameraPath(c2w.astype(np.float32), fov, width, height, fps)
