@@ -149,6 +149,7 @@ def test_save_view_writes_the_render_and_closing_leaves_the_run_intact(trained_r
 def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run, viewer_of):
     """"Add keyframe" takes the tab's camera; "Save camera path" writes RUN/camera_path.json at the
     tab's aspect and the panel's resolution, frames and loop; the keyframes are drawn while placed."""
+    import contextlib
     import types
 
     from tensorf.data.camera_path import read_camera_path
@@ -170,6 +171,15 @@ def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run
     assert (path.width, path.height, path.fps, len(path.c2w)) == (64, 32, 5.0, 5)
     np.testing.assert_allclose(path.c2w[[0, -1]], cams.c2w[[0, 4]], atol=1e-5)
     np.testing.assert_allclose(path.fov_deg[0], math.degrees(vertical_fov(cams, 0)))
+    # "Play" flies the tab's camera through the frames and leaves it at the last keyframe.
+    tab.client_id, tab.atomic = -1, contextlib.nullcontext
+    viewer._views[-1] = None
+    viewer.play_path(tab, wait=True)
+    del viewer._views[-1]
+    np.testing.assert_allclose(camera.position, cams.c2w[4, :3, 3], atol=1e-5)
+    forward = np.subtract(camera.look_at, camera.position)
+    np.testing.assert_allclose(forward / np.linalg.norm(forward), -cams.c2w[4, :3, 2], atol=1e-5)
+    assert math.isclose(camera.fov, vertical_fov(cams, 4), rel_tol=1e-6)
     viewer.clear_keyframes()
     assert viewer._path_handles == [] and viewer.keyframes == []
     viewer._save_path_clicked(tab)

@@ -116,12 +116,14 @@ class Viewer:
             self.path_loop = gui.add_checkbox("Loop", False, hint="return to the first keyframe")
             self.path_seconds = gui.add_number("Seconds", 4.0, min=0.1, step=0.1)
             self.path_fps = gui.add_number("FPS", 24, min=1, step=1)
+            play = gui.add_button("Play", hint="fly this tab's camera along the path (drawn small while it moves)")
             save_path = gui.add_button("Save camera path", hint="RUN/camera_path.json, for render_360.py --camera-path")
             self.path_status = gui.add_markdown("no keyframes")
         add_key.on_click(lambda e: self._add_keyframe_clicked(e.client) if e.client else None)
         clear_keys.on_click(lambda _: self.clear_keyframes())
         self.path_loop.on_update(lambda _: self._draw_path())
         save_path.on_click(lambda e: self._save_path_clicked(e.client) if e.client else None)
+        play.on_click(lambda e: self.play_path(e.client) if e.client and self.keyframes else None)
         self.training_stats = self.pause = self.update_every = None
         if training:
             with gui.add_folder("Training"):
@@ -134,19 +136,23 @@ class Viewer:
         """Put a browser's camera where training camera `index` is."""
         cams = self.cameras
         index = int(np.clip(index, 0, len(cams) - 1))
-        c2w = cams.c2w[index].astype(np.float64)
+        self.place(client, cams.c2w[index], vertical_fov(cams, index))
+
+    def place(self, client, c2w: np.ndarray, fov_y: float) -> None:
+        """Put a browser's camera at the OpenGL camera-to-world c2w (4, 4), vertical fov in radians."""
+        c2w = np.asarray(c2w, np.float64)
         position, forward, up = c2w[:3, 3], -c2w[:3, 2], c2w[:3, 1]
         # The orbit pivot: the box centre's foot on the optical axis (forward-facing runs, whose
         # box is in NDC: a few near-plane distances ahead).
         if self._snapshot.model.scene.ndc:
-            reach = 2.0 * float(cams.ndc_near or 1.0)
+            reach = 2.0 * float(self.cameras.ndc_near or 1.0)
         else:
             reach = max(float(np.dot(self._snapshot.box.mean(0) - position, forward)), 1e-3)
         with client.atomic():
             client.camera.position = position
             client.camera.look_at = position + reach * forward
             client.camera.up_direction = up
-            client.camera.fov = vertical_fov(cams, index)
+            client.camera.fov = float(fov_y)
 
     # --- browser tabs -------------------------------------------------------------------
 
@@ -213,6 +219,25 @@ class Viewer:
 
     def _keys(self) -> tuple[np.ndarray, np.ndarray]:
         return np.stack([k for k, _ in self.keyframes]), np.array([f for _, f in self.keyframes])
+
+    def play_path(self, client, wait: bool = False) -> None:
+        """Fly a tab's camera along the path at the panel's frame rate (in a thread of its own, so
+        the page stays live; wait: return when it has flown)."""
+        keys, fovs = self._keys()
+        fps, loop = float(self.path_fps.value), bool(self.path_loop.value)
+        c2w, fov = interpolate(keys, fovs, max(1, round(fps * float(self.path_seconds.value))), loop)
+
+        def fly() -> None:
+            for pose, f in zip(c2w, fov):
+                if client.client_id not in self._views:  # the tab closed
+                    return
+                self.place(client, pose, math.radians(f))
+                time.sleep(1.0 / fps)
+
+        thread = threading.Thread(target=fly, daemon=True, name=f"viewer-play-{client.client_id}")
+        thread.start()
+        if wait:
+            thread.join()
 
     def _add_keyframe_clicked(self, client) -> None:
         cam = client.camera
