@@ -1,6 +1,6 @@
 """How many multi-device steps may be queued on forced CPU devices before XLA stalls one's
 all-reduce? Plain JAX, no tensorf: the reason the training loop waits for its steps every
-CPU_QUEUE steps over several CPU devices (training/loop.py).
+CPU_QUEUE steps over several CPU devices (training/trainer.py).
 
     python benchmarks/cpu_queue.py [--seconds 60] [--devices 4] [--queues 8 32 100]
 

@@ -18,7 +18,7 @@ from tensorf.fields import vm
 from tensorf.models.base import build_schedule
 from tensorf.parallel import make_mesh, replicate
 from tensorf.run import restore_run
-from tensorf.training.loop import filter_pool, measure_budgets
+from tensorf.training.trainer import filter_pool, measure_budgets
 from tensorf.training.optimizer import lrs_at, make_optimizer
 from tensorf.training.step import initial_loss_scale, initial_totals, make_train_step
 

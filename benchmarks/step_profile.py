@@ -43,7 +43,7 @@ from tensorf.fields import vm  # noqa: E402
 from tensorf.models.base import build_model, build_schedule  # noqa: E402
 from tensorf.presets import LEGO, PRESETS  # noqa: E402
 from tensorf.render import compositing_weights, top_k_samples  # noqa: E402
-from tensorf.training.loop import filter_pool, measure_budgets  # noqa: E402
+from tensorf.training.trainer import filter_pool, measure_budgets  # noqa: E402
 from tensorf.training.optimizer import make_optimizer  # noqa: E402
 
 # World-space blocks (min, max), one per VM pair: a base plate, a tower and an arm, spanning

@@ -14,7 +14,8 @@ from tensorf.fields import cp, occupancy, vm
 from tensorf.metrics import psnr
 from tensorf.models.base import build_schedule
 from tensorf.render import compacted_map, render_rays_chunked
-from tensorf.training.loop import filter_pool, train
+from tensorf.training.loop import train
+from tensorf.training.trainer import filter_pool
 
 
 def test_mask_marks_the_occupied_cells_up_to_dilation():
@@ -259,10 +260,10 @@ def test_density_budget_overflow_drops_the_deepest_samples_of_the_busiest_rays(s
 def _budget_run(scene, tmp_path, monkeypatch, **over):
     """A tiny run with a mask at step 2 and an upsampling at step 4, compaction on; records every
     budget measurement (step, at_least) and lets `first` replace the first measurement's result."""
-    import tensorf.training.loop as loop
+    import tensorf.training.trainer as trainer
 
     calls = []
-    real = loop.measure_budgets
+    real = trainer.measure_budgets
     first = over.pop("first", None)
 
     def measure(cfg, schedule, params, pool, step, at_least=None, shards=1):
@@ -270,7 +271,7 @@ def _budget_run(scene, tmp_path, monkeypatch, **over):
         out = real(cfg, schedule, params, pool, step, at_least, shards)
         return first if (first and len(calls) == 1) else out
 
-    monkeypatch.setattr(loop, "measure_budgets", measure)
+    monkeypatch.setattr(trainer, "measure_budgets", measure)
     cfg = tiny_config(scene, tmp_path / "run", steps=8, log_every=2, checkpoint_every=0,
                       model__mask_update_steps=(2,), model__mask_threshold=1e-12, model__compaction="on", **over)
     return train(cfg), calls

@@ -14,7 +14,8 @@ from tensorf.data.rays import Rays
 from tensorf.fields import vm
 from tensorf.models.base import build_schedule
 from tensorf.run import restore_run
-from tensorf.training.loop import filter_pool, schedule_step, train
+from tensorf.training.loop import schedule_step, train
+from tensorf.training.trainer import filter_pool
 from tensorf.training.optimizer import lrs_at
 
 BOX = ((-1.5,) * 3, (1.5,) * 3)
@@ -116,7 +117,7 @@ def test_ahead_predicts_the_shapes_each_event_leaves(shrink):
 def test_a_failed_compile_ahead_falls_back_to_compiling_at_the_event(scene, tmp_path, monkeypatch, capsys):
     import threading
 
-    from tensorf.training import loop
+    from tensorf.training import trainer
 
     class FailsAhead:
         """A step whose compile fails on the compile-ahead thread only (say, out of memory)."""
@@ -129,8 +130,8 @@ def test_a_failed_compile_ahead_falls_back_to_compiling_at_the_event(scene, tmp_
                 raise RuntimeError("out of compiler memory")
             return self.step.lower(*args)
 
-    real = loop.make_train_step
-    monkeypatch.setattr(loop, "make_train_step", lambda *a, **k: FailsAhead(real(*a, **k)))
+    real = trainer.make_train_step
+    monkeypatch.setattr(trainer, "make_train_step", lambda *a, **k: FailsAhead(real(*a, **k)))
     result = train(tiny_config(scene, tmp_path / "run", steps=6, checkpoint_every=0, compile_ahead="yes",
                                model__upsample_steps=(4, 5)))
     assert result.steps == 6
@@ -146,16 +147,16 @@ def test_events_compiled_ahead_wait_for_no_compile_and_end_on_measured_budgets(s
     # for nothing on a GPU, so its step depends on the compiler; here tighten() waits, to swap at
     # the first log step after each event. Training is the same as with every step compiled
     # at its event (which is what a CPU does), to float rounding.
-    from tensorf.training import loop
+    from tensorf.training import trainer
 
-    real = loop._Trainer.tighten
+    real = trainer.Trainer.tighten
 
     def waiting(self):
         if self.tighter is not None:
             self.tighter[0].result()
         real(self)
 
-    monkeypatch.setattr(loop._Trainer, "tighten", waiting)
+    monkeypatch.setattr(trainer.Trainer, "tighten", waiting)
     cfg = tiny_config(scene, tmp_path / "ahead", steps=90, checkpoint_every=0, log_every=5, compile_ahead="yes",
                       data__aabb=((-1.2, -1.2, -0.7), (1.2, 1.2, 1.2)), model__mask_update_steps=(50, 70),
                       model__upsample_steps=(60, 80), model__mask_threshold=3e-3, model__compaction="on")

@@ -74,20 +74,20 @@ def test_steps_between_logs_transfer_nothing(scene, tmp_path, monkeypatch):
     did) stops it. (The CPU backend shares memory with the host, so there only host-to-device
     transfers count; on a GPU a per-step fetch is caught as well.)"""
     from conftest import tiny_config
-    from tensorf.training import loop
+    from tensorf.training import loop, trainer
 
     cfg = tiny_config(scene, tmp_path / "run", steps=12, log_every=6, checkpoint_every=6, final_eval=False,
                       model__mask_update_steps=(4,), model__upsample_steps=(8,), model__compaction="on",
                       model__mask_threshold=1e-12)
     result = loop.train(cfg)
     assert result.steps == 12 and result.model_state["level"] == 1 and result.compile_s > 0
-    real = loop._Trainer.train_step
+    real = trainer.Trainer.train_step
 
     def chatty(self, sched):
         jax.numpy.float32(sched)
         return real(self, sched)
 
-    monkeypatch.setattr(loop._Trainer, "train_step", chatty)
+    monkeypatch.setattr(trainer.Trainer, "train_step", chatty)
     with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
         loop.train(tiny_config(scene, tmp_path / "chatty", steps=3, log_every=2, final_eval=False))
 
@@ -99,18 +99,18 @@ def test_keep_best_keeps_the_checkpoint_with_the_best_eval_psnr(scene, tmp_path,
     from tensorf.eval import EvalArgs
     from tensorf.eval import main as evaluate
     from tensorf.run import restore_run
-    from tensorf.training import loop
+    from tensorf.training import loop, progress
 
     # Also the time-to-quality curve, whose eval views render with the same compiled program;
     # each of its renders is made 0.3 s slower, time the training clock must not count.
-    real = loop.evaluate_views
+    real = progress.evaluate_views
 
     def slow_quality(*args, **kwargs):
         if args[4] == "quality":
             time.sleep(0.3)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "evaluate_views", slow_quality)
+    monkeypatch.setattr(progress, "evaluate_views", slow_quality)
     cfg = tiny_config(scene, tmp_path / "run", steps=30, checkpoint_every=10, keep_best=True, log_every=10,
                       quality_every_s=1e-3, quality_views=2)
     t0 = time.perf_counter()

@@ -156,10 +156,10 @@ def test_steps_queued_over_cpu_devices_are_bounded(scene, tmp_path, monkeypatch)
     """Over several CPU devices XLA can abort a step's all-reduce when many steps are queued
     (benchmarks/cpu_queue.py), so the loop never has more than CPU_QUEUE steps in flight there,
     however far apart its logs are (this run queues 16 by step 60 without the bound)."""
-    from tensorf.training import loop
+    from tensorf.training import trainer
 
     in_flight, outputs = [], []
-    real_step = loop._Trainer.train_step
+    real_step = trainer.Trainer.train_step
 
     def counting_step(self, sched):
         in_flight.append(sum(not x.is_ready() for x in outputs))
@@ -167,7 +167,7 @@ def test_steps_queued_over_cpu_devices_are_bounded(scene, tmp_path, monkeypatch)
         outputs.append(stats["loss"])
         return stats
 
-    monkeypatch.setattr(loop._Trainer, "train_step", counting_step)
+    monkeypatch.setattr(trainer.Trainer, "train_step", counting_step)
     train(tiny_config(scene, tmp_path / "r", num_devices=4, steps=60, log_every=60, checkpoint_every=0, batch_size=1024,
                       compile_ahead="yes"))
-    assert max(in_flight) <= loop.CPU_QUEUE, in_flight
+    assert max(in_flight) <= trainer.CPU_QUEUE, in_flight
