@@ -180,6 +180,10 @@ def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run
     forward = np.subtract(camera.look_at, camera.position)
     np.testing.assert_allclose(forward / np.linalg.norm(forward), -cams.c2w[4, :3, 2], atol=1e-5)
     assert math.isclose(camera.fov, vertical_fov(cams, 4), rel_tol=1e-6)
+    # A click on a training camera's frustum takes the tab there.
+    viewer._frustum_clicked(2, types.SimpleNamespace(client=tab))
+    np.testing.assert_allclose(camera.position, cams.c2w[2, :3, 3], atol=1e-5)
+    assert viewer.camera_index.value == 2
     viewer.clear_keyframes()
     assert viewer._path_handles == [] and viewer.keyframes == []
     viewer._save_path_clicked(tab)

@@ -11,6 +11,7 @@ it, so an idle open tab costs training little (benchmarks/viewer_cpu.py measures
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -87,9 +88,11 @@ class Viewer:
         self.frustums = []
         for i in range(0, len(cams), stride):
             wxyz, position = viser_pose(c2w[i])
-            self.frustums.append(self.server.scene.add_camera_frustum(
+            frustum = self.server.scene.add_camera_frustum(
                 f"/cameras/{i}", fov=vertical_fov(cams, i), aspect=float(cams.width[i] / cams.height[i]), scale=scale,
-                thickness=1.5, thickness_units="screen", wxyz=wxyz, position=position, color=(40, 90, 200)))
+                thickness=1.5, thickness_units="screen", wxyz=wxyz, position=position, color=(40, 90, 200))
+            frustum.on_click(functools.partial(self._frustum_clicked, i))
+            self.frustums.append(frustum)
 
     def _add_controls(self, training: bool, update_every: int, resolution: int | None) -> None:
         gui, cams = self.server.gui, self.cameras
@@ -131,6 +134,12 @@ class Viewer:
                 self.pause = gui.add_checkbox("Pause training", False)
                 self.update_every = gui.add_number("Update view every (steps)", int(update_every), min=1, step=1)
             self.pause.on_update(lambda _: self._running.clear() if self.pause.value else self._running.set())
+
+    def _frustum_clicked(self, index: int, event) -> None:
+        """A click on a training camera's frustum takes the tab there."""
+        if event.client is not None:
+            self.camera_index.value = index
+            self.go_to(event.client, index)
 
     def go_to(self, client, index: int) -> None:
         """Put a browser's camera where training camera `index` is."""
