@@ -169,6 +169,16 @@ def ndc_rays(origins, directions, sx, sy, near: float) -> tuple[jax.Array, jax.A
     return o, d
 
 
+def ndc_to_world(points: np.ndarray, sx: float, sy: float, near: float) -> np.ndarray:
+    """World points (S, 3) of points in normalised device coordinates (ndc_rays' space, with the
+    projection scale sx, sy and near plane of the cameras): NDC z = 1 + 2 near / z inverted for
+    z, then x and y unprojected at that depth. NDC z = 1 (infinity) gives non-finite points."""
+    points = np.asarray(points, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = 2.0 * near / (points[..., 2] - 1.0)
+        return np.stack([-points[..., 0] * z / sx, -points[..., 1] * z / sy, z], axis=-1)
+
+
 def ndc_world_directions(origins, directions, scale: tuple[float, float]) -> jax.Array:
     """The unit world directions (S, 3) of NDC rays (ndc_rays, with directions normalised
     after), given the projection scale (sx, sy): NDC direction z is 2 before normalising, and

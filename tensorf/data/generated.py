@@ -77,6 +77,21 @@ def _box(o, d, lo, hi):
     return t, n
 
 
+def surface_distance(p: np.ndarray) -> np.ndarray:
+    """(...,) distance from points p (..., 3) to the nearest of the scene's surfaces (the shapes
+    _shade traces), signed: negative inside a shape. Tests judge reconstructed geometry by it."""
+    def sphere(center, radius):
+        return np.linalg.norm(p - center, axis=-1) - radius
+
+    def box(lo, hi):
+        centre, half = (np.add(lo, hi)) / 2, (np.subtract(hi, lo)) / 2
+        q = np.abs(p - centre) - half
+        return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+
+    return np.min([sphere([0.0, 0.0, 0.3], 0.55), box([-0.9, -0.9, -0.6], [0.9, 0.9, -0.4]),
+                   box([0.25, -0.75, -0.4], [0.7, -0.3, 0.2]), sphere([-0.5, 0.5, -0.1], 0.3)], axis=0)
+
+
 def _grain(p: np.ndarray) -> np.ndarray:
     """A non-repeating texture (...,) in [0, 1] over points p (..., 3): a sum of plane waves of
     fixed random directions and frequencies, for feature matching (photos -> poses)."""

@@ -1,0 +1,144 @@
+"""Export a trained run's surfaces as a coloured point cloud (PLY), in world units.
+
+    python -m tensorf.export_points --run-dir RUN [--output RUN/points.ply] [--points 1000000]
+
+Each training camera's pixels are rendered; a pixel whose ray the field makes opaque (opacity at
+least --min-opacity) gives the point at its expected depth, with its rendered colour (nerfstudio's
+`ns-export pointcloud` does the same from its training cameras). Unlike the mesh (marching cubes
+on the field's own grid), the points are in the world frame whatever the field's space: a
+forward-facing run's NDC depth and a contracted run's rays are taken back to world units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+from tensorf.data.cameras import Cameras, ndc_to_world
+from tensorf.data.rays import Rays
+from tensorf.errors import UserError, exit_on_user_error
+from tensorf.export_mesh import write_ply
+from tensorf.models.base import trained_box
+from tensorf.parallel import all_devices
+from tensorf.render import render_rays_chunked
+from tensorf.run import load_cameras, restore_run
+from tensorf.xla_cache import use_persistent_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPointsArgs:
+    """Coloured point cloud of a trained run's surfaces, from its training cameras."""
+
+    run_dir: Path
+    """Run directory written by train_lego.py."""
+    output: Path | None = None
+    """PLY file to write (default RUN/points.ply)."""
+    points: int = 1_000_000
+    """Most points written: a random subset (fixed seed) when more pixels qualify."""
+    min_opacity: float = 0.95
+    """Keep a pixel's point only where the field is at least this opaque along its ray (lower it to
+    keep more of thin or hazy surfaces, at the cost of points floating between two depths)."""
+    downscale: int = 1
+    """Render the training cameras at 1/downscale of their size (fewer, faster points)."""
+    crop: bool = True
+    """Keep only points where the field resolves the scene: inside the trained box (a bounded
+    scene), inside the unit region contraction leaves alone (an unbounded one); forward-facing
+    runs keep every point in front of their cameras. --no-crop keeps a contracted run's far
+    background too."""
+    step: int | None = None
+    """Checkpoint step (default: latest)."""
+    best: bool = False
+    """Use the checkpoint --keep-best kept (the best val PSNR) instead of --step's."""
+    chunk: int = 8192
+    """Rays rendered per chunk (bounds memory)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def surface_points(model, params, cameras: Cameras, min_opacity: float, chunk: int, mesh=None,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(points (P, 3) float64 in world units, colours (P, 3) uint8) of every camera's pixels whose
+    rays the field makes at least min_opacity opaque."""
+    points, colours = [], []
+    for i in tqdm(range(len(cameras)), disable=not progress, unit="view", desc="export_points"):
+        o, d, r = cameras.rays(i)
+        out = render_rays_chunked(model, params, Rays(origins=o, directions=d, radii=r), chunk, mesh)
+        keep = np.asarray(out.opacity) >= min_opacity
+        # Expected depth counts only the opaque part of the ray: divided by the opacity it is the
+        # depth of the surface the ray stops at, not pulled towards the camera by the rest.
+        depth = np.asarray(out.depth, np.float64)[keep] / np.asarray(out.opacity, np.float64)[keep]
+        at = o[keep].astype(np.float64) + depth[:, None] * d[keep].astype(np.float64)
+        if cameras.ndc_near is not None:
+            sx, sy = float(cameras.fx[i] / cameras.cx[i]), float(cameras.fy[i] / cameras.cy[i])
+            at = ndc_to_world(at, sx, sy, cameras.ndc_near)
+        points.append(at)
+        colours.append(np.round(np.clip(np.asarray(out.rgb)[keep], 0, 1) * 255).astype(np.uint8))
+    return np.concatenate(points), np.concatenate(colours)
+
+
+def crop_region(model, params) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) world box the field resolves, or None (no crop: a forward-facing run, whose NDC
+    box reaches to infinity)."""
+    scene = model.scene
+    if scene.ndc:
+        return None
+    if scene.contraction:
+        return -np.ones(3), np.ones(3)  # the unit region (for l2, the cube around its ball)
+    box = trained_box(model, params).astype(np.float64)
+    return box[0], box[1]
+
+
+def main(args: ExportPointsArgs) -> Path:
+    if not 0.0 < args.min_opacity <= 1.0:
+        raise UserError("--min-opacity must be in (0, 1]")
+    if args.downscale < 1 or args.points < 1:
+        raise UserError("--downscale and --points must be positive")
+    cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
+    refined = Path(args.run_dir) / "cameras_refined.json"  # the poses the field was fitted to, when refined
+    cameras = load_cameras(args.run_dir, cfg, refined.name if refined.is_file() else "cameras.json")
+    if args.downscale > 1:
+        sizes = np.stack([cameras.width, cameras.height], -1) // args.downscale
+        cameras = dataclasses.replace(cameras, **_scaled(cameras, np.maximum(sizes, 1)))
+    points, colours = surface_points(model, params, cameras, args.min_opacity, args.chunk, all_devices(),
+                                     args.progress)
+    seen = len(points)
+    region = crop_region(model, params) if args.crop else None
+    keep = np.isfinite(points).all(-1)
+    if region is not None:
+        keep &= ((points >= region[0]) & (points <= region[1])).all(-1)
+    points, colours = points[keep], colours[keep]
+    if len(points) == 0:
+        raise UserError(f"no pixel of the {len(cameras)} training views reaches opacity {args.min_opacity} inside the "
+                        "field's region; train longer, lower --min-opacity or pass --no-crop")
+    if len(points) > args.points:
+        pick = np.sort(np.random.default_rng(0).choice(len(points), args.points, replace=False))
+        points, colours = points[pick], colours[pick]
+    out = args.output or Path(args.run_dir) / "points.ply"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_ply(out, points.astype(np.float32), None, colours)
+    print(f"{out}: {len(points)} points (of {seen} opaque pixels in {len(cameras)} training views, "
+          f"{int(keep.sum())} inside the crop; step {meta['step']})")
+    return out
+
+
+def _scaled(cameras: Cameras, sizes: np.ndarray) -> dict:
+    """The intrinsics of cameras rendering images of sizes (N, 2) (width, height) instead."""
+    sx, sy = sizes[:, 0] / cameras.width, sizes[:, 1] / cameras.height
+    return {"fx": cameras.fx * sx, "fy": cameras.fy * sy, "cx": cameras.cx * sx, "cy": cameras.cy * sy,
+            "width": sizes[:, 0].astype(np.int64), "height": sizes[:, 1].astype(np.int64)}
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: one `error:` line and exit status 2 for a UserError."""
+    use_persistent_cache()
+    with exit_on_user_error():
+        main(tyro.cli(ExportPointsArgs, args=sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli()
