@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tensorf.data.camera_path import interpolate, read_camera_path, write_camera_path
+from tensorf.data.camera_path import interpolate, read_camera_path, read_keyframes, write_camera_path
 from tensorf.errors import UserError
 
 
@@ -77,6 +77,14 @@ def test_the_file_holds_the_frames_and_reads_back(tmp_path):
     body = json.loads((tmp_path / "camera_path.json").read_text())
     assert len(body["keyframes"]) == 3 and body["loop"] is True
     np.testing.assert_allclose(read.focal(), 24.0 / np.tan(np.radians(read.fov_deg) / 2))
+    keys_back, fovs_back, seconds, fps, loop = read_keyframes(tmp_path / "camera_path.json")
+    np.testing.assert_allclose(keys_back, keys)
+    np.testing.assert_allclose(fovs_back, fovs)
+    assert (seconds, fps, loop) == (2.5, 10.0, True)
+    body["keyframes"][1]["fov"] = "wide"
+    (tmp_path / "camera_path.json").write_text(json.dumps(body))
+    with pytest.raises(UserError, match="unreadable keyframes"):
+        read_keyframes(tmp_path / "camera_path.json")
 
 
 def test_nerfstudio_camera_path_files_read(tmp_path):
@@ -90,6 +98,7 @@ def test_nerfstudio_camera_path_files_read(tmp_path):
     path = read_camera_path(tmp_path / "ns.json")
     np.testing.assert_allclose(path.c2w[1], c2w)
     np.testing.assert_allclose(path.focal(), 240 / math.tan(math.radians(25)))
+    assert read_keyframes(tmp_path / "ns.json") is None  # its keyframes are nerfstudio's viewer's own
 
 
 @pytest.mark.parametrize("body, message", [

@@ -184,6 +184,10 @@ def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run
     viewer._frustum_clicked(2, types.SimpleNamespace(client=tab))
     np.testing.assert_allclose(camera.position, cams.c2w[2, :3, 3], atol=1e-5)
     assert viewer.camera_index.value == 2
+    # A viewer opened later starts from the saved keyframes, to go on editing the path.
+    again = viewer_of(resolution=64)
+    assert len(again.keyframes) == 2 and again.path_fps.value == 5 and len(again._path_handles) == 3
+    np.testing.assert_allclose(again.keyframes[1][0], cams.c2w[4], atol=1e-6)
     viewer.clear_keyframes()
     assert viewer._path_handles == [] and viewer.keyframes == []
     viewer._save_path_clicked(tab)

@@ -227,3 +227,21 @@ def read_camera_path(path: Path) -> CameraPath:
     if width < 1 or height < 1 or fps <= 0:
         raise UserError(f"{path}: render_width, render_height and fps must be positive; {fix}")
     return CameraPath(c2w.astype(np.float32), fov, width, height, fps)
+
+
+def read_keyframes(path: Path) -> tuple[np.ndarray, np.ndarray, float, float, bool] | None:
+    """The keyframes of a camera_path.json this project wrote, to edit them again: (c2w (K, 4, 4),
+    fov_deg (K,), seconds, fps, loop); None for a file without them (nerfstudio's keyframes are
+    its viewer's own). One error line naming the file when they are malformed."""
+    path = Path(path)
+    try:
+        body = json.loads(path.read_text())
+        keys = body.get("keyframes") if isinstance(body, dict) else None
+        if not keys or not all(isinstance(k, dict) and "camera_to_world" in k for k in keys):
+            return None
+        c2w = np.stack([np.asarray(k["camera_to_world"], np.float64).reshape(4, 4) for k in keys])
+        fov = np.asarray([float(k["fov"]) for k in keys])
+        return c2w, fov, float(body.get("seconds", 4.0)), float(body.get("fps", 24.0)), bool(body.get("loop", False))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: unreadable keyframes ({e.__class__.__name__}); delete the file or save the path "
+                        "again") from None

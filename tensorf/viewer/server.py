@@ -22,9 +22,9 @@ import imageio.v3 as iio
 import numpy as np
 import viser
 
-from tensorf.data.camera_path import interpolate, write_camera_path
+from tensorf.data.camera_path import interpolate, read_keyframes, write_camera_path
 from tensorf.data.cameras import Cameras
-from tensorf.errors import warn
+from tensorf.errors import UserError, warn
 from tensorf.viewer.cameras import c2w_from_viser, image_size, vertical_fov, view_camera, viser_pose
 from tensorf.viewer.renderer import MODES, Snapshot, render_view
 
@@ -65,6 +65,7 @@ class Viewer:
         self.url = f"http://{host}:{self.server.get_port()}"
         self._add_scene()
         self._add_controls(training, update_every, resolution)
+        self._load_saved_path()
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
 
@@ -225,6 +226,20 @@ class Viewer:
         write_camera_path(out, keys, fovs, width, height, float(self.path_fps.value), float(self.path_seconds.value),
                           bool(self.path_loop.value))
         return out
+
+    def _load_saved_path(self) -> None:
+        """The keyframes of a path saved before (RUN/camera_path.json), to go on editing them."""
+        path = self.run_dir / "camera_path.json"
+        try:
+            saved = read_keyframes(path) if path.is_file() else None
+        except UserError as e:
+            warn(f"viewer: {e}")
+            return
+        if saved is not None:
+            keys, fovs, seconds, fps, loop = saved
+            self.path_seconds.value, self.path_fps.value, self.path_loop.value = seconds, fps, loop
+            self.keyframes = [(k, float(f)) for k, f in zip(keys, fovs)]
+            self._draw_path()
 
     def _keys(self) -> tuple[np.ndarray, np.ndarray]:
         return np.stack([k for k, _ in self.keyframes]), np.array([f for _, f in self.keyframes])
