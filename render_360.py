@@ -91,10 +91,10 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     fps = args.fps or 20.0
     room = None
     if args.camera_path is not None:
-        path = read_camera_path(args.camera_path)
-        fps = args.fps or path.fps
-        orbit = Cameras.centered(path.c2w, path.width, path.height, path.focal(), cams.ndc_near)
-        near, far = _path_depth_range(path.c2w, trained_box(model, params), cams.ndc_near is not None)
+        flight = read_camera_path(args.camera_path)
+        fps = args.fps or flight.fps
+        orbit = Cameras.centered(flight.c2w, flight.width, flight.height, flight.focal(), cams.ndc_near)
+        near, far = _path_depth_range(flight.c2w, trained_box(model, params), cams.ndc_near is not None)
     elif dataset_path is not None and args.path != "orbit":
         orbit = cams.with_poses(dataset_path)
         box = trained_box(model, params)
