@@ -162,10 +162,10 @@ def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run
         wxyz, position = viser_pose(cams.c2w[i])
         camera = types.SimpleNamespace(wxyz=wxyz, position=position, fov=vertical_fov(cams, i), aspect=2.0)
         tab = types.SimpleNamespace(camera=camera, add_notification=lambda *a, **k: notes.append(a))
-        viewer._add_keyframe_clicked(tab)
-    assert len(viewer._path_handles) == 3  # two keyframes and the line between them
-    viewer.path_seconds.value, viewer.path_fps.value = 1.0, 5
-    viewer._save_path_clicked(tab)
+        viewer.path.add_keyframe_of(tab)
+    assert len(viewer.path._handles) == 3  # two keyframes and the line between them
+    viewer.path.seconds.value, viewer.path.fps.value = 1.0, 5
+    viewer.path._save_clicked(tab)
     assert "--camera-path" in notes[-1][1]
     path = read_camera_path(Path(cfg.run_dir) / "camera_path.json")
     assert (path.width, path.height, path.fps, len(path.c2w)) == (64, 32, 5.0, 5)
@@ -174,7 +174,7 @@ def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run
     # "Play" flies the tab's camera through the frames and leaves it at the last keyframe.
     tab.client_id, tab.atomic = -1, contextlib.nullcontext
     viewer._views[-1] = None
-    viewer.play_path(tab, wait=True)
+    viewer.path.play(tab, wait=True)
     del viewer._views[-1]
     np.testing.assert_allclose(camera.position, cams.c2w[4, :3, 3], atol=1e-5)
     forward = np.subtract(camera.look_at, camera.position)
@@ -186,11 +186,11 @@ def test_keyframes_from_the_page_make_a_camera_path_render_360_reads(trained_run
     assert viewer.camera_index.value == 2
     # A viewer opened later starts from the saved keyframes, to go on editing the path.
     again = viewer_of(resolution=64)
-    assert len(again.keyframes) == 2 and again.path_fps.value == 5 and len(again._path_handles) == 3
-    np.testing.assert_allclose(again.keyframes[1][0], cams.c2w[4], atol=1e-6)
-    viewer.clear_keyframes()
-    assert viewer._path_handles == [] and viewer.keyframes == []
-    viewer._save_path_clicked(tab)
+    assert len(again.path.keyframes) == 2 and again.path.fps.value == 5 and len(again.path._handles) == 3
+    np.testing.assert_allclose(again.path.keyframes[1][0], cams.c2w[4], atol=1e-6)
+    viewer.path.clear()
+    assert viewer.path._handles == [] and viewer.path.keyframes == []
+    viewer.path._save_clicked(tab)
     assert notes[-1][0] == "No keyframes"
     (Path(cfg.run_dir) / "camera_path.json").unlink()
 

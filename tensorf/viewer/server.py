@@ -22,10 +22,10 @@ import imageio.v3 as iio
 import numpy as np
 import viser
 
-from tensorf.data.camera_path import interpolate, read_keyframes, write_camera_path
 from tensorf.data.cameras import Cameras
-from tensorf.errors import UserError, warn
-from tensorf.viewer.cameras import c2w_from_viser, image_size, vertical_fov, view_camera, viser_pose
+from tensorf.errors import warn
+from tensorf.viewer.cameras import image_size, vertical_fov, view_camera, viser_pose
+from tensorf.viewer.path_panel import CameraPathPanel
 from tensorf.viewer.renderer import MODES, Snapshot, render_view
 
 PREVIEW_S = 0.1  # render time aimed at while the camera moves
@@ -59,13 +59,10 @@ class Viewer:
         self._views: dict[int, _ClientView] = {}
         self._new_tab = False  # a tab opened since the last publish
         self._saved = itertools.count()
-        self.keyframes: list[tuple[np.ndarray, float]] = []  # (c2w (4, 4), vertical fov in degrees)
-        self._path_handles: list = []
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.url = f"http://{host}:{self.server.get_port()}"
         self._add_scene()
         self._add_controls(training, update_every, resolution)
-        self._load_saved_path()
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
 
@@ -84,7 +81,7 @@ class Viewer:
             self.server.scene.add_line_segments("/box", box_segments(box), (230, 120, 20), thickness=2.0,
                                                 thickness_units="screen")
             spread = max(spread, float(np.linalg.norm(box[1] - box[0])))
-        scale = self._frustum_scale = 0.025 * spread
+        scale = self.frustum_scale = 0.025 * spread
         stride = max(1, len(cams) // 300)  # enough frustums to see the capture, few enough to stay fluid
         self.frustums = []
         for i in range(0, len(cams), stride):
@@ -114,20 +111,7 @@ class Viewer:
         self.fov.on_update(lambda e: e.client and setattr(e.client.camera, "fov", math.radians(self.fov.value)))
         jump.on_click(lambda e: self.go_to(e.client, int(self.camera_index.value)) if e.client else None)
         save.on_click(lambda e: self._save_clicked(e.client) if e.client else None)
-        with gui.add_folder("Camera path", expand_by_default=False):
-            add_key = gui.add_button("Add keyframe", hint="the current view becomes the path's next keyframe")
-            clear_keys = gui.add_button("Clear keyframes")
-            self.path_loop = gui.add_checkbox("Loop", False, hint="return to the first keyframe")
-            self.path_seconds = gui.add_number("Seconds", 4.0, min=0.1, step=0.1)
-            self.path_fps = gui.add_number("FPS", 24, min=1, step=1)
-            play = gui.add_button("Play", hint="fly this tab's camera along the path (drawn small while it moves)")
-            save_path = gui.add_button("Save camera path", hint="RUN/camera_path.json, for render_360.py --camera-path")
-            self.path_status = gui.add_markdown("no keyframes")
-        add_key.on_click(lambda e: self._add_keyframe_clicked(e.client) if e.client else None)
-        clear_keys.on_click(lambda _: self.clear_keyframes())
-        self.path_loop.on_update(lambda _: self._draw_path())
-        save_path.on_click(lambda e: self._save_path_clicked(e.client) if e.client else None)
-        play.on_click(lambda e: self.play_path(e.client) if e.client and self.keyframes else None)
+        self.path = CameraPathPanel(self)
         self.training_stats = self.pause = self.update_every = None
         if training:
             with gui.add_folder("Training"):
@@ -176,6 +160,10 @@ class Viewer:
         if view is not None:
             view.stop()
 
+    def has_tab(self, client) -> bool:
+        """Whether a browser tab is still open."""
+        return client.client_id in self._views
+
     def _wake_all(self) -> None:
         for view in list(self._views.values()):
             view.wake.set()
@@ -207,100 +195,6 @@ class Viewer:
                 break
         iio.imwrite(path, image)
         return path
-
-    # --- a camera path for render_360.py ------------------------------------------------------
-
-    def add_keyframe(self, c2w: np.ndarray, fov_deg: float) -> None:
-        """Append a keyframe (OpenGL camera-to-world (4, 4), vertical field of view) to the path."""
-        self.keyframes.append((np.asarray(c2w, np.float64).reshape(4, 4), float(fov_deg)))
-        self._draw_path()
-
-    def clear_keyframes(self) -> None:
-        self.keyframes.clear()
-        self._draw_path()
-
-    def save_camera_path(self, width: int, height: int) -> Path:
-        """Write the keyframes and the frames between them to RUN/camera_path.json."""
-        out = self.run_dir / "camera_path.json"
-        keys, fovs = self._keys()
-        write_camera_path(out, keys, fovs, width, height, float(self.path_fps.value), float(self.path_seconds.value),
-                          bool(self.path_loop.value))
-        return out
-
-    def _load_saved_path(self) -> None:
-        """The keyframes of a path saved before (RUN/camera_path.json), to go on editing them."""
-        path = self.run_dir / "camera_path.json"
-        try:
-            saved = read_keyframes(path) if path.is_file() else None
-        except UserError as e:
-            warn(f"viewer: {e}")
-            return
-        if saved is not None:
-            keys, fovs, seconds, fps, loop = saved
-            self.path_seconds.value, self.path_fps.value, self.path_loop.value = seconds, fps, loop
-            self.keyframes = [(k, float(f)) for k, f in zip(keys, fovs)]
-            self._draw_path()
-
-    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.stack([k for k, _ in self.keyframes]), np.array([f for _, f in self.keyframes])
-
-    def play_path(self, client, wait: bool = False) -> None:
-        """Fly a tab's camera along the path at the panel's frame rate (in a thread of its own, so
-        the page stays live; wait: return when it has flown)."""
-        keys, fovs = self._keys()
-        fps, loop = float(self.path_fps.value), bool(self.path_loop.value)
-        c2w, fov = interpolate(keys, fovs, max(1, round(fps * float(self.path_seconds.value))), loop)
-
-        def fly() -> None:
-            for pose, f in zip(c2w, fov):
-                if client.client_id not in self._views:  # the tab closed
-                    return
-                self.place(client, pose, math.radians(f))
-                time.sleep(1.0 / fps)
-
-        thread = threading.Thread(target=fly, daemon=True, name=f"viewer-play-{client.client_id}")
-        thread.start()
-        if wait:
-            thread.join()
-
-    def _add_keyframe_clicked(self, client) -> None:
-        cam = client.camera
-        self.add_keyframe(c2w_from_viser(cam.wxyz, cam.position), math.degrees(cam.fov))
-
-    def _save_path_clicked(self, client) -> None:
-        if not self.keyframes:
-            client.add_notification("No keyframes", "add a keyframe first", auto_close_seconds=5.0)
-            return
-        width, height = image_size(client.camera.aspect, self.settings()[1])
-        path = self.save_camera_path(width, height)
-        client.add_notification("Camera path saved", f"python render_360.py --run-dir {self.run_dir} --camera-path "
-                                f"{path}", auto_close_seconds=10.0)
-
-    def _draw_path(self) -> None:
-        """The keyframes as frustums and the path through them as a line."""
-        for handle in self._path_handles:
-            handle.remove()
-        self._path_handles = []
-        n = len(self.keyframes)
-        self.path_status.content = f"{n} keyframe{'s' * (n != 1)}" if n else "no keyframes"
-        if not n:
-            return
-        keys, fovs = self._keys()
-        aspect = float(self.cameras.width[0] / self.cameras.height[0])
-        for i, (c2w, fov) in enumerate(self.keyframes):
-            wxyz, position = viser_pose(c2w)
-            self._path_handles.append(self.server.scene.add_camera_frustum(
-                f"/camera_path/key{i}", fov=math.radians(fov), aspect=aspect, scale=self._frustum_scale, thickness=1.5,
-                thickness_units="screen", wxyz=wxyz, position=position, color=(240, 140, 20)))
-        if n > 1:
-            loop = bool(self.path_loop.value)
-            c2w, _ = interpolate(keys, fovs, 16 * (n if loop else n - 1) + 1, loop)
-            points = c2w[:, :3, 3]
-            if loop:
-                points = np.concatenate([points, points[:1]])
-            self._path_handles.append(self.server.scene.add_line_segments(
-                "/camera_path/line", np.stack([points[:-1], points[1:]], 1).astype(np.float32), (240, 140, 20),
-                thickness=2.0, thickness_units="screen"))
 
     # --- a training run -------------------------------------------------------------------
 
