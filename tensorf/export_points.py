@@ -3,7 +3,7 @@
     python -m tensorf.export_points --run-dir RUN [--output RUN/points.ply] [--points 1000000]
 
 Each training camera's pixels are rendered; a pixel whose ray the field makes opaque (opacity at
-least --min-opacity) gives the point at its expected depth, with its rendered colour (nerfstudio's
+least --min-opacity) gives the point at its median depth, with its rendered colour (nerfstudio's
 `ns-export pointcloud` does the same from its training cameras). Unlike the mesh (marching cubes
 on the field's own grid), the points are in the world frame whatever the field's space: a
 forward-facing run's NDC depth and a contracted run's rays are taken back to world units.
@@ -69,9 +69,9 @@ def surface_points(model, params, cameras: Cameras, min_opacity: float, chunk: i
         o, d, r = cameras.rays(i)
         out = render_rays_chunked(model, params, Rays(origins=o, directions=d, radii=r), chunk, mesh)
         keep = np.asarray(out.opacity) >= min_opacity
-        # Expected depth counts only the opaque part of the ray: divided by the opacity it is the
-        # depth of the surface the ray stops at, not pulled towards the camera by the rest.
-        depth = np.asarray(out.depth, np.float64)[keep] / np.asarray(out.opacity, np.float64)[keep]
+        # The median of the ray's weights, not their mean: a pixel on an edge, half on a surface
+        # and half on the one behind it, lands on one of them instead of in the air between.
+        depth = np.asarray(out.median_depth, np.float64)[keep]
         at = o[keep].astype(np.float64) + depth[:, None] * d[keep].astype(np.float64)
         if cameras.ndc_near is not None:
             sx, sy = float(cameras.fx[i] / cameras.cx[i]), float(cameras.fy[i] / cameras.cy[i])

@@ -24,12 +24,24 @@ from tensorf.parallel import jit_over_rows, replicate, rows_per_call
 class RenderOutput:
     """rgb (B, 3) in [0, 1] over the background; depth (B,) expected distance; opacity (B,) in
     [0, 1]; dropped (B,): live samples of the ray that a fixed work budget left out (0 when none
-    was set)."""
+    was set); median_depth (B,): the distance of the sample where the ray's weights reach half
+    their sum (a ray that grazes one surface and meets another lands on one of them, not between:
+    point clouds; training never reads it, so its step does not compute it)."""
 
     rgb: jax.Array
     depth: jax.Array
     opacity: jax.Array
     dropped: jax.Array
+    median_depth: jax.Array
+
+
+def median_depth(weights: jax.Array, t: jax.Array) -> jax.Array:
+    """(B,): t (B, N) at the first sample where the cumulative weights (B, N) reach half the ray's
+    opacity (nerfstudio's median depth takes half of 1; half the ray's own sum keeps a faint
+    ray's median inside its weights)."""
+    cumulative = jnp.cumsum(weights, axis=-1)
+    index = jnp.argmax(cumulative >= 0.5 * cumulative[:, -1:], axis=-1)
+    return jnp.take_along_axis(t, index[:, None], axis=-1)[:, 0]
 
 
 def ray_uniforms(keys: jax.Array | None) -> jax.Array | None:
@@ -194,7 +206,7 @@ def composite_all(weights: jax.Array, rgb: jax.Array, t: jax.Array, background,
     field = exposed(jnp.sum(weights[..., None] * rgb, axis=-2), opacity, exposure)
     color = field + (1.0 - opacity[:, None]) * background
     return RenderOutput(rgb=color, depth=jnp.sum(weights * t, axis=-1), opacity=opacity,
-                        dropped=jnp.zeros(weights.shape[:1], jnp.float32))
+                        dropped=jnp.zeros(weights.shape[:1], jnp.float32), median_depth=median_depth(weights, t))
 
 
 def composite(
@@ -222,7 +234,8 @@ def composite(
     field = exposed(jnp.sum(w_top[..., None] * top_rgb, axis=-2) * scale[:, None], opacity, exposure)
     rgb = field + (1.0 - opacity[:, None]) * background
     depth = jnp.sum(weights * t, axis=-1)
-    return RenderOutput(rgb=jnp.clip(rgb, 0.0, 1.0), depth=depth, opacity=opacity, dropped=dropped)
+    return RenderOutput(rgb=jnp.clip(rgb, 0.0, 1.0), depth=depth, opacity=opacity, dropped=dropped,
+                        median_depth=median_depth(weights, t))
 
 
 @functools.lru_cache(maxsize=8)

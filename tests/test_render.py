@@ -132,3 +132,15 @@ def test_near_camera_gradient_damps_what_near_samples_learn_and_changes_no_rende
     near, far = t[0] < 0.5, t[0] > 1.0
     assert float(jnp.abs(g_scaled[0, near]).sum()) < 0.25 * float(jnp.abs(g_plain[0, near]).sum())
     np.testing.assert_allclose(g_scaled[0, far], g_plain[0, far], rtol=1e-6)
+
+
+def test_median_depth_lands_on_a_surface_where_expected_depth_falls_between():
+    """A pixel on an edge: 45% of its weight on a near surface, 50% on one behind. The weights'
+    mean lies between the two, in empty space; their median is the far surface's distance."""
+    from tensorf.render import median_depth
+
+    t = jnp.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    w = jnp.array([[0.0, 0.45, 0.0, 0.5], [0.6, 0.3, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(median_depth(w, t), [4.0, 1.0, 1.0])
+    expected = jnp.sum(w * t, -1) / jnp.maximum(jnp.sum(w, -1), 1e-9)
+    assert 2.0 < float(expected[0]) < 4.0  # the mean: empty space between the surfaces
