@@ -102,8 +102,8 @@ def main(args: ExportPointsArgs) -> Path:
     refined = Path(args.run_dir) / "cameras_refined.json"  # the poses the field was fitted to, when refined
     cameras = load_cameras(args.run_dir, cfg, refined.name if refined.is_file() else "cameras.json")
     if args.downscale > 1:
-        sizes = np.stack([cameras.width, cameras.height], -1) // args.downscale
-        cameras = dataclasses.replace(cameras, **_scaled(cameras, np.maximum(sizes, 1)))
+        cameras = cameras.resized(np.maximum(cameras.width // args.downscale, 1),
+                                  np.maximum(cameras.height // args.downscale, 1))
     points, colours = surface_points(model, params, cameras, args.min_opacity, args.chunk, all_devices(),
                                      args.progress)
     seen = len(points)
@@ -124,13 +124,6 @@ def main(args: ExportPointsArgs) -> Path:
     print(f"{out}: {len(points)} points (of {seen} opaque pixels in {len(cameras)} training views, "
           f"{int(keep.sum())} inside the crop; step {meta['step']})")
     return out
-
-
-def _scaled(cameras: Cameras, sizes: np.ndarray) -> dict:
-    """The intrinsics of cameras rendering images of sizes (N, 2) (width, height) instead."""
-    sx, sy = sizes[:, 0] / cameras.width, sizes[:, 1] / cameras.height
-    return {"fx": cameras.fx * sx, "fy": cameras.fy * sy, "cx": cameras.cx * sx, "cy": cameras.cy * sy,
-            "width": sizes[:, 0].astype(np.int64), "height": sizes[:, 1].astype(np.int64)}
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
+from tensorf.data.colmap import qvec_to_rotation, rotation_to_qvec
 from tensorf.errors import UserError
 
 
@@ -34,33 +34,6 @@ class CameraPath:
     def focal(self) -> np.ndarray:
         """(N,) focal lengths in pixels (square pixels, as the viewer draws)."""
         return 0.5 * self.height / np.tan(0.5 * np.radians(self.fov_deg))
-
-
-def _quaternion(r: np.ndarray) -> np.ndarray:
-    """(w, x, y, z) of a rotation matrix (3, 3), w >= 0 (Shepperd's method: stable for every angle)."""
-    t = np.trace(r)
-    k = int(np.argmax([t, r[0, 0], r[1, 1], r[2, 2]]))
-    if k == 0:
-        s = 2.0 * math.sqrt(1.0 + t)
-        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-    else:
-        i, j, m = k - 1, k % 3, (k + 1) % 3
-        s = 2.0 * math.sqrt(1.0 + r[i, i] - r[j, j] - r[m, m])
-        q = [0.0] * 4
-        q[0] = (r[m, j] - r[j, m]) / s
-        q[1 + i], q[1 + j], q[1 + m] = 0.25 * s, (r[j, i] + r[i, j]) / s, (r[m, i] + r[i, m]) / s
-    q = np.asarray(q)
-    return q if q[0] >= 0 else -q
-
-
-def _rotation(q: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices of unit quaternions (..., 4) (w, x, y, z)."""
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def _catmull_rom(p: np.ndarray, seg: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -172,11 +145,11 @@ def interpolate(c2w: np.ndarray, fov_deg: np.ndarray, frames: int, loop: bool = 
     u = np.linspace(0.0, segments, frames, endpoint=not loop) if frames > 1 else np.zeros(1)
     seg = np.minimum(np.floor(u).astype(np.int64), segments - 1)
     t = u - seg
-    quats = _same_side(np.stack([_quaternion(r) for r in c2w[:, :3, :3]]))
+    quats = _same_side(np.stack([rotation_to_qvec(r) for r in c2w[:, :3, :3]]))
     position = _catmull_rom(_padded(c2w[:, :3, 3], loop), seg, t)
     q = _squad(_quaternion_ring(quats, loop), seg, t)
     out = np.tile(np.eye(4), (len(u), 1, 1))
-    out[:, :3, :3] = _rotation(q)
+    out[:, :3, :3] = qvec_to_rotation(q)
     out[:, :3, 3] = position
     fovs = np.concatenate([fov_deg, fov_deg[:1]]) if loop else fov_deg
     return out.astype(np.float32), (1 - t) * fovs[seg] + t * fovs[seg + 1]

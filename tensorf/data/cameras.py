@@ -59,8 +59,9 @@ class Cameras:
         idx = np.asarray(indices, np.int64)
         return dataclasses.replace(self, **{k: getattr(self, k)[idx] for k in self._PER_CAMERA})
 
-    def resized(self, width: int, height: int) -> "Cameras":
-        """The same cameras rendering images of another size (intrinsics scaled to match)."""
+    def resized(self, width, height) -> "Cameras":
+        """The same cameras rendering images of another size (intrinsics scaled to match): one
+        width and height for all, or (N,) arrays, one per camera."""
         sx, sy = width / self.width, height / self.height
         n = len(self)
         return dataclasses.replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
