@@ -46,20 +46,24 @@ class ExportMeshArgs:
     """Points evaluated per chunk (bounds memory)."""
 
 
-def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, colors: np.ndarray) -> None:
+def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, colors: np.ndarray,
+              normals: np.ndarray | None = None) -> None:
     """Binary little-endian PLY. vertices (V, 3) float, faces (F, 3) int (None: a point cloud),
-    colors (V, 3) uint8."""
+    colors (V, 3) uint8, normals (V, 3) float or None."""
     header = (
         "ply\nformat binary_little_endian 1.0\n"
         f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
-        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+        + ("" if normals is None else "property float nx\nproperty float ny\nproperty float nz\n")
+        + "property uchar red\nproperty uchar green\nproperty uchar blue\n"
         + ("" if faces is None else f"element face {len(faces)}\nproperty list uchar int vertex_indices\n")
         + "end_header\n"
     )
     faces = np.zeros((0, 3), np.int32) if faces is None else faces
-    vdt = np.dtype([("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    vdt = np.dtype([("xyz", "<f4", 3)] + ([] if normals is None else [("n", "<f4", 3)]) + [("rgb", "u1", 3)])
     v = np.empty(len(vertices), vdt)
     v["xyz"], v["rgb"] = vertices, colors
+    if normals is not None:
+        v["n"] = normals
     fdt = np.dtype([("n", "u1"), ("idx", "<i4", 3)])
     f = np.empty(len(faces), fdt)
     f["n"], f["idx"] = 3, faces
