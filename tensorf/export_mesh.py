@@ -4,7 +4,10 @@
 
 Marching cubes (scikit-image) on the opacity a voxel-sized step would have, sampled on a regular
 grid over the model's box (the official TensoRF export thresholds the same quantity at 0.005);
-vertex colours come from the appearance field seen head-on (view direction = -normal).
+vertex colours come from the appearance field seen head-on (view direction = -normal). The
+vertices are in world units whatever the field's space: a forward-facing run's NDC and an
+unbounded run's contracted space are taken back to the world (by default an unbounded run's
+mesh keeps the unit region, the subject, and leaves out the background squeezed around it).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from jax.sharding import Mesh
 
 from tensorf.chunked import map_chunks
 from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
-from tensorf.errors import UserError, exit_on_user_error, warn
+from tensorf.data.cameras import ndc_to_world
+from tensorf.errors import UserError, exit_on_user_error
 from tensorf.models.base import trained_box
-from tensorf.run import restore_run
+from tensorf.render import uncontract
+from tensorf.run import load_cameras, restore_run
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -35,9 +40,13 @@ class ExportMeshArgs:
     output: Path | None = None
     """PLY file to write (default RUN/mesh.ply)."""
     resolution: int | None = None
-    """Samples along the longest box axis (default: the checkpoint's grid)."""
+    """Samples along the longest axis of the region meshed (default: as fine as the checkpoint's grid)."""
     level: float = 0.005
     """Opacity of one voxel-sized step at which the surface is placed."""
+    crop: bool = True
+    """An unbounded (contracted) run: mesh only the unit region, where contraction leaves space
+    alone and the field resolves the subject. --no-crop meshes the background too, taken back to
+    world units (coarse, and as far out as the field put it)."""
     step: int | None = None
     """Checkpoint step (default: latest)."""
     best: bool = False
@@ -100,20 +109,49 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     return verts, faces.astype(np.int32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def to_world(vertices: np.ndarray, scene, ndc_near: float | None) -> np.ndarray:
+    """World points (V, 3) of points in the field's space: NDC unprojected (ndc_to_world),
+    contracted space expanded (uncontract), the world as it is."""
+    if scene.ndc:
+        return ndc_to_world(vertices, *scene.ndc_scale, ndc_near)
+    if scene.contraction:
+        return uncontract(vertices, scene.contraction, scene.shell)
+    return np.asarray(vertices, np.float64)
+
+
+def finite_part(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray):
+    """(vertices, faces, colors) without the non-finite vertices (NDC's and contraction's
+    infinity) and the faces that touch them, the faces renumbered."""
+    ok = np.isfinite(vertices).all(-1)
+    faces = faces[ok[faces].all(-1)]
+    return vertices[ok], (np.cumsum(ok) - 1)[faces].astype(np.int32), colors[ok]
+
+
+def world_mesh(model, params, cells: int, resolution: int | None, level: float, crop: bool, chunk: int,
+               ndc_near: float | None = None, mesh: Mesh | None = None):
+    """(vertices (V, 3) in world units, faces (F, 3), colors (V, 3) uint8, samples per axis) of
+    the field's surface, sampled `resolution` times along the longest axis of the region meshed
+    (default: as finely as the field's `cells` along its box)."""
+    box = trained_box(model, params)
+    region = box
+    if model.scene.contraction and crop:
+        region = np.stack([np.maximum(box[0], -1.0), np.minimum(box[1], 1.0)]).astype(np.float32)
+        if (region[1] <= region[0]).any():
+            raise UserError("the field's box leaves out the unit region, where the subject is; pass --no-crop")
+    resolution = resolution or max(2, round(cells * float((region[1] - region[0]).max() / (box[1] - box[0]).max())))
+    verts, faces, colors = extract_mesh(model, params, region, resolution, level, chunk, mesh)
+    return *finite_part(to_world(verts, model.scene, ndc_near), faces, colors), resolution
+
+
 def main(args: ExportMeshArgs) -> Path:
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
-    if model.scene.ndc:
-        warn("this run's field lives in NDC (a forward-facing capture): the mesh is in NDC coordinates, depth "
-             "warped as 1 / z, not in world units")
-    if model.scene.contraction:
-        warn("this run's field lives in contracted space (an unbounded scene): the mesh is too, with the "
-             "background squeezed into the shell between radius 1 and 2")
-    aabb = trained_box(model, params)
-    resolution = args.resolution or max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
-    verts, faces, colors = extract_mesh(model, params, aabb, resolution, args.level, args.chunk, all_devices())
+    cells = max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
+    ndc_near = load_cameras(args.run_dir, cfg).ndc_near if model.scene.ndc else None
+    verts, faces, colors, resolution = world_mesh(model, params, cells, args.resolution, args.level, args.crop,
+                                                  args.chunk, ndc_near, all_devices())
     out = args.output or Path(args.run_dir) / "mesh.ply"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_ply(out, verts, faces, colors)
+    write_ply(out, verts.astype(np.float32), faces, colors)
     print(f"{out}: {len(verts)} vertices, {len(faces)} faces (step {meta['step']}, {resolution} samples per axis)")
     return out
 

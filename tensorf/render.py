@@ -98,6 +98,17 @@ def contract(x: jax.Array, norm: str, shell: float = 1.0) -> jax.Array:
     return jnp.where(mag <= 1.0, x, (1.0 + shell - shell / safe) * (x / safe))
 
 
+
+def uncontract(y: np.ndarray, norm: str, shell: float = 1.0) -> np.ndarray:
+    """World points (..., 3) of contracted points y (contract's inverse): the identity inside the
+    unit region, else |x| = shell / (1 + shell - |y|) along y's direction; the shell's outer
+    face (|y| = 1 + shell, infinity) and beyond give non-finite points."""
+    y = np.asarray(y, np.float64)
+    mag = np.abs(y).max(-1, keepdims=True) if norm == "linf" else np.linalg.norm(y, axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        far = np.where(mag < 1.0 + shell, shell / (1.0 + shell - mag), np.inf)
+        return np.where(mag <= 1.0, y, y / np.maximum(mag, 1.0) * far)
+
 def unit_region_exit(rays: Rays, norm: str) -> jax.Array:
     """Distance (B,) at which each ray leaves the unit region (the cube |x|_inf <= 1 or the unit
     ball); 0 for a ray that never enters it ahead of its origin."""

@@ -17,7 +17,7 @@ from tensorf.data.generated import generate_unbounded, render_view
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError
 from tensorf.presets import UNBOUNDED
-from tensorf.render import contract, unbounded_samples, unit_region_exit
+from tensorf.render import contract, unbounded_samples, uncontract, unit_region_exit
 
 
 @pytest.mark.parametrize("norm,shell", [("linf", 1.0), ("l2", 1.0), ("linf", 0.25)])
@@ -39,6 +39,14 @@ def test_contraction_is_the_identity_inside_continuous_and_bounded(norm, shell):
     far = np.asarray(contract(d * 1e6, norm, shell))
     far_mag = np.max(np.abs(far), -1) if norm == "linf" else np.linalg.norm(far, axis=-1)
     assert np.all(far_mag < 1 + shell) and np.all(far_mag > 1 + shell - 1e-5)
+    # uncontract undoes it (meshes are taken back to world units with it), out to 100 units; the
+    # outer face itself is infinity.
+    x = np.asarray(x, np.float64) * np.exp(np.random.default_rng(0).uniform(0, np.log(60), (len(x), 1)))
+    back = uncontract(np.asarray(contract(jnp.asarray(x), norm, shell), np.float64), norm, shell)
+    far = (np.max(np.abs(x), -1) if norm == "linf" else np.linalg.norm(x, axis=-1)) > 10
+    np.testing.assert_allclose(back[~far], x[~far], rtol=2e-5, atol=1e-6)  # float32 contraction, the shell's 1/|x|
+    np.testing.assert_allclose(back[far], x[far], rtol=2e-3)
+    assert not np.isfinite(uncontract(np.asarray([[1.0 + shell, 0.0, 0.0]]), norm, shell)).any()
 
 
 def test_samples_are_linear_inside_the_unit_region_and_even_in_disparity_beyond():

@@ -81,6 +81,67 @@ def test_mesh_export_matches_known_geometry(trained_run, tmp_path):
     assert mesh.visual.vertex_colors[:, :3].std() > 5  # textured, not one flat colour
 
 
+class _AnalyticField:
+    """A model stand-in whose density is given in the field's space: export_mesh needs only
+    .scene, .density and .color."""
+
+    def __init__(self, scene, inside):
+        self.scene, self.inside = scene, inside
+
+    def density(self, params, xyz):
+        import jax.numpy as jnp
+
+        return jnp.where(self.inside(xyz), 100.0, 0.0)
+
+    def color(self, params, xyz, viewdirs):
+        return 0.5 + 0.0 * xyz
+
+
+def test_meshes_of_ndc_and_contracted_fields_come_out_in_world_units():
+    """A forward-facing run's NDC field and an unbounded run's contracted one are meshed in their
+    own space and their vertices taken back to the world: a sphere stays a sphere of its radius."""
+    pytest.importorskip("skimage")
+    import jax.numpy as jnp
+
+    from tensorf.data.views import Scene
+    from tensorf.export_mesh import world_mesh
+
+    centre, radius = np.asarray([0.2, -0.1, -3.0]), 0.5
+    sx, sy, near = 1.5, 2.0, 1.0
+
+    def ndc_sphere(y):  # the world sphere, seen in NDC (ndc_to_world in jnp)
+        z = 2.0 * near / (y[:, 2] - 1.0)
+        world = jnp.stack([-y[:, 0] * z / sx, -y[:, 1] * z / sy, z], -1)
+        return jnp.linalg.norm(world - centre, axis=-1) < radius
+
+    ndc = Scene(aabb=((-1.0,) * 3, (1.0,) * 3), near_far=(0.0, 1.0), background=1.0, ndc=True, ndc_scale=(sx, sy))
+    verts, faces, _, _ = world_mesh(_AnalyticField(ndc, ndc_sphere), {}, 128, None, 0.005, True, 65536, ndc_near=near)
+    assert len(faces) > 100
+    off = np.abs(np.linalg.norm(verts - centre, axis=-1) - radius)
+    assert off.max() < 0.1, off.max()  # an NDC cell is 0.07 world units deep at z = -3
+    # In NDC the sphere would be a small flattened blob about (0.1, -0.07, 0.33).
+    assert np.abs(verts.mean(0) - centre).max() < 0.05
+
+    # Contracted (l2, shell 1): a subject of radius 0.5 at the origin and a backdrop 8 units out.
+    def contracted(y):
+        r = jnp.linalg.norm(y, axis=-1)
+        return (r < 0.5) | (jnp.abs(r - (2.0 - 1.0 / 8.0)) < 0.03)
+
+    unbounded = Scene(aabb=((-2.0,) * 3, (2.0,) * 3), near_far=(0.05, 1e3), background=1.0, contraction="l2")
+    field = _AnalyticField(unbounded, contracted)
+    verts, faces, _, samples = world_mesh(field, {}, 128, None, 0.005, True, 65536)
+    assert samples == 64  # the unit region, half the box: as fine as the field's grid there
+    np.testing.assert_allclose(np.linalg.norm(verts, axis=-1), 0.5, atol=0.04)  # the subject alone
+    verts, faces, _, _ = world_mesh(field, {}, 128, None, 0.005, False, 65536)
+    r = np.linalg.norm(verts, axis=-1)
+    subject, backdrop = r < 1, r > 1
+    np.testing.assert_allclose(r[subject], 0.5, atol=0.04)
+    # The backdrop's shell, 0.06 thick in contracted space and a sample (0.03) either side,
+    # spans 5.4 to 15.6 units in the world (uncontracted: all within radius 2).
+    assert backdrop.sum() > 100 and r[backdrop].min() > 5.0 and r[backdrop].max() < 16.0
+    assert np.isfinite(verts).all() and faces.max() < len(verts)
+
+
 def test_point_cloud_lies_on_the_scene_surfaces(trained_run, tmp_path):
     """python -m tensorf.export_points: the opaque pixels of the training views, at their depths,
     land on the generated scene's surfaces (its analytic distance), in world units."""
