@@ -24,9 +24,10 @@ class DataConfig:
     """Dataset folder: Blender / NeRF-synthetic (transforms_<split>.json + RGBA PNGs), LLFF
     (poses_bounds.npy + images_N/), nerfstudio / instant-ngp (transforms.json) or a COLMAP
     model (sparse/0/ or sparse/ + images/)."""
-    format: Literal["auto", "blender", "llff", "nerfstudio", "colmap"] = "auto"
+    format: Literal["auto", "blender", "llff", "nerfstudio", "colmap", "metashape"] = "auto"
     """Dataset layout; auto detects it from the folder (transforms_train.json: blender,
-    poses_bounds.npy: llff, transforms.json: nerfstudio, sparse/0/ or sparse/: colmap)."""
+    poses_bounds.npy: llff, transforms.json: nerfstudio, sparse/0/ or sparse/: colmap,
+    cameras.xml: metashape)."""
     kind: Literal["auto", "forward-facing", "360"] = "auto"
     """What the capture is (LLFF, nerfstudio, COLMAP): auto decides from how far the cameras'
     viewing directions spread. Forward-facing: NDC rays (LLFF) and NeRF's spiral as the render

@@ -188,7 +188,7 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     (root / "poses_bounds.npy").unlink()
     (root / "transforms.json").unlink()
-    with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* or sparse/0/ \(COLMAP\)"):
+    with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* sparse/0/ \(COLMAP\) or cameras.xml \(Metashape\)"):
         load_dataset(DataConfig(path=root))
 
 

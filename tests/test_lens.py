@@ -13,13 +13,16 @@ from tensorf.data.cameras import Cameras, pixel_rays
 from tensorf.data.generated import generate_lens_capture
 
 # (model, [k1, k2, k3, k4, p1, p2]): instant-ngp's fox (OPENCV), a stronger OPENCV lens with k3,
-# COLMAP's SIMPLE_RADIAL and RADIAL as OPENCV, and a fisheye with a 190-degree field of view.
+# COLMAP's SIMPLE_RADIAL and RADIAL as OPENCV, Metashape's, and a fisheye with a 190-degree field of view.
 FOX = ("opencv", (0.0578421, -0.0805099, 0.0, 0.0, -0.000980296, 0.00015575))
 LENSES = {
     "opencv-fox": FOX,
     "opencv-k3": ("opencv", (-0.28, 0.09, -0.012, 0.0, 0.0012, -0.0008)),
     "simple-radial": ("opencv", (-0.05, 0.0, 0.0, 0.0, 0.0, 0.0)),
     "radial": ("opencv", (0.04, -0.02, 0.0, 0.0, 0.0, 0.0)),
+    # Metashape's frame camera: radial to r^8 (geograypher's test sample of a DJI M3M; its P1, P2
+    # swapped into OpenCV's order, as tensorf.data.metashape reads them).
+    "metashape-k4": ("opencv", (-0.0919367147, -0.0762807468, 0.1162639394, -0.0761413904, 0.0001164035, -0.0003134847)),
     "fisheye": ("fisheye", (0.02, -0.004, 0.0005, -0.00005, 0.0, 0.0)),
 }
 # fox's intrinsics: 1080 x 1920, fx 1375.52, fy 1374.49, cx 554.558, cy 965.268.
@@ -44,7 +47,7 @@ def test_undistorting_then_distorting_returns_every_pixel_to_1e_5_px(name):
         assert np.hypot(u - xd, v - yd).max() * fx < 1e-5
 
 
-@pytest.mark.parametrize("name", ["opencv-k3", "fisheye"])
+@pytest.mark.parametrize("name", ["opencv-k3", "metashape-k4", "fisheye"])
 def test_the_ray_formula_casts_rays_through_the_undistorted_pixels(name):
     """float32 rays of the jitted formula against the float64 lens model: every ray projects back
     through its own pixel centre (to 1e-3 px, float32's reach at this focal length)."""

@@ -11,8 +11,9 @@ at load would resample them (blur) and, for a fisheye, lose the edges a pinhole 
 
 Models (params are always [k1, k2, k3, k4, p1, p2], nerfstudio's order; unused ones are 0):
 - "pinhole": none.
-- "opencv": Brown-Conrady, radial 1 + k1 r^2 + k2 r^4 + k3 r^6 and tangential p1, p2
-  (COLMAP's SIMPLE_RADIAL, RADIAL and OPENCV are this with fewer terms).
+- "opencv": Brown-Conrady, radial 1 + k1 r^2 + k2 r^4 + k3 r^6 + k4 r^8 and tangential p1, p2
+  (COLMAP's SIMPLE_RADIAL, RADIAL and OPENCV are this with fewer terms; k4 is Metashape's r^8
+  term, not OpenCV's rational k4, which no reader accepts).
 - "fisheye": OpenCV's equidistant fisheye, the angle theta from the optical axis mapped to the
   image radius theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8) (COLMAP's
   OPENCV_FISHEYE, SIMPLE_RADIAL_FISHEYE, RADIAL_FISHEYE). Rays are built from theta directly, so
@@ -42,7 +43,7 @@ def distort(x, y, params, model: str, xp=jnp):
         return x, y
     if model == "opencv":
         r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
         return (x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
                 y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y)
     if model == "fisheye":
@@ -69,8 +70,8 @@ def undistort(xd, yd, params, model: str, xp=jnp, steps: int = NEWTON_STEPS):
     x, y = xd, yd
     for _ in range(steps):
         r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        d_radial = 2.0 * (k1 + r2 * (2.0 * k2 + 3.0 * r2 * k3))  # d radial / d r2, times 2 (d r2/dx = 2x)
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
+        d_radial = 2.0 * (k1 + r2 * (2.0 * k2 + r2 * (3.0 * k3 + 4.0 * r2 * k4)))  # d radial / d r2, times 2 (d r2/dx = 2x)
         fx = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x) - xd
         fy = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y - yd
         fx_x = radial + x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
