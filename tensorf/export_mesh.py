@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -27,7 +28,7 @@ from tensorf.data.cameras import ndc_to_world
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.models.base import trained_box
 from tensorf.render import uncontract
-from tensorf.run import load_cameras, restore_run
+from tensorf.run import load_cameras, load_to_source, restore_run, to_capture_frame
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -47,6 +48,11 @@ class ExportMeshArgs:
     """An unbounded (contracted) run: mesh only the unit region, where contraction leaves space
     alone and the field resolves the subject. --no-crop meshes the background too, taken back to
     world units (coarse, and as far out as the field put it)."""
+    frame: Literal["capture", "run"] = "capture"
+    """Coordinates written: the capture's own (the COLMAP model's, the Metashape chunk's, the
+    transforms.json's or poses_bounds.npy's world, as RUN/dataparser_transforms.json maps them),
+    where they overlay the capture's sparse points and other tools' reconstructions; or the
+    run's (normalised: what the viewer and camera paths use)."""
     step: int | None = None
     """Checkpoint step (default: latest)."""
     best: bool = False
@@ -149,10 +155,14 @@ def main(args: ExportMeshArgs) -> Path:
     ndc_near = load_cameras(args.run_dir, cfg).ndc_near if model.scene.ndc else None
     verts, faces, colors, resolution = world_mesh(model, params, cells, args.resolution, args.level, args.crop,
                                                   args.chunk, ndc_near, all_devices())
+    to_source = load_to_source(args.run_dir) if args.frame == "capture" else None
+    if to_source is not None:
+        verts, _ = to_capture_frame(to_source, verts)
     out = args.output or Path(args.run_dir) / "mesh.ply"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_ply(out, verts.astype(np.float32), faces, colors)
-    print(f"{out}: {len(verts)} vertices, {len(faces)} faces (step {meta['step']}, {resolution} samples per axis)")
+    print(f"{out}: {len(verts)} vertices, {len(faces)} faces (step {meta['step']}, {resolution} samples per axis; "
+          f"{'the run' if to_source is None else 'the capture'}'s coordinates)")
     return out
 
 

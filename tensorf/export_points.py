@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -26,7 +27,7 @@ from tensorf.export_mesh import write_ply
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import load_cameras, restore_run
+from tensorf.run import load_cameras, load_to_source, restore_run, to_capture_frame
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -53,6 +54,11 @@ class ExportPointsArgs:
     scene), inside the unit region contraction leaves alone (an unbounded one); forward-facing
     runs keep every point in front of their cameras. --no-crop keeps a contracted run's far
     background too."""
+    frame: Literal["capture", "run"] = "capture"
+    """Coordinates written: the capture's own (the COLMAP model's, the Metashape chunk's, the
+    transforms.json's or poses_bounds.npy's world, as RUN/dataparser_transforms.json maps them),
+    where they overlay the capture's sparse points and other tools' reconstructions; or the
+    run's (normalised: what the viewer and camera paths use)."""
     step: int | None = None
     """Checkpoint step (default: latest)."""
     best: bool = False
@@ -175,11 +181,15 @@ def main(args: ExportPointsArgs) -> Path:
     normals = None
     if args.normals:
         normals = point_normals(points, cameras.c2w[views, :3, 3], normal_radius(model, params, meta))
+    to_source = load_to_source(args.run_dir) if args.frame == "capture" else None
+    if to_source is not None:
+        points, normals = to_capture_frame(to_source, points, normals)
     out = args.output or Path(args.run_dir) / "points.ply"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_ply(out, points.astype(np.float32), None, colours, normals)
     print(f"{out}: {len(points)} points (of {seen} opaque pixels in {len(cameras)} training views, "
-          f"{int(keep.sum())} inside the crop; step {meta['step']})")
+          f"{int(keep.sum())} inside the crop; step {meta['step']}; "
+          f"{'the run' if to_source is None else 'the capture'}'s coordinates)")
     return out
 
 

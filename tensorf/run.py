@@ -4,6 +4,9 @@
     RUN/cameras.json    the training cameras (renderers place new views from them), and the
                         format's own camera path when it has one (LLFF's spiral)
     RUN/cameras_refined.json  with --camera-opt.mode, the training cameras as refined (at the end)
+    RUN/exposure.json   with --exposure.mode, each training view's learned colour map
+    RUN/dataparser_transforms.json  how the capture file's world maps to the run's (nerfstudio's
+                        form), so exports can go back to the capture's coordinates
     RUN/background.png  a turntable capture's background fixed to the camera (tensorf.data.turntable:
                         the median of every training view), which orbits composite behind the
                         object as its camera saw it
@@ -84,6 +87,43 @@ def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | Non
     (Path(run_dir) / name).write_text(json.dumps(body))
 
 
+def write_world(run_dir: Path, to_source: np.ndarray | None) -> None:
+    """How the capture file's world maps to training's, as RUN/dataparser_transforms.json in
+    nerfstudio's form (x_training = scale * (transform @ [x; 1]), transform 3x4), which its users'
+    scripts read; none for a scene trained in its own world (Blender)."""
+    if to_source is None:
+        return
+    forward = np.linalg.inv(np.asarray(to_source, np.float64))
+    scale = float(np.cbrt(np.linalg.det(forward[:3, :3])))
+    body = {"transform": (forward[:3] / scale).tolist(), "scale": scale}
+    (Path(run_dir) / "dataparser_transforms.json").write_text(json.dumps(body, indent=1))
+
+
+def load_to_source(run_dir: Path) -> np.ndarray | None:
+    """(4, 4) similarity from the run's world to its capture file's (write_world's inverse), or
+    None: the run trained in the file's own world, or predates the file."""
+    path = Path(run_dir) / "dataparser_transforms.json"
+    if not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text())
+        forward = np.eye(4)
+        forward[:3] = np.asarray(body["transform"], np.float64) * float(body["scale"])
+        return np.linalg.inv(forward)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: unreadable ({e}); delete it to export in the run's own frame") from None
+
+
+def to_capture_frame(to_source: np.ndarray, points: np.ndarray, normals: np.ndarray | None = None):
+    """points (P, 3) (and unit normals (P, 3)) of the run's world in the capture file's: the
+    similarity to_source (4, 4) applied (normals turned only)."""
+    points = np.asarray(points, np.float64) @ to_source[:3, :3].T + to_source[:3, 3]
+    if normals is not None:
+        turn = to_source[:3, :3] / np.cbrt(np.linalg.det(to_source[:3, :3]))
+        normals = (np.asarray(normals, np.float64) @ turn.T).astype(np.float32)
+    return points, normals
+
+
 def write_exposure(run_dir: Path, maps: np.ndarray) -> None:
     """--exposure's learned colour maps (V, 3, 4), one per training view in RUN/cameras.json's
     order, as RUN/exposure.json: [A | b] takes the field's colour c to the photo's A @ c + b."""
@@ -142,7 +182,8 @@ def restore_run(run_dir: Path, step: int | None = None, best: bool = False) -> t
 
 # --- one run per directory ----------------------------------------------------------------
 
-RUN_OUTPUTS = ("checkpoints", "best", "tb", "eval", "config.json", "cameras.json", "background.png")
+RUN_OUTPUTS = ("checkpoints", "best", "tb", "eval", "config.json", "cameras.json", "background.png",
+               "dataparser_transforms.json", "cameras_refined.json", "exposure.json")
 
 
 def holds_run(run_dir: Path) -> bool:

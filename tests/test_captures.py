@@ -110,6 +110,24 @@ def test_captures_train_past_a_threshold_with_no_flags_and_render_their_path(cap
                                                            progress=False, depth=False, opacity=False))
     frames = len(iio.imread(out["rgb"]))
     assert frames == (4 if fmt == "llff-360" else 120)  # forward-facing: the spiral; 360: an orbit
+    if fmt == "llff":
+        # The point cloud in the capture's own coordinates (poses_bounds.npy's: the generated
+        # scene's world) lies near the scene's surfaces; in the run's (rescaled and recentred) it
+        # does not. After 150 steps the white backdrop is painted opaque at whatever depth, so only
+        # the coloured points count: a median 0.18 off against 1.23 (a cell at 32^3 is about 0.08).
+        import trimesh
+
+        from tensorf.data.generated import surface_distance
+        from tensorf.export_points import ExportPointsArgs, main as export_points
+
+        off = {}
+        for frame in ("capture", "run"):
+            cloud = trimesh.load(export_points(ExportPointsArgs(run_dir=tmp_path / fmt, output=tmp_path / f"{frame}.ply",
+                                                                frame=frame, min_opacity=0.5, progress=False)))
+            coloured = (np.asarray(cloud.colors)[:, :3] < 230).any(-1)
+            assert coloured.sum() > 1000
+            off[frame] = float(np.median(np.abs(surface_distance(np.asarray(cloud.vertices)[coloured]))))
+        assert off["capture"] < 0.3 and off["run"] > 0.8, off
 
 
 @pytest.mark.skipif(not FERN.is_dir(), reason="needs ../shared/data/nerf_llff_data/fern")
@@ -830,3 +848,52 @@ def test_posed_photos_stored_sideways_load_upright_with_their_cameras(capture, t
     np.testing.assert_array_equal(after.train.cameras.width, before.train.cameras.width)
     np.testing.assert_array_equal(after.train.masks[0], drawn)  # frame 1 is the first training view
     assert after.train.masks[1:].all()
+
+
+def test_each_format_knows_the_way_back_to_its_files_coordinates(capture, tmp_path):
+    """Dataset.to_source takes the training cameras back to where the capture file put them
+    (exports are written there: they overlay the capture's own points), for transforms.json,
+    a COLMAP model (whose axes the reader turns), poses_bounds.npy forward-facing (rescaled and
+    recentred) and 360; and RUN/dataparser_transforms.json holds it in nerfstudio's form."""
+    from tensorf.config import DataConfig
+    from tensorf.data import colmap
+    from tensorf.data.dataset import load_dataset
+    from tensorf.data.generated import generate_llff_360
+    from tensorf.run import load_to_source, to_capture_frame, write_world
+
+    def from_poses_bounds(root):
+        m = np.load(root / "poses_bounds.npy")[:, :15].reshape(-1, 3, 5)
+        return m[:, :, 3], -m[:, :, 2]  # centres, viewing directions (LLFF's third axis points back)
+
+    def from_transforms(root):
+        c2w = np.asarray([f["transform_matrix"] for f in json.loads((root / "transforms.json").read_text())["frames"]])
+        return c2w[:, :3, 3], -c2w[:, :3, 2]
+
+    def from_colmap(root):
+        images = colmap.read_model(root / "sparse" / "0").images.values()
+        rot = [colmap.qvec_to_rotation(im.qvec) for im in images]
+        return (np.stack([-r.T @ np.asarray(im.tvec) for r, im in zip(rot, images)]),
+                np.stack([r.T @ [0.0, 0.0, 1.0] for r in rot]))
+
+    _colmap_of(capture, tmp_path / "colmap", binary=True)
+    ring = generate_llff_360(tmp_path / "ring", size=16, n=12)
+    cases = [(capture, "llff", from_poses_bounds), (capture, "nerfstudio", from_transforms),
+             (tmp_path / "colmap", "colmap", from_colmap), (ring, "llff", from_poses_bounds)]
+    for root, fmt, source in cases:
+        data = load_dataset(DataConfig(path=root, format=fmt))
+        centres, forward = source(Path(root))
+        c2w = np.concatenate([data.train.cameras.c2w, data.eval.cameras.c2w]).astype(np.float64)
+        assert np.abs(c2w[:, :3, 3] - centres[: len(c2w)]).max() > 1e-2 or fmt == "nerfstudio"  # a change to undo
+        back, _ = to_capture_frame(data.to_source, c2w[:, :3, 3])
+        nearest = np.argmin(np.linalg.norm(back[:, None] - centres[None], axis=-1), axis=1)
+        scene = np.abs(centres).max()
+        np.testing.assert_allclose(back, centres[nearest], atol=1e-5 * scene, err_msg=f"{root.name} {fmt}")
+        _, looks = to_capture_frame(data.to_source, back, -c2w[:, :3, 2])
+        np.testing.assert_allclose(looks / np.linalg.norm(looks, axis=-1, keepdims=True), forward[nearest], atol=1e-5)
+        (tmp_path / "run").mkdir(exist_ok=True)
+        write_world(tmp_path / "run", data.to_source)
+        np.testing.assert_allclose(load_to_source(tmp_path / "run"), data.to_source, atol=1e-9)
+        # nerfstudio's reading of the file: x_run = scale * (transform @ [x; 1]).
+        body = json.loads((tmp_path / "run" / "dataparser_transforms.json").read_text())
+        ns = body["scale"] * (centres[nearest] @ np.asarray(body["transform"])[:, :3].T + np.asarray(body["transform"])[:, 3])
+        np.testing.assert_allclose(ns, c2w[:, :3, 3], atol=1e-5)

@@ -77,6 +77,9 @@ class Capture:
     frames: list[Frame]
     points: np.ndarray | None = None
     splits: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    to_source: np.ndarray | None = None
+    """(4, 4): from the frames' world to the world of the file they came from (a COLMAP model's,
+    whose axes the reader turned into nerfstudio's), or None where those are one."""
     far_points: np.ndarray | None = None
     """(M, 3): where the cameras' views end (LLFF: each optical axis at the far bound), when
     there are no sparse points to tell whether the scene reaches far beyond its box."""
@@ -96,6 +99,9 @@ class LoadedCapture:
     """None: not considered (forward-facing captures)."""
     downscale: int = 1
     """The factor the images were read at."""
+    to_source: np.ndarray | None = None
+    """(4, 4) similarity from the training world (normalised) to the capture file's own world, or
+    None where training uses the file's world as it is."""
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -329,7 +335,10 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             train_views, background=neighbour_backgrounds(train_views.images, at, at, own=np.arange(len(at))))
         eval_views = dataclasses.replace(
             eval_views, background=neighbour_backgrounds(train_views.images, at, eval_views.cameras.c2w[:, :3, 3]))
-    return LoadedCapture(train_views, eval_views, scene, split, found, path, table, downscale)
+    # x_training = scale * (transform @ x_frames), undone, then the reader's own change of world.
+    unscale = np.diag([1.0 / scale] * 3 + [1.0])
+    to_source = (np.eye(4) if capture.to_source is None else capture.to_source) @ np.linalg.inv(transform) @ unscale
+    return LoadedCapture(train_views, eval_views, scene, split, found, path, table, downscale, to_source)
 
 
 def half_field_of_view(k: np.ndarray, model: str, distortion: np.ndarray) -> np.ndarray:

@@ -226,7 +226,7 @@ def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
                             name=im.name, mask=mask, mask_factor=mask_factor))
     points = model.points[:, [1, 0, 2]] * np.array([1.0, 1.0, -1.0]) if len(model.points) else None
     return Capture(source=folder / "images.bin" if (folder / "images.bin").is_file() else folder / "images.txt",
-                   frames=frames, points=points, downscale=downscale)
+                   frames=frames, points=points, downscale=downscale, to_source=np.linalg.inv(WORLD))
 
 
 # --- binary --------------------------------------------------------------------------------

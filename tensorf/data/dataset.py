@@ -38,6 +38,9 @@ class Dataset:
     turntable: Turntable | None = None
     downscale: int = 1
     """The factor the images were read at (--data.downscale, or what auto chose)."""
+    to_source: np.ndarray | None = None
+    """(4, 4) similarity from the training world to the capture file's own (COLMAP model,
+    Metashape chunk, transforms.json, poses_bounds.npy), or None: the same (Blender scenes)."""
 
     def describe(self, path) -> str:
         """What a capture at `path` was read as, and the bounds chosen from its cameras (not given),
@@ -153,7 +156,7 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
                               cfg.contraction, cfg.turntable)
     return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
                    format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable,
-                   downscale=loaded.downscale)
+                   downscale=loaded.downscale, to_source=loaded.to_source)
 
 
 def load_eval_views(cfg: DataConfig) -> tuple[Views, str]:

@@ -119,6 +119,8 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
     scale = 1.0 / (bounds.min() * BD_FACTOR)
     c2w[:, :, 3] *= scale
     bounds = bounds * scale
+    # Training's world is the scaled poses' average frame: back to poses_bounds.npy's, unscaled.
+    to_source = np.diag([1.0 / scale] * 3 + [1.0]) @ homogeneous(average_pose(c2w)[None])[0]
     c2w = recentre(c2w)
 
     test = list(range(0, len(files), hold_every))
@@ -146,7 +148,8 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
         reach = float(np.abs(c2w[:, :, 3]).max() + bounds.max())
         scene = Scene(aabb=((-reach,) * 3, (reach,) * 3), near_far=(float(bounds.min() * 0.9), float(bounds.max() * 1.1)),
                       background=0.0)
-    return LoadedCapture(views(train), views(test), scene, "test", found, spiral_path(c2w, bounds), downscale=downscale)
+    return LoadedCapture(views(train), views(test), scene, "test", found, spiral_path(c2w, bounds), downscale=downscale,
+                         to_source=to_source)
 
 
 def _check_aspect(file: Path, w: int, h: int, full_w: float, full_h: float) -> None:

@@ -38,6 +38,7 @@ from tensorf.run import (
     write_cameras,
     write_config,
     write_exposure,
+    write_world,
 )
 from tensorf.training.cameras import camera_lr, carried_views, initial_cameras, refined_c2w
 from tensorf.training.crash_points import crash_point
@@ -163,6 +164,7 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     if primary:
         write_config(cfg)
         write_cameras(run_dir, data.train.cameras, data.render_path)
+        write_world(run_dir, data.to_source)
         if data.train.background is not None:
             write_background(run_dir, camera_background(data.train.images))  # for novel cameras
     writer = SummaryWriter(str(run_dir / "tb")) if primary else _NoWriter()
