@@ -32,8 +32,10 @@ from tensorf.data.orientation import ORIENTATION, upright_image
 from tensorf.errors import UserError, exit_on_user_error, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Phones' and cameras' other formats (iPhones shoot HEIC), which COLMAP's reader may not take.
-OTHER_PHOTO_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".nef", ".arw", ".tif", ".tiff", ".webp")
+# iPhones shoot HEIC: converted to JPEG when pillow-heif (requirements-poses.txt) is installed.
+HEIF_SUFFIXES = (".heic", ".heif")
+# Cameras' other formats, which COLMAP's reader may not take.
+OTHER_PHOTO_SUFFIXES = (*HEIF_SUFFIXES, ".dng", ".cr2", ".nef", ".arw", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 INSTALL_HINT = "pip install -r requirements-poses.txt"
 
@@ -85,28 +87,53 @@ def _pycolmap():
     return pycolmap
 
 
-def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int]]:
-    """The photos of `folder` copied into `images` (turned upright: _copy_upright): their names,
-    and the EXIF orientation of those that were turned."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    skipped = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in OTHER_PHOTO_SUFFIXES)
+def _heif_readable() -> bool:
+    """Whether PIL can open HEIC photos here: pillow-heif installed, its opener registered."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    """The photos of `folder` copied into `images` (turned upright: _copy_upright; HEIC converted
+    to JPEG): their names there, the EXIF orientation of those that were turned, and the
+    original name of each photo whose name changed (IMG_0001.HEIC -> IMG_0001.jpg)."""
+    readable = IMAGE_SUFFIXES + (HEIF_SUFFIXES if _heif_readable() else ())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in readable)
+    skipped = sorted(p.name for p in folder.iterdir()
+                     if p.suffix.lower() in OTHER_PHOTO_SUFFIXES and p.suffix.lower() not in readable)
+    heif_hint = "; for HEIC, pip install -r requirements-poses.txt (pillow-heif)"
     if not files:
         others = sorted({Path(n).suffix.lower() for n in skipped})
         found = f" (only {', '.join(others)} photos: convert them to JPEG first, e.g. with ImageMagick's mogrify " \
-                "-format jpg, keeping their pixel size)" if others else ""
+                f"-format jpg, keeping their pixel size{heif_hint if set(others) & set(HEIF_SUFFIXES) else ''})" \
+            if others else ""
         raise UserError(f"{folder}: no .png or .jpg images here{found}; point INPUT at a folder of photos or a video file")
     if skipped:
+        heif = any(Path(n).suffix.lower() in HEIF_SUFFIXES for n in skipped)
         warn(f"{folder}: {len(skipped)} photo(s) in other formats left out (first: {skipped[0]}); convert them to "
-             "JPEG to use them")
+             f"JPEG to use them{heif_hint if heif else ''}")
     for f in files:
         camera_of(f)  # a broken file, named here rather than skipped by COLMAP
     images.mkdir(parents=True)
-    orientations = {f.name: _copy_upright(f, images / f.name) for f in files}
+    names, originals, taken = [], {}, {f.name.lower() for f in files}
+    for f in files:
+        name = f.name
+        if f.suffix.lower() in HEIF_SUFFIXES:  # IMG_0001.jpg, unless a photo of that name came too
+            name = f.stem + ".jpg" if (f.stem + ".jpg").lower() not in taken else f.name + ".jpg"
+            originals[name] = f.name
+        names.append(name)
+    orientations = {n: _copy_upright(f, images / n) for f, n in zip(files, names)}
     turned = {n: o for n, o in orientations.items() if o != 1}
     if turned:
         print(f"{len(turned)} of {len(files)} photos turned upright as their EXIF orientation says (a phone held "
               "upright stores its photo sideways, with a tag for viewers)")
-    return [f.name for f in files], turned
+    if originals:
+        print(f"{len(originals)} HEIC photo(s) converted to JPEG (quality 95, EXIF kept) for COLMAP, which reads no HEIC")
+    return names, turned, originals
 
 
 def _copy_upright(src: Path, dest: Path) -> int:
@@ -121,35 +148,39 @@ def _copy_upright(src: Path, dest: Path) -> int:
     with Image.open(src) as im:
         exif = im.getexif()
         orientation = exif.get(ORIENTATION, 1)
-        if orientation not in range(2, 9):
+        convert = src.suffix.lower() != dest.suffix.lower()  # HEIC to JPEG (pillow-heif has turned it upright)
+        if orientation not in range(2, 9) and not convert:
             shutil.copy2(src, dest)
             return 1
-        upright = upright_image(im, orientation)
-    del exif[ORIENTATION]  # the rest of the EXIF stays: maker, model and focal length tell cameras apart
+        upright = upright_image(im, orientation) if orientation in range(2, 9) else im.convert("RGB")
+    exif.pop(ORIENTATION, None)  # the rest of the EXIF stays: maker, model and focal length tell cameras apart
     jpeg = dest.suffix.lower() in (".jpg", ".jpeg")
     upright.save(dest, exif=exif, **({"quality": 95} if jpeg else {}))
-    return orientation
+    return orientation if orientation in range(2, 9) else 1
 
 
-def _masks(folder: Path, dest: Path, names: list[str], turned: dict[str, int]) -> None:
-    """Copy the masks of the photos `names` (COLMAP's naming, <name>.png) from folder to dest. A
-    mask is taken as drawn on its photo as seen (upright), unless the photo was turned
-    (`turned`: its EXIF orientation) and the mask has the stored photo's size, not the upright
-    one's: then it was drawn on the stored pixels, and is turned with them."""
+def _masks(folder: Path, dest: Path, names: list[str], turned: dict[str, int], originals: dict[str, str]) -> None:
+    """Copy the masks of the photos `names` (COLMAP's naming, <name>.png; a converted photo's may
+    carry its original name, `originals`) from folder to dest. A mask is taken as drawn on its
+    photo as seen (upright), unless the photo was turned (`turned`: its EXIF orientation) and the
+    mask has the stored photo's size, not the upright one's: then it was drawn on the stored
+    pixels, and is turned with them."""
     from PIL import Image
 
     if not folder.is_dir():
         raise UserError(f"--masks {folder}: no such folder")
-    found = [n for n in names if (folder / f"{n}.png").is_file()]
+    source = {n: next((folder / f"{m}.png" for m in (n, originals.get(n)) if m and (folder / f"{m}.png").is_file()),
+                      None) for n in names}
+    found = [n for n in names if source[n] is not None]
     if not found:
         raise UserError(f"--masks {folder}: no mask named after a photo (for {names[0]}: {names[0]}.png, as COLMAP "
                         "names them); rename the masks")
     dest.mkdir(parents=True)
     for n in found:
         if n not in turned:
-            shutil.copy2(folder / f"{n}.png", dest / f"{n}.png")
+            shutil.copy2(source[n], dest / f"{n}.png")
             continue
-        with Image.open(dest.parent / "images" / n) as photo, Image.open(folder / f"{n}.png") as mask:
+        with Image.open(dest.parent / "images" / n) as photo, Image.open(source[n]) as mask:
             stored = photo.size[::-1] if turned[n] >= 5 else photo.size  # 5-8 swap width and height
             drawn_stored = mask.size == stored != photo.size
             (upright_image(mask, turned[n]) if drawn_stored else mask).save(dest / f"{n}.png")
@@ -268,10 +299,10 @@ def recover_poses(cfg: PosesConfig) -> Path:
         raise UserError(f"{src}: not a folder or a video ({', '.join(VIDEO_SUFFIXES)})")
     if video and cfg.masks is not None:
         raise UserError("--masks works with a folder of photos, not a video; extract the frames first")
-    names, turned = (_video_frames(src, images, cfg.frames, cfg.frame_choice == "sharpest"), {}) if video \
-        else _photos(src, images)
+    names, turned, originals = (_video_frames(src, images, cfg.frames, cfg.frame_choice == "sharpest"), {}, {}) \
+        if video else _photos(src, images)
     if cfg.masks is not None:
-        _masks(Path(cfg.masks), out / "masks", names, turned)
+        _masks(Path(cfg.masks), out / "masks", names, turned, originals)
     if len(names) < 3:
         raise UserError(f"{src}: {len(names)} image(s); poses need at least 3 overlapping views (20+ for training)")
     work.mkdir(parents=True, exist_ok=True)

@@ -359,3 +359,53 @@ def test_photos_of_another_lens_or_size_are_cameras_of_their_own(tmp_path):
                           "--focal-px", "1000"], capture_output=True, text=True)
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --focal-px is one focal length") and "2 lenses" in last, out.stderr[-1500:]
+
+
+def test_iphone_heic_photos_are_converted_to_upright_jpegs_keeping_their_exif(tmp_path, monkeypatch):
+    """HEIC (an iPhone's default) becomes JPEG for COLMAP: upright as seen, maker, model and focal
+    length kept (they tell cameras apart and give COLMAP its focal prior), a name that keeps
+    clear of a JPEG of the same stem, and a mask named after either name found. Without
+    pillow-heif, one line says what to install."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pip install -r requirements-poses.txt")
+    from PIL import Image
+
+    from tensorf import poses
+    from tensorf.errors import UserError
+
+    pillow_heif.register_heif_opener()
+    y, x = np.mgrid[0:160, 0:120]  # portrait, as the photo is seen: ramps (HEVC keeps them) that any turn would break
+    seen = np.stack([x * 2, y * 1.5, np.full_like(x, 128)], -1).astype(np.uint8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, turn in (("IMG_0001.HEIC", True), ("IMG_0002.heic", False), ("IMG_0002.jpg", False)):
+        stored = Image.fromarray(np.ascontiguousarray(np.rot90(seen)) if turn else seen)
+        exif = stored.getexif()
+        exif[0x010F], exif[0x0110] = "Apple", "iPhone 15"
+        exif.get_ifd(0x8769)[0x920A] = 6.86  # FocalLength, mm
+        if turn:
+            exif[0x0112] = 6  # stored sideways, to be turned 90 degrees clockwise to view
+        stored.save(folder / name, exif=exif.tobytes(), **({"quality": 95} if name.endswith(".jpg") else {}))
+    names, turned, originals = poses._photos(folder, tmp_path / "images")
+    assert names == ["IMG_0001.jpg", "IMG_0002.heic.jpg", "IMG_0002.jpg"], names
+    assert originals == {"IMG_0001.jpg": "IMG_0001.HEIC", "IMG_0002.heic.jpg": "IMG_0002.heic"}
+    for name in names[:2]:
+        with Image.open(tmp_path / "images" / name) as jpeg:
+            assert jpeg.format == "JPEG" and jpeg.size == (120, 160), (name, jpeg.size)
+            exif = jpeg.getexif()
+            assert exif[0x010F] == "Apple" and exif.get(0x0112, 1) == 1
+            assert poses.camera_of(tmp_path / "images" / name)[1:] == ("Apple", "iPhone 15", 6.86)
+            assert np.abs(np.asarray(jpeg, np.float32) - seen).mean() < 6.0  # HEVC, then JPEG
+    # Masks: one under the converted name, one under the photo's own (COLMAP's naming either way).
+    masks = tmp_path / "masks_in"
+    masks.mkdir()
+    Image.fromarray(np.full((160, 120), 255, np.uint8)).save(masks / "IMG_0001.HEIC.png")
+    Image.fromarray(np.zeros((160, 120), np.uint8)).save(masks / "IMG_0002.heic.jpg.png")
+    poses._masks(masks, tmp_path / "masks", names, turned, originals)
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["IMG_0001.jpg.png", "IMG_0002.heic.jpg.png"]
+
+    monkeypatch.setattr(poses, "_heif_readable", lambda: False)
+    only_heic = tmp_path / "heic"
+    only_heic.mkdir()
+    shutil.copy(folder / "IMG_0001.HEIC", only_heic)
+    with pytest.raises(UserError, match=r"only \.heic photos: convert them .*pip install -r requirements-poses.txt"):
+        poses._photos(only_heic, tmp_path / "images2")
