@@ -28,7 +28,7 @@ from tensorf.data.cameras import ndc_to_world
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.models.base import trained_box
 from tensorf.render import uncontract
-from tensorf.run import load_cameras, load_to_source, restore_run, to_capture_frame
+from tensorf.run import field_to_capture, load_cameras, restore_run, to_capture_frame
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -155,7 +155,7 @@ def main(args: ExportMeshArgs) -> Path:
     ndc_near = load_cameras(args.run_dir, cfg).ndc_near if model.scene.ndc else None
     verts, faces, colors, resolution = world_mesh(model, params, cells, args.resolution, args.level, args.crop,
                                                   args.chunk, ndc_near, all_devices())
-    to_source = load_to_source(args.run_dir) if args.frame == "capture" else None
+    to_source = field_to_capture(args.run_dir) if args.frame == "capture" else None
     if to_source is not None:
         verts, _ = to_capture_frame(to_source, verts)
     out = args.output or Path(args.run_dir) / "mesh.ply"

@@ -27,7 +27,7 @@ from tensorf.export_mesh import write_ply
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import load_cameras, load_to_source, restore_run, to_capture_frame
+from tensorf.run import field_to_capture, load_cameras, restore_run, to_capture_frame
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -181,7 +181,7 @@ def main(args: ExportPointsArgs) -> Path:
     normals = None
     if args.normals:
         normals = point_normals(points, cameras.c2w[views, :3, 3], normal_radius(model, params, meta))
-    to_source = load_to_source(args.run_dir) if args.frame == "capture" else None
+    to_source = field_to_capture(args.run_dir) if args.frame == "capture" else None
     if to_source is not None:
         points, normals = to_capture_frame(to_source, points, normals)
     out = args.output or Path(args.run_dir) / "points.ply"

@@ -114,6 +114,22 @@ def load_to_source(run_dir: Path) -> np.ndarray | None:
         raise UserError(f"{path}: unreadable ({e}); delete it to export in the run's own frame") from None
 
 
+def field_to_capture(run_dir: Path) -> np.ndarray | None:
+    """(4, 4) from the trained field's frame to the capture file's: load_to_source's similarity,
+    after undoing the training cameras' common drift when --camera-opt refined them (the field
+    follows the cameras it was fitted to; tensorf.training.cameras.common_motion). None: the
+    field's frame is the file's."""
+    from tensorf.training.cameras import common_motion
+
+    to_source = load_to_source(run_dir)
+    refined = Path(run_dir) / "cameras_refined.json"
+    if refined.is_file():
+        drift = common_motion(load_cameras(run_dir).c2w.astype(np.float64),
+                              load_cameras(run_dir, name=refined.name).c2w.astype(np.float64))
+        to_source = (np.eye(4) if to_source is None else to_source) @ np.linalg.inv(drift)
+    return to_source
+
+
 def to_capture_frame(to_source: np.ndarray, points: np.ndarray, normals: np.ndarray | None = None):
     """points (P, 3) (and unit normals (P, 3)) of the run's world in the capture file's: the
     similarity to_source (4, 4) applied (normals turned only)."""

@@ -897,3 +897,27 @@ def test_each_format_knows_the_way_back_to_its_files_coordinates(capture, tmp_pa
         body = json.loads((tmp_path / "run" / "dataparser_transforms.json").read_text())
         ns = body["scale"] * (centres[nearest] @ np.asarray(body["transform"])[:, :3].T + np.asarray(body["transform"])[:, 3])
         np.testing.assert_allclose(ns, c2w[:, :3, 3], atol=1e-5)
+
+
+def test_a_refined_runs_exports_undo_the_cameras_common_drift(tmp_path):
+    """With --camera-opt the cameras (and the field fitted to them) may drift together; exports in
+    the capture's frame take that drift out before the file's similarity."""
+    from scipy.spatial.transform import Rotation
+
+    from tensorf.data.cameras import Cameras
+    from tensorf.data.generated import camera_poses
+    from tensorf.run import field_to_capture, write_cameras, write_world
+
+    given = Cameras.centered(np.stack(camera_poses(8, seed=1)), 16, 16, focal=20.0)
+    drift = np.eye(4)
+    drift[:3, :3], drift[:3, 3] = Rotation.from_rotvec([0.02, -0.01, 0.03]).as_matrix(), [0.05, 0.0, -0.02]
+    to_source = np.diag([2.0, 2.0, 2.0, 1.0])
+    to_source[:3, 3] = [1.0, 2.0, 3.0]
+    write_cameras(tmp_path, given)
+    write_world(tmp_path, to_source)
+    assert np.allclose(field_to_capture(tmp_path), to_source)  # not refined: the file's similarity alone
+    write_cameras(tmp_path, dataclasses.replace(given, c2w=(drift @ given.c2w).astype(np.float32)),
+                  name="cameras_refined.json")
+    point = np.array([0.3, -0.2, 0.1])  # where the drifted field holds what stands at drift^-1 @ point
+    expected = to_source @ np.linalg.inv(drift) @ np.append(point, 1.0)
+    np.testing.assert_allclose(field_to_capture(tmp_path) @ np.append(point, 1.0), expected, atol=1e-5)
