@@ -740,7 +740,7 @@ def test_photos_stored_sideways_are_turned_upright_and_their_masks_with_them(tmp
     for n, m in drawn.items():
         iio.imwrite(masks / f"{n}.png", m)
 
-    names, turned = _photos(src, tmp_path / "capture" / "images")
+    names, turned, originals = _photos(src, tmp_path / "capture" / "images")
     assert names == ["a.png", "b.png", "c.png"] and turned == {"a.png": 6, "b.png": 8}
     for n in names:
         with Image.open(src / n) as original, Image.open(tmp_path / "capture" / "images" / n) as copy:
@@ -748,7 +748,7 @@ def test_photos_stored_sideways_are_turned_upright_and_their_masks_with_them(tmp
             assert copy.getexif().get(0x0112, 1) == 1 and copy.getexif()[0x010F] == "PhoneMaker"
     assert Image.open(tmp_path / "capture" / "images" / "a.png").size == (8, 12)  # seen portrait
 
-    _masks(masks, tmp_path / "capture" / "masks", names, turned)
+    _masks(masks, tmp_path / "capture" / "masks", names, turned, originals)
     got = {n: iio.imread(tmp_path / "capture" / "masks" / f"{n}.png") for n in names}
     np.testing.assert_array_equal(got["a.png"], np.rot90(drawn["a.png"], k=-1))  # 6: 90 degrees clockwise
     np.testing.assert_array_equal(got["b.png"], drawn["b.png"])
