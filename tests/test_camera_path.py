@@ -69,7 +69,8 @@ def test_two_keyframes_turn_the_short_way_at_an_even_rate():
 
 def test_the_file_holds_the_frames_and_reads_back(tmp_path):
     keys, fovs = _keyframes(3)
-    written = write_camera_path(tmp_path / "camera_path.json", keys, fovs, 64, 48, fps=10, seconds=2.5, loop=True)
+    written = write_camera_path(tmp_path / "camera_path.json", keys, fovs, 64, 48, fps=10, seconds=2.5, loop=True,
+                                pacing="speed")
     read = read_camera_path(tmp_path / "camera_path.json")
     assert len(read.c2w) == 25 and (read.width, read.height, read.fps) == (64, 48, 10.0)
     np.testing.assert_array_equal(read.c2w, written.c2w)
@@ -77,14 +78,43 @@ def test_the_file_holds_the_frames_and_reads_back(tmp_path):
     body = json.loads((tmp_path / "camera_path.json").read_text())
     assert len(body["keyframes"]) == 3 and body["loop"] is True
     np.testing.assert_allclose(read.focal(), 24.0 / np.tan(np.radians(read.fov_deg) / 2))
-    keys_back, fovs_back, seconds, fps, loop = read_keyframes(tmp_path / "camera_path.json")
+    keys_back, fovs_back, seconds, fps, loop, pacing = read_keyframes(tmp_path / "camera_path.json")
     np.testing.assert_allclose(keys_back, keys)
     np.testing.assert_allclose(fovs_back, fovs)
-    assert (seconds, fps, loop) == (2.5, 10.0, True)
+    assert (seconds, fps, loop, pacing) == (2.5, 10.0, True, "speed")
     body["keyframes"][1]["fov"] = "wide"
     (tmp_path / "camera_path.json").write_text(json.dumps(body))
     with pytest.raises(UserError, match="unreadable keyframes"):
         read_keyframes(tmp_path / "camera_path.json")
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_speed_pacing_flies_evenly_past_unevenly_placed_keyframes(loop):
+    """Keyframes 0.2 apart, then 2 (and, looped, 2 back): with the same time to each interval
+    the camera crawls, then races (steps 8 times apart and more); paced by speed, its steps stay
+    within 1.5x of each other, it still passes every keyframe, and turning in place is paced too."""
+    keys = np.tile(np.eye(4), (3, 1, 1))
+    keys[:, :3, 3] = [[0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [1.4, 1.6, 0.0]]
+
+    def steps(pacing):
+        c2w, _ = interpolate(keys, [50.0] * 3, 61, loop, pacing)
+        return c2w, np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=-1)
+
+    _, even = steps("keyframes")
+    assert even.max() > 8 * even.min(), (even.min(), even.max())
+    c2w, paced = steps("speed")
+    assert paced.max() < 1.5 * paced.min(), (paced.min(), paced.max())
+    for key in keys[:, :3, 3]:  # each keyframe is passed (a frame within half a step of it)
+        assert np.linalg.norm(c2w[:, :3, 3] - key, axis=-1).min() < 0.6 * paced.max()
+    # Turning in place, 60 degrees then 20: paced by the angle alone (with the same time to each
+    # interval, three times as fast in the first).
+    spin = np.tile(np.eye(4), (3, 1, 1))
+    spin[:, :3, :3] = Rotation.from_euler("y", [[0], [60], [80]], degrees=True).as_matrix()
+    for pacing, spread in (("keyframes", 2.5), ("speed", 1.5)):
+        c2w, _ = interpolate(spin, [50.0] * 3, 33, pacing=pacing)
+        turns = np.degrees((Rotation.from_matrix(c2w[1:, :3, :3].astype(np.float64)) * Rotation.from_matrix(
+            c2w[:-1, :3, :3].astype(np.float64)).inv()).magnitude())
+        assert (turns.max() < spread * turns.min()) == (pacing == "speed"), (pacing, turns.min(), turns.max())
 
 
 def test_nerfstudio_camera_path_files_read(tmp_path):

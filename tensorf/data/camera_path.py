@@ -127,12 +127,45 @@ def _quaternion_ring(quats: np.ndarray, loop: bool) -> np.ndarray:
     return _same_side(ring)
 
 
-def interpolate(c2w: np.ndarray, fov_deg: np.ndarray, frames: int, loop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+PACINGS = ("keyframes", "speed")
+"""How a path's time is spent: the same between each two keyframes (nerfstudio's viewer's
+default), or at an even speed along the whole path, however unevenly the keyframes were placed."""
+
+
+def _spline(c2w: np.ndarray, quats: np.ndarray, loop: bool, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(positions (F, 3), quaternions (F, 4), segment (F,), fraction (F,)) at path parameters u
+    (F,) in [0, segments]: segment k runs from keyframe k to keyframe k + 1."""
+    segments = len(c2w) if loop else len(c2w) - 1
+    seg = np.minimum(np.floor(u).astype(np.int64), segments - 1)
+    t = np.clip(u - seg, 0.0, 1.0)
+    return _catmull_rom(_padded(c2w[:, :3, 3], loop), seg, t), _squad(_quaternion_ring(quats, loop), seg, t), seg, t
+
+
+def _even_speed(c2w: np.ndarray, quats: np.ndarray, loop: bool, frames: int) -> np.ndarray:
+    """Path parameters (frames,) an even distance apart along the path: distance measured by how
+    far the camera moves and turns, sqrt(d^2 + (r a)^2) for a move d and a turn a, r the
+    keyframes' mean distance from their centre (circling a subject at radius r weighs turning
+    and moving alike; turning in place is paced by the angle alone), over 64 samples a segment."""
+    segments = len(c2w) if loop else len(c2w) - 1
+    u = np.linspace(0.0, segments, 64 * segments + 1)
+    position, q, _, _ = _spline(c2w, quats, loop, u)
+    move = np.linalg.norm(np.diff(position, axis=0), axis=-1)
+    turn = 2.0 * np.arccos(np.clip(np.abs(np.sum(q[1:] * q[:-1], -1)), 0.0, 1.0))
+    reach = float(np.linalg.norm(c2w[:, :3, 3] - c2w[:, :3, 3].mean(0), axis=-1).mean()) or 1.0
+    step = np.hypot(move, reach * turn)
+    if step.max() <= 0:  # every keyframe the same view
+        return np.linspace(0.0, segments, frames, endpoint=not loop)
+    travelled = np.concatenate([[0.0], np.cumsum(np.maximum(step, 1e-9 * step.max()))])
+    return np.interp(np.linspace(0.0, travelled[-1], frames, endpoint=not loop), travelled, u)
+
+
+def interpolate(c2w: np.ndarray, fov_deg: np.ndarray, frames: int, loop: bool = False,
+                pacing: str = "keyframes") -> tuple[np.ndarray, np.ndarray]:
     """`frames` poses (frames, 4, 4) and vertical fields of view (frames,) through the keyframes
-    c2w (K, 4, 4), fov_deg (K,), with the same time between neighbouring keyframes. Positions
-    follow a centripetal Catmull-Rom spline through the keyframes and orientations a spherical one
-    (squad, the short way round), so the camera passes every keyframe exactly (the frame at each
-    keyframe's time is it) and moves and turns without a kink; the field of view changes
+    c2w (K, 4, 4), fov_deg (K,), timed as `pacing` says (PACINGS). Positions follow a centripetal
+    Catmull-Rom spline through the keyframes and orientations a spherical one (squad, the short
+    way round), so the camera passes every keyframe exactly (with pacing "keyframes", the frame
+    at each keyframe's time is it) and moves and turns without a kink; the field of view changes
     linearly. loop: the path returns to its first keyframe, and the last frame stops one step
     short of it, so the video repeats without a doubled frame."""
     c2w = np.asarray(c2w, np.float64).reshape(-1, 4, 4)
@@ -141,13 +174,17 @@ def interpolate(c2w: np.ndarray, fov_deg: np.ndarray, frames: int, loop: bool = 
         raise UserError("a camera path needs at least one frame")
     if len(c2w) == 1:
         return np.repeat(c2w, frames, 0).astype(np.float32), np.repeat(fov_deg, frames)
-    segments = len(c2w) if loop else len(c2w) - 1
-    u = np.linspace(0.0, segments, frames, endpoint=not loop) if frames > 1 else np.zeros(1)
-    seg = np.minimum(np.floor(u).astype(np.int64), segments - 1)
-    t = u - seg
+    if pacing not in PACINGS:
+        raise UserError(f"pacing {pacing!r}: one of {', '.join(PACINGS)}")
     quats = _same_side(np.stack([rotation_to_qvec(r) for r in c2w[:, :3, :3]]))
-    position = _catmull_rom(_padded(c2w[:, :3, 3], loop), seg, t)
-    q = _squad(_quaternion_ring(quats, loop), seg, t)
+    segments = len(c2w) if loop else len(c2w) - 1
+    if frames == 1:
+        u = np.zeros(1)
+    elif pacing == "speed":
+        u = _even_speed(c2w, quats, loop, frames)
+    else:
+        u = np.linspace(0.0, segments, frames, endpoint=not loop)
+    position, q, seg, t = _spline(c2w, quats, loop, u)
     out = np.tile(np.eye(4), (len(u), 1, 1))
     out[:, :3, :3] = qvec_to_rotation(q)
     out[:, :3, 3] = position
@@ -156,14 +193,15 @@ def interpolate(c2w: np.ndarray, fov_deg: np.ndarray, frames: int, loop: bool = 
 
 
 def write_camera_path(path: Path, keyframes: np.ndarray, fov_deg: np.ndarray, width: int, height: int,
-                      fps: float = 24.0, seconds: float = 4.0, loop: bool = False) -> CameraPath:
+                      fps: float = 24.0, seconds: float = 4.0, loop: bool = False,
+                      pacing: str = "keyframes") -> CameraPath:
     """Interpolate the keyframes into round(fps * seconds) frames and write them, with the
     keyframes, as a camera_path.json at `path`; the frames written."""
     frames = max(1, round(fps * seconds))
-    c2w, fov = interpolate(keyframes, fov_deg, frames, loop)
+    c2w, fov = interpolate(keyframes, fov_deg, frames, loop, pacing)
     entry = lambda m, f: {"camera_to_world": np.asarray(m, np.float64).reshape(16).tolist(), "fov": float(f)}  # noqa: E731
     body = {"camera_type": "perspective", "render_width": int(width), "render_height": int(height),
-            "fps": float(fps), "seconds": float(seconds), "loop": bool(loop),
+            "fps": float(fps), "seconds": float(seconds), "loop": bool(loop), "pacing": pacing,
             "keyframes": [entry(m, f) for m, f in zip(np.asarray(keyframes).reshape(-1, 4, 4), np.ravel(fov_deg))],
             "camera_path": [entry(m, f) for m, f in zip(c2w, fov)]}
     path = Path(path)
@@ -202,10 +240,10 @@ def read_camera_path(path: Path) -> CameraPath:
     return CameraPath(c2w.astype(np.float32), fov, width, height, fps)
 
 
-def read_keyframes(path: Path) -> tuple[np.ndarray, np.ndarray, float, float, bool] | None:
+def read_keyframes(path: Path) -> tuple[np.ndarray, np.ndarray, float, float, bool, str] | None:
     """The keyframes of a camera_path.json this project wrote, to edit them again: (c2w (K, 4, 4),
-    fov_deg (K,), seconds, fps, loop); None for a file without them (nerfstudio's keyframes are
-    its viewer's own). One error line naming the file when they are malformed."""
+    fov_deg (K,), seconds, fps, loop, pacing); None for a file without them (nerfstudio's
+    keyframes are its viewer's own). One error line naming the file when they are malformed."""
     path = Path(path)
     try:
         body = json.loads(path.read_text())
@@ -214,7 +252,11 @@ def read_keyframes(path: Path) -> tuple[np.ndarray, np.ndarray, float, float, bo
             return None
         c2w = np.stack([np.asarray(k["camera_to_world"], np.float64).reshape(4, 4) for k in keys])
         fov = np.asarray([float(k["fov"]) for k in keys])
-        return c2w, fov, float(body.get("seconds", 4.0)), float(body.get("fps", 24.0)), bool(body.get("loop", False))
+        pacing = str(body.get("pacing", "keyframes"))
+        if pacing not in PACINGS:
+            raise ValueError(pacing)
+        return (c2w, fov, float(body.get("seconds", 4.0)), float(body.get("fps", 24.0)), bool(body.get("loop", False)),
+                pacing)
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: unreadable keyframes ({e.__class__.__name__}); delete the file or save the path "
                         "again") from None

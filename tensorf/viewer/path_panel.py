@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorf.data.camera_path import interpolate, read_keyframes, write_camera_path
+from tensorf.data.camera_path import PACINGS, interpolate, read_keyframes, write_camera_path
 from tensorf.errors import UserError, warn
 from tensorf.viewer.cameras import c2w_from_viser, image_size, viser_pose
 
@@ -33,12 +33,15 @@ class CameraPathPanel:
             self.loop = gui.add_checkbox("Loop", False, hint="return to the first keyframe")
             self.seconds = gui.add_number("Seconds", 4.0, min=0.1, step=0.1)
             self.fps = gui.add_number("FPS", 24, min=1, step=1)
+            self.pacing = gui.add_dropdown("Pacing", PACINGS, "keyframes",
+                                           hint="keyframes: the same time between each two; speed: an even speed")
             play = gui.add_button("Play", hint="fly this tab's camera along the path (drawn small while it moves)")
             save = gui.add_button("Save camera path", hint="RUN/camera_path.json, for render_360.py --camera-path")
             self.status = gui.add_markdown("no keyframes")
         add_key.on_click(lambda e: self.add_keyframe_of(e.client) if e.client else None)
         clear_keys.on_click(lambda _: self.clear())
         self.loop.on_update(lambda _: self._draw())
+        self.pacing.on_update(lambda _: self._draw())
         save.on_click(lambda e: self._save_clicked(e.client) if e.client else None)
         play.on_click(lambda e: self.play(e.client) if e.client and self.keyframes else None)
         self._load_saved()
@@ -65,7 +68,7 @@ class CameraPathPanel:
         """Write the keyframes and the frames between them to RUN/camera_path.json."""
         keys, fovs = self._keys()
         write_camera_path(self.file, keys, fovs, width, height, float(self.fps.value), float(self.seconds.value),
-                          bool(self.loop.value))
+                          bool(self.loop.value), str(self.pacing.value))
         return self.file
 
     def play(self, client, wait: bool = False) -> None:
@@ -73,7 +76,8 @@ class CameraPathPanel:
         the page stays live; wait: return when it has flown)."""
         keys, fovs = self._keys()
         fps = float(self.fps.value)
-        c2w, fov = interpolate(keys, fovs, max(1, round(fps * float(self.seconds.value))), bool(self.loop.value))
+        c2w, fov = interpolate(keys, fovs, max(1, round(fps * float(self.seconds.value))), bool(self.loop.value),
+                               str(self.pacing.value))
 
         def fly() -> None:
             for pose, f in zip(c2w, fov):
@@ -97,8 +101,8 @@ class CameraPathPanel:
             warn(f"viewer: {e}")
             return
         if saved is not None:
-            keys, fovs, seconds, fps, loop = saved
-            self.seconds.value, self.fps.value, self.loop.value = seconds, fps, loop
+            keys, fovs, seconds, fps, loop, pacing = saved
+            self.seconds.value, self.fps.value, self.loop.value, self.pacing.value = seconds, fps, loop, pacing
             self.keyframes = [(k, float(f)) for k, f in zip(keys, fovs)]
             self._draw()
 
