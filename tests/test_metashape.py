@@ -81,7 +81,8 @@ def test_each_pixel_casts_the_ray_through_the_point_metashape_projects_there(tmp
 def test_a_capture_exported_from_metashape_loads_as_its_transforms_json_does(tmp_path):
     """The generated scene through a lens, its cameras written as Metashape exports them (labels
     without extension, cameras in a group folder, one not aligned, one alone in a component of
-    its own): the same cameras and rays as the capture's transforms.json, less those two."""
+    its own, an unused spherical sensor): the same cameras and rays as the capture's
+    transforms.json, less those two."""
     from tensorf.config import DataConfig
     from tensorf.data.dataset import load_dataset
     from tensorf.data.generated import generate_lens_capture
@@ -100,7 +101,9 @@ def test_a_capture_exported_from_metashape_loads_as_its_transforms_json_does(tmp
         cameras.append(_camera(i, label, None if i == 3 else c2w, component=1 if i == 5 else 0))
     components = ('<components next_id="2" active_id="0"><component id="0" label="Component 1"/>'
                   '<component id="1" label="Component 2"/></components>\n')
-    (ms / "cameras.xml").write_text(_xml(_sensor(0, 32, 32, calib), f'<group id="0" label="Group 1" type="folder">'
+    # A 360 camera's sensor beside it, which no camera here uses: no reason to refuse the file.
+    sensors = _sensor(0, 32, 32, calib) + _sensor(1, 64, 32, CALIB, "spherical")
+    (ms / "cameras.xml").write_text(_xml(sensors, f'<group id="0" label="Group 1" type="folder">'
                                          f'{"".join(cameras)}</group>', components))
     meta["frames"] = [f for i, f in enumerate(meta["frames"]) if i not in (3, 5)]
     (ns / "transforms.json").write_text(json.dumps(meta))

@@ -142,14 +142,18 @@ def read_metashape(root: Path, downscale: int | str = 1) -> Capture:
     chunk = doc if doc.tag == "chunk" else doc.find("chunk")
     if chunk is None:
         raise UserError(f"{path}: no <chunk> in the file; export the cameras of an aligned chunk")
-    sensors = {s.get("id"): _sensor(s, path) for s in chunk.iter("sensor")}
+    elements = {s.get("id"): s for s in chunk.iter("sensor")}
+    sensors = {}  # read when a placed camera uses them: a sensor no camera uses may be of any kind
     placed, unplaced, uncalibrated = [], 0, 0
     for cam in chunk.iter("camera"):
         where = f"{path} camera {cam.get('label')!r}"
         if cam.find("transform") is None:
             unplaced += 1
             continue
-        if sensors.get(cam.get("sensor_id")) is None:
+        sid = cam.get("sensor_id")
+        if sid not in sensors:
+            sensors[sid] = _sensor(elements[sid], path) if sid in elements else None
+        if sensors[sid] is None:
             uncalibrated += 1
             continue
         placed.append((cam, _transform(cam.find("transform").text, where)))
