@@ -88,6 +88,19 @@ def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, colors
         fh.write(f.tobytes())
 
 
+def write_in_frame(run_dir: Path, frame: str, output: Path | None, default_name: str, vertices: np.ndarray,
+                   faces: np.ndarray | None, colors: np.ndarray, normals: np.ndarray | None = None) -> tuple[Path, str]:
+    """Write an export's PLY (output, or RUN/default_name) in the coordinates `frame` names: the
+    capture's (tensorf.run.field_to_capture) or the run's. Returns the file and which they were."""
+    to_source = field_to_capture(run_dir) if frame == "capture" else None
+    if to_source is not None:
+        vertices, normals = to_capture_frame(to_source, vertices, normals)
+    out = output or Path(run_dir) / default_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_ply(out, np.asarray(vertices, np.float32), faces, colors, normals)
+    return out, "the run's coordinates" if to_source is None else "the capture's coordinates"
+
+
 def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float, chunk: int, mesh: Mesh | None = None):
     """(vertices (V, 3), faces (F, 3), colors (V, 3) uint8) of the field's surface; the field
     queries are spread over the mesh's devices when one is given."""
@@ -155,14 +168,9 @@ def main(args: ExportMeshArgs) -> Path:
     ndc_near = load_cameras(args.run_dir, cfg).ndc_near if model.scene.ndc else None
     verts, faces, colors, resolution = world_mesh(model, params, cells, args.resolution, args.level, args.crop,
                                                   args.chunk, ndc_near, all_devices())
-    to_source = field_to_capture(args.run_dir) if args.frame == "capture" else None
-    if to_source is not None:
-        verts, _ = to_capture_frame(to_source, verts)
-    out = args.output or Path(args.run_dir) / "mesh.ply"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_ply(out, verts.astype(np.float32), faces, colors)
+    out, coordinates = write_in_frame(args.run_dir, args.frame, args.output, "mesh.ply", verts, faces, colors)
     print(f"{out}: {len(verts)} vertices, {len(faces)} faces (step {meta['step']}, {resolution} samples per axis; "
-          f"{'the run' if to_source is None else 'the capture'}'s coordinates)")
+          f"{coordinates})")
     return out
 
 

@@ -23,11 +23,11 @@ from tqdm import tqdm
 from tensorf.data.cameras import Cameras, ndc_to_world
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
-from tensorf.export_mesh import write_ply
+from tensorf.export_mesh import write_in_frame
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
-from tensorf.run import field_to_capture, load_cameras, restore_run, to_capture_frame
+from tensorf.run import load_cameras, restore_run
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -181,15 +181,10 @@ def main(args: ExportPointsArgs) -> Path:
     normals = None
     if args.normals:
         normals = point_normals(points, cameras.c2w[views, :3, 3], normal_radius(model, params, meta))
-    to_source = field_to_capture(args.run_dir) if args.frame == "capture" else None
-    if to_source is not None:
-        points, normals = to_capture_frame(to_source, points, normals)
-    out = args.output or Path(args.run_dir) / "points.ply"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_ply(out, points.astype(np.float32), None, colours, normals)
+    out, coordinates = write_in_frame(args.run_dir, args.frame, args.output, "points.ply", points, None, colours,
+                                      normals)
     print(f"{out}: {len(points)} points (of {seen} opaque pixels in {len(cameras)} training views, "
-          f"{int(keep.sum())} inside the crop; step {meta['step']}; "
-          f"{'the run' if to_source is None else 'the capture'}'s coordinates)")
+          f"{int(keep.sum())} inside the crop; step {meta['step']}; {coordinates})")
     return out
 
 
