@@ -106,13 +106,13 @@ def point_normals(points: np.ndarray, eyes: np.ndarray, radius: float, neighbour
 
     points = np.asarray(points, np.float64)
     rng = np.random.default_rng(0)
-    support = points
+    support, tree = points, cKDTree(points)
     if np.isfinite(radius) and len(points) > neighbours:
         probe = points[rng.choice(len(points), min(2000, len(points)), replace=False)]
-        within = np.median(cKDTree(points).query_ball_point(probe, radius, return_length=True))
+        within = np.median(tree.query_ball_point(probe, radius, return_length=True))
         if within > neighbours:
             support = points[rng.random(len(points)) < neighbours / within]
-    tree = cKDTree(support)
+            tree = cKDTree(support)
     k = min(neighbours, len(support))
     normals = np.empty_like(points)
     for start in range(0, len(points), chunk):

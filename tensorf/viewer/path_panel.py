@@ -41,7 +41,6 @@ class CameraPathPanel:
         add_key.on_click(lambda e: self.add_keyframe_of(e.client) if e.client else None)
         clear_keys.on_click(lambda _: self.clear())
         self.loop.on_update(lambda _: self._draw())
-        self.pacing.on_update(lambda _: self._draw())
         save.on_click(lambda e: self._save_clicked(e.client) if e.client else None)
         play.on_click(lambda e: self.play(e.client) if e.client and self.keyframes else None)
         self._load_saved()
