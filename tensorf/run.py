@@ -1,8 +1,9 @@
 """A run directory: what training writes and every tool reads back.
 
     RUN/config.json     the resolved config (auto choices and the scene's bounds decided)
-    RUN/cameras.json    the training cameras (renderers place new views from them), and the
-                        format's own camera path when it has one (LLFF's spiral)
+    RUN/cameras.json    the training cameras (renderers place new views from them), their image
+                        files, the eval views' cameras and files, and the format's own camera
+                        path when it has one (LLFF's spiral)
     RUN/cameras_refined.json  with --camera-opt.mode, the training cameras as refined (at the end)
     RUN/exposure.json   with --exposure.mode, each training view's learned colour map
     RUN/dataparser_transforms.json  how the capture file's world maps to the run's (nerfstudio's
@@ -32,7 +33,7 @@ from tensorf import config as cfgmod
 from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
 from tensorf.data.cameras import Cameras
-from tensorf.data.views import Scene
+from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
 from tensorf.models.base import Model, build_model
 from tensorf.visualize import to_uint8
@@ -78,12 +79,21 @@ def load_config(run_dir: Path) -> TrainConfig:
 
 
 def write_cameras(run_dir: Path, cameras: Cameras, render_path: np.ndarray | None = None,
-                  name: str = "cameras.json") -> None:
+                  name: str = "cameras.json", files=None, held_out: Views | None = None,
+                  held_out_split: str = "test") -> None:
     """The training cameras (and the dataset's render path) as RUN/cameras.json; with
-    --camera-opt, their refined poses go to RUN/cameras_refined.json at the end."""
+    --camera-opt, their refined poses go to RUN/cameras_refined.json at the end. files: the
+    training images read, and held_out: the eval views (of split held_out_split), recorded for
+    tensorf.export_cameras."""
     body = cameras.to_json()
     if render_path is not None:
         body["render_path"] = np.asarray(render_path).tolist()
+    if files is not None:
+        body["files"] = [str(Path(f).resolve()) for f in files]
+    if held_out is not None:
+        body["eval"] = {**held_out.cameras.to_json(), "split": held_out_split}
+        if held_out.files is not None:
+            body["eval"]["files"] = [str(Path(f).resolve()) for f in held_out.files]
     (Path(run_dir) / name).write_text(json.dumps(body))
 
 

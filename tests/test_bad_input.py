@@ -10,7 +10,7 @@ import pytest
 import render_360
 import train_lego
 from tensorf import eval as eval_cli
-from tensorf import export_mesh, export_points
+from tensorf import export_cameras, export_mesh, export_points
 from tensorf.data.blender import load_blender
 from tensorf.viewer import __main__ as viewer_cli
 
@@ -46,12 +46,15 @@ CASES = [
     ("export_mesh", "--run-dir {run} --best", r"best: no checkpoints in this run directory; train it with --keep-best"),
     ("export_points", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
     ("export_points", "--run-dir {run} --min-opacity 0", r"--min-opacity must be in \(0, 1\]"),
+    ("export_points", "--run-dir {run} --output {broken}/a_file/points.ply", r"a_file/points.ply: cannot write it .*pick another --output"),
+    ("export_cameras", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
+    ("export_cameras", "--run-dir {run} --output {broken}/a_file/t.json", r"a_file/t.json: cannot write it .*pick another --output"),
     ("render_360", "--run-dir {run} --camera-path {tmp}/none.json", r"none.json: no such camera path"),
     ("viewer", "--run-dir {tmp}/nowhere", r"nowhere not found; give the run directory train_lego.py wrote"),
     ("viewer", "--run-dir {broken}", r"config.json not found; .* is not a run directory"),
 ]
 ENTRY = {"train": train_lego.main, "eval": eval_cli.cli, "render_360": render_360.cli, "export_mesh": export_mesh.cli,
-         "export_points": export_points.cli, "viewer": viewer_cli.cli}
+         "export_points": export_points.cli, "export_cameras": export_cameras.cli, "viewer": viewer_cli.cli}
 
 
 @pytest.mark.parametrize("entry, args, message", CASES, ids=[f"{c[0]}: {c[2][:40]}" for c in CASES])

@@ -921,3 +921,100 @@ def test_a_refined_runs_exports_undo_the_cameras_common_drift(tmp_path):
     point = np.array([0.3, -0.2, 0.1])  # where the drifted field holds what stands at drift^-1 @ point
     expected = to_source @ np.linalg.inv(drift) @ np.append(point, 1.0)
     np.testing.assert_allclose(field_to_capture(tmp_path) @ np.append(point, 1.0), expected, atol=1e-5)
+
+
+def _colmap_poses(root: Path) -> dict[str, np.ndarray]:
+    """Each image's camera-to-world pose (4, 4) in the COLMAP model's world, OpenGL axes."""
+    from tensorf.data import colmap
+
+    poses = {}
+    for im in colmap.read_model(root / "sparse" / "0").images.values():
+        r = colmap.qvec_to_rotation(im.qvec)
+        c2w = np.eye(4)
+        c2w[:3, :3], c2w[:3, 3] = r.T, -r.T @ np.asarray(im.tvec)
+        c2w[:3, 1:3] *= -1  # OpenCV's camera axes (y down, z forward) -> OpenGL's
+        poses[im.name] = c2w
+    return poses
+
+
+def test_exported_cameras_are_the_capture_files_own_and_read_back_to_the_runs(capture, tmp_path):
+    """tensorf.export_cameras writes every view of a run as the capture file has it: the COLMAP
+    model's poses in its own world, its lens, intrinsics at the photos' size (the run read them at
+    half) and the same held-out views; a run pointed at the file reads the same cameras."""
+    from tensorf.export_cameras import cli
+    from tensorf.training.loop import train
+
+    dist = (-0.03, 0.01, 0.002, -0.001)
+    _colmap_of(capture, tmp_path / "colmap", binary=True, lens_=("OPENCV", dist))
+    run = tmp_path / "run"
+    train(tiny_config(tmp_path / "colmap", run, steps=1, checkpoint_every=0, data__aabb=None, data__downscale=2))
+    cli(["--run-dir", str(run)])
+    body = json.loads((run / "transforms.json").read_text())
+    poses = _colmap_poses(tmp_path / "colmap")
+    assert len(body["frames"]) == len(poses) == 16
+    for frame in body["frames"]:
+        np.testing.assert_allclose(frame["transform_matrix"], poses[Path(frame["file_path"]).name], atol=1e-6)
+    assert (body["camera_model"], body["w"], body["h"], body["k1"], body["p2"]) == ("OPENCV", 32, 32, dist[0], dist[3])
+
+    recorded = json.loads((run / "cameras.json").read_text())
+    again = load_dataset(DataConfig(path=run, downscale=2))  # the format found from the folder
+    for split, views in (("train", recorded), ("eval", recorded["eval"])):
+        cams = getattr(again, split).cameras
+        for key in ("fx", "fy", "cx", "cy", "width", "height", "distortion"):
+            np.testing.assert_allclose(getattr(cams, key), views[key], atol=1e-9, err_msg=f"{split} {key}")
+        assert [str(f.resolve()) for f in getattr(again, split).files] == views["files"]
+        # Read back, the poses are normalised again (up to a turn about the up axis, as the
+        # file's world is COLMAP's): the same cameras relative to each other.
+        a, b = np.asarray(views["c2w"], np.float64), cams.c2w.astype(np.float64)
+        rel_a, rel_b = np.linalg.inv(a[0]) @ a, np.linalg.inv(b[0]) @ b
+        np.testing.assert_allclose(rel_b[:, :3, :3], rel_a[:, :3, :3], atol=1e-5)
+        scale = np.linalg.norm(rel_b[:, :3, 3], axis=-1).max() / np.linalg.norm(rel_a[:, :3, 3], axis=-1).max()
+        np.testing.assert_allclose(rel_b[:, :3, 3], scale * rel_a[:, :3, 3], atol=1e-5)
+
+    cli(["--run-dir", str(run), "--frame", "run", "--output", str(tmp_path / "run_frame.json")])
+    frames = {Path(f["file_path"]).name: f["transform_matrix"] for f in
+              json.loads((tmp_path / "run_frame.json").read_text())["frames"]}
+    np.testing.assert_allclose([frames[Path(f).name] for f in recorded["files"]], recorded["c2w"], atol=1e-6)
+
+
+def test_a_refined_runs_exported_cameras_leave_out_the_common_drift(tmp_path, capsys):
+    """With --camera-opt, the exported training cameras are the refined ones. In the capture's
+    frame the drift they share is taken out (as for the points and the mesh), so cameras that
+    only drifted come back as given, rigid, with the held-out views as given; in the run's frame
+    the held-out views move with the drift, as the field sees them. A run that cast rays through
+    pixel corners (NeRF's presets) exports the capture's principal points, not its own."""
+    from scipy.spatial.transform import Rotation
+
+    from tensorf.data.generated import camera_poses
+    from tensorf.data.views import Views
+    from tensorf.config import TrainConfig
+    from tensorf.export_cameras import ExportCamerasArgs, main
+    from tensorf.run import write_cameras, write_config, write_world
+
+    poses = np.stack(camera_poses(10, seed=2))
+    given = Cameras.centered(poses[:8], 16, 16, 20.0).through_pixel_corners()
+    held = Cameras.centered(poses[8:], 16, 16, 20.0).through_pixel_corners()
+    files = [tmp_path / f"v{i}.png" for i in range(10)]
+    for f in files:
+        iio.imwrite(f, np.zeros((32, 32, 3), np.uint8))  # the photos at twice the size trained
+    drift = np.eye(4)
+    drift[:3, :3], drift[:3, 3] = Rotation.from_rotvec([0.02, -0.01, 0.03]).as_matrix(), [0.05, 0.0, -0.02]
+    to_source = np.diag([2.0, 2.0, 2.0, 1.0])
+    to_source[:3, :3] = 2.0 * Rotation.from_rotvec([0.0, 0.0, 0.5]).as_matrix()
+    to_source[:3, 3] = [1.0, 2.0, 3.0]
+    write_config(TrainConfig(run_dir=tmp_path, data=DataConfig(path=tmp_path, pixel_centers=False)))
+    write_cameras(tmp_path, given, files=files[:8],
+                  held_out=Views(np.zeros((2, 16, 16, 3)), held, ("v8", "v9"), files=tuple(files[8:])))
+    write_cameras(tmp_path, dataclasses.replace(given, c2w=(drift @ given.c2w).astype(np.float32)),
+                  name="cameras_refined.json")
+    write_world(tmp_path, to_source)
+
+    def exported(frame: str) -> np.ndarray:
+        out = main(ExportCamerasArgs(run_dir=tmp_path, frame=frame, output=tmp_path / f"{frame}.json"))
+        body = json.loads(out.read_text())
+        assert (body["fl_x"], body["cx"], body["w"]) == (40.0, 16.0, 32)
+        return np.asarray([f["transform_matrix"] for f in body["frames"]])
+
+    np.testing.assert_allclose(exported("capture"), to_source @ poses @ np.diag([0.5, 0.5, 0.5, 1.0]), atol=1e-5)
+    assert "8 training views (as refined) and 2 test views; the capture's coordinates" in capsys.readouterr().out
+    np.testing.assert_allclose(exported("run"), drift @ poses, atol=1e-5)

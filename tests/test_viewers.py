@@ -196,3 +196,25 @@ def test_ndc_points_go_back_to_the_world_ray_they_lie_on():
         assert (along > 0).all()
     # NDC depth t = 0 is the near plane z = -1 (world), whatever the pixel.
     np.testing.assert_allclose(ndc_to_world(o_ndc, 35.0 / 20.0, 35.0 / 15.0, 1.0)[..., 2], -1.0, atol=1e-5)
+
+
+def test_a_blender_runs_cameras_export_as_a_transforms_json_of_the_same_views(trained_run, tmp_path):
+    """A Blender scene's run exports its training and test views as a nerfstudio capture: read
+    back, each frame names its PNG, at the pose and focal length of the scene's own json."""
+    import json
+
+    from tensorf.data.nerfstudio import read_transforms
+    from tensorf.export_cameras import cli
+
+    cfg, _ = trained_run
+    cli(["--run-dir", str(cfg.run_dir), "--output", str(tmp_path / "export" / "transforms.json")])
+    capture = read_transforms(tmp_path / "export")
+    scene = Path(cfg.data.path)
+    for split in ("train", "test"):
+        meta = json.loads((scene / f"transforms_{split}.json").read_text())
+        frames = {f.file.resolve(): f for f in capture.frames}
+        for given in meta["frames"]:
+            frame = frames[(scene / f"{given['file_path']}.png").resolve()]
+            np.testing.assert_allclose(frame.c2w, given["transform_matrix"], atol=1e-6)
+            np.testing.assert_allclose(frame.intrinsics[0], 16 / np.tan(meta["camera_angle_x"] / 2), rtol=1e-6)
+    assert len(capture.frames) == 24 + 4 and len(capture.splits["test"]) == 4

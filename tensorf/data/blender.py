@@ -98,4 +98,4 @@ def load_blender(root: Path, split: str, downscale: int = 1, views: tuple[int, .
     names = [p.stem for p in files]
     h, w = imgs.shape[1:3]
     cameras = Cameras.centered(np.stack(poses), w, h, focal_from_fov(w, angle))
-    return Views(images=imgs, cameras=cameras, names=tuple(names))
+    return Views(images=imgs, cameras=cameras, names=tuple(names), files=tuple(files))

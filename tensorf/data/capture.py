@@ -276,7 +276,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                 masks[j, :h[j], :w[j]] = True if frames[i].mask is None else \
                     read_mask(frames[i].mask, frames[i].mask_factor, (w[j], h[j]), frames[i].orientation)
         return Views(images=images, cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
-                     masks=masks)
+                     masks=masks, files=tuple(frames[i].file for i in idx))
 
     k = np.asarray([f.intrinsics for f in frames])
     half_fov = half_field_of_view(k, model, distortion)

@@ -140,7 +140,8 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
         full_h, full_w, focal = hwf[indices[0]]
         _check_aspect(files[indices[0]], w, h, full_w, full_h)
         cams = Cameras.centered(homogeneous(c2w[indices]), w, h, focal * w / full_w, NDC_NEAR if ndc else None)
-        return Views(images=images, cameras=cams, names=tuple(files[i].stem for i in indices))
+        return Views(images=images, cameras=cams, names=tuple(files[i].stem for i in indices),
+                     files=tuple(files[i] for i in indices))
 
     if ndc:
         scene = Scene(aabb=NDC_BOX, near_far=NDC_NEAR_FAR, background=0.0, ndc=True)

@@ -163,7 +163,8 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
     if primary:
         write_config(cfg)
-        write_cameras(run_dir, data.train.cameras, data.render_path)
+        write_cameras(run_dir, data.train.cameras, data.render_path, files=data.train.files, held_out=data.eval,
+                      held_out_split=data.eval_split)
         write_world(run_dir, data.to_source)
         if data.train.background is not None:
             write_background(run_dir, camera_background(data.train.images))  # for novel cameras

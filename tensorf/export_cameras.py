@@ -1,0 +1,215 @@
+"""Export a run's cameras as a nerfstudio transforms.json: the poses training ended with, for
+other tools (nerfstudio, gsplat, instant-ngp) or for training here again.
+
+    python -m tensorf.export_cameras --run-dir RUN [--output RUN/transforms.json] [--frame capture|run]
+
+Every training and eval view is written with its image file, its intrinsics at that file's size
+and its lens. With --camera-opt, the training views carry the poses training refined (their common
+drift taken out in the capture's frame, as the point and mesh exports take it out, so the three
+overlay); the eval views keep the poses they were given. The split goes into
+train_filenames / test_filenames (or val_filenames), so a run on the exported file holds out the
+same views. Point --data.path at the file's folder to train on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+from tensorf.data.cameras import Cameras
+from tensorf.data.lens import PARAMS
+from tensorf.errors import UserError, exit_on_user_error, warn
+from tensorf.run import field_to_capture, load_config, load_to_source
+from tensorf.training.cameras import common_motion
+
+# Our lens models -> nerfstudio's camera_model (tensorf.data.nerfstudio reads them back).
+CAMERA_MODELS = {"pinhole": "OPENCV", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE"}
+INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportCamerasArgs:
+    """A trained run's cameras (refined, with --camera-opt) as a nerfstudio transforms.json."""
+
+    run_dir: Path
+    """Run directory written by train_lego.py."""
+    output: Path | None = None
+    """transforms.json to write (default RUN/transforms.json); file paths in it are relative to its folder."""
+    frame: Literal["capture", "run"] = "capture"
+    """Coordinates written: the capture's own (the COLMAP model's, the Metashape chunk's, the
+    transforms.json's or poses_bounds.npy's world, as RUN/dataparser_transforms.json maps them),
+    where the poses overlay the capture's and the exported points and mesh; or the run's
+    normalised frame (run), where the field lies."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PosedViews:
+    """Cameras (poses in the frame being written) and the image file each was read from."""
+
+    cameras: Cameras
+    files: list[Path]
+
+
+def _recorded(run_dir: Path) -> tuple[dict, dict | None, str]:
+    """RUN/cameras.json's training cameras (with their files), its eval views (or None when the
+    run recorded none) and the eval split's name; a run trained before the files were recorded
+    reads them from its dataset."""
+    path = Path(run_dir) / "cameras.json"
+    if not path.is_file():
+        raise UserError(f"{path} not found; the run directory is incomplete (train it with train_lego.py)")
+    body = json.loads(path.read_text())
+    if "files" in body:
+        held = body.get("eval")
+        return body, held if held and "files" in held else None, (held or {}).get("split", "test")
+    cfg = load_config(run_dir)
+    if not Path(cfg.data.path).is_dir():
+        raise UserError(f"{path} names no image files (a run trained before they were recorded) and its dataset "
+                        f"{cfg.data.path} is not there to read them from; give the run's data back at that path")
+    from tensorf.data.dataset import load_dataset
+
+    data = load_dataset(cfg.data)
+    train = {**body, "files": [str(f) for f in data.train.files]}
+    held = {**data.eval.cameras.to_json(), "files": [str(f) for f in data.eval.files]}
+    return train, held, data.eval_split
+
+
+def _similar(m: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """Poses c2w (N, 4, 4) moved by the similarity m (4, 4), kept rigid: the scale goes into the
+    positions only."""
+    out = m @ np.asarray(c2w, np.float64)
+    out[:, :3, :3] /= np.cbrt(np.linalg.det(m[:3, :3]))
+    return out
+
+
+def _file_scale(file: Path, width: int, height: int) -> tuple[float, float, int, int] | None:
+    """(sx, sy, w, h): the factors from a camera of width x height to its image file, and the file's
+    size as the camera sees it (a photo stored sideways with an EXIF orientation: turned); an
+    integer factor when the training size is the file's floor-divided by one. None: the file
+    cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            fw, fh = im.size
+    except Exception:
+        return None
+    # Stored sideways or not: the side order that matches the camera's aspect.
+    if abs(fh / fw - width / height) < abs(fw / fh - width / height):
+        fw, fh = fh, fw
+    s = round(fw / width)
+    if s >= 1 and fw // s == width and fh // s == height:
+        return float(s), float(s), fw, fh
+    return fw / width, fh / height, fw, fh
+
+
+def frames(views: PosedViews, folder: Path, corners: bool) -> list[dict]:
+    """One nerfstudio frame per view: its file relative to `folder`, its pose (OpenGL axes) and
+    its intrinsics at the file's size (corners: the run cast rays through pixel corners, its
+    principal points half a pixel off the capture's)."""
+    cams = views.cameras
+    shift = 0.5 if corners else 0.0
+    out, unread = [], []
+    for i, file in enumerate(views.files):
+        w, h = int(cams.width[i]), int(cams.height[i])
+        scale = _file_scale(file, w, h)
+        if scale is None:
+            unread.append(file)
+            scale = (1.0, 1.0, w, h)
+        sx, sy, fw, fh = scale
+        frame = {"file_path": os.path.relpath(file, folder), "transform_matrix": np.round(cams.c2w[i], 9).tolist(),
+                 "fl_x": float(cams.fx[i]) * sx, "fl_y": float(cams.fy[i]) * sy,
+                 "cx": (float(cams.cx[i]) - shift) * sx, "cy": (float(cams.cy[i]) - shift) * sy, "w": fw, "h": fh}
+        if cams.model != "pinhole":
+            frame.update(zip(PARAMS, np.asarray(cams.distortion[i], np.float64).tolist()))
+        out.append(frame)
+    if unread:
+        warn(f"{len(unread)} image file(s) could not be read (first: {unread[0]}); their intrinsics are written at the "
+             "size training read them")
+    return out
+
+
+def transforms_json(train: PosedViews, held: PosedViews | None, split: str, folder: Path, corners: bool) -> dict:
+    """The nerfstudio transforms.json body: camera_model and the intrinsics every frame shares at
+    the top, the rest per frame, and the split lists."""
+    model = train.cameras.model
+    listed = frames(train, folder, corners)
+    held_frames = [] if held is None else frames(held, folder, corners)
+    every = listed + held_frames
+    body: dict = {"camera_model": CAMERA_MODELS[model]}
+    keys = INTRINSICS + (PARAMS if model != "pinhole" else ())
+    for key in keys:
+        if len({f[key] for f in every}) == 1:
+            body[key] = every[0][key]
+            for f in every:
+                del f[key]
+    if model == "opencv" and any(f.get("k4", body.get("k4", 0.0)) != 0.0 for f in every):
+        warn("the lens has an r^8 term (k4, Metashape's); nerfstudio reads no k4 for OPENCV, so it will cast "
+             "slightly different rays from these cameras")
+    body["frames"] = every
+    body["train_filenames"] = [f["file_path"] for f in listed]
+    if held_frames:
+        body[f"{'val' if split == 'val' else 'test'}_filenames"] = [f["file_path"] for f in held_frames]
+    return body
+
+
+def posed_views(run_dir: Path, frame: str) -> tuple[PosedViews, PosedViews | None, str, str]:
+    """The training views (refined when the run refined them) and eval views in `frame`, the eval
+    split's name, and which coordinates they are in."""
+    train, held, split = _recorded(run_dir)
+    given = Cameras.from_json(train)
+    refined_file = Path(run_dir) / "cameras_refined.json"
+    refined = given.c2w
+    drift = np.eye(4)
+    if refined_file.is_file():
+        refined = Cameras.from_json(json.loads(refined_file.read_text())).c2w
+        drift = common_motion(given.c2w.astype(np.float64), refined.astype(np.float64))
+    # The field follows the refined training cameras, and the eval views are carried with their
+    # common drift (tensorf.training.cameras.carried); in the capture's frame that drift is taken
+    # out again (tensorf.run.field_to_capture), which leaves the eval views as they were given.
+    to_field = field_to_capture(run_dir) if frame == "capture" else None
+    # A run in its file's own world (Blender), or trained before it recorded the way back.
+    native = frame == "run" or load_to_source(run_dir) is None
+    coordinates = "the run's coordinates" if native else "the capture's coordinates"
+    to_field = np.eye(4) if to_field is None else to_field
+    for_eval = to_field @ drift
+    train_views = PosedViews(dataclasses.replace(given, c2w=_similar(to_field, refined)),
+                             [Path(f) for f in train["files"]])
+    held_views = None
+    if held is not None:
+        cams = Cameras.from_json(held)
+        held_views = PosedViews(dataclasses.replace(cams, c2w=_similar(for_eval, cams.c2w)),
+                                [Path(f) for f in held["files"]])
+    return train_views, held_views, split, coordinates
+
+
+def main(args: ExportCamerasArgs) -> Path:
+    cfg = load_config(args.run_dir)
+    train, held, split, coordinates = posed_views(args.run_dir, args.frame)
+    out = args.output or Path(args.run_dir) / "transforms.json"
+    body = transforms_json(train, held, split, out.parent.resolve(), corners=not cfg.data.pixel_centers)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(body, indent=1))
+    except OSError as e:
+        raise UserError(f"{out}: cannot write it ({e.strerror}); pick another --output") from None
+    refined = (Path(args.run_dir) / "cameras_refined.json").is_file()
+    print(f"{out}: {len(train.files)} training views ({'as refined' if refined else 'as given'}) and "
+          f"{0 if held is None else len(held.files)} {split} views; {coordinates}")
+    return out
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: one `error:` line and exit status 2 for a UserError."""
+    with exit_on_user_error():
+        main(tyro.cli(ExportCamerasArgs, args=sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli()
