@@ -1,7 +1,9 @@
-"""Export a run's cameras as a nerfstudio transforms.json: the poses training ended with, for
-other tools (nerfstudio, gsplat, instant-ngp) or for training here again.
+"""Export a run's cameras, the poses training ended with, for other tools or for training here
+again: a nerfstudio transforms.json (nerfstudio, instant-ngp), or a COLMAP scene folder (3D
+Gaussian splatting, gsplat), with the run's point cloud as its points.
 
     python -m tensorf.export_cameras --run-dir RUN [--output RUN/transforms.json] [--frame capture|run]
+    python -m tensorf.export_points --run-dir RUN && python -m tensorf.export_cameras --run-dir RUN --format colmap
 
 Every training and eval view is written with its image file, its intrinsics at that file's size
 and its lens. With --camera-opt, the training views carry the poses training refined (their common
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Literal
@@ -23,6 +26,7 @@ from typing import Literal
 import numpy as np
 import tyro
 
+from tensorf.data import colmap
 from tensorf.data.cameras import Cameras
 from tensorf.data.lens import PARAMS
 from tensorf.errors import UserError, exit_on_user_error, warn
@@ -40,8 +44,16 @@ class ExportCamerasArgs:
 
     run_dir: Path
     """Run directory written by train_lego.py."""
+    format: Literal["nerfstudio", "colmap"] = "nerfstudio"
+    """nerfstudio: a transforms.json (nerfstudio, instant-ngp, this project). colmap: a COLMAP scene
+    folder, sparse/0/ (cameras, images, points3D .bin) and images/ (links to the photos), which
+    3D Gaussian splatting (graphdeco-inria), gsplat and this project read."""
     output: Path | None = None
-    """transforms.json to write (default RUN/transforms.json); file paths in it are relative to its folder."""
+    """What to write: the transforms.json (default RUN/transforms.json; its file paths are relative
+    to its folder), or the COLMAP scene folder (default RUN/colmap)."""
+    points: Path | None = None
+    """colmap: a PLY whose coloured points become points3D (splatting starts its Gaussians from
+    them). Default: RUN/points.ply when tensorf.export_points wrote it in the same --frame."""
     frame: Literal["capture", "run"] = "capture"
     """Coordinates written: the capture's own (the COLMAP model's, the Metashape chunk's, the
     transforms.json's or poses_bounds.npy's world, as RUN/dataparser_transforms.json maps them),
@@ -189,9 +201,95 @@ def posed_views(run_dir: Path, frame: str) -> tuple[PosedViews, PosedViews | Non
     return train_views, held_views, split, coordinates
 
 
+def colmap_camera(frame: dict, model: str) -> tuple[str, tuple[float, ...]]:
+    """COLMAP's camera model and parameters for a frame's intrinsics and lens (tensorf.data.colmap.lens_of
+    reads them back)."""
+    k = (frame["fl_x"], frame["fl_y"], frame["cx"], frame["cy"])
+    if model == "pinhole":
+        return "PINHOLE", k
+    k1, k2, k3, k4, p1, p2 = (frame[name] for name in PARAMS)
+    if model == "fisheye":
+        return "OPENCV_FISHEYE", (*k, k1, k2, k3, k4)
+    if k3 == 0.0 and k4 == 0.0:
+        return "OPENCV", (*k, k1, k2, p1, p2)
+    # FULL_OPENCV's k4..k6 are rational terms, not an r^8 term: ours has no place there.
+    return "FULL_OPENCV", (*k, k1, k2, p1, p2, k3, 0.0, 0.0, 0.0)
+
+
+def colmap_model(views: list[PosedViews], corners: bool) -> tuple[colmap.Model, dict[str, Path]]:
+    """The views as a COLMAP model (one camera per distinct intrinsics, size and lens; poses in
+    the frame given, as COLMAP's world) and each image's name -> file. Names are the files' paths
+    below the folder they all share, so a Blender scene's train/r_0.png and test/r_0.png stay two."""
+    files = [Path(f).resolve() for v in views for f in v.files]
+    root = Path(os.path.commonpath([f.parent for f in files]))
+    cameras: dict[tuple, int] = {}
+    images, named, dropped = {}, {}, 0
+    for v in views:
+        for frame, c2w in zip(frames(v, root, corners), v.cameras.c2w):
+            model, params = colmap_camera(frame, v.cameras.model)
+            dropped += v.cameras.model == "opencv" and frame["k4"] != 0.0
+            cid = cameras.setdefault((model, frame["w"], frame["h"], params), len(cameras) + 1)
+            name = Path(frame["file_path"]).as_posix()
+            # colmap_image takes nerfstudio's world; the frame given is to be COLMAP's own.
+            images[len(images) + 1] = colmap.colmap_image(colmap.WORLD @ np.asarray(c2w, np.float64), cid, name)
+            named[name] = root / frame["file_path"]
+    if dropped:
+        warn(f"{dropped} view(s) have a lens with an r^8 term (k4, Metashape's), which no COLMAP camera model holds; "
+             "it is left out")
+    cams = {cid: colmap.Camera(model, w, h, params) for (model, w, h, params), cid in cameras.items()}
+    return colmap.Model(cams, images, np.zeros((0, 3))), named
+
+
+def _points(args: ExportCamerasArgs) -> tuple[np.ndarray, np.ndarray, str]:
+    """points3D (P, 3) and colours (P, 3) uint8 for a COLMAP export, and where they came from."""
+    from tensorf.data.points import read_ply
+    from tensorf.export_mesh import frame_comment
+
+    path = args.points or Path(args.run_dir) / "points.ply"
+    if args.points is None and not path.is_file():
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8), "no points (run tensorf.export_points first for them)"
+    xyz, colors, comments = read_ply(path)
+    written = [c for c in comments if c.startswith(frame_comment(""))]
+    if written and written[0] != frame_comment(args.frame):
+        other = written[0].split()[-1]
+        if args.points is not None:
+            raise UserError(f"{path} was exported with --frame {other}; export the cameras with --frame {other}, or "
+                            f"the points with --frame {args.frame}")
+        warn(f"{path} was exported with --frame {other}, not {args.frame}: points3D left empty")
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8), "no points"
+    colors = np.full((len(xyz), 3), 128, np.uint8) if colors is None else colors
+    return xyz, colors, f"{len(xyz)} points from {path}"
+
+
+def _link(target: Path, link: Path) -> None:
+    """link -> target, a copy where links cannot be made."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    try:
+        link.symlink_to(target)
+    except OSError:
+        shutil.copyfile(target, link)
+
+
 def main(args: ExportCamerasArgs) -> Path:
     cfg = load_config(args.run_dir)
     train, held, split, coordinates = posed_views(args.run_dir, args.frame)
+    refined = (Path(args.run_dir) / "cameras_refined.json").is_file()
+    counts = (f"{len(train.files)} training views ({'as refined' if refined else 'as given'}) and "
+              f"{0 if held is None else len(held.files)} {split} views")
+    if args.format == "colmap":
+        out = args.output or Path(args.run_dir) / "colmap"
+        model, named = colmap_model([train] + ([] if held is None else [held]), corners=not cfg.data.pixel_centers)
+        xyz, colors, where = _points(args)
+        try:
+            colmap.write_model(out / "sparse" / "0", dataclasses.replace(model, points=xyz, colors=colors))
+            for name, file in named.items():
+                _link(file, out / "images" / name)
+        except OSError as e:
+            raise UserError(f"{out}: cannot write the COLMAP scene ({e.strerror}); pick another --output") from None
+        print(f"{out}: a COLMAP scene of {counts} ({len(model.cameras)} camera(s)), {where}; {coordinates}")
+        return out
     out = args.output or Path(args.run_dir) / "transforms.json"
     body = transforms_json(train, held, split, out.parent.resolve(), corners=not cfg.data.pixel_centers)
     try:
@@ -199,9 +297,7 @@ def main(args: ExportCamerasArgs) -> Path:
         out.write_text(json.dumps(body, indent=1))
     except OSError as e:
         raise UserError(f"{out}: cannot write it ({e.strerror}); pick another --output") from None
-    refined = (Path(args.run_dir) / "cameras_refined.json").is_file()
-    print(f"{out}: {len(train.files)} training views ({'as refined' if refined else 'as given'}) and "
-          f"{0 if held is None else len(held.files)} {split} views; {coordinates}")
+    print(f"{out}: {counts}; {coordinates}")
     return out
 
 

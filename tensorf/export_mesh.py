@@ -62,12 +62,13 @@ class ExportMeshArgs:
 
 
 def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, colors: np.ndarray,
-              normals: np.ndarray | None = None) -> None:
+              normals: np.ndarray | None = None, comment: str | None = None) -> None:
     """Binary little-endian PLY. vertices (V, 3) float, faces (F, 3) int (None: a point cloud),
-    colors (V, 3) uint8, normals (V, 3) float or None."""
+    colors (V, 3) uint8, normals (V, 3) float or None; comment: a header line."""
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+        + ("" if comment is None else f"comment {comment}\n")
+        + f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
         + ("" if normals is None else "property float nx\nproperty float ny\nproperty float nz\n")
         + "property uchar red\nproperty uchar green\nproperty uchar blue\n"
         + ("" if faces is None else f"element face {len(faces)}\nproperty list uchar int vertex_indices\n")
@@ -88,6 +89,11 @@ def write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, colors
         fh.write(f.tobytes())
 
 
+def frame_comment(frame: str) -> str:
+    """The PLY header comment naming an export's --frame (tensorf.export_cameras matches it)."""
+    return f"tensorf-jax frame {frame}"
+
+
 def write_in_frame(run_dir: Path, frame: str, output: Path | None, default_name: str, vertices: np.ndarray,
                    faces: np.ndarray | None, colors: np.ndarray, normals: np.ndarray | None = None) -> tuple[Path, str]:
     """Write an export's PLY (output, or RUN/default_name) in the coordinates `frame` names: the
@@ -98,7 +104,7 @@ def write_in_frame(run_dir: Path, frame: str, output: Path | None, default_name:
     out = output or Path(run_dir) / default_name
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_ply(out, np.asarray(vertices, np.float32), faces, colors, normals)
+        write_ply(out, np.asarray(vertices, np.float32), faces, colors, normals, comment=frame_comment(frame))
     except OSError as e:
         raise UserError(f"{out}: cannot write it ({e.strerror}); pick another --output") from None
     native = to_source is None or load_to_source(run_dir) is None  # a Blender scene, or a run from before the file

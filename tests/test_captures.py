@@ -976,6 +976,30 @@ def test_exported_cameras_are_the_capture_files_own_and_read_back_to_the_runs(ca
               json.loads((tmp_path / "run_frame.json").read_text())["frames"]}
     np.testing.assert_allclose([frames[Path(f).name] for f in recorded["files"]], recorded["c2w"], atol=1e-6)
 
+    # As a COLMAP scene, with the run's points (here three, written as export_points writes them):
+    # the model's own poses and camera back, the points in the same frame, and read as a capture
+    # the run's cameras again, in the same order and split.
+    from tensorf.data import colmap
+    from tensorf.export_mesh import write_in_frame
+    from tensorf.run import load_to_source, to_capture_frame
+
+    points = np.array([[0.1, 0.2, 0.3], [0.0, -0.5, 0.2], [0.4, 0.0, -0.1]])
+    colours = np.array([[255, 0, 0], [0, 255, 0], [10, 20, 30]], np.uint8)
+    write_in_frame(run, "capture", None, "points.ply", points, None, colours)
+    cli(["--run-dir", str(run), "--format", "colmap"])
+    model = colmap.read_model(run / "colmap" / "sparse" / "0")
+    assert list(model.cameras.values()) == [colmap.Camera("OPENCV", 32, 32, tuple(
+        json.loads((capture / "transforms.json").read_text())[k] for k in ("fl_x", "fl_y", "cx", "cy")) + dist)]
+    for im in model.images.values():
+        c2w = np.linalg.inv(colmap.WORLD) @ colmap.opengl_c2w(im)  # in the model's own world
+        np.testing.assert_allclose(c2w, poses[im.name], atol=1e-6)
+        assert (run / "colmap" / "images" / im.name).resolve() == (tmp_path / "colmap" / "images" / im.name).resolve()
+    np.testing.assert_allclose(model.points, to_capture_frame(load_to_source(run), points)[0], atol=1e-5)
+    np.testing.assert_array_equal(model.colors, colours)
+    again = load_dataset(DataConfig(path=run / "colmap", downscale=2))
+    for split, views in (("train", recorded), ("eval", recorded["eval"])):
+        np.testing.assert_allclose(getattr(again, split).cameras.c2w, views["c2w"], atol=1e-5)
+
 
 def test_a_refined_runs_exported_cameras_leave_out_the_common_drift(tmp_path, capsys):
     """With --camera-opt, the exported training cameras are the refined ones. In the capture's
@@ -1018,3 +1042,12 @@ def test_a_refined_runs_exported_cameras_leave_out_the_common_drift(tmp_path, ca
     np.testing.assert_allclose(exported("capture"), to_source @ poses @ np.diag([0.5, 0.5, 0.5, 1.0]), atol=1e-5)
     assert "8 training views (as refined) and 2 test views; the capture's coordinates" in capsys.readouterr().out
     np.testing.assert_allclose(exported("run"), drift @ poses, atol=1e-5)
+
+    # A point cloud exported in the other frame would not overlay these cameras.
+    from tensorf.export_mesh import write_in_frame
+
+    ply, _ = write_in_frame(tmp_path, "run", None, "points.ply", np.zeros((2, 3)), None, np.zeros((2, 3), np.uint8))
+    with pytest.raises(UserError, match="points.ply was exported with --frame run; export the cameras with --frame run"):
+        main(ExportCamerasArgs(run_dir=tmp_path, format="colmap", points=ply))
+    main(ExportCamerasArgs(run_dir=tmp_path, format="colmap"))  # RUN/points.ply found, in the other frame: left out
+    assert "points.ply was exported with --frame run, not capture: points3D left empty" in capsys.readouterr().err

@@ -52,11 +52,13 @@ class Image:
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A reconstruction: cameras and registered images by id, points (M, 3)."""
+    """A reconstruction: cameras and registered images by id, points (M, 3) and their colours
+    (M, 3) uint8 (None: grey)."""
 
     cameras: dict[int, Camera]
     images: dict[int, Image]
     points: np.ndarray
+    colors: np.ndarray | None = None
 
 
 def _holds_model(folder: Path) -> bool:
@@ -178,13 +180,14 @@ def read_model(folder: Path) -> Model:
     for reader, name in zip(readers, ("cameras", "images", "points3D")):
         path = folder / f"{name}.{ext}"
         if name == "points3D" and not path.is_file():
-            out.append(np.zeros((0, 3)))
+            out.extend([np.zeros((0, 3)), np.zeros((0, 3), np.uint8)])
             continue
         try:
-            out.append(reader(path))
+            read = reader(path)
         except (struct.error, ValueError, IndexError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: damaged or truncated ({e.__class__.__name__}: {e}); export the model again "
                             "with COLMAP's model_converter") from None
+        out.extend(read if name == "points3D" else [read])
     return Model(*out)
 
 
@@ -274,16 +277,17 @@ def _read_images_bin(path: Path) -> dict[int, Image]:
     return images
 
 
-def _read_points_bin(path: Path) -> np.ndarray:
+def _read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     r = _Reader(path)
     out = []
     for _ in range(r.take("Q")[0]):
-        _, x, y, z, _, _, _, _, track = r.take("QdddBBBdQ")
+        _, x, y, z, red, green, blue, _, track = r.take("QdddBBBdQ")
         r.at += track * struct.calcsize("<ii")
-        out.append((x, y, z))
+        out.append((x, y, z, red, green, blue))
     if r.at > len(r.data):
         raise ValueError("file ends inside a point's track")
-    return np.asarray(out, np.float64).reshape(-1, 3)
+    table = np.asarray(out, np.float64).reshape(-1, 6)
+    return table[:, :3], table[:, 3:].astype(np.uint8)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -321,9 +325,10 @@ def _read_images_txt(path: Path) -> dict[int, Image]:
     return images
 
 
-def _read_points_txt(path: Path) -> np.ndarray:
-    return np.asarray([[float(v) for v in line.split()[1:4]] for line in _rows(path) if line],
-                      np.float64).reshape(-1, 3)
+def _read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    table = np.asarray([[float(v) for v in line.split()[1:7]] for line in _rows(path) if line],
+                       np.float64).reshape(-1, 6)
+    return table[:, :3], table[:, 3:].astype(np.uint8)
 
 
 # --- writing (tests, tensorf.poses) --------------------------------------------------------
@@ -333,6 +338,7 @@ def write_model(folder: Path, model: Model, binary: bool = True) -> Path:
     """Write model into folder as COLMAP does (no 2D points or tracks)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    colors = np.full((len(model.points), 3), 128, np.uint8) if model.colors is None else np.asarray(model.colors)
     if binary:
         cams = struct.pack("<Q", len(model.cameras))
         for cid, c in model.cameras.items():
@@ -342,9 +348,11 @@ def write_model(folder: Path, model: Model, binary: bool = True) -> Path:
         for iid, im in model.images.items():
             ims += struct.pack("<idddddddi", iid, *im.qvec, *im.tvec, im.camera_id) + im.name.encode() + b"\0"
             ims += struct.pack("<Q", 0)
-        pts = struct.pack("<Q", len(model.points))
-        for k, p in enumerate(model.points):
-            pts += struct.pack("<QdddBBBdQ", k + 1, *p, 128, 128, 128, 0.5, 0)
+        rows = np.empty(len(model.points), np.dtype([("id", "<u8"), ("xyz", "<f8", 3), ("rgb", "u1", 3),
+                                                     ("error", "<f8"), ("track", "<u8")]))
+        rows["id"], rows["xyz"], rows["rgb"], rows["error"], rows["track"] = (
+            np.arange(1, len(rows) + 1), model.points, colors, 0.5, 0)
+        pts = struct.pack("<Q", len(model.points)) + rows.tobytes()
         for name, body in (("cameras", cams), ("images", ims), ("points3D", pts)):
             (folder / f"{name}.bin").write_bytes(body)
         return folder
@@ -355,5 +363,6 @@ def write_model(folder: Path, model: Model, binary: bool = True) -> Path:
         f"{iid} {' '.join(repr(float(v)) for v in (*im.qvec, *im.tvec))} {im.camera_id} {im.name}\n\n"
         for iid, im in model.images.items()))
     (folder / "points3D.txt").write_text("# 3D point list\n" + "".join(
-        f"{k + 1} {p[0]!r} {p[1]!r} {p[2]!r} 128 128 128 0.5\n" for k, p in enumerate(model.points.tolist())))
+        f"{k + 1} {p[0]!r} {p[1]!r} {p[2]!r} {c[0]} {c[1]} {c[2]} 0.5\n"
+        for k, (p, c) in enumerate(zip(np.asarray(model.points).tolist(), colors.tolist()))))
     return folder

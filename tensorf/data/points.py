@@ -24,6 +24,12 @@ CELL_POINTS = 3
 def read_ply_points(path: Path) -> np.ndarray:
     """The vertex positions (N, 3) float64 of a PLY file (ascii or binary little-endian; the vertex
     element first, as COLMAP and nerfstudio write it)."""
+    return read_ply(path)[0]
+
+
+def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """A PLY file's vertex positions (N, 3) float64, colours (N, 3) uint8 (None when it has no
+    red, green, blue) and header comments."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -34,11 +40,13 @@ def read_ply_points(path: Path) -> np.ndarray:
     if not raw.startswith(b"ply") or end < 0:
         raise UserError(f"{path}: not a PLY file (no 'ply' ... 'end_header' header); re-export the point cloud")
     header = raw[:end].decode("ascii", "replace").splitlines()
-    fmt, count, props, first, current = None, 0, [], None, None
+    fmt, count, props, first, current, comments = None, 0, [], None, None, []
     for line in header:
         words = line.split()
         if words[:1] == ["format"] and len(words) > 1:
             fmt = words[1]
+        elif words[:1] == ["comment"]:
+            comments.append(" ".join(words[1:]))
         elif words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
             first, current = first or words[1], words[1]
             if current == "vertex":
@@ -49,23 +57,25 @@ def read_ply_points(path: Path) -> np.ndarray:
     if first != "vertex" or not {"x", "y", "z"} <= set(names) or any(t is None for _, t in props):
         raise UserError(f"{path}: expected a first element 'vertex' with numeric x, y, z properties; re-export the "
                         "point cloud (e.g. ns-process-data writes sparse_pc.ply)")
+    rgb = ("red", "green", "blue")
     body = raw[end + len(b"end_header\n"):]
     try:
         if fmt == "binary_little_endian":
             table = np.frombuffer(body, dtype=np.dtype([(n, "<" + t) for n, t in props]), count=count)
-            xyz = np.stack([table[a].astype(np.float64) for a in "xyz"], -1)
+            column = lambda a: table[a]  # noqa: E731
         elif fmt == "ascii":
-            rows = body.decode("ascii").split("\n")[:count]
-            table = np.loadtxt(rows, ndmin=2)
-            xyz = table[:, [names.index(a) for a in "xyz"]].astype(np.float64)
+            rows = np.loadtxt(body.decode("ascii").split("\n")[:count], ndmin=2)
+            column = lambda a: rows[:, names.index(a)]  # noqa: E731
         else:
             raise UserError(f"{path}: PLY format {fmt} is not supported (ascii or binary_little_endian); re-export it")
+        xyz = np.stack([column(a).astype(np.float64) for a in "xyz"], -1)
+        colors = np.stack([column(a) for a in rgb], -1).astype(np.uint8) if set(rgb) <= set(names) else None
     except ValueError:
         raise UserError(f"{path}: the header promises {count} vertices but the data does not hold them; "
                         "re-export the point cloud") from None
     if len(xyz) != count or not np.all(np.isfinite(xyz)):
         raise UserError(f"{path}: {len(xyz)} of {count} vertices read, or non-finite positions; re-export it")
-    return xyz
+    return xyz, colors, comments
 
 
 def box_around(points: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
