@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -34,7 +35,8 @@ from tensorf.run import field_to_capture, load_config, load_to_source
 from tensorf.training.cameras import common_motion
 
 # Our lens models -> nerfstudio's camera_model (tensorf.data.nerfstudio reads them back).
-CAMERA_MODELS = {"pinhole": "OPENCV", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE"}
+CAMERA_MODELS = {"pinhole": "OPENCV", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE",
+                 "equirectangular": "EQUIRECTANGULAR"}
 INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
 
@@ -135,10 +137,12 @@ def frames(views: PosedViews, folder: Path, corners: bool) -> list[dict]:
             unread.append(file)
             scale = (1.0, 1.0, w, h)
         sx, sy, fw, fh = scale
+        # nerfstudio's panorama focal lengths are pi times ours (tensorf.data.nerfstudio._panorama).
+        unit = math.pi if cams.model == "equirectangular" else 1.0
         frame = {"file_path": os.path.relpath(file, folder), "transform_matrix": np.round(cams.c2w[i], 9).tolist(),
-                 "fl_x": float(cams.fx[i]) * sx, "fl_y": float(cams.fy[i]) * sy,
+                 "fl_x": float(cams.fx[i]) * sx * unit, "fl_y": float(cams.fy[i]) * sy * unit,
                  "cx": (float(cams.cx[i]) - shift) * sx, "cy": (float(cams.cy[i]) - shift) * sy, "w": fw, "h": fh}
-        if cams.model != "pinhole":
+        if cams.model in ("opencv", "fisheye"):
             frame.update(zip(PARAMS, np.asarray(cams.distortion[i], np.float64).tolist()))
         out.append(frame)
     if unread:
@@ -155,7 +159,7 @@ def transforms_json(train: PosedViews, held: PosedViews | None, split: str, fold
     held_frames = [] if held is None else frames(held, folder, corners)
     every = listed + held_frames
     body: dict = {"camera_model": CAMERA_MODELS[model]}
-    keys = INTRINSICS + (PARAMS if model != "pinhole" else ())
+    keys = INTRINSICS + (PARAMS if model in ("opencv", "fisheye") else ())
     for key in keys:
         if len({f[key] for f in every}) == 1:
             body[key] = every[0][key]
@@ -279,6 +283,9 @@ def main(args: ExportCamerasArgs) -> Path:
     counts = (f"{len(train.files)} training views ({'as refined' if refined else 'as given'}) and "
               f"{0 if held is None else len(held.files)} {split} views")
     if args.format == "colmap":
+        if train.cameras.model == "equirectangular":
+            raise UserError("COLMAP has no camera model for equirectangular panoramas; export them with --format "
+                            "nerfstudio")
         out = args.output or Path(args.run_dir) / "colmap"
         model, named = colmap_model([train] + ([] if held is None else [held]), corners=not cfg.data.pixel_centers)
         xyz, colors, where = _points(args)

@@ -174,9 +174,9 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     with bad(match=r"transforms.json frame 12: transform_matrix is 3x4, expected 4x4"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     meta = json.loads((capture / "transforms.json").read_text())
-    meta["camera_model"] = "EQUIRECTANGULAR"
+    meta["camera_model"] = "OMNIDIRECTIONALSTEREO_L"
     (root / "transforms.json").write_text(json.dumps(meta))
-    with bad(match=r"transforms.json frame 0: camera_model EQUIRECTANGULAR is not supported \(one of PERSPECTIVE"):
+    with bad(match=r"transforms.json frame 0: camera_model OMNIDIRECTIONALSTEREO_L is not supported \(one of PERSPECTIVE"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     meta.update(camera_model="OPENCV", k4=0.01)
     (root / "transforms.json").write_text(json.dumps(meta))

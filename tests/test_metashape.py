@@ -81,7 +81,7 @@ def test_each_pixel_casts_the_ray_through_the_point_metashape_projects_there(tmp
 def test_a_capture_exported_from_metashape_loads_as_its_transforms_json_does(tmp_path):
     """The generated scene through a lens, its cameras written as Metashape exports them (labels
     without extension, cameras in a group folder, one not aligned, one alone in a component of
-    its own, an unused spherical sensor): the same cameras and rays as the capture's
+    its own, an unused 360-degree camera's sensor): the same cameras and rays as the capture's
     transforms.json, less those two."""
     from tensorf.config import DataConfig
     from tensorf.data.dataset import load_dataset
@@ -101,7 +101,7 @@ def test_a_capture_exported_from_metashape_loads_as_its_transforms_json_does(tmp
         cameras.append(_camera(i, label, None if i == 3 else c2w, component=1 if i == 5 else 0))
     components = ('<components next_id="2" active_id="0"><component id="0" label="Component 1"/>'
                   '<component id="1" label="Component 2"/></components>\n')
-    # A 360 camera's sensor beside it, which no camera here uses: no reason to refuse the file.
+    # A 360 camera's sensor beside it, which no camera here uses: its panoramas are not this lens.
     sensors = _sensor(0, 32, 32, calib) + _sensor(1, 64, 32, CALIB, "spherical")
     (ms / "cameras.xml").write_text(_xml(sensors, f'<group id="0" label="Group 1" type="folder">'
                                          f'{"".join(cameras)}</group>', components))
@@ -122,14 +122,14 @@ def test_a_capture_exported_from_metashape_loads_as_its_transforms_json_does(tmp
 
 @pytest.mark.parametrize("case, message", [
     ("not xml", r"cameras.xml: not valid XML"),
-    ("spherical", r"sensor 0 \(cam 0\): a spherical camera is not supported"),
+    ("cylindrical", r"sensor 0 \(cam 0\): a cylindrical camera is not supported"),
     ("unaligned", r"no camera has a pose \(<transform>\) and a calibrated sensor; align the photos"),
     ("bad transform", r"camera 'a': <transform> is not 16 finite numbers"),
 ])
 def test_a_broken_cameras_xml_is_one_clear_error(case, message, tmp_path):
     c2w = np.eye(4)
     text = {"not xml": "<document><chunk>",
-            "spherical": _xml(_sensor(0, 64, 32, CALIB, "spherical"), _camera(0, "a", c2w)),
+            "cylindrical": _xml(_sensor(0, 64, 32, CALIB, "cylindrical"), _camera(0, "a", c2w)),
             "unaligned": _xml(_sensor(0, 64, 32, CALIB), _camera(0, "a", None)),
             "bad transform": _xml(_sensor(0, 64, 32, CALIB), _camera(0, "a", c2w[:3]))}[case]
     (tmp_path / "cameras.xml").write_text(text)

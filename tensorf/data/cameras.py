@@ -78,10 +78,16 @@ class Cameras:
         """Pinhole cameras at new poses with the focal lengths and image size of the capture's
         most common image size (the wider on a tie, so photos taken both ways round orbit in
         landscape; its first camera) (orbits, spirals: novel views are rendered without the
-        capture's lens distortion)."""
+        capture's lens distortion). A panorama's novel views are pinholes of 90 degrees, half its
+        width and its full height (a 2:1 panorama's: square)."""
         sizes = list(zip(self.width.tolist(), self.height.tolist()))
         pick = max(range(len(sizes)), key=lambda i: (sizes.count(sizes[i]), sizes[i][0] / sizes[i][1], -i))
         like = self.subset(np.full(len(c2w), pick, np.int64))
+        if self.model == "equirectangular":
+            w, h = max(int(like.width[0]) // 2, 1), int(like.height[0])
+            full = lambda v, dt=np.float64: np.full(len(c2w), v, dt)  # noqa: E731
+            like = dataclasses.replace(like, fx=full(w / 2), fy=full(w / 2), cx=full(w / 2), cy=full(h / 2),
+                                       width=full(w, np.int64), height=full(h, np.int64))
         return dataclasses.replace(like, c2w=np.asarray(c2w, np.float32), model="pinhole", distortion=None)
 
     def rays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

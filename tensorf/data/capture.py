@@ -152,14 +152,15 @@ def far_share(points: np.ndarray, box) -> float:
 
 def lens_model(frames: list[Frame], where: Path) -> str:
     """The one lens model of the frames: pinhole and opencv frames together are opencv (a pinhole
-    is an opencv lens with zero distortion); a fisheye among perspective lenses is refused."""
+    is an opencv lens with zero distortion); a fisheye or a panorama among other lenses is refused."""
     models = {f.model for f in frames if f.model != "pinhole" or any(f.distortion)}
     if not models:
         return "pinhole"
-    if len(models) > 1 and "fisheye" in models:
-        raise UserError(f"{where}: fisheye and perspective lenses in one capture are not supported; "
-                        "train each camera's frames separately")
-    return "fisheye" if "fisheye" in models else "opencv"
+    for single in ("fisheye", "equirectangular"):
+        if len(models) > 1 and single in models:
+            raise UserError(f"{where}: {single} and other lenses in one capture are not supported; "
+                            "train each camera's frames separately")
+    return models.pop() if len(models) == 1 and models != {"pinhole"} else "opencv"
 
 
 def _existing(capture: Capture) -> list[Frame]:
@@ -287,12 +288,15 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         # cameras' view (the pose normalisation applies to points as to camera centres).
         points = scale * (capture.points @ transform[:3, :3].T + transform[:3, 3])
         box = box_around(points)
-    found = kind if isinstance(kind, CaptureKind) else classify(c2w, kind)
+    panorama = model == "equirectangular"
+    found = kind if isinstance(kind, CaptureKind) else classify(c2w, kind, panorama)
     if contraction == "auto":
         ends = points
         if ends is None and capture.far_points is not None:
             ends = scale * (capture.far_points @ transform[:3, :3].T + transform[:3, 3])
         unbounded = ends is not None and found.kind == "360" and far_share(ends, box) > FAR_SHARE
+        # A panorama always holds the far surroundings, whatever the points say of the middle.
+        unbounded = unbounded or (panorama and found.kind == "360")
         contraction = "linf" if unbounded else "none"
     seen = None
     if points is not None and contraction == "none":
@@ -308,7 +312,11 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
     scene = Scene(aabb=box, near_far=(NEAR, reach), background=background,
                   contraction=None if contraction == "none" else contraction)
     path = None
-    if found.kind == "forward-facing":
+    if panorama:
+        # Novel views replay the walk the camera took (as 90-degree pinholes, Cameras.with_poses):
+        # a panorama's cameras look every way, so no orbit or spiral follows from them.
+        path = c2w[np.argsort([f.name for f in frames], kind="stable")]
+    elif found.kind == "forward-facing":
         # NeRF's spiral is drawn in the frame of the average pose (LLFF's poses are recentred on it).
         avg = homogeneous(average_pose(c2w[:, :3])[None])[0]
         local = np.linalg.inv(avg) @ c2w
@@ -326,7 +334,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         raise UserError(f"{capture.source}: a turntable's views share one image size, these have "
                         f"{' and '.join(f'{w}x{h}' for w, h in sizes)}; leave out the photos of other sizes")
     # Photos of several sizes (turned) come from a camera that moved: no turntable to measure.
-    measured = turntable != "auto" or (found.kind == "360" and len(sizes) == 1)
+    measured = turntable != "auto" or (found.kind == "360" and len(sizes) == 1 and not panorama)
     table = decide(train_views.images, turntable) if measured else None
     if table is not None and table.on:
         # Medians of training views only: held-out views must not lend their pixels to a background.

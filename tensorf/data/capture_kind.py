@@ -28,9 +28,11 @@ class CaptureKind:
     kind: Kind
     spread_deg: float
     forced: bool = False
+    reason: str | None = None
+    """Why, when it was not measured from the viewing directions (a panorama's cameras see all around)."""
 
     def describe(self) -> str:
-        why = "as given" if self.forced else (
+        why = "as given" if self.forced else self.reason or (
             f"viewing directions spread {self.spread_deg:.0f} degrees from their mean, "
             f"{'under' if self.kind == 'forward-facing' else 'over'} {FORWARD_SPREAD_DEG:.0f}")
         other = "360" if self.kind == "forward-facing" else "forward-facing"
@@ -49,9 +51,12 @@ def viewing_spread_deg(c2w: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(forward @ mean, -1.0, 1.0))).max())
 
 
-def classify(c2w: np.ndarray, given: str = "auto") -> CaptureKind:
-    """The capture's kind from its cameras c2w (N, 4, 4), or `given` when it is not "auto"."""
+def classify(c2w: np.ndarray, given: str = "auto", panorama: bool = False) -> CaptureKind:
+    """The capture's kind from its cameras c2w (N, 4, 4), or `given` when it is not "auto"; 360
+    for panoramas (equirectangular cameras), which see all around whichever way they face."""
     spread = viewing_spread_deg(c2w)
     if given != "auto":
         return CaptureKind(given, spread, forced=True)  # type: ignore[arg-type]
+    if panorama:
+        return CaptureKind("360", spread, reason="equirectangular panoramas see all around")
     return CaptureKind("forward-facing" if spread < FORWARD_SPREAD_DEG else "360", spread)

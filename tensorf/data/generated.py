@@ -162,12 +162,25 @@ def _camera_rays(c2w: np.ndarray, s: int, lens_model: str = "pinhole", distortio
     return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
 
 
+def _panorama_rays(c2w: np.ndarray, s: int) -> np.ndarray:
+    """Unit world directions (s, 2 s, 3) through the pixel centres of a whole-sphere
+    equirectangular panorama 2 s wide (tensorf.data.lens, float64)."""
+    fx, fy, cx, cy = lens.equirect_intrinsics(2 * s, s)
+    j, i = np.meshgrid(np.arange(s) + 0.5, np.arange(2 * s) + 0.5, indexing="ij")
+    x, y, z = lens.undistorted_directions((i - cx) / fx, (j - cy) / fy, None, "equirectangular", xp=np)
+    return np.stack([x, -y, -z], -1) @ c2w[:3, :3].T  # OpenCV camera axes to OpenGL
+
+
 def render_view(c2w: np.ndarray, size: int, supersample: int = 2, sky: bool = False, lens_model: str = "pinhole",
                 distortion=(0.0,) * 6, textured: bool = False, angle_x: float = CAMERA_ANGLE_X) -> np.ndarray:
-    """RGBA (size, size, 4) uint8 image of the scene from one camera, through the lens; with sky,
-    opaque, the backdrop at infinity behind the geometry; textured: see _shade."""
+    """RGBA (size, size, 4) uint8 image of the scene from one camera, through the lens ((size,
+    2 size, 4): a whole-sphere equirectangular panorama); with sky, opaque, the backdrop at
+    infinity behind the geometry; textured: see _shade."""
     s = size * supersample
-    dirs = _camera_rays(c2w, s, lens_model, distortion, angle_x)
+    if lens_model == "equirectangular":
+        dirs = _panorama_rays(c2w, s)
+    else:
+        dirs = _camera_rays(c2w, s, lens_model, distortion, angle_x)
     with np.errstate(invalid="ignore"):  # missed rays carry inf distances until masked
         rgb, alpha = _shade(np.broadcast_to(c2w[:3, 3], dirs.shape), dirs, textured)
     if sky:
@@ -176,7 +189,8 @@ def render_view(c2w: np.ndarray, size: int, supersample: int = 2, sky: bool = Fa
         alpha = np.ones_like(alpha)
     # Premultiplied average over each pixel's subsamples, then un-premultiply for straight alpha.
     pm = np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1)
-    pm = pm.reshape(size, supersample, size, supersample, 4).mean((1, 3))
+    h, w = dirs.shape[0] // supersample, dirs.shape[1] // supersample
+    pm = pm.reshape(h, supersample, w, supersample, 4).mean((1, 3))
     a = pm[..., 3:]
     rgb_out = np.where(a > 0, pm[..., :3] / np.maximum(a, 1e-8), 1.0)
     return np.round(np.concatenate([rgb_out, a], -1) * 255).astype(np.uint8)
@@ -318,6 +332,32 @@ def generate_lens_capture(out: Path, lens_model: str = "pinhole", distortion=(0.
     names = {"pinhole": "PINHOLE", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE"}
     meta = {"camera_model": names[lens_model], "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2,
             "w": size, "h": size, **dict(zip(lens.PARAMS, map(float, distortion))), "frames": frames}
+    (out / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def generate_panorama_capture(out: Path, size: int = 16, n: int = 24, seed: int = 7) -> Path:
+    """The scene from inside a ring of 360-degree cameras (1.6 to 2.6 from its centre, 0.1 to 0.9
+    up, each turned a random way about the vertical: a panorama's heading is arbitrary), with the
+    backdrop at infinity all around, written as a nerfstudio transforms.json of EQUIRECTANGULAR
+    images size x 2 size (nerfstudio's intrinsics for a whole sphere: fl_x = w / 2, fl_y = h)."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        az, r, up = 2 * math.pi * k / n, rng.uniform(1.6, 2.6), rng.uniform(0.1, 0.9)
+        heading = rng.uniform(0, 2 * math.pi)
+        pose = np.eye(4)
+        # Camera axes x (right), y (up: the world's z), z (backward) turned by `heading` about z.
+        pose[:3, :3] = np.array([[math.cos(heading), 0.0, math.sin(heading)],
+                                 [math.sin(heading), 0.0, -math.cos(heading)], [0.0, 1.0, 0.0]])
+        pose[:3, 3] = [r * math.cos(az), r * math.sin(az), up]
+        iio.imwrite(out / "images" / f"pano{k:03d}.png", render_view(pose, size, sky=True, lens_model="equirectangular",
+                                                                     textured=True)[..., :3])
+        frames.append({"file_path": f"images/pano{k:03d}.png", "transform_matrix": pose.tolist()})
+    meta = {"camera_model": "EQUIRECTANGULAR", "fl_x": float(size), "fl_y": float(size), "cx": float(size),
+            "cy": size / 2, "w": 2 * size, "h": size, "frames": frames}
     (out / "transforms.json").write_text(json.dumps(meta, indent=1))
     return out
 

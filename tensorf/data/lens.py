@@ -18,15 +18,24 @@ Models (params are always [k1, k2, k3, k4, p1, p2], nerfstudio's order; unused o
   image radius theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8) (COLMAP's
   OPENCV_FISHEYE, SIMPLE_RADIAL_FISHEYE, RADIAL_FISHEYE). Rays are built from theta directly, so
   fields of view past 180 degrees work.
+- "equirectangular": a 360-degree camera's panorama. Its "normalised coordinates" are the
+  longitude and latitude of the ray (x right, y down, z forward: longitude atan2(x, z), latitude
+  atan2(y, hypot(x, z))), so with equirect_intrinsics (fx = W / 2 pi, fy = H / pi, the centre at
+  the image's) the image spans the whole sphere, the forward direction at its centre. This is
+  Agisoft Metashape's spherical camera (its manual, Appendix C) and nerfstudio's EQUIRECTANGULAR
+  (cameras.py: theta = -pi x, phi = pi (0.5 - y), with x, y normalised by fx = W / 2, fy = H).
+  No parameters.
 
 Every function takes the array module (numpy for float64 checks, jax.numpy inside jit).
 """
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
-MODELS = ("pinhole", "opencv", "fisheye")
+MODELS = ("pinhole", "opencv", "fisheye", "equirectangular")
 PARAMS = ("k1", "k2", "k3", "k4", "p1", "p2")
 NEWTON_STEPS = 10  # nerfstudio's default; converges to float64 round-off for photo lenses (tests/test_lens.py)
 
@@ -97,10 +106,19 @@ def fisheye_angle(theta_d, params, xp=jnp, steps: int = NEWTON_STEPS):
     return theta
 
 
+def equirect_intrinsics(width: float, height: float) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of a panorama width x height spanning the whole sphere: normalised
+    coordinates are then longitude in [-pi, pi] and latitude in [-pi/2, pi/2]."""
+    return width / (2.0 * math.pi), height / math.pi, width / 2.0, height / 2.0
+
+
 def undistorted_directions(xd, yd, params, model: str, xp=jnp):
     """Camera-space ray directions (OpenCV axes: x right, y down, z forward; not unit length) of
     the distorted normalised coordinates (xd, yd): (x, y, 1) for the pinhole models, (sin theta
-    xd / r, sin theta yd / r, cos theta) for the fisheye."""
+    xd / r, sin theta yd / r, cos theta) for the fisheye, the unit vector at longitude xd and
+    latitude yd for the equirectangular."""
+    if model == "equirectangular":
+        return xp.sin(xd) * xp.cos(yd), xp.sin(yd), xp.cos(xd) * xp.cos(yd)
     if model != "fisheye":
         x, y = undistort(xd, yd, params, model, xp)
         return x, y, xp.ones_like(x)
@@ -115,6 +133,8 @@ def project(directions, params, model: str, xp=jnp):
     forward model, for tests and for rendering the generated scene through a lens. Fisheye
     directions may point sideways or behind (theta up to pi)."""
     X, Y, Z = directions[..., 0], directions[..., 1], directions[..., 2]
+    if model == "equirectangular":
+        return xp.arctan2(X, Z), xp.arctan2(Y, xp.sqrt(X * X + Z * Z))
     if model != "fisheye":
         return distort(X / Z, Y / Z, params, model, xp)
     k1, k2, k3, k4, _, _ = _split(params, xp)

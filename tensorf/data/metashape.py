@@ -10,7 +10,8 @@ for the layout):
   `k1`..`k4` (to r^8) and tangential `p1`, `p2`. Metashape's tangential terms are OpenCV's
   swapped: x' = x radial + P1 (r^2 + 2 x^2) + 2 P2 x y, so OpenCV's p1 is Metashape's P2.
   Sensor type "frame" is our "opencv" lens, "fisheye" (equidistant, the same radial terms on the
-  angle) our "fisheye"; spherical and cylindrical cameras are refused.
+  angle) our "fisheye", "spherical" (a 360-degree camera's equirectangular panorama) our
+  "equirectangular"; cylindrical cameras are refused.
 - `<camera>` (also inside `<group>` folders): `label` (the photo's name, with or without its
   extension, or a path), `sensor_id`, `component_id` and `<transform>`, 16 numbers of the 4x4
   camera-to-chunk matrix, row-major, in OpenCV axes (x right, y down, z forward). A camera the
@@ -30,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorf.data import lens
 from tensorf.data.capture import Capture, Frame
 from tensorf.data.images import at_scale, auto_downscale
 from tensorf.errors import UserError, warn
 
 EXTENSIONS = (".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".tif", ".TIF", ".tiff", ".TIFF")
-LENSES = {"frame": "opencv", "fisheye": "fisheye"}
+LENSES = {"frame": "opencv", "fisheye": "fisheye", "spherical": "equirectangular"}
 
 
 def find_xml(root: Path) -> Path | None:
@@ -71,18 +73,22 @@ def _sensor(sensor: ET.Element, path: Path):
     where = f"{path} sensor {sensor.get('id')} ({sensor.get('label', '')})"
     calibrations = sensor.findall("calibration")
     calib = next((c for c in calibrations if c.get("class") == "adjusted"), calibrations[0] if calibrations else None)
-    if calib is None:
+    kind = (None if calib is None else calib.get("type")) or sensor.get("type") or "frame"
+    if calib is None and kind != "spherical":  # a panorama needs no calibration: its projection is fixed
         return None
-    kind = calib.get("type") or sensor.get("type") or "frame"
     if kind not in LENSES:
-        raise UserError(f"{where}: a {kind} camera is not supported (frame and fisheye cameras are); export "
-                        "undistorted frame images from Metashape instead")
-    size = calib.find("resolution")
+        raise UserError(f"{where}: a {kind} camera is not supported (frame, fisheye and spherical cameras are); "
+                        "export undistorted frame images from Metashape instead")
+    size = None if calib is None else calib.find("resolution")
     size = sensor.find("resolution") if size is None else size
     try:
         w, h = int(size.get("width")), int(size.get("height"))
     except (AttributeError, TypeError, ValueError):
         raise UserError(f"{where}: no image size (<resolution width= height=>); re-export the cameras") from None
+    if kind == "spherical":
+        # Appendix C: x = atan2(X, Z), y = atan2(Y, sqrt(X^2 + Z^2)), u = w / 2 + f x, v = h / 2 + f y,
+        # f = w / (2 pi): the whole sphere over a 2:1 image, lens.py's equirectangular.
+        return (*lens.equirect_intrinsics(w, h), w, h), "equirectangular", (0.0,) * 6
     num = {k: _number(calib, k, where) for k in ("f", "cx", "cy", "b1", "b2", "k1", "k2", "k3", "k4", "p1", "p2",
                                                  "p3", "p4")}
     if num["f"] <= 0:

@@ -12,6 +12,7 @@ Normalisation, box and splits: tensorf.data.capture.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from tensorf.errors import UserError, warn
 
 # nerfstudio's camera_model names -> ours (nerfstudio/cameras/camera_utils.py, CAMERA_MODEL_TO_TYPE).
 CAMERA_MODELS = {"PERSPECTIVE": "opencv", "PINHOLE": "opencv", "SIMPLE_PINHOLE": "opencv", "OPENCV": "opencv",
-                 "OPENCV_FISHEYE": "fisheye"}
+                 "OPENCV_FISHEYE": "fisheye", "EQUIRECTANGULAR": "equirectangular"}
 DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")  # lens.PARAMS, nerfstudio's distortion_params order
 
 
@@ -50,6 +51,8 @@ def _intrinsics(meta: dict, frame: dict, where: str) -> tuple[tuple[float, float
     if w is None or h is None:
         raise UserError(f"{where}: image size missing; add 'w' and 'h'")
     w, h = int(w), int(h)
+    if model == "equirectangular":
+        return _panorama(get, w, h), model, (0.0,) * 6
     fx = get("fl_x")
     if fx is None:
         if get("camera_angle_x") is None:
@@ -61,6 +64,18 @@ def _intrinsics(meta: dict, frame: dict, where: str) -> tuple[tuple[float, float
     cx, cy = get("cx"), get("cy")
     intr = (float(fx), float(fy), float(w / 2 if cx is None else cx), float(h / 2 if cy is None else cy), w, h)
     return intr, model if any(dist) else "pinhole", dist
+
+
+def _panorama(get, w: int, h: int) -> tuple[float, float, float, float, int, int]:
+    """Our intrinsics of nerfstudio's EQUIRECTANGULAR camera. nerfstudio casts a panorama's rays at
+    longitude pi (x - cx) / fl_x and polar angle pi (0.5 + (y - cy) / fl_y) (cameras.py, with
+    fl_x = w / 2 and fl_y = h for a whole sphere, its default here); ours are at (x - cx) / fx and
+    latitude (y - cy) / fy (lens.py), so fx = fl_x / pi and fy = fl_y / pi."""
+    fl_x, fl_y = get("fl_x"), get("fl_y")
+    fl_x = w / 2 if fl_x is None else float(fl_x)
+    fl_y = h if fl_y is None else float(fl_y)
+    cx, cy = get("cx"), get("cy")
+    return fl_x / math.pi, fl_y / math.pi, float(w / 2 if cx is None else cx), float(h / 2 if cy is None else cy), w, h
 
 
 def _image_path(root: Path, rel: str, downscale: int) -> tuple[Path, int]:

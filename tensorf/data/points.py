@@ -115,6 +115,7 @@ def box_seen(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, model:
         corners = lens.undistorted_directions((np.array([0.0, w, 0.0, w]) - cx) / fx,
                                               (np.array([0.0, 0.0, h, h]) - cy) / fy, params, model, xp=np)
         widest = float(np.arctan2(np.hypot(corners[0], corners[1]), corners[2]).max())
+        widest = np.pi if model == "equirectangular" else widest  # a panorama's corners are its poles
         inside = np.arctan2(np.hypot(local[:, 0], local[:, 1]), local[:, 2]) <= widest
         xd, yd = lens.project(np.where(inside[:, None], local, [0.0, 0.0, 1.0]), params, model, xp=np)
         u, v = fx * xd + cx, fy * yd + cy
