@@ -106,6 +106,11 @@ def test_a_panorama_capture_trains_contracted_renders_its_walk_and_exports_as_ne
 
     walk = iio.imread(frames["rgb"])
     assert walk.shape[:3] == (24, 16, 16)  # every camera of the walk, half the panorama's width
+    # The viewer places its camera at a training panorama with the field of view of those views.
+    from tensorf.run import load_cameras
+    from tensorf.viewer.cameras import vertical_fov
+
+    assert vertical_fov(load_cameras(tmp_path / "run"), 0) == pytest.approx(math.pi / 2)
 
     out = main(ExportCamerasArgs(run_dir=tmp_path / "run"))
     body = json.loads(out.read_text())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.config import DataConfig
-from tensorf.data import blender, colmap, llff, metashape, nerfstudio
+from tensorf.data import blender, colmap, llff, metashape, nerfstudio, opensfm
 from tensorf.data.capture import load_capture
 from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
@@ -90,9 +90,11 @@ def detect_format(cfg: DataConfig) -> str:
         return "colmap"
     if metashape.find_xml(root) is not None:
         return "metashape"
+    if opensfm.find_reconstruction(root) is not None:
+        return "opensfm"
     raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
-                    "(nerfstudio / instant-ngp), sparse/0/ (COLMAP) or cameras.xml (Metashape) here; point "
-                    "--data.path at a dataset folder or give --data.format")
+                    "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape) or reconstruction.json "
+                    "(OpenSfM, OpenDroneMap) here; point --data.path at a dataset folder or give --data.format")
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -149,7 +151,8 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
             raise UserError(f"{cfg.path}: --data.contraction is for unbounded scenes, and this capture is "
                             f"{loaded.kind.describe()} with NDC rays; give --data.kind 360 (or --data.ndc False) to contract it")
     else:
-        read = {"nerfstudio": nerfstudio.read_transforms, "metashape": metashape.read_metashape}.get(fmt, colmap.read_colmap)
+        read = {"nerfstudio": nerfstudio.read_transforms, "metashape": metashape.read_metashape,
+                "opensfm": opensfm.read_opensfm}.get(fmt, colmap.read_colmap)
         background = 1.0 if cfg.background is None else cfg.background
         capture = read(cfg.path, cfg.downscale)
         loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind,
