@@ -129,6 +129,20 @@ def tiny_config(scene: Path, run_dir: Path, **overrides) -> TrainConfig:
     return replace_nested(cfg, **overrides)
 
 
+def assert_same_capture(a, b) -> None:
+    """Two datasets read from one capture in two formats give the same training and eval cameras,
+    lenses, images and rays."""
+    import numpy as np
+
+    for split in ("train", "eval"):
+        ca, cb = getattr(a, split).cameras, getattr(b, split).cameras
+        np.testing.assert_allclose(cb.c2w, ca.c2w, atol=1e-5)
+        for k in ("fx", "fy", "cx", "cy", "distortion"):
+            np.testing.assert_allclose(getattr(cb, k), getattr(ca, k), rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(getattr(b, split).images, getattr(a, split).images)
+        np.testing.assert_allclose(cb.rays(0)[1], ca.rays(0)[1], atol=1e-5)
+
+
 def replace_nested(cfg, **overrides):
     """dataclasses.replace that understands 'model__field' style keys."""
     nested: dict[str, dict] = {}

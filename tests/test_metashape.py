@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import assert_same_capture
 
 from tensorf.data import lens
 from tensorf.data.metashape import read_metashape
@@ -110,14 +111,7 @@ def test_a_capture_exported_from_metashape_loads_as_its_transforms_json_does(tmp
 
     a, b = load_dataset(DataConfig(path=ns)), load_dataset(DataConfig(path=ms))
     assert b.format == "metashape" and len(b.train.cameras) + len(b.eval.cameras) == 16
-    for split in ("train", "eval"):
-        ca, cb = getattr(a, split).cameras, getattr(b, split).cameras
-        np.testing.assert_allclose(cb.c2w, ca.c2w, atol=1e-5)
-        for k in ("fx", "fy", "cx", "cy", "distortion"):
-            np.testing.assert_allclose(getattr(cb, k), getattr(ca, k), rtol=1e-6, atol=1e-9)
-        np.testing.assert_array_equal(getattr(b, split).images, getattr(a, split).images)
-        ra, rb = ca.rays(0), cb.rays(0)
-        np.testing.assert_allclose(rb[1], ra[1], atol=1e-5)
+    assert_same_capture(a, b)
 
 
 @pytest.mark.parametrize("case, message", [

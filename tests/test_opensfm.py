@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import assert_same_capture
 from scipy.spatial.transform import Rotation
 
 from tensorf.data import lens
@@ -114,13 +115,7 @@ def test_a_capture_reconstructed_by_opensfm_loads_as_its_transforms_json_does(tm
     assert b.format == "opensfm" and "2 reconstructions (3, 18 shots), aligned apart; reading the largest (18)" in \
         capsys.readouterr().err
     np.testing.assert_allclose(b.scene.aabb, a.scene.aabb, atol=1e-5)  # the box is set by the same points
-    for split in ("train", "eval"):
-        ca, cb = getattr(a, split).cameras, getattr(b, split).cameras
-        np.testing.assert_allclose(cb.c2w, ca.c2w, atol=1e-5)
-        for k in ("fx", "fy", "cx", "cy", "distortion"):
-            np.testing.assert_allclose(getattr(cb, k), getattr(ca, k), rtol=1e-6, atol=1e-9)
-        np.testing.assert_array_equal(getattr(b, split).images, getattr(a, split).images)
-        np.testing.assert_allclose(cb.rays(0)[1], ca.rays(0)[1], atol=1e-5)
+    assert_same_capture(a, b)
 
 
 @pytest.mark.parametrize("case, message", [
