@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from conftest import assert_same_capture
@@ -89,7 +90,7 @@ def test_a_capture_reconstructed_by_opensfm_loads_as_its_transforms_json_does(tm
     ns = generate_lens_capture(tmp_path / "ns", "opencv", distortion, size=32, n=18)
     meta = json.loads((ns / "transforms.json").read_text())
     odm = tmp_path / "odm"
-    shutil.copytree(ns / "images", odm / "images")
+    shutil.copytree(ns / "images", odm / "photos")  # found through image_list.txt, as OpenSfM finds them
     size = max(meta["w"], meta["h"])
     cam = {"projection_type": "brown", "width": meta["w"], "height": meta["h"], "focal_x": meta["fl_x"] / size,
            "focal_y": meta["fl_y"] / size, "c_x": (meta["cx"] - meta["w"] / 2) / size,
@@ -105,6 +106,15 @@ def test_a_capture_reconstructed_by_opensfm_loads_as_its_transforms_json_does(tm
     other = {"cameras": rec["cameras"], "shots": dict(list(shots.items())[:3]), "points": {}}
     (odm / "opensfm").mkdir()
     (odm / "opensfm" / "reconstruction.json").write_text(json.dumps([other, rec]))
+    (odm / "opensfm" / "image_list.txt").write_text("".join(f"../photos/{name}\n" for name in shots))
+    # A passer-by masked out of one photo: OpenSfM's masks/<image>.png, nerfstudio's mask_path.
+    mask = np.full((meta["h"], meta["w"]), 255, np.uint8)
+    mask[4:20, 6:14] = 0
+    first = meta["frames"][1]["file_path"].split("/")[-1]
+    (odm / "masks").mkdir()
+    iio.imwrite(odm / "masks" / f"{first}.png", mask)
+    iio.imwrite(ns / f"{first}.mask.png", mask)
+    meta["frames"][1]["mask_path"] = f"{first}.mask.png"
     with open(ns / "sparse_pc.ply", "w") as ply:
         ply.write(f"ply\nformat ascii 1.0\nelement vertex {len(points)}\nproperty float x\nproperty float y\n"
                   "property float z\nend_header\n" + "".join(f"{x} {y} {z}\n" for x, y, z in points))
@@ -116,6 +126,8 @@ def test_a_capture_reconstructed_by_opensfm_loads_as_its_transforms_json_does(tm
         capsys.readouterr().err
     np.testing.assert_allclose(b.scene.aabb, a.scene.aabb, atol=1e-5)  # the box is set by the same points
     assert_same_capture(a, b)
+    assert a.train.masks is not None and (~a.train.masks).sum() == 16 * 8
+    np.testing.assert_array_equal(b.train.masks, a.train.masks)
 
 
 @pytest.mark.parametrize("case, message", [

@@ -1,6 +1,8 @@
 """OpenSfM and OpenDroneMap captures: OpenSfM's reconstruction.json beside the photos in images/
 (an OpenSfM dataset folder), or an OpenDroneMap project (opensfm/reconstruction.json, the photos in
-images/), as WebODM and ODM leave them.
+images/), as WebODM and ODM leave them. Photos are found as OpenSfM finds them (its dataset.py):
+the files image_list.txt names, else images/<shot name>; masks likewise from mask_list.txt, else
+masks/<shot name>.png (zero: a pixel neither trained on nor judged).
 
 What the file holds and how it is read (OpenSfM's doc/source/geometry.rst; OpenSplat's
 opensfm.cpp read for the layout):
@@ -102,9 +104,38 @@ def _pose(shot: dict, where: str) -> np.ndarray:
     return c2w
 
 
-def _image(root: Path, name: str, downscale: int) -> tuple[Path, int]:
-    """A shot's photo: images/<name> beside the reconstruction's dataset or project folder."""
-    return at_scale(root / "images", name, downscale)
+def _listed(path: Path) -> dict[str, Path]:
+    """image name -> file of OpenSfM's image_list.txt (a path per line, relative to its folder) or
+    mask_list.txt (an image name, then its mask's path); {} without the file. A listed file that is
+    not there (OpenDroneMap writes the paths of the machine it ran on) is left to the folders."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.strip().split(None, 1) if path.name == "mask_list.txt" else [line.strip()]
+        if not parts[0]:
+            continue
+        file = path.parent / parts[-1].strip()
+        if file.is_file():
+            out[parts[0] if len(parts) == 2 else file.name] = file
+    return out
+
+
+def _files(root: Path, folder: Path, name: str, downscale: int, images: dict, masks: dict):
+    """(photo, factor still to apply, mask or None, its factor) of a shot: image_list.txt's file,
+    else images/<name> beside the reconstruction or in the project root; mask_list.txt's, else
+    masks/<name>.png (OpenSfM's naming) in the same places."""
+    if name in images:
+        photo, factor = at_scale(images[name].parent, images[name].name, downscale)
+    else:
+        where = next((d for d in (folder, root) if (d / "images" / name).is_file()), root)
+        photo, factor = at_scale(where / "images", name, downscale)
+    if name in masks:
+        return photo, factor, *at_scale(masks[name].parent, masks[name].name, downscale)
+    where = next((d for d in (folder, root) if (d / "masks" / f"{name}.png").is_file()), None)
+    if where is None:
+        return photo, factor, None, 1
+    return photo, factor, *at_scale(where / "masks", f"{name}.png", downscale)
 
 
 def read_opensfm(root: Path, downscale: int | str = 1) -> Capture:
@@ -146,11 +177,12 @@ def read_opensfm(root: Path, downscale: int | str = 1) -> Capture:
     if downscale == "auto":
         downscale = auto_downscale([lenses[cid][0][4:] for _, cid, _ in shots], str(path))
     frames = []
+    images, masks = _listed(path.parent / "image_list.txt"), _listed(path.parent / "mask_list.txt")
     for name, cid, c2w in shots:
         intr, model, dist = lenses[cid]
-        file, factor = _image(root, name, downscale)
+        file, factor, mask, mask_factor = _files(root, path.parent, name, downscale, images, masks)
         frames.append(Frame(file=file, factor=factor, c2w=c2w, intrinsics=intr, model=model, distortion=dist,
-                            name=name))
+                            name=name, mask=mask, mask_factor=mask_factor))
     points = [p.get("coordinates") for p in (rec.get("points") or {}).values() if isinstance(p, dict)]
     points = np.asarray([p for p in points if isinstance(p, list) and len(p) == 3], np.float64).reshape(-1, 3)
     return Capture(source=path, frames=frames, points=points if len(points) else None, downscale=downscale)
