@@ -159,15 +159,18 @@ def transforms_json(train: PosedViews, held: PosedViews | None, split: str, fold
     held_frames = [] if held is None else frames(held, folder, corners)
     every = listed + held_frames
     body: dict = {"camera_model": CAMERA_MODELS[model]}
+    if model == "opencv" and any(f["k4"] != 0.0 for f in every):
+        # nerfstudio's OPENCV has no r^8 term, and its readers (this project's too) refuse a k4 there.
+        warn("the lens has an r^8 term (k4, Metashape's), which nerfstudio's OPENCV model does not hold; it is left "
+             "out")
+        for f in every:
+            f["k4"] = 0.0
     keys = INTRINSICS + (PARAMS if model in ("opencv", "fisheye") else ())
     for key in keys:
         if len({f[key] for f in every}) == 1:
             body[key] = every[0][key]
             for f in every:
                 del f[key]
-    if model == "opencv" and any(f.get("k4", body.get("k4", 0.0)) != 0.0 for f in every):
-        warn("the lens has an r^8 term (k4, Metashape's); nerfstudio reads no k4 for OPENCV, so it will cast "
-             "slightly different rays from these cameras")
     body["frames"] = every
     body["train_filenames"] = [f["file_path"] for f in listed]
     if held_frames:

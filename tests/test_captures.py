@@ -1051,3 +1051,23 @@ def test_a_refined_runs_exported_cameras_leave_out_the_common_drift(tmp_path, ca
         main(ExportCamerasArgs(run_dir=tmp_path, format="colmap", points=ply))
     main(ExportCamerasArgs(run_dir=tmp_path, format="colmap"))  # RUN/points.ply found, in the other frame: left out
     assert "points.ply was exported with --frame run, not capture: points3D left empty" in capsys.readouterr().err
+
+
+def test_an_r8_lens_term_is_left_out_of_an_exported_transforms_json_that_then_reads_back(tmp_path, capsys):
+    """Metashape's r^8 term (k4 on an OPENCV lens) has no place in nerfstudio's OPENCV model, whose
+    readers refuse it: the export leaves it out, says so, and the file reads back."""
+    from tensorf.data.generated import camera_poses
+    from tensorf.data.nerfstudio import read_transforms
+    from tensorf.export_cameras import PosedViews, transforms_json
+
+    poses = np.stack(camera_poses(3, seed=3))
+    dist = np.tile([-0.05, 0.01, 0.0, 0.002, 0.001, 0.0], (3, 1))
+    cams = dataclasses.replace(Cameras.centered(poses, 16, 16, 20.0), model="opencv", distortion=dist)
+    files = [tmp_path / f"v{i}.png" for i in range(3)]
+    for f in files:
+        iio.imwrite(f, np.zeros((16, 16, 3), np.uint8))
+    body = transforms_json(PosedViews(cams, files), None, "test", tmp_path, corners=False)
+    assert (body["k1"], body["k4"], body["p1"]) == (-0.05, 0.0, 0.001)
+    assert "r^8 term (k4, Metashape's)" in capsys.readouterr().err
+    (tmp_path / "transforms.json").write_text(json.dumps(body))
+    assert [f.distortion for f in read_transforms(tmp_path).frames] == [(-0.05, 0.01, 0.0, 0.0, 0.001, 0.0)] * 3
