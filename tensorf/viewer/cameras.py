@@ -31,9 +31,9 @@ def c2w_from_viser(wxyz, position) -> np.ndarray:
 
 def vertical_fov(cameras: Cameras, index: int) -> float:
     """Vertical field of view (radians) of one camera; for a panorama, which sees all around, that
-    of its novel views (Cameras.with_poses: 90 degrees)."""
+    of the pinhole its novel views are rendered with (Cameras.with_poses)."""
     if cameras.model == "equirectangular":
-        return math.pi / 2
+        cameras, index = cameras.with_poses(cameras.c2w[index:index + 1]), 0
     return 2.0 * math.atan(0.5 * float(cameras.height[index]) / float(cameras.fy[index]))
 
 
