@@ -31,8 +31,7 @@ from tensorf.data import colmap
 from tensorf.data.cameras import Cameras
 from tensorf.data.lens import PARAMS
 from tensorf.errors import UserError, exit_on_user_error, warn
-from tensorf.run import field_to_capture, load_config, load_to_source
-from tensorf.training.cameras import common_motion
+from tensorf.run import camera_drift, field_to_capture, frame_name, load_cameras, load_config
 
 # Our lens models -> nerfstudio's camera_model (tensorf.data.nerfstudio reads them back).
 CAMERA_MODELS = {"pinhole": "OPENCV", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE",
@@ -183,21 +182,14 @@ def posed_views(run_dir: Path, frame: str) -> tuple[PosedViews, PosedViews | Non
     split's name, and which coordinates they are in."""
     train, held, split = _recorded(run_dir)
     given = Cameras.from_json(train)
-    refined_file = Path(run_dir) / "cameras_refined.json"
-    refined = given.c2w
-    drift = np.eye(4)
-    if refined_file.is_file():
-        refined = Cameras.from_json(json.loads(refined_file.read_text())).c2w
-        drift = common_motion(given.c2w.astype(np.float64), refined.astype(np.float64))
+    drift = camera_drift(run_dir)
+    refined = given.c2w if drift is None else load_cameras(run_dir, name="cameras_refined.json").c2w
     # The field follows the refined training cameras, and the eval views are carried with their
     # common drift (tensorf.training.cameras.carried); in the capture's frame that drift is taken
     # out again (tensorf.run.field_to_capture), which leaves the eval views as they were given.
     to_field = field_to_capture(run_dir) if frame == "capture" else None
-    # A run in its file's own world (Blender), or trained before it recorded the way back.
-    native = frame == "run" or load_to_source(run_dir) is None
-    coordinates = "the run's coordinates" if native else "the capture's coordinates"
     to_field = np.eye(4) if to_field is None else to_field
-    for_eval = to_field @ drift
+    for_eval = to_field if drift is None else to_field @ drift
     train_views = PosedViews(dataclasses.replace(given, c2w=_similar(to_field, refined)),
                              [Path(f) for f in train["files"]])
     held_views = None
@@ -205,7 +197,7 @@ def posed_views(run_dir: Path, frame: str) -> tuple[PosedViews, PosedViews | Non
         cams = Cameras.from_json(held)
         held_views = PosedViews(dataclasses.replace(cams, c2w=_similar(for_eval, cams.c2w)),
                                 [Path(f) for f in held["files"]])
-    return train_views, held_views, split, coordinates
+    return train_views, held_views, split, frame_name(run_dir, frame)
 
 
 def colmap_camera(frame: dict, model: str) -> tuple[str, tuple[float, ...]]:

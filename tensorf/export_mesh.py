@@ -28,7 +28,7 @@ from tensorf.data.cameras import ndc_to_world
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.models.base import trained_box
 from tensorf.render import uncontract
-from tensorf.run import field_to_capture, load_cameras, load_to_source, restore_run, to_capture_frame
+from tensorf.run import field_to_capture, frame_name, load_cameras, restore_run, to_capture_frame
 from tensorf.xla_cache import use_persistent_cache
 
 
@@ -107,8 +107,7 @@ def write_in_frame(run_dir: Path, frame: str, output: Path | None, default_name:
         write_ply(out, np.asarray(vertices, np.float32), faces, colors, normals, comment=frame_comment(frame))
     except OSError as e:
         raise UserError(f"{out}: cannot write it ({e.strerror}); pick another --output") from None
-    native = to_source is None or load_to_source(run_dir) is None  # a Blender scene, or a run from before the file
-    return out, "the run's coordinates" if native else "the capture's coordinates"
+    return out, frame_name(run_dir, frame)
 
 
 def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float, chunk: int, mesh: Mesh | None = None):

@@ -124,20 +124,34 @@ def load_to_source(run_dir: Path) -> np.ndarray | None:
         raise UserError(f"{path}: unreadable ({e}); delete it to export in the run's own frame") from None
 
 
-def field_to_capture(run_dir: Path) -> np.ndarray | None:
-    """(4, 4) from the trained field's frame to the capture file's: load_to_source's similarity,
-    after undoing the training cameras' common drift when --camera-opt refined them (the field
-    follows the cameras it was fitted to; tensorf.training.cameras.common_motion). None: the
-    field's frame is the file's."""
+def camera_drift(run_dir: Path) -> np.ndarray | None:
+    """(4, 4) motion the training cameras made together when --camera-opt refined them
+    (tensorf.training.cameras.common_motion of RUN/cameras.json to RUN/cameras_refined.json): the
+    field follows the cameras it was fitted to. None: the run did not refine them."""
     from tensorf.training.cameras import common_motion
 
-    to_source = load_to_source(run_dir)
     refined = Path(run_dir) / "cameras_refined.json"
-    if refined.is_file():
-        drift = common_motion(load_cameras(run_dir).c2w.astype(np.float64),
-                              load_cameras(run_dir, name=refined.name).c2w.astype(np.float64))
+    if not refined.is_file():
+        return None
+    return common_motion(load_cameras(run_dir).c2w.astype(np.float64),
+                         load_cameras(run_dir, name=refined.name).c2w.astype(np.float64))
+
+
+def field_to_capture(run_dir: Path) -> np.ndarray | None:
+    """(4, 4) from the trained field's frame to the capture file's: load_to_source's similarity,
+    after undoing the training cameras' common drift (camera_drift). None: the field's frame is
+    the file's."""
+    to_source, drift = load_to_source(run_dir), camera_drift(run_dir)
+    if drift is not None:
         to_source = (np.eye(4) if to_source is None else to_source) @ np.linalg.inv(drift)
     return to_source
+
+
+def frame_name(run_dir: Path, frame: str) -> str:
+    """What an export in `frame` ("capture" or "run") is written in, for its closing line: a run
+    trained in its file's own world (Blender), or before it recorded the way back, has no other."""
+    native = frame == "run" or load_to_source(run_dir) is None
+    return "the run's coordinates" if native else "the capture's coordinates"
 
 
 def to_capture_frame(to_source: np.ndarray, points: np.ndarray, normals: np.ndarray | None = None):

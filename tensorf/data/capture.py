@@ -156,11 +156,12 @@ def lens_model(frames: list[Frame], where: Path) -> str:
     models = {f.model for f in frames if f.model != "pinhole" or any(f.distortion)}
     if not models:
         return "pinhole"
-    for single in ("fisheye", "equirectangular"):
-        if len(models) > 1 and single in models:
-            raise UserError(f"{where}: {single} and other lenses in one capture are not supported; "
-                            "train each camera's frames separately")
-    return models.pop() if len(models) == 1 and models != {"pinhole"} else "opencv"
+    # Lenses whose rays no other model's can stand in for.
+    own = next((m for m in ("fisheye", "equirectangular") if m in models), None)
+    if own and len(models) > 1:
+        raise UserError(f"{where}: {own} and other lenses in one capture are not supported; "
+                        "train each camera's frames separately")
+    return own or "opencv"
 
 
 def _existing(capture: Capture) -> list[Frame]:
