@@ -191,6 +191,12 @@ class TensoRFConfig:
     weights (mip-NeRF 360 eq. 18, Schlick bias with slope 10; nerfacto anneals over 1000)."""
     interlevel_weight: float = 1.0
     """Weight of the interlevel loss that trains the proposals (mip-NeRF 360, nerfacto: 1)."""
+    proposal_padding: float = 0.01
+    """Added to every bin's (annealed) weight before the next level draws its bins, so that each
+    bin keeps some samples (nerfacto's PDFSampler histogram_padding, 0.01). Without it a proposal
+    that turns opaque early in front of the backdrop never lets the model sample beyond, and the
+    interlevel loss, which only penalises a proposal for too little weight, cannot correct it
+    (docs/unbounded.md). 0: multinerf's mip-NeRF 360."""
     distortion_weight: float = 0.002
     """Weight of the distortion loss (mip-NeRF 360 eq. 15) on the model's weights along each ray,
     with proposals (nerfacto: 0.002; mip-NeRF 360: 0.01)."""

@@ -76,16 +76,18 @@ def invert_cdf(u: jax.Array, edges: jax.Array, weights: jax.Array) -> jax.Array:
 
 
 def resample_intervals(edges: jax.Array, weights: jax.Array, n: int, jitter: jax.Array | None,
-                       anneal: jax.Array | float = 1.0) -> jax.Array:
+                       anneal: jax.Array | float = 1.0, padding: float = 0.0) -> jax.Array:
     """n new bins (B, n + 1) of [0, 1] drawn from the histogram (edges (B, M + 1), weights (B, M))
     as mip-NeRF 360 draws them (multinerf stepfun.sample_intervals): n stratified quantiles, one
     jitter per ray (B,) in [0, 1) (None: the quantiles' centres, for deterministic renders), the
     new edges halfway between neighbours and the ends mirrored, clipped to [0, 1]. The weights
-    are raised to `anneal` first (eq. 18: near 0 early in training, every bin alike; 1 later) and
-    padded so no bin is impossible. No gradient flows through the new edges."""
+    are raised to `anneal` first (eq. 18: near 0 early in training, every bin alike; 1 later),
+    then every bin gets `padding` more (nerfacto's histogram_padding: each bin keeps a share of
+    the samples however little weight it holds; 0 in multinerf). No gradient flows through the
+    new edges."""
     weights = jax.lax.stop_gradient(weights)
     width = edges[:, 1:] - edges[:, :-1]
-    weights = jnp.where(width > 0, jnp.power(weights + 1e-5, anneal), 0.0)
+    weights = jnp.where(width > 0, jnp.power(weights + 1e-5, anneal) + padding, 0.0)
     offset = 0.5 if jitter is None else jitter[:, None]
     u = jnp.clip((jnp.arange(n, dtype=jnp.float32) + offset) / n, 0.0, 1.0 - EPS)
     u = jnp.broadcast_to(u, (edges.shape[0], n))
@@ -97,20 +99,22 @@ def resample_intervals(edges: jax.Array, weights: jax.Array, n: int, jitter: jax
 
 
 def propose(levels: tuple[int, ...], final: int, weights_of: Callable[[int, jax.Array], jax.Array],
-            jitter: jax.Array | None, anneal: jax.Array | float = 1.0, batch: int | None = None
-            ) -> tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]:
+            jitter: jax.Array | None, anneal: jax.Array | float = 1.0, batch: int | None = None,
+            padding: float = 0.0) -> tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]:
     """mip-NeRF 360's proposal sampling: levels[i] bins for proposal i, then `final` bins for the
     model itself. The first level's bins are stratified over [0, 1]; each later level's are drawn
     from the previous level's weights. weights_of(i, edges (B, n + 1)) -> weights (B, n) renders
-    proposal i. jitter (B, L + 1) per ray and level, or None. Returns the final edges
-    (B, final + 1) and every proposal's (edges, weights) for the interlevel loss."""
+    proposal i. jitter (B, L + 1) per ray and level, or None. padding: added to every bin of a
+    proposal's weights before the next level draws from them (resample_intervals). Returns the
+    final edges (B, final + 1) and every proposal's (edges, weights) for the interlevel loss."""
     b = batch if jitter is None else jitter.shape[0]
     edges = jnp.broadcast_to(jnp.asarray([0.0, 1.0], jnp.float32), (b, 2))
     weights = jnp.ones((b, 1), jnp.float32)
     history = []
     for i, n in enumerate((*levels, final)):
         # The first draw is from the uniform histogram: no annealing needed there.
-        edges = resample_intervals(edges, weights, n, None if jitter is None else jitter[:, i], anneal if i else 1.0)
+        edges = resample_intervals(edges, weights, n, None if jitter is None else jitter[:, i], anneal if i else 1.0,
+                                   padding if i else 0.0)
         if i < len(levels):
             weights = weights_of(i, edges)
             history.append((edges, weights))

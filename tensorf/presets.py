@@ -202,13 +202,17 @@ LLFF_CPU = dataclasses.replace(
 # backdrop). Gradients of samples within 0.5 of a camera are scaled down ("Floaters No More",
 # the model's auto distance in contracted space): the floaters they otherwise learn cost fox
 # 3.5 dB, and the paper's distance, 1, also damps a subject about 1 from the cameras, as the pose
-# normalisation leaves them (benchmarks/results.md: captures_cpu.py, unbounded_cpu.py). Not yet
-# measured on a GPU.
+# normalisation leaves them (benchmarks/results.md: captures_cpu.py, unbounded_cpu.py). TV on
+# the factor planes, 1.0 for density and appearance (the official recipe's for real forward-facing
+# captures, as LLFF here): with the proposal padding (the model's default, nerfacto's) it is what
+# lets the proposals find the backdrop and the cells few rays reach stay smooth (docs/unbounded.md,
+# stop 51). Not yet measured on a GPU.
 UNBOUNDED = TrainConfig(
     run_dir=Path("runs/unbounded"),
     data=DataConfig(path=Path("data/unbounded"), contraction="linf", contraction_shell=0.5),
     model=TensoRFConfig(n_voxels_final=384**3, shrink_box=False, filter_rays=False, proposal_samples=(256, 96),
-                        proposal_final_samples=48, proposal_resolution=(128, 256)),
+                        proposal_final_samples=48, proposal_resolution=(128, 256), tv_weight_density=1.0,
+                        tv_weight_appearance=1.0),
 )
 
 # Unbounded scenes on a 2-core CPU: lego-cpu's sizes and schedule with UNBOUNDED's treatment: a
@@ -219,7 +223,9 @@ UNBOUNDED_CPU = dataclasses.replace(
     run_dir=Path("runs/unbounded_cpu"),
     data=dataclasses.replace(UNBOUNDED.data, downscale=LEGO_CPU.data.downscale),
     model=dataclasses.replace(LEGO_CPU.model, n_voxels_final=256**3, shrink_box=False, filter_rays=False,
-                              proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128)),
+                              proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128),
+                              tv_weight_density=UNBOUNDED.model.tv_weight_density,
+                              tv_weight_appearance=UNBOUNDED.model.tv_weight_appearance),
 )
 
 # mip-NeRF 360 on an unbounded capture (google-research/multinerf configs/360.gin and

@@ -106,3 +106,23 @@ def test_annealing_flattens_the_resampling_early_on():
     flat = np.asarray(resample_intervals(edges, peaked, 16, None, 0.0))
     assert (sharp[0, 1:-1] < 0.25).sum() > 12  # follows the peak
     np.testing.assert_allclose(flat[0], np.linspace(0, 1, 17), atol=1e-5)  # every bin alike
+
+
+@pytest.mark.parametrize("padding, beyond", [(0.0, (0.0, 0.001)), (0.01, (0.03, 0.1))])
+def test_padding_keeps_samples_beyond_a_proposal_that_turned_opaque_early(padding, beyond):
+    """A proposal opaque in the first tenth of every ray (all its weight there) leaves the model no
+    sample beyond it, so neither it nor the interlevel loss can learn what lies further; padded
+    bins (nerfacto's 0.01 per bin) keep a share of the samples spread over the rest of the ray: 5%
+    of the model's beyond the middle here, the padding of both levels compounding."""
+    b = 64
+
+    def weights_of(i, edges):
+        mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
+        w = jnp.where(mid < 0.1, 1.0, 0.0)
+        return w / jnp.sum(w, axis=-1, keepdims=True)
+
+    jitter = jax.random.uniform(jax.random.key(3), (b, 3))
+    edges, _ = propose((64, 32), 32, weights_of, jitter, padding=padding)
+    mid = np.asarray(0.5 * (edges[:, 1:] + edges[:, :-1]))
+    share = float(np.mean(mid > 0.5))
+    assert beyond[0] <= share <= beyond[1], share

@@ -327,7 +327,8 @@ class TensoRF:
             sigma = self._proposal_density(params, level, pts.reshape(-1, 3)).reshape(edges.shape[0], -1)
             return compositing_weights(sigma, step * c.distance_scale)
 
-        edges, history = propose(c.proposal_samples, c.proposal_final_samples, weights_of, jitter, anneal, batch=b)
+        edges, history = propose(c.proposal_samples, c.proposal_final_samples, weights_of, jitter, anneal, batch=b,
+                                 padding=c.proposal_padding)
         return *self._bins(rays, spacing.t(edges)), edges, tuple(history)
 
     def samples(self, params: dict, rays: Rays, keys, anneal: jax.Array | float = 1.0,
