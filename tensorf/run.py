@@ -73,8 +73,13 @@ def load_config(run_dir: Path) -> TrainConfig:
     if not path.is_file():
         raise UserError(f"{path} not found; {run_dir} is not a run directory (train one with train_lego.py)")
     try:
-        return cfgmod.from_json(path.read_text())
-    except (ValueError, TypeError, KeyError) as e:
+        raw = json.loads(path.read_text())
+        model = raw.get("model", {})
+        if "proposal_final_samples" in model and "proposal_padding" not in model:
+            # A TensoRF run from before the padding (stop 51) sampled without it: render it so.
+            model["proposal_padding"] = 0.0
+        return cfgmod.from_json(json.dumps(raw))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise UserError(f"{path}: unreadable run config ({str(e).splitlines()[0]}); restore it from a backup") from None
 
 

@@ -251,3 +251,19 @@ def test_training_with_proposals_logs_their_losses_and_depths(scene, tmp_path):
     events = b"".join(p.read_bytes() for p in (tmp_path / "run" / "tb").iterdir())
     for tag in (b"train/interlevel", b"train/distortion", b"eval/proposal_depths"):
         assert tag in events, tag
+
+
+def test_a_run_from_before_the_proposal_padding_renders_without_it(tmp_path):
+    """RUN/config.json of a TensoRF run written before --model.proposal-padding existed has no such
+    field; it trained without padding and must render so, not with today's default."""
+    from tensorf.config import TensoRFConfig, TrainConfig, to_json
+    from tensorf.run import load_config
+
+    cfg = TrainConfig(model=TensoRFConfig(proposal_samples=(64, 32)))
+    body = json.loads(to_json(cfg))
+    assert body["model"]["proposal_padding"] == 0.01
+    (tmp_path / "config.json").write_text(to_json(cfg))
+    assert load_config(tmp_path).model.proposal_padding == 0.01
+    del body["model"]["proposal_padding"]
+    (tmp_path / "config.json").write_text(json.dumps(body))
+    assert load_config(tmp_path).model.proposal_padding == 0.0
