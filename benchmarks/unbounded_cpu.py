@@ -130,13 +130,13 @@ def backdrop_probe(run_dir: Path) -> str:
     subject's median depth in view 0."""
     cfg, model, params, _ = restore_run(run_dir)
     views, _ = load_eval_views(cfg.data)
+    frames = json.loads((cfg.data.path / "transforms.json").read_text())["frames"]
     opacity, radius, subject = [], [], None
     for i, name in enumerate(views.names):
         rays = view_rays(views, i)
         out = render_rays_chunked(model, params, rays, 1024)
         size = views.size(i)[0]
-        frame = json.loads((cfg.data.path / "transforms.json").read_text())["frames"][int(name[-3:])]
-        sky = render_view(np.asarray(frame["transform_matrix"]), size)[..., 3].reshape(-1) == 0
+        sky = render_view(np.asarray(frames[int(name[-3:])]["transform_matrix"]), size)[..., 3].reshape(-1) == 0
         depth = np.asarray(out.median_depth).reshape(-1)
         points = np.asarray(rays.origins).reshape(-1, 3) + np.asarray(rays.directions).reshape(-1, 3) * depth[:, None]
         r = np.abs(np.asarray(contract(jnp.asarray(points), cfg.data.contraction, cfg.data.contraction_shell))).max(-1)
