@@ -53,7 +53,7 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
         + "; ".join(f"{k}: {v[0]}" for k, v in PRESETS.items())
         + ".\n--resume RUN    continue RUN from its newest checkpoint with its saved config "
         "(options below still override it, e.g. more --steps; not ones that change parameter shapes)."
-        "\n--overwrite     start over in a run directory that already holds a run (deletes its checkpoints and logs)."
+        "\n--overwrite     start over in a run directory that already holds a run (deletes its checkpoints, logs, exports and renders; keeps camera paths)."
     )
     if known.resume is not None and known.overwrite:
         raise UserError("--resume continues a run and --overwrite deletes it; give one of them")

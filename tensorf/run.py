@@ -229,6 +229,9 @@ def restore_run(run_dir: Path, step: int | None = None, best: bool = False) -> t
 
 RUN_OUTPUTS = ("checkpoints", "best", "tb", "eval", "config.json", "cameras.json", "background.png",
                "dataparser_transforms.json", "cameras_refined.json", "exposure.json")
+# What the exports and renderers write into RUN by default. They show the field --overwrite deletes,
+# so they go with it: a stale RUN/points.ply would otherwise seed export_cameras' COLMAP scene.
+RUN_EXPORTS = ("points.ply", "mesh.ply", "transforms.json", "colmap", "viewer", "render_360.gif")
 
 
 def holds_run(run_dir: Path) -> bool:
@@ -309,14 +312,24 @@ def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> RunLock:
         if not overwrite:
             lock.release()
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or start over with "
-                            "--overwrite (deletes its checkpoints and logs)")
-        for name in RUN_OUTPUTS:
-            target = Path(run_dir) / name
+                            "--overwrite (deletes its checkpoints, logs, exports and renders)")
+        for target in run_outputs(Path(run_dir)):
             if target.is_dir():
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
     return lock
+
+
+def run_outputs(run_dir: Path) -> list[Path]:
+    """Everything in RUN that training, the exports and the renderers wrote: what --overwrite
+    deletes. Camera paths (RUN/*.json made in the viewer) are the user's and stay; their GIFs go."""
+    names = set(RUN_OUTPUTS) | set(RUN_EXPORTS)
+    renders = {Path(n).stem for n in RUN_EXPORTS if n.endswith(".gif")}
+    renders |= {p.stem for p in run_dir.glob("*.json") if p.name not in names}
+    for stem in renders:
+        names |= {f"{stem}.gif", f"{stem}_depth.gif", f"{stem}_opacity.gif"}
+    return sorted(run_dir / n for n in names if (run_dir / n).exists())
 
 
 def check_resumable(saved: TrainConfig, cfg: TrainConfig, run_dir: Path) -> None:

@@ -95,8 +95,19 @@ def test_a_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(scene, 
     run = _copy(finished, tmp_path)
     with pytest.raises(UserError, match=r"already holds a run; continue it with --resume .*or start over with --overwrite"):
         train(tiny_config(scene, run, steps=3))
+    # What the old field was exported and rendered to goes with it (a stale points.ply would seed
+    # export_cameras' COLMAP scene); a camera path made in the viewer is the user's and stays.
+    (run / "colmap" / "sparse").mkdir(parents=True)
+    (run / "viewer").mkdir()
+    for name in ("points.ply", "mesh.ply", "transforms.json", "render_360.gif", "render_360_depth.gif", "flight.gif",
+                 "flight_opacity.gif", "viewer/step0000009_rgb_000.png", "flight.json", "notes.txt"):
+        (run / name).write_text("from the old run")
     result = train(tiny_config(scene, run, steps=2, checkpoint_every=0), overwrite=True)
     assert result.steps == 2 and restore_run(run)[3]["step"] == 2 and not (run / "checkpoints" / "9").exists()
+    left = {p.name for p in run.iterdir()}
+    assert not left & {"points.ply", "mesh.ply", "transforms.json", "colmap", "viewer", "render_360.gif",
+                       "render_360_depth.gif", "flight.gif", "flight_opacity.gif"}, left
+    assert {"flight.json", "notes.txt"} <= left
 
 
 def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(scene, tmp_path):
