@@ -23,13 +23,15 @@ class DataConfig:
     path: Path = Path("data/nerf_synthetic/lego")
     """Dataset folder: Blender / NeRF-synthetic (transforms_<split>.json + RGBA PNGs), LLFF
     (poses_bounds.npy + images_N/), nerfstudio / instant-ngp (transforms.json), a COLMAP
-    model (sparse/0/ or sparse/ + images/), a Metashape alignment (cameras.xml + images/) or an
+    model (sparse/0/ or sparse/ + images/), a Metashape alignment (cameras.xml + images/), an
     OpenSfM / OpenDroneMap reconstruction (reconstruction.json or opensfm/reconstruction.json +
-    images/)."""
-    format: Literal["auto", "blender", "llff", "nerfstudio", "colmap", "metashape", "opensfm"] = "auto"
+    images/), a Polycam raw-data export (keyframes/) or a Record3D export (metadata.json + rgb/)."""
+    format: Literal["auto", "blender", "llff", "nerfstudio", "colmap", "metashape", "opensfm", "polycam",
+                    "record3d"] = "auto"
     """Dataset layout; auto detects it from the folder (transforms_train.json: blender,
     poses_bounds.npy: llff, transforms.json: nerfstudio, sparse/0/ or sparse/: colmap,
-    cameras.xml: metashape, reconstruction.json or opensfm/reconstruction.json: opensfm)."""
+    cameras.xml: metashape, reconstruction.json or opensfm/reconstruction.json: opensfm,
+    keyframes/: polycam, metadata.json + rgb/: record3d)."""
     kind: Literal["auto", "forward-facing", "360"] = "auto"
     """What the capture is (LLFF, nerfstudio, COLMAP): auto decides from how far the cameras'
     viewing directions spread. Forward-facing: NDC rays (LLFF) and NeRF's spiral as the render

@@ -206,7 +206,7 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     (root / "poses_bounds.npy").unlink()
     (root / "transforms.json").unlink()
-    with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* sparse/0/ \(COLMAP\), cameras.xml \(Metashape\) or reconstruction.json \(OpenSfM, OpenDroneMap\)"):
+    with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* sparse/0/ \(COLMAP\), cameras.xml \(Metashape\), reconstruction.json \(OpenSfM, OpenDroneMap\), keyframes/ \(Polycam\) or metadata.json \+ rgb/ \(Record3D\) here"):
         load_dataset(DataConfig(path=root))
 
 

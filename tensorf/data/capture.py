@@ -65,6 +65,9 @@ class Frame:
     orientation: int = 1
     """The EXIF orientation the file's pixels are turned upright by when read (upright_frames);
     the camera above is the upright view's."""
+    border: int = 0
+    """Pixels of the full-size image along each edge that hold no picture (Polycam's undistorted
+    keyframes are black there): masked, neither trained on nor judged."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,11 +275,14 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         shape = images.shape[1:3]
         padded = not ((w == shape[1]).all() and (h == shape[0]).all())
         masks = None
-        if padded or any(frames[i].mask is not None for i in idx):
+        if padded or any(frames[i].mask is not None or frames[i].border for i in idx):
             masks = np.zeros((len(idx), *shape), bool)
             for j, i in enumerate(idx):
                 masks[j, :h[j], :w[j]] = True if frames[i].mask is None else \
                     read_mask(frames[i].mask, frames[i].mask_factor, (w[j], h[j]), frames[i].orientation)
+                b = -(-frames[i].border // downscale)  # a pixel that covers any of the border is out
+                if b:
+                    masks[j, :b], masks[j, h[j] - b:], masks[j, :, :b], masks[j, :, w[j] - b:] = False, False, False, False
         return Views(images=images, cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
                      masks=masks, files=tuple(frames[i].file for i in idx))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.config import DataConfig
-from tensorf.data import blender, colmap, llff, metashape, nerfstudio, opensfm
+from tensorf.data import blender, colmap, llff, metashape, nerfstudio, opensfm, polycam, record3d
 from tensorf.data.capture import load_capture
 from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
@@ -92,9 +92,14 @@ def detect_format(cfg: DataConfig) -> str:
         return "metashape"
     if opensfm.find_reconstruction(root) is not None:
         return "opensfm"
+    if polycam.find_keyframes(root) is not None:
+        return "polycam"
+    if record3d.is_record3d(root):
+        return "record3d"
     raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
-                    "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape) or reconstruction.json "
-                    "(OpenSfM, OpenDroneMap) here; point --data.path at a dataset folder or give --data.format")
+                    "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape), reconstruction.json "
+                    "(OpenSfM, OpenDroneMap), keyframes/ (Polycam) or metadata.json + rgb/ (Record3D) here; point "
+                    "--data.path at a dataset folder or give --data.format")
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -152,7 +157,8 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
                             f"{loaded.kind.describe()} with NDC rays; give --data.kind 360 (or --data.ndc False) to contract it")
     else:
         read = {"nerfstudio": nerfstudio.read_transforms, "metashape": metashape.read_metashape,
-                "opensfm": opensfm.read_opensfm}.get(fmt, colmap.read_colmap)
+                "opensfm": opensfm.read_opensfm, "polycam": polycam.read_polycam,
+                "record3d": record3d.read_record3d}.get(fmt, colmap.read_colmap)
         background = 1.0 if cfg.background is None else cfg.background
         capture = read(cfg.path, cfg.downscale)
         loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind,
