@@ -123,7 +123,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         out = render_rays_chunked(model, params, Rays(origins=o, directions=d, radii=r, background=room), args.chunk,
                                   mesh)
         rgbs.append(to_uint8(out.rgb))
-        depths.append(to_uint8(depth_image(out.depth, out.opacity, near, far)))
+        depths.append(to_uint8(depth_image(out.median_depth, out.opacity, near, far)))
         opacities.append(to_uint8(out.opacity))
 
     default = "render_360" if args.camera_path is None else Path(args.camera_path).stem

@@ -39,10 +39,10 @@ from tensorf.xla_cache import use_persistent_cache
 
 
 def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh: Mesh | None = None):
-    """rgb (H, W, 3), depth (H, W) and opacity (H, W) of one view (chunks spread over the mesh)."""
+    """rgb (H, W, 3), median depth (H, W) and opacity (H, W) of one view (chunks spread over the mesh)."""
     out = render_rays_chunked(model, params, view_rays(views, index), chunk, mesh)
     h, w = views.size(index)
-    return out.rgb.reshape(h, w, 3), out.depth.reshape(h, w), out.opacity.reshape(h, w)
+    return out.rgb.reshape(h, w, 3), out.median_depth.reshape(h, w), out.opacity.reshape(h, w)
 
 
 def judged(views: Views, index: int, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

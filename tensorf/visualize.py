@@ -18,11 +18,12 @@ def colormap(x: np.ndarray) -> np.ndarray:
     return _VIRIDIS[i] * (1 - f) + _VIRIDIS[i + 1] * f
 
 
-def depth_image(depth: np.ndarray, opacity: np.ndarray, near: float, far: float) -> np.ndarray:
-    """Expected distance (rays' depth / opacity) coloured from near (dark) to far (bright), white
-    where the ray hit nothing."""
-    d = depth / np.maximum(opacity, 1e-6)
-    rgb = colormap((d - near) / max(far - near, 1e-6))
+def depth_image(distance: np.ndarray, opacity: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Each ray's median distance (RenderOutput.median_depth) coloured from near (dark) to far
+    (bright), faded to white as its opacity falls. The median, as nerfacto's depth output: the
+    expected distance averages what a ray passes, so an edge pixel or a faint floater in front of
+    a surface reads as a depth between the two, where nothing is."""
+    rgb = colormap((distance - near) / max(far - near, 1e-6))
     return rgb * opacity[..., None] + (1 - opacity[..., None])
 
 

@@ -144,3 +144,10 @@ def test_median_depth_lands_on_a_surface_where_expected_depth_falls_between():
     np.testing.assert_allclose(median_depth(w, t), [4.0, 1.0, 1.0])
     expected = jnp.sum(w * t, -1) / jnp.maximum(jnp.sum(w, -1), 1e-9)
     assert 2.0 < float(expected[0]) < 4.0  # the mean: empty space between the surfaces
+    # The depth pictures (viewer, orbit GIFs, TensorBoard) colour the edge pixel as the far
+    # surface's full opacity would, faded by its 0.95 opacity: not as the empty space between.
+    from tensorf.visualize import colormap, depth_image
+
+    picture = depth_image(np.asarray(median_depth(w, t)), np.asarray(jnp.sum(w, -1)), 1.0, 4.0)
+    np.testing.assert_allclose(picture[0], 0.95 * colormap(np.float64(1.0)) + 0.05, atol=1e-6)
+    np.testing.assert_allclose(picture[2], 1.0)  # nothing hit: white

@@ -73,7 +73,7 @@ def render_view(snapshot: Snapshot, camera: Cameras, mode: Mode = "rgb", chunk: 
         o, d, r = camera.pixels_rays(0, x, y)
         out = render_rays_chunked(snapshot.model, snapshot.params, Rays(origins=o, directions=d, radii=r), chunk, mesh)
         keep = min(chunk, n - start)
-        parts.append((out.rgb[:keep], out.depth[:keep], out.opacity[:keep]))
+        parts.append((out.rgb[:keep], out.median_depth[:keep], out.opacity[:keep]))
     rgb, depth, opacity = (np.concatenate(p) for p in zip(*parts))
     if mode == "rgb":
         img = rgb.reshape(h, w, 3)
