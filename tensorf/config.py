@@ -44,6 +44,11 @@ class DataConfig:
     views whose cameras stood nearest its own), composited behind the field in training and eval views (render_360's
     orbits get the median of every training view). auto:
     yes when most views share most pixels with their median (printed, recorded in RUN/config.json)."""
+    depth: bool = False
+    """Supervise where rays end with the capture's depth maps (a phone's LiDAR or a depth
+    estimate): a transforms.json frame's `depth_file_path` (nerfstudio's: a 16-bit PNG in
+    millimetres, or .npy) or a Polycam export's keyframes/depth/. The loss is DS-NeRF's, as
+    nerfstudio's depth-nerfacto uses it (--model.depth-weight, --model.depth-sigma); TensoRF only."""
     turntable_warmup: int = 100
     """Turntable captures: for this many steps the training rays that the camera's background does
     not explain see the flat background instead (it gives way to the camera's over as many steps
@@ -202,6 +207,14 @@ class TensoRFConfig:
     distortion_weight: float = 0.002
     """Weight of the distortion loss (mip-NeRF 360 eq. 15) on the model's weights along each ray,
     with proposals (nerfacto: 0.002; mip-NeRF 360: 0.01)."""
+    depth_weight: float = 0.1
+    """With --data.depth: weight of the DS-NeRF depth loss (Deng et al. 2022), which pulls each
+    ray's weights towards the measured depth. nerfstudio's depth-nerfacto uses 1e-3; here that
+    changed nothing measurable (docs/captures.md, depth maps)."""
+    depth_sigma: float = 0.05
+    """With --data.depth: the depth loss's spread (standard deviation) around the measured depth,
+    in the training world's units (the cameras normalised into the unit cube). nerfstudio's 0.01
+    is a variance: 0.1; here 0.1 put surfaces farther off than no depth at all."""
     near_gradient_distance: float | Literal["auto"] = "auto"
     """Scale the gradients of density and colour at samples nearer a camera than this (scene
     units) by (distance / it)^2, so that floaters in front of a camera, which explain its view

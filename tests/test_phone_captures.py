@@ -5,6 +5,8 @@ transforms.json nerfstudio makes of it does (its ns-process-data polycam / recor
 import json
 import shutil
 
+import imageio.v3 as iio
+
 import numpy as np
 import pytest
 from conftest import assert_same_capture
@@ -13,7 +15,7 @@ from scipy.spatial.transform import Rotation
 from tensorf.config import DataConfig
 from tensorf.data import polycam, record3d
 from tensorf.data.dataset import load_dataset
-from tensorf.data.generated import generate_lens_capture
+from tensorf.data.generated import generate_lens_capture, render_depth
 from tensorf.errors import UserError
 
 SIZE = 48  # Polycam's 15-pixel border leaves 18 x 18
@@ -63,6 +65,19 @@ def test_a_polycam_export_loads_as_its_transforms_json_with_the_black_border_mas
         inner = np.zeros((SIZE, SIZE), bool)
         inner[15:-15, 15:-15] = True
         np.testing.assert_array_equal(views.masks, np.broadcast_to(inner, views.masks.shape))
+    # Its LiDAR depth maps (keyframes/depth/, millimetres at a quarter of the photo's size, as
+    # Polycam's 256x192 against 1024x768) for --data.depth: scaled up to the photo, then by the
+    # poses' normalisation.
+    (keyframes / "depth").mkdir()
+    for k, frame in enumerate(meta["frames"]):
+        depth = render_depth(np.asarray(frame["transform_matrix"]), SIZE)[1::4, 1::4]
+        iio.imwrite(keyframes / "depth" / f"{1000 + k}.png", np.round(depth * 1000).astype(np.uint16))
+    c = load_dataset(DataConfig(path=tmp_path / "scan", depth=True))
+    scale = 1.0 / np.linalg.norm(c.to_source[:3, 0])
+    truth = np.stack([render_depth(np.asarray(meta["frames"][int(n) - 1000]["transform_matrix"]), SIZE)[1::4, 1::4]
+                      for n in c.train.names]).repeat(4, 1).repeat(4, 2)  # each map pixel covers 4 x 4
+    assert (truth > 0).mean() > 0.2
+    np.testing.assert_allclose(c.train.depths / scale, truth, atol=1e-3)
     # Exports go back to Polycam's own world: the training cameras' centres land on its t_i3.
     centres = b.train.cameras.c2w[:, :3, 3] @ b.to_source[:3, :3].T + b.to_source[:3, 3]
     files = [json.loads((keyframes / "corrected_cameras" / f"{n}.json").read_text()) for n in b.train.names]

@@ -31,7 +31,7 @@ import numpy as np
 from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
-from tensorf.data.images import read_images, read_mask
+from tensorf.data.images import read_depth, read_images, read_mask
 from tensorf.data.orientation import SWAPS_SIDES, exif_orientations, turn_camera
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
 from tensorf.data.points import box_around, box_seen
@@ -68,6 +68,10 @@ class Frame:
     border: int = 0
     """Pixels of the full-size image along each edge that hold no picture (Polycam's undistorted
     keyframes are black there): masked, neither trained on nor judged."""
+    depth: Path | None = None
+    """A depth map of the photo (images.read_depth), or None."""
+    depth_scale: float = 1e-3
+    """The capture's units per depth-map unit (nerfstudio's depth_unit_scale_factor: millimetres)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,13 +242,17 @@ def _split_indices(capture: Capture, frames: list[Frame], hold_every: int) -> tu
 
 def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval_views: tuple[int, ...] = (),
                  background: float = 1.0, kind: str | CaptureKind = "auto",
-                 contraction: str = "auto", turntable: str = "auto") -> LoadedCapture:
+                 contraction: str = "auto", turntable: str = "auto", depth: bool = False) -> LoadedCapture:
     """Training and eval views, the scene, the eval split's name, the capture's kind, its render
     path (a spiral for forward-facing captures, None: an orbit) and whether it is a turntable
-    (tensorf.data.turntable) of a posed capture."""
+    (tensorf.data.turntable) of a posed capture. depth: read the frames' depth maps into the
+    views (Views.depths, in the training world's units)."""
     if hold_every < 2:
         raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     frames = _existing(capture)
+    if depth and not any(f.depth is not None for f in frames):
+        raise UserError(f"{capture.source}: --data.depth asks for depth maps and no frame has one (transforms.json: "
+                        "depth_file_path; Polycam: keyframes/depth/); drop --data.depth")
     model = lens_model(frames, capture.source)
     c2w, transform, scale = normalise_poses(np.stack([f.c2w for f in frames]))
     train, test, split = _split_indices(capture, frames, hold_every)
@@ -283,8 +291,16 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                 b = -(-frames[i].border // downscale)  # a pixel that covers any of the border is out
                 if b:
                     masks[j, :b], masks[j, h[j] - b:], masks[j, :, :b], masks[j, :, w[j] - b:] = False, False, False, False
+        depths = None
+        if depth:
+            # In the training world: the poses were scaled by `scale`, and distances with them.
+            depths = np.zeros(images.shape[:3], np.float32)
+            for j, i in enumerate(idx):
+                if frames[i].depth is not None:
+                    depths[j, :h[j], :w[j]] = scale * read_depth(frames[i].depth, (w[j], h[j]), frames[i].depth_scale,
+                                                                 frames[i].orientation)
         return Views(images=images, cameras=cams, names=tuple(Path(frames[i].name).stem for i in idx),
-                     masks=masks, files=tuple(frames[i].file for i in idx))
+                     masks=masks, files=tuple(frames[i].file for i in idx), depths=depths)
 
     k = np.asarray([f.intrinsics for f in frames])
     half_fov = half_field_of_view(k, model, distortion)

@@ -59,6 +59,10 @@ class Dataset:
             f"{'NDC rays, ' if sc.ndc else ''}{f'{sc.contraction} contraction, ' if sc.contraction else ''}"
             f"box {np.round(sc.aabb, 3).tolist()}, near/far {np.round(sc.near_far, 3).tolist()} "
             "(override with --data.aabb / --data.near-far / --data.contraction)")
+        if self.train.depths is not None:
+            have = int((self.train.depths > 0).any(axis=(1, 2)).sum())
+            lines.append(f"  depth maps: {have} of {len(self.train.images)} training views (--data.depth: the DS-NeRF "
+                         "depth loss, --model.depth-weight)")
         if sc.contraction and self.turntable and self.turntable.on:
             # The contracted shell then holds only floaters, and the subject gets a fraction of the
             # grid: on head the fitted box won (benchmarks/results.md, captures_cpu.py).
@@ -136,6 +140,9 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
     fmt = detect_format(cfg)
     if cfg.ndc and fmt != "llff":
         raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
+    if cfg.depth and fmt not in ("nerfstudio", "polycam"):
+        raise UserError(f"--data.depth reads depth maps from a transforms.json (depth_file_path) or a Polycam export; "
+                        f"this capture is {fmt}")
     if cfg.contraction not in ("auto", "none") and cfg.ndc:
         raise UserError("--data.contraction is for unbounded scenes and NDC rays are for forward-facing ones; "
                         "give one of them")
@@ -162,7 +169,7 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
         background = 1.0 if cfg.background is None else cfg.background
         capture = read(cfg.path, cfg.downscale)
         loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind,
-                              cfg.contraction, cfg.turntable)
+                              cfg.contraction, cfg.turntable, cfg.depth)
     return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
                    format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable,
                    downscale=loaded.downscale, to_source=loaded.to_source)

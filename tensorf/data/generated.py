@@ -103,15 +103,31 @@ def _grain(p: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(2.5 * g)  # sharp-edged blobs: corners and blobs for SIFT
 
 
-def _shade(o, d, textured: bool = False):
-    """Trace rays (..., 3); returns RGB (..., 3) and coverage (...,). textured: albedo modulated
-    by _grain, so that features can be found and matched between views."""
-    hits = [
+def _hits(o, d) -> list:
+    """(distance, normal) of rays (..., 3) to each of the scene's four shapes (inf: missed)."""
+    return [
         _sphere(o, d, np.array([0.0, 0.0, 0.3]), 0.55),
         _box(o, d, np.array([-0.9, -0.9, -0.6]), np.array([0.9, 0.9, -0.4])),
         _box(o, d, np.array([0.25, -0.75, -0.4]), np.array([0.7, -0.3, 0.2])),
         _sphere(o, d, np.array([-0.5, 0.5, -0.1]), 0.3),
     ]
+
+
+def render_depth(c2w: np.ndarray, size: int, angle_x: float = CAMERA_ANGLE_X) -> np.ndarray:
+    """(size, size) float64 depth map of the scene from a pinhole camera: each pixel centre's
+    distance to the surface along the camera's viewing axis, as a phone's depth map gives it;
+    0 where the pixel sees nothing."""
+    dirs = _camera_rays(c2w, size, angle_x=angle_x)
+    with np.errstate(invalid="ignore"):
+        t = np.stack([h[0] for h in _hits(np.broadcast_to(c2w[:3, 3], dirs.shape), dirs)], -1).min(-1)
+    z = t * (dirs @ -c2w[:3, 2])
+    return np.where(np.isfinite(z), z, 0.0)
+
+
+def _shade(o, d, textured: bool = False):
+    """Trace rays (..., 3); returns RGB (..., 3) and coverage (...,). textured: albedo modulated
+    by _grain, so that features can be found and matched between views."""
+    hits = _hits(o, d)
     ts = np.stack([h[0] for h in hits], -1)
     which = ts.argmin(-1)
     t = ts.min(-1)
@@ -332,6 +348,25 @@ def generate_lens_capture(out: Path, lens_model: str = "pinhole", distortion=(0.
     names = {"pinhole": "PINHOLE", "opencv": "OPENCV", "fisheye": "OPENCV_FISHEYE"}
     meta = {"camera_model": names[lens_model], "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2,
             "w": size, "h": size, **dict(zip(lens.PARAMS, map(float, distortion))), "frames": frames}
+    (out / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def generate_depth_capture(out: Path, size: int = 32, n: int = 10) -> Path:
+    """generate_lens_capture's pinhole capture with a depth map per frame, named by
+    `depth_file_path` as nerfstudio writes them: 16-bit PNGs in millimetres (frame 2's at half
+    the image's size, as a phone's depth map is smaller than its photo) and one .npy (frame 1)."""
+    out = generate_lens_capture(out, size=size, n=n)
+    meta = json.loads((out / "transforms.json").read_text())
+    (out / "depth").mkdir(exist_ok=True)
+    for k, frame in enumerate(meta["frames"]):
+        depth = render_depth(np.asarray(frame["transform_matrix"]), size) * 1000.0
+        if k == 1:
+            frame["depth_file_path"] = f"depth/frame{k:03d}.npy"
+            np.save(out / frame["depth_file_path"], depth)
+            continue
+        frame["depth_file_path"] = f"depth/frame{k:03d}.png"
+        iio.imwrite(out / frame["depth_file_path"], np.round(depth[::2, ::2] if k == 2 else depth).astype(np.uint16))
     (out / "transforms.json").write_text(json.dumps(meta, indent=1))
     return out
 

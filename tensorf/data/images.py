@@ -166,6 +166,35 @@ def read_rgb(path: Path, downscale: int, background: float = 1.0) -> tuple[np.nd
     return img, notes
 
 
+def read_depth(path: Path, size: tuple[int, int], scale: float, orientation: int = 1) -> np.ndarray:
+    """(H, W) float32 depth map at its image's size (width, height): the distance along the
+    camera's viewing axis, as nerfstudio reads `depth_file_path` (a 16-bit PNG, or .npy, times
+    `scale`: its depth_unit_scale_factor, 1e-3 from millimetres), resized to the image by nearest
+    neighbour (phones' depth maps are smaller: Polycam's 256x192), as nerfstudio resizes it. 0 where
+    there is no measure (zero, negative or not finite). orientation: as read_mask; a map shaped as
+    the stored photo (its aspect) is turned with it."""
+    if path.suffix.lower() == ".npy":
+        try:
+            raw = np.load(path)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot read depth map ({e.__class__.__name__}); replace the file") from None
+    else:
+        raw = _imread(path, "depth map", "restore it or remove the frame's depth_file_path")
+    raw = np.asarray(raw if raw.ndim == 2 else raw[..., 0], np.float64) * scale
+    h, w = raw.shape
+    stored = upright_size(orientation, *size)
+    if orientation != 1 and abs(w * stored[1] - h * stored[0]) <= max(w, h) and stored != tuple(size):
+        raw = upright(raw, orientation)
+        h, w = raw.shape
+    if abs(w * size[1] - h * size[0]) > max(w, h):
+        raise UserError(f"{path}: depth map is {w}x{h}, its image {size[0]}x{size[1]}: not the same shape; give it the "
+                        "image's aspect")
+    rows = np.minimum((np.arange(size[1]) + 0.5) * h // size[1], h - 1).astype(np.int64)
+    cols = np.minimum((np.arange(size[0]) + 0.5) * w // size[0], w - 1).astype(np.int64)
+    depth = raw[rows[:, None], cols[None, :]]
+    return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+
+
 def read_mask(path: Path, downscale: int, size: tuple[int, int], orientation: int = 1) -> np.ndarray:
     """(H, W) bool: the pixels a mask image keeps (nonzero in its first channel, as nerfstudio
     reads `mask_path`), downscaled so that a pixel is kept only where every pixel it covers is;

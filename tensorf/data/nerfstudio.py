@@ -123,8 +123,9 @@ def read_transforms(root: Path, downscale: int | str = 1) -> Capture:
     for fr, pose, intr, model, dist in rows:
         file, factor = _image_path(root, str(fr["file_path"]), downscale)
         mask, mask_factor = _image_path(root, str(fr["mask_path"]), downscale) if fr.get("mask_path") else (None, 1)
+        depth = root / str(fr["depth_file_path"]) if fr.get("depth_file_path") else None
         out.append(Frame(file=file, factor=factor, c2w=pose, intrinsics=intr, model=model, distortion=dist,
-                         name=str(fr["file_path"]), mask=mask, mask_factor=mask_factor))
+                         name=str(fr["file_path"]), mask=mask, mask_factor=mask_factor, depth=depth))
     if float(meta.get("aabb_scale", 1)) > 1 and not meta.get("ply_file_path"):
         warn(f"{path}: aabb_scale {meta['aabb_scale']} marks an unbounded capture, and with no sparse points "
              "(ply_file_path) its extent is unknown; give --data.contraction linf if much lies beyond the subject")

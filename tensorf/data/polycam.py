@@ -16,6 +16,8 @@ ProcessPolycam in scripts/process_data.py, read for this):
 - the corrected photos are black along their edges where undistortion had no pixel: nerfstudio
   crops 15 pixels from each side. Here those pixels are masked (Frame.border): neither trained on
   nor judged, the cameras unchanged.
+- keyframes/depth/<keyframe>.png: the LiDAR's depth in millimetres (16-bit, 256x192), which
+  nerfstudio scales up to the photo; used with --data.depth.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def read_polycam(root: Path, downscale: int | str = 1) -> Capture:
     frames = []
     for name, intr, c2w in read:
         file, factor = at_scale(photos, name, downscale)
+        depth = keyframes / "depth" / f"{Path(name).stem}.png"  # the LiDAR's, in millimetres (Frame.depth_scale)
         frames.append(Frame(file=file, factor=factor, c2w=c2w, intrinsics=intr, name=name,
-                            border=BORDER if corrected else 0))
+                            border=BORDER if corrected else 0, depth=depth if depth.is_file() else None))
     return Capture(source=cameras, frames=frames, downscale=downscale, to_source=np.linalg.inv(WORLD))

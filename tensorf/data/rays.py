@@ -26,7 +26,8 @@ class Rays:
     colour behind each ray (a turntable's background fixed to the camera), None: the scene's flat
     one; exposure (..., 3, 4): the affine colour map [A | b] of the photo each ray belongs to,
     applied to the field's colour before the background (training with --exposure.mode), None:
-    the field's own colours.
+    the field's own colours; target_depth (...,): the measured distance along the ray to what its
+    pixel sees (--data.depth; 0: not measured), for the depth loss, None: no depth.
     """
 
     origins: jax.Array
@@ -34,6 +35,7 @@ class Rays:
     radii: jax.Array | None = None
     background: jax.Array | None = None
     exposure: jax.Array | None = None
+    target_depth: jax.Array | None = None
 
 
 def view_rays(views: Views, index: int) -> Rays:
@@ -73,7 +75,8 @@ class RayPool:
     (height, width) shared by every view, or None: then offsets (V + 1,) int32 (the views' first
     pixels, then P) and widths (V,) int32 say where each view lies; background (P, 3): each
     ray's background fixed to the camera (a turntable's, as much memory again as the images),
-    or None, packed over `background_levels` as colors are.
+    or None, packed over `background_levels` as colors are; depths (P,) float16: each pixel's
+    measured depth along its camera's viewing axis (Views.depths; 0: none), or None.
     """
 
     colors: jax.Array
@@ -90,6 +93,7 @@ class RayPool:
     offsets: jax.Array | None = None
     widths: jax.Array | None = None
     background: jax.Array | None = None
+    depths: jax.Array | None = None
     ndc_near: jdc.Static[float | None] = None
     camera_model: jdc.Static[str] = "pinhole"
     levels: jdc.Static[int | None] = None
@@ -113,6 +117,7 @@ class RayPool:
             colors = np.asarray(views.images, np.float32).reshape(-1, 3)
             background = None if background is None else background.reshape(-1, 3)
             keep = None if views.masks is None else np.asarray(views.masks).reshape(-1)
+            depths = None if views.depths is None else np.asarray(views.depths).reshape(-1)
         else:  # each view's own pixels, the padding left out
             def own(a: np.ndarray) -> np.ndarray:
                 return np.concatenate([a[i, :h, :w].reshape(-1, *a.shape[3:]) for i, (h, w) in enumerate(sizes)])
@@ -120,6 +125,7 @@ class RayPool:
             colors = own(np.asarray(views.images, np.float32))
             background = None if background is None else own(background)
             keep = None if views.masks is None else own(np.asarray(views.masks))
+            depths = None if views.depths is None else own(np.asarray(views.depths))
         ids = np.arange(offsets[-1], dtype=np.int32) if keep is None else np.flatnonzero(keep).astype(np.int32)
         if not len(ids):
             raise UserError("the masks of the training views keep no pixel; check the capture's mask_path images")
@@ -135,7 +141,8 @@ class RayPool:
                        distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
                        starts=starts, size=tuple(int(v) for v in sizes[0]) if shared else None,
                        offsets=None if shared else offsets, widths=None if shared else sizes[:, 1].astype(np.int32),
-                       background=background, ndc_near=cams.ndc_near, camera_model=cams.model)
+                       background=background, ndc_near=cams.ndc_near, camera_model=cams.model,
+                       depths=None if depths is None else depths.astype(np.float16))
 
     def first_pixels(self) -> jax.Array:
         """(V + 1,) int32: the id of each view's first pixel, then the pixel count."""
@@ -151,7 +158,14 @@ class RayPool:
         """The rays with ray ids `ids` (B,) and their colours (B, 3)."""
         o, d, r = self.geometry(ids)
         bg = None if self.background is None else _unpacked(self.background[ids], self.background_levels)
-        return Rays(origins=o, directions=d, radii=r, background=bg), _unpacked(self.colors[ids], self.levels)
+        target = None
+        if self.depths is not None:
+            # Depth maps measure along the camera's viewing axis (-z in OpenGL axes); rays run
+            # along unit directions, so a ray off the axis reaches the same depth farther out.
+            forward = -self.c2w[self.views_of(ids), :3, 2]
+            target = self.depths[ids].astype(jnp.float32) / jnp.maximum(jnp.sum(d * forward, -1), 1e-6)
+        return (Rays(origins=o, directions=d, radii=r, background=bg, target_depth=target),
+                _unpacked(self.colors[ids], self.levels))
 
     def geometry(self, ids: jax.Array, c2w: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Origins, directions (B, 3) and radii (B,) of the rays with ids `ids` (B,), cast from

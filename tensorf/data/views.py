@@ -40,7 +40,9 @@ class Views:
     tensorf.data.turntable), composited behind the field in place of the scene's flat one, or None;
     masks (N, H, W) bool: the pixels to learn from and to judge, False where the capture masks
     a pixel out (a passer-by, the photographer's shadow), or None: every pixel; files the image
-    files read (tensorf.export_cameras names them), or None: images made in memory.
+    files read (tensorf.export_cameras names them), or None: images made in memory; depths
+    (N, H, W) float32: measured depth (distance along the camera's viewing axis, in the scene's
+    units; 0: none) to supervise training with (--data.depth), or None.
 
     Views of several sizes (photos in portrait and landscape) share the largest H and W: each
     image fills the top-left corner of its own size (cameras.width, cameras.height; `size`),
@@ -52,13 +54,14 @@ class Views:
     background: np.ndarray | None = None
     masks: np.ndarray | None = None
     files: tuple[Path, ...] | None = None
+    depths: np.ndarray | None = None
 
     def subset(self, indices) -> "Views":
         idx = [int(i) for i in indices]
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return Views(self.images[idx], self.cameras.subset(idx), tuple(self.names[i] for i in idx),
                      pick(self.background), pick(self.masks),
-                     None if self.files is None else tuple(self.files[i] for i in idx))
+                     None if self.files is None else tuple(self.files[i] for i in idx), pick(self.depths))
 
     def posed(self, c2w: np.ndarray) -> "Views":
         """The same views seen from other poses c2w (N, 4, 4): refined, carried or fitted ones."""

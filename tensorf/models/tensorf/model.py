@@ -27,6 +27,7 @@ import numpy as np
 from tensorf.config import TensoRFConfig
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
+from tensorf.depth_loss import ds_nerf_loss
 from tensorf.errors import UserError
 from tensorf.fields import cp, occupancy, vm
 from tensorf.fields.interp import trilinear
@@ -194,6 +195,10 @@ class TensoRF:
         mse = jnp.mean((out.rgb - colors) ** 2)
         loss = mse + self.regularizer(params, weights)
         aux = {"mse": mse, "dropped": jnp.sum(out.dropped)}
+        if rays.target_depth is not None and c.depth_weight:
+            lengths = jnp.broadcast_to(info["step"], info["t"].shape)
+            aux["depth"] = ds_nerf_loss(info["weights"], info["t"], lengths, rays.target_depth, c.depth_sigma)
+            loss += c.depth_weight * aux["depth"]
         if c.proposal_samples:
             aux["interlevel"] = interlevel_loss(info["edges"], info["weights"], info["history"])
             aux["distortion"] = jnp.mean(distortion_loss(info["edges"], info["weights"]))
@@ -426,5 +431,5 @@ class TensoRF:
         rgb = near_camera_gradient(rgb, jnp.take_along_axis(t, idx, axis=-1)[..., None], c.near_gradient_distance)
         out = composite(weights, t, idx, rgb, shaded, dropped, ray_background(rays, self.scene.background),
                         rays.exposure)
-        return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights,
+        return out, {"density": jnp.mean(live), "shade": jnp.mean(shade), "weights": weights, "t": t, "step": step,
                      "edges": samples.edges, "history": samples.history}
