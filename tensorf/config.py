@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 Vec3 = tuple[float, float, float]
+DataFormat = Literal["auto", "blender", "llff", "nerfstudio", "colmap", "metashape", "opensfm", "polycam", "record3d"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +27,7 @@ class DataConfig:
     model (sparse/0/ or sparse/ + images/), a Metashape alignment (cameras.xml + images/), an
     OpenSfM / OpenDroneMap reconstruction (reconstruction.json or opensfm/reconstruction.json +
     images/), a Polycam raw-data export (keyframes/) or a Record3D export (metadata.json + rgb/)."""
-    format: Literal["auto", "blender", "llff", "nerfstudio", "colmap", "metashape", "opensfm", "polycam",
-                    "record3d"] = "auto"
+    format: DataFormat = "auto"
     """Dataset layout; auto detects it from the folder (transforms_train.json: blender,
     poses_bounds.npy: llff, transforms.json: nerfstudio, sparse/0/ or sparse/: colmap,
     cameras.xml: metashape, reconstruction.json or opensfm/reconstruction.json: opensfm,
