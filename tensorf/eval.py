@@ -91,7 +91,9 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
             iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
         if verbose:
             print(f"{split}/{name}: {_line(row)}", flush=True)
-    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "view"}
+    # A held-out view without a depth map has no depth error (nan): the mean is over those with one.
+    metrics = {k: float((np.nanmean if k == "depth_abs_rel" else np.mean)([r[k] for r in rows]))
+               for k in rows[0] if k != "view"}
     metrics["views"] = rows
     if write:
         (Path(out_dir) / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2))
