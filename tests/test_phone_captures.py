@@ -99,26 +99,32 @@ def test_a_polycam_export_without_corrected_keyframes_reads_the_recorded_ones_at
     assert b.train.masks is None  # the recorded photos have no black border
 
 
-def _record3d(ns, meta: dict, out, extra: int = 0):
+def _record3d(ns, meta: dict, out, extra: int = 0, r3d: bool = False):
     """The capture as Record3D exports it: rgb/<i>.png and metadata.json (poses as quaternion x, y,
-    z, w then position, scipy's order; K column by column), plus `extra` poses with no frame."""
-    (out / "rgb").mkdir(parents=True)
+    z, w then position, scipy's order; K column by column), plus `extra` poses with no frame; r3d:
+    as a .r3d file unzips, rgbd/ (the frames beside their compressed depth) and `metadata`."""
+    frames = out / ("rgbd" if r3d else "rgb")
+    frames.mkdir(parents=True)
     poses = []
     for k, frame in enumerate(meta["frames"]):
         c2w = np.asarray(frame["transform_matrix"])
         poses.append([*Rotation.from_matrix(c2w[:3, :3]).as_quat(), *c2w[:3, 3]])
-        shutil.copy(ns / frame["file_path"], out / "rgb" / f"{k}.png")
+        shutil.copy(ns / frame["file_path"], frames / f"{k}.png")
+        if r3d:
+            (frames / f"{k}.depth").write_bytes(b"bvx2")  # LZFSE, not read
     poses += [[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]] * extra
     k = np.array([[meta["fl_x"], 0, meta["cx"]], [0, meta["fl_y"], meta["cy"]], [0, 0, 1]])
-    (out / "metadata.json").write_text(json.dumps({"poses": poses, "K": k.T.reshape(-1).tolist(), "w": meta["w"],
-                                                   "h": meta["h"], "fps": 60}))
+    (out / ("metadata" if r3d else "metadata.json")).write_text(
+        json.dumps({"poses": poses, "K": k.T.reshape(-1).tolist(), "w": meta["w"], "h": meta["h"], "fps": 60}))
     return out
 
 
-def test_a_record3d_export_loads_as_its_transforms_json(capture, tmp_path):
+@pytest.mark.parametrize("r3d", [False, True], ids=["exported", "r3d-unzipped"])
+def test_a_record3d_export_loads_as_its_transforms_json(capture, tmp_path, r3d):
     ns, meta = capture
-    out = _record3d(ns, meta, tmp_path / "r3d", extra=2)
-    shutil.copy(out / "rgb" / "3.png", out / "rgb" / "3(1).png")  # a copy, not a frame
+    out = _record3d(ns, meta, tmp_path / "r3d", extra=2, r3d=r3d)
+    frames = out / ("rgbd" if r3d else "rgb")
+    shutil.copy(frames / "3.png", frames / "3(1).png")  # a copy, not a frame
     a, b = load_dataset(DataConfig(path=ns)), load_dataset(DataConfig(path=out))
     assert b.format == "record3d"
     assert_same_capture(a, b)

@@ -1,5 +1,7 @@
 """Record3D captures: what the iOS app Record3D exports for a recording, a folder with
-metadata.json and the video's frames in rgb/ (0.jpg, 1.jpg, ...).
+metadata.json and the video's frames in rgb/ (0.jpg, 1.jpg, ...), or a .r3d file unzipped (its
+`metadata`, the same JSON, and rgbd/, the frames beside their LZFSE-compressed depth, which is
+not read).
 
 Read as nerfstudio's `ns-process-data record3d` reads it (process_data/record3d_utils.py and
 ProcessRecord3D in scripts/process_data.py, read for this):
@@ -32,8 +34,15 @@ MAX_FRAMES = 300  # nerfstudio ProcessRecord3D.max_dataset_size
 PHOTOS = (".jpg", ".jpeg", ".png")
 
 
+def _layout(root: Path) -> tuple[Path, Path] | None:
+    """(metadata file, frames folder) of a Record3D export at root, or None."""
+    meta = next((p for p in (root / "metadata.json", root / "metadata") if p.is_file()), None)
+    frames = next((p for p in (root / "rgb", root / "rgbd") if p.is_dir()), None)
+    return None if meta is None or frames is None else (meta, frames)
+
+
 def is_record3d(root: Path) -> bool:
-    return (Path(root) / "metadata.json").is_file() and (Path(root) / "rgb").is_dir()
+    return _layout(Path(root)) is not None
 
 
 def quaternion_matrix(q: np.ndarray) -> np.ndarray:
@@ -72,30 +81,32 @@ def read_record3d(root: Path, downscale: int | str = 1) -> Capture:
     """The frames of a Record3D export at root (at most MAX_FRAMES, evenly spread), their images
     placed for `downscale` ("auto": images.auto_downscale of the frames' size)."""
     root = Path(root)
-    if not is_record3d(root):
-        raise UserError(f"{root}: no metadata.json and rgb/ (a Record3D export); point --data.path at the folder "
-                        "Record3D exported")
-    poses, focal, w, h = _metadata(root / "metadata.json")
-    files = sorted((p for p in (root / "rgb").iterdir() if p.stem.isdigit() and p.suffix.lower() in PHOTOS),
+    layout = _layout(root)
+    if layout is None:
+        raise UserError(f"{root}: no metadata.json and rgb/ (a Record3D export) or metadata and rgbd/ (a .r3d "
+                        "unzipped); point --data.path at the folder Record3D exported")
+    meta, folder = layout
+    poses, focal, w, h = _metadata(meta)
+    files = sorted((p for p in folder.iterdir() if p.stem.isdigit() and p.suffix.lower() in PHOTOS),
                    key=lambda p: int(p.stem))
     beyond = [p for p in files if int(p.stem) >= len(poses)]
     if beyond:
-        raise UserError(f"{root / 'rgb'}: frame {beyond[0].name} has no pose (metadata.json holds {len(poses)}); "
+        raise UserError(f"{folder}: frame {beyond[0].name} has no pose ({meta.name} holds {len(poses)}); "
                         "export the recording from Record3D again")
     if not files:
-        raise UserError(f"{root / 'rgb'}: no frames (0.jpg, 1.jpg, ...); export the recording with its RGB frames")
+        raise UserError(f"{folder}: no frames (0.jpg, 1.jpg, ...); export the recording with its RGB frames")
     if len(files) > MAX_FRAMES:
         keep = np.round(np.linspace(0, len(files) - 1, MAX_FRAMES)).astype(int)
         warn(f"{root}: {len(files)} frames; reading {MAX_FRAMES} evenly spread (nerfstudio's max_dataset_size)")
         files = [files[i] for i in keep]
     if downscale == "auto":
-        downscale = auto_downscale([(w, h)], str(root / "metadata.json"))
+        downscale = auto_downscale([(w, h)], str(meta))
     rot = quaternion_matrix(poses[:, :4])
     frames = []
     for p in files:
         c2w = np.eye(4)
         c2w[:3, :3], c2w[:3, 3] = rot[int(p.stem)], poses[int(p.stem), 4:]
-        file, factor = at_scale(root / "rgb", p.name, downscale)
+        file, factor = at_scale(folder, p.name, downscale)
         frames.append(Frame(file=file, factor=factor, c2w=c2w, intrinsics=(focal, focal, w / 2, h / 2, w, h),
                             name=p.name))
-    return Capture(source=root / "metadata.json", frames=frames, downscale=downscale)
+    return Capture(source=meta, frames=frames, downscale=downscale)
