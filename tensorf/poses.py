@@ -27,11 +27,10 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from tensorf.data.images import auto_downscale, write_scaled
+from tensorf.data.images import IMAGE_SUFFIXES, auto_downscale, write_scaled
 from tensorf.data.orientation import ORIENTATION, upright_image
 from tensorf.errors import UserError, exit_on_user_error, warn
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # iPhones shoot HEIC: converted to JPEG when pillow-heif (requirements-poses.txt) is installed.
 HEIF_SUFFIXES = (".heic", ".heif")
 # Cameras' other formats, which COLMAP's reader may not take.

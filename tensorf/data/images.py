@@ -12,6 +12,8 @@ import numpy as np
 from tensorf.data.orientation import upright, upright_size
 from tensorf.errors import UserError, warn
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # the photos a capture folder is searched for (lower case)
+
 # What read_rgb converted, as it is reported: "<n> of <N> images <note>".
 GREY = "are greyscale (repeated into RGB)"
 DEEP = "are 16-bit (scaled to [0, 1])"

@@ -26,12 +26,11 @@ import numpy as np
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture import Capture, Frame, LoadedCapture, load_capture
 from tensorf.data.capture_kind import classify
-from tensorf.data.images import read_images
+from tensorf.data.images import IMAGE_SUFFIXES, read_images
 from tensorf.data.orbit import average_pose, homogeneous, spiral_path
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BD_FACTOR = 0.75  # NeRF load_llff: the nearest bound lands at 1 / 0.75 after rescaling
 NDC_NEAR = 1.0  # NDC near plane (official TensoRF llff: ndc_rays_blender(..., near=1.0))
 # Official TensoRF dataLoader/llff.py: the box in NDC, and near/far [0, 1] along NDC rays that

@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.data.capture import Capture, Frame
-from tensorf.data.images import at_scale, auto_downscale
+from tensorf.data.images import IMAGE_SUFFIXES, at_scale, auto_downscale
 from tensorf.errors import UserError, warn
 
 MIN_BLUR_SCORE = 25.0  # nerfstudio ProcessPolycam.min_blur_score
 BORDER = 15  # pixels; nerfstudio ProcessPolycam.crop_border_pixels
 # Polycam's y-up world to nerfstudio's z-up one: the matrix's rows taken in the order 2, 0, 1.
 WORLD = np.array([[0.0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
-PHOTOS = (".jpg", ".jpeg", ".png")
 
 
 def find_keyframes(root: Path) -> Path | None:
@@ -87,7 +86,7 @@ def read_polycam(root: Path, downscale: int | str = 1) -> Capture:
         raise UserError(f"{root}: no keyframes/corrected_cameras/ or keyframes/cameras/ (a Polycam raw-data export); "
                         "unzip the export and point --data.path at its folder")
     photos, cameras, corrected = _folders(keyframes)
-    by_stem = {p.stem: p.name for p in photos.iterdir() if p.suffix.lower() in PHOTOS}
+    by_stem = {p.stem: p.name for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     read, blurred, unmatched = [], 0, []
     for path in sorted(cameras.glob("*.json")):
         intr, c2w, blur = _camera(path)

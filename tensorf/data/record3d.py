@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.data.capture import Capture, Frame
-from tensorf.data.images import at_scale, auto_downscale
+from tensorf.data.colmap import qvec_to_rotation
+from tensorf.data.images import IMAGE_SUFFIXES, at_scale, auto_downscale
 from tensorf.errors import UserError, warn
 
 MAX_FRAMES = 300  # nerfstudio ProcessRecord3D.max_dataset_size
-PHOTOS = (".jpg", ".jpeg", ".png")
 
 
 def _layout(root: Path) -> tuple[Path, Path] | None:
@@ -43,16 +43,6 @@ def _layout(root: Path) -> tuple[Path, Path] | None:
 
 def is_record3d(root: Path) -> bool:
     return _layout(Path(root)) is not None
-
-
-def quaternion_matrix(q: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotations of (N, 4) quaternions (x, y, z, w), normalised first."""
-    x, y, z, w = (q / np.linalg.norm(q, axis=-1, keepdims=True)).T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def _metadata(path: Path) -> tuple[np.ndarray, float, int, int]:
@@ -87,7 +77,7 @@ def read_record3d(root: Path, downscale: int | str = 1) -> Capture:
                         "unzipped); point --data.path at the folder Record3D exported")
     meta, folder = layout
     poses, focal, w, h = _metadata(meta)
-    files = sorted((p for p in folder.iterdir() if p.stem.isdigit() and p.suffix.lower() in PHOTOS),
+    files = sorted((p for p in folder.iterdir() if p.stem.isdigit() and p.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda p: int(p.stem))
     beyond = [p for p in files if int(p.stem) >= len(poses)]
     if beyond:
@@ -101,7 +91,7 @@ def read_record3d(root: Path, downscale: int | str = 1) -> Capture:
         files = [files[i] for i in keep]
     if downscale == "auto":
         downscale = auto_downscale([(w, h)], str(meta))
-    rot = quaternion_matrix(poses[:, :4])
+    rot = qvec_to_rotation(poses[:, [3, 0, 1, 2]])  # (x, y, z, w) -> COLMAP's (w, x, y, z)
     frames = []
     for p in files:
         c2w = np.eye(4)
