@@ -48,7 +48,8 @@ class DataConfig:
     """Supervise where rays end with the capture's depth maps (a phone's LiDAR or a depth
     estimate): a transforms.json frame's `depth_file_path` (nerfstudio's: a 16-bit PNG in
     millimetres, or .npy) or a Polycam export's keyframes/depth/. The loss is DS-NeRF's, as
-    nerfstudio's depth-nerfacto uses it (--model.depth-weight, --model.depth-sigma); TensoRF only."""
+    nerfstudio's depth-nerfacto uses it (--model.depth-weight, --model.depth-sigma), for every model
+    family."""
     turntable_warmup: int = 100
     """Turntable captures: for this many steps the training rays that the camera's background does
     not explain see the flat background instead (it gives way to the camera's over as many steps
@@ -101,7 +102,21 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TensoRFConfig:
+class DepthLossConfig:
+    """The depth loss every model family trains with under --data.depth (tensorf.depth_loss)."""
+
+    depth_weight: float = 0.1
+    """With --data.depth: weight of the DS-NeRF depth loss (Deng et al. 2022), which pulls each
+    ray's weights towards the measured depth. nerfstudio's depth-nerfacto uses 1e-3; here that
+    changed nothing measurable (docs/captures.md, depth maps)."""
+    depth_sigma: float = 0.05
+    """With --data.depth: the depth loss's spread (standard deviation) around the measured depth,
+    in the training world's units (the cameras normalised into the unit cube). nerfstudio's 0.01
+    is a variance: 0.1; here 0.1 put surfaces farther off than no depth at all."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensoRFConfig(DepthLossConfig):
     """TensoRF with VM-decomposed density and appearance factors and a feature MLP."""
 
     n_voxels_init: int = 128**3
@@ -207,14 +222,6 @@ class TensoRFConfig:
     distortion_weight: float = 0.002
     """Weight of the distortion loss (mip-NeRF 360 eq. 15) on the model's weights along each ray,
     with proposals (nerfacto: 0.002; mip-NeRF 360: 0.01)."""
-    depth_weight: float = 0.1
-    """With --data.depth: weight of the DS-NeRF depth loss (Deng et al. 2022), which pulls each
-    ray's weights towards the measured depth. nerfstudio's depth-nerfacto uses 1e-3; here that
-    changed nothing measurable (docs/captures.md, depth maps)."""
-    depth_sigma: float = 0.05
-    """With --data.depth: the depth loss's spread (standard deviation) around the measured depth,
-    in the training world's units (the cameras normalised into the unit cube). nerfstudio's 0.01
-    is a variance: 0.1; here 0.1 put surfaces farther off than no depth at all."""
     near_gradient_distance: float | Literal["auto"] = "auto"
     """Scale the gradients of density and colour at samples nearer a camera than this (scene
     units) by (distance / it)^2, so that floaters in front of a camera, which explain its view
@@ -240,7 +247,7 @@ class TensoRFConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class NeRFConfig:
+class NeRFConfig(DepthLossConfig):
     """NeRF (Mildenhall et al. 2020) as JaxNeRF implements it: an 8x256 ReLU MLP on positionally
     encoded points, the input concatenated again after the 4th layer, density from the trunk and
     colour from a 128-wide view-dependent branch; 64 stratified coarse samples and 128 fine samples
@@ -284,7 +291,7 @@ class NeRFConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class MipNeRFConfig:
+class MipNeRFConfig(DepthLossConfig):
     """mip-NeRF (Barron et al. 2021): NeRF's MLP fed the integrated positional encoding of
     conical frustums (each sample is the cone through its pixel's footprint between two
     distances, as a Gaussian whose finer frequencies fade out), one MLP queried at both levels;
@@ -336,7 +343,7 @@ class MipNeRFConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class MipNeRF360Config:
+class MipNeRF360Config(DepthLossConfig):
     """mip-NeRF 360 (Barron et al. 2022) for unbounded scenes: conical frustums as in mip-NeRF,
     their Gaussians contracted (the mean through the contraction, the variance through its
     Jacobian), integrated encoding up to 2^11; two proposal MLPs (density only) sample the

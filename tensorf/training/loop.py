@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from tensorf import parallel
 from tensorf.checkpoint import Checkpointer
-from tensorf.config import TensoRFConfig, TrainConfig
+from tensorf.config import TrainConfig
 from tensorf.data.dataset import ensure_generated, load_dataset
 from tensorf.data.rays import RayPool
 from tensorf.data.turntable import camera_background
@@ -108,9 +108,6 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
     for flag, minutes in clocks.items():
         if minutes is not None and minutes <= 0:
             raise UserError(f"{flag} must be positive")
-    if cfg.data.depth and not isinstance(cfg.model, TensoRFConfig):
-        raise UserError("--data.depth trains TensoRF models only (the depth loss is TensoRF's); drop it or train "
-                        "model:tensorf")
     mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
     if jax.process_count() > 1:
         if cfg.viewer:

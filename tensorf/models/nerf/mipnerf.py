@@ -19,9 +19,8 @@ from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.fields.ipe import integrated_encoding, ray_frustums
 from tensorf.fields.nerf_mlp import encode
-from tensorf.models.nerf.mlp_model import MLPModel
+from tensorf.models.nerf.mlp_model import Level, MLPModel
 from tensorf.render import (
-    RenderOutput,
     composite_all,
     compositing_weights,
     pdf_samples,
@@ -70,8 +69,8 @@ class MipNeRF(MLPModel):
 
     # --- rendering ----------------------------------------------------------------------------
 
-    def _level(self, params, rays: Rays, edges: jax.Array, noise_key) -> tuple[RenderOutput, jax.Array]:
-        """Render the intervals between sorted `edges` (B, N + 1); also their weights (B, N)."""
+    def _level(self, params, rays: Rays, edges: jax.Array, noise_key) -> Level:
+        """Render the intervals between sorted `edges` (B, N + 1)."""
         b, n = edges.shape[0], edges.shape[1] - 1
         t0, t1 = edges[:, :-1], edges[:, 1:]
         raw, rgb = self._query(params, *ray_frustums(rays, t0, t1))
@@ -80,7 +79,8 @@ class MipNeRF(MLPModel):
         if noise_key is not None and self.config.density_noise > 0:
             raw = raw + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         weights = compositing_weights(self._sigma(raw), t1 - t0)
-        return composite_all(weights, rgb, mid, ray_background(rays, self.scene.background), rays.exposure), weights
+        out = composite_all(weights, rgb, mid, ray_background(rays, self.scene.background), rays.exposure)
+        return Level(out, weights, mid, t1 - t0)
 
     def _coarse_edges(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """Edges (B, samples + 1): stratified over [near, far]; in NDC from the near plane to
@@ -91,8 +91,8 @@ class MipNeRF(MLPModel):
             return stratified_samples(0.0, 1.0, n, u, b) * reach[:, None]
         return stratified_samples(*self.scene.near_far, n, u, b)
 
-    def render_both(self, params: dict, rays: Rays, keys: jax.Array | None) -> tuple[RenderOutput, RenderOutput]:
-        """The coarse render (stratified intervals) and the fine one (intervals drawn from the
+    def render_both(self, params: dict, rays: Rays, keys: jax.Array | None) -> tuple[Level, Level]:
+        """The coarse level (stratified intervals) and the fine one (intervals drawn from the
         coarse weights, max-blurred over neighbours and padded, mip-NeRF's resample_along_rays)."""
         c = self.config
         n = c.samples + 1
@@ -100,11 +100,11 @@ class MipNeRF(MLPModel):
         uniform = lambda i: None if draws is None else jax.vmap(lambda k: jax.random.uniform(k, (n,)))(draws[:, i])  # noqa: E731
         noise = lambda i: None if draws is None else draws[:, i]  # noqa: E731
         edges = self._coarse_edges(rays, uniform(0))
-        coarse, w = self._level(params, rays, edges, noise(2))
+        coarse = self._level(params, rays, edges, noise(2))
+        w = coarse.weights
         padded = jnp.concatenate([w[:, :1], w, w[:, -1:]], axis=-1)
         peaks = jnp.maximum(padded[:, :-1], padded[:, 1:])
         blurred = 0.5 * (peaks[:, :-1] + peaks[:, 1:]) + c.resample_padding
         u = None if draws is None else (jnp.arange(n) + uniform(1)) / n  # stratified, as mip-NeRF draws them
         fine_edges = pdf_samples(edges, blurred, n, u)
-        fine, _ = self._level(params, rays, fine_edges, noise(3))
-        return coarse, fine
+        return coarse, self._level(params, rays, fine_edges, noise(3))

@@ -21,7 +21,7 @@ from tensorf.data.views import Scene
 from tensorf.fields.ipe import integrated_encoding, ray_frustums
 from tensorf.fields.nerf_mlp import NeRFMLP, encode
 from tensorf.intervals import Spacing, distortion_loss, interlevel_loss, propose, schlick_bias
-from tensorf.models.nerf.mlp_model import MLPModel
+from tensorf.models.nerf.mlp_model import Level, MLPModel, depth_loss
 from tensorf.render import RenderOutput, composite_all, compositing_weights, contract, ray_background, unit_region_exit
 
 
@@ -80,7 +80,9 @@ class MipNeRF360(MLPModel):
         sigma, rgb = self._shade(net_params, mlp, *ray_frustums(rays, t_edges[:, :-1], t_edges[:, 1:]))
         return sigma.reshape(b, n), rgb.reshape(b, n, 3)
 
-    def _render(self, params: dict, rays: Rays, keys, anneal) -> tuple[RenderOutput, dict]:
+    def _render(self, params: dict, rays: Rays, keys, anneal) -> tuple[Level, dict]:
+        """The NeRF MLP's level, and the proposals' {"edges": its normalised bin edges,
+        "history": each proposal level's edges and weights}."""
         c = self.config
         b = rays.origins.shape[0]
         near, far = self.scene.near_far
@@ -98,24 +100,31 @@ class MipNeRF360(MLPModel):
         sigma, rgb = self._intervals(params["nerf"], self._mlp, rays, t_edges)
         mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
         sigma, rgb = self._near_gradient(sigma, mid), self._near_gradient(rgb, mid[..., None])
-        weights = compositing_weights(sigma, t_edges[:, 1:] - t_edges[:, :-1])
+        lengths = t_edges[:, 1:] - t_edges[:, :-1]
+        weights = compositing_weights(sigma, lengths)
         out = composite_all(weights, rgb, mid, ray_background(rays, self.scene.background), rays.exposure)
-        return out, {"edges": edges, "weights": weights, "history": history}
+        return Level(out, weights, mid, lengths), {"edges": edges, "history": history}
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:
-        return self._render(params, rays, keys, 1.0)[0]
+        return self._render(params, rays, keys, 1.0)[0].out
 
     # --- training -----------------------------------------------------------------------------
 
     def training_loss(self, params: dict, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
-        """MSE plus the interlevel and distortion losses (weighted; reported unweighted)."""
+        """MSE plus the interlevel and distortion losses and, with measured depths, the depth loss
+        of the NeRF MLP's weights (the proposals follow them through the interlevel loss, as in
+        nerfstudio's depth-nerfacto); weighted, reported unweighted."""
         c = self.config
-        out, info = self._render(params, rays, keys, weights["anneal"])
-        mse = jnp.mean((out.rgb - colors) ** 2)
-        inter = interlevel_loss(info["edges"], info["weights"], info["history"])
-        dist = jnp.mean(distortion_loss(info["edges"], info["weights"]))
+        level, info = self._render(params, rays, keys, weights["anneal"])
+        mse = jnp.mean((level.out.rgb - colors) ** 2)
+        inter = interlevel_loss(info["edges"], level.weights, info["history"])
+        dist = jnp.mean(distortion_loss(info["edges"], level.weights))
         loss = mse + c.interlevel_weight * inter + c.distortion_weight * dist
-        return loss, {"mse": mse, "dropped": jnp.zeros(()), "interlevel": inter, "distortion": dist}
+        aux = {"mse": mse, "dropped": jnp.zeros(()), "interlevel": inter, "distortion": dist}
+        if rays.target_depth is not None and c.depth_weight:
+            aux["depth"] = depth_loss(level, rays, c.depth_sigma)
+            loss += c.depth_weight * aux["depth"]
+        return loss, aux
 
     def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
         """The proposal resampling's anneal (mip-NeRF 360 eq. 18, slope 10)."""

@@ -1,21 +1,40 @@
 """What the MLP-only models (NeRF, JaxNeRF+, mip-NeRF) share: the network built from the config,
-a coarse and a fine render whose MSEs make the loss, no shapes that change, no schedule events,
-no regularisers. Every parameter is in the "mlp" optimizer group."""
+a coarse and a fine render whose MSEs (and, with --data.depth, depth losses) make the loss, no
+shapes that change, no schedule events, no regularisers. Every parameter is in the "mlp"
+optimizer group."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from tensorf.data.rays import Rays
+from tensorf.depth_loss import ds_nerf_loss
 from tensorf.fields.nerf_mlp import NeRFMLP
 from tensorf.render import RenderOutput, near_camera_gradient
 
 
+class Level(NamedTuple):
+    """One sampling level's render and the samples it composited: weights (B, N) at distances t
+    (B, N) along the rays, each sample standing for an interval of lengths (B, N)."""
+
+    out: RenderOutput
+    weights: jax.Array
+    t: jax.Array
+    lengths: jax.Array
+
+
+def depth_loss(level: Level, rays: Rays, sigma: float) -> jax.Array:
+    """() the DS-NeRF loss of a level's weights against the rays' measured depths."""
+    return ds_nerf_loss(level.weights, level.t, level.lengths, rays.target_depth, sigma)
+
+
 class MLPModel:
     """Mixed into a frozen dataclass with `config` (net_depth, net_width, skip_layer,
-    net_depth_condition, net_width_condition, compute_dtype) and `scene` that defines
-    render_both(params, rays, keys) -> (coarse, fine)."""
+    net_depth_condition, net_width_condition, depth_weight, depth_sigma, compute_dtype) and
+    `scene` that defines render_both(params, rays, keys) -> (coarse, fine) Levels."""
 
     coarse_loss_weight = 1.0
     """The coarse render's MSE weight in the loss (NeRF: the sum of both)."""
@@ -44,15 +63,21 @@ class MLPModel:
         return jax.tree.map(lambda _: "mlp", params)
 
     def render(self, params: dict, rays: Rays, keys: jax.Array | None) -> RenderOutput:
-        return self.render_both(params, rays, keys)[1]
+        return self.render_both(params, rays, keys)[1].out
 
     def training_loss(self, params: dict, rays: Rays, colors: jax.Array, keys: jax.Array, weights: dict):
-        """coarse_loss_weight times the coarse render's MSE plus the fine one's; reports the fine
-        one's MSE."""
+        """coarse_loss_weight times the coarse render's MSE plus the fine one's; with measured
+        depths, the depth loss of each level weighted alike (the coarse weights place the fine
+        samples). Reports the fine level's MSE and depth loss."""
+        c = self.config
         coarse, fine = self.render_both(params, rays, keys)
-        mse_fine = jnp.mean((fine.rgb - colors) ** 2)
-        loss = self.coarse_loss_weight * jnp.mean((coarse.rgb - colors) ** 2) + mse_fine
-        return loss, {"mse": mse_fine, "dropped": jnp.zeros(())}
+        mse_fine = jnp.mean((fine.out.rgb - colors) ** 2)
+        loss = self.coarse_loss_weight * jnp.mean((coarse.out.rgb - colors) ** 2) + mse_fine
+        aux = {"mse": mse_fine, "dropped": jnp.zeros(())}
+        if rays.target_depth is not None and c.depth_weight:
+            aux["depth"] = depth_loss(fine, rays, c.depth_sigma)
+            loss += c.depth_weight * (self.coarse_loss_weight * depth_loss(coarse, rays, c.depth_sigma) + aux["depth"])
+        return loss, aux
 
     def loss_weights(self, step: jax.Array, decay: jax.Array) -> dict[str, jax.Array]:
         return {}

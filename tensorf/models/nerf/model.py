@@ -17,9 +17,8 @@ from tensorf.data.cameras import ndc_world_directions
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.fields.nerf_mlp import encode
-from tensorf.models.nerf.mlp_model import MLPModel
+from tensorf.models.nerf.mlp_model import Level, MLPModel
 from tensorf.render import (
-    RenderOutput,
     composite_all,
     compositing_weights,
     pdf_samples,
@@ -67,9 +66,8 @@ class NeRF(MLPModel):
             raise ValueError("world_viewdirs needs the scene's NDC projection (Scene.ndc_scale)")
         return ndc_world_directions(rays.origins, rays.directions, self.scene.ndc_scale)
 
-    def _composite(self, net_params, rays: Rays, t: jax.Array, noise_key) -> tuple[RenderOutput, jax.Array]:
-        """Render samples at distances t (B, N) along the rays with one network; also the
-        compositing weights (B, N)."""
+    def _composite(self, net_params, rays: Rays, t: jax.Array, noise_key) -> Level:
+        """Render samples at distances t (B, N) along the rays with one network."""
         b, n = t.shape
         xyz = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
         dirs = jnp.broadcast_to(self._viewdirs(rays)[:, None, :], xyz.shape)
@@ -78,9 +76,11 @@ class NeRF(MLPModel):
         if noise_key is not None and self.config.density_noise > 0:
             sigma = sigma + self.config.density_noise * jax.vmap(lambda k: jax.random.normal(k, (n,)))(noise_key)
         # The last sample reaches to infinity (NeRF); directions are unit, so spacing is distance.
-        delta = jnp.concatenate([jnp.diff(t, axis=-1), jnp.full((b, 1), 1e10)], axis=-1)
-        weights = compositing_weights(jax.nn.relu(sigma), delta)
-        return composite_all(weights, rgb, t, ray_background(rays, self.scene.background), rays.exposure), weights
+        # The depth loss measures the last sample by the gap before it instead.
+        gaps = jnp.diff(t, axis=-1)
+        weights = compositing_weights(jax.nn.relu(sigma), jnp.concatenate([gaps, jnp.full((b, 1), 1e10)], axis=-1))
+        out = composite_all(weights, rgb, t, ray_background(rays, self.scene.background), rays.exposure)
+        return Level(out, weights, t, jnp.concatenate([gaps, gaps[:, -1:]], axis=-1))
 
     def coarse_samples(self, rays: Rays, u: jax.Array | None) -> jax.Array:
         """t (B, coarse_samples): stratified over [near, far]; in NDC (JaxNeRF's LLFF setting)
@@ -92,17 +92,16 @@ class NeRF(MLPModel):
             return stratified_samples(0.0, 1.0, n, u, b) * reach[:, None]
         return stratified_samples(*self.scene.near_far, n, u, b)
 
-    def render_both(self, params: dict, rays: Rays, keys: jax.Array | None) -> tuple[RenderOutput, RenderOutput]:
-        """The coarse render (stratified samples) and the fine one (the coarse samples plus samples
+    def render_both(self, params: dict, rays: Rays, keys: jax.Array | None) -> tuple[Level, Level]:
+        """The coarse level (stratified samples) and the fine one (the coarse samples plus samples
         drawn from the coarse weights, sorted)."""
         c = self.config
         draws = None if keys is None else jax.vmap(lambda k: jax.random.split(k, 4))(keys)
         uniform = lambda i, n: None if draws is None else jax.vmap(lambda k: jax.random.uniform(k, (n,)))(draws[:, i])  # noqa: E731
         noise = lambda i: None if draws is None else draws[:, i]  # noqa: E731
         t_coarse = self.coarse_samples(rays, uniform(0, c.coarse_samples))
-        coarse, w = self._composite(params["coarse"], rays, t_coarse, noise(2))
+        coarse = self._composite(params["coarse"], rays, t_coarse, noise(2))
         mids = 0.5 * (t_coarse[:, 1:] + t_coarse[:, :-1])
-        t_fine = pdf_samples(mids, w[:, 1:-1], c.fine_samples, uniform(1, c.fine_samples))
+        t_fine = pdf_samples(mids, coarse.weights[:, 1:-1], c.fine_samples, uniform(1, c.fine_samples))
         t_all = jnp.sort(jnp.concatenate([t_coarse, t_fine], axis=-1), axis=-1)
-        fine, _ = self._composite(params["fine"], rays, t_all, noise(3))
-        return coarse, fine
+        return coarse, self._composite(params["fine"], rays, t_all, noise(3))
