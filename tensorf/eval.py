@@ -24,10 +24,11 @@ from jax.sharding import Mesh
 
 from tensorf.data.dataset import load_eval_views
 from tensorf.chunked import map_chunks
+from tensorf.data import lens
 from tensorf.data.rays import Rays, view_rays
 from tensorf.data.views import Views
 from tensorf.errors import exit_on_user_error, warn
-from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim
+from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim, ws_psnr
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
@@ -84,6 +85,9 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
             rgb, truth, kept = rgb[:, half], truth[:, half], kept[:, half]
         row = {"view": name, "psnr": psnr(rgb[kept], truth[kept]), "ssim": ssim(rgb, truth),
                **{_LPIPS_KEYS[net]: lpips(rgb, truth, net) for net in nets}}
+        if views.cameras.model == "equirectangular":  # PSNR over the sphere, not the pixels
+            rows_cos = lens.equirect_row_weights(len(rgb), float(views.cameras.cy[i]), float(views.cameras.fy[i]))
+            row["ws_psnr"] = ws_psnr(rgb, truth, rows_cos[:, None] * kept)
         if views.depths is not None and not right_half:
             row["depth_abs_rel"] = depth_abs_rel(views, i, np.asarray(median))
         rows.append(row)
@@ -108,6 +112,7 @@ _LPIPS_KEYS = {"vgg16": "lpips", "alexnet": "lpips_alex"}  # "lpips" is VGG's, a
 def _line(m: dict) -> str:
     line = f"PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}"
     line += f"  LPIPS {m['lpips']:.4f} (VGG) {m['lpips_alex']:.4f} (Alex)" if "lpips" in m else ""
+    line += f"  WS-PSNR {m['ws_psnr']:.2f}" if "ws_psnr" in m else ""
     return line + (f"  depth AbsRel {m['depth_abs_rel']:.4f}" if "depth_abs_rel" in m else "")
 
 

@@ -20,6 +20,14 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     return float(mse_to_psnr(jnp.mean((jnp.asarray(pred) - jnp.asarray(target)) ** 2)))
 
 
+def ws_psnr(pred: np.ndarray, target: np.ndarray, weights: np.ndarray) -> float:
+    """PSNR with each pixel's squared error weighted by weights (H, W): WS-PSNR (Sun et al. 2017)
+    for panoramas, whose pixels cover cos(latitude) of the sphere (lens.equirect_row_weights);
+    zero weight leaves a pixel out."""
+    err = np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2, axis=-1)
+    return float(mse_to_psnr(np.sum(weights * err) / np.sum(weights)))
+
+
 def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     """SSIM with the standard 11x11 Gaussian window (sigma 1.5), via dm-pix. Images (H, W, 3)."""
     return float(dm_pix.ssim(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32), max_val=1.0))

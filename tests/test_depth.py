@@ -11,7 +11,7 @@ import optax
 import pytest
 from conftest import tiny_config
 
-from tensorf.config import DataConfig, TensoRFConfig
+from tensorf.config import DataConfig
 from tensorf.data.dataset import load_dataset
 from tensorf.data.generated import generate_depth_capture, generate_lens_capture, surface_distance
 from tensorf.data.rays import RayPool

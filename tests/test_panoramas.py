@@ -100,6 +100,7 @@ def test_a_panorama_capture_trains_contracted_renders_its_walk_and_exports_as_ne
     flat = data.train.images.mean((0, 1, 2))
     baseline = np.mean([-10 * np.log10(np.mean((image - flat) ** 2)) for image in data.eval.images])
     assert result.eval_metrics["psnr"] > baseline + 5.0, (result.eval_metrics["psnr"], baseline)  # 23.0 against 16.7
+    assert "ws_psnr" in result.eval_metrics  # PSNR over the sphere beside the pixels'
 
     frames = render_orbit(Render360Args(run_dir=tmp_path / "run", progress=False))
     import imageio.v3 as iio
@@ -118,3 +119,46 @@ def test_a_panorama_capture_trains_contracted_renders_its_walk_and_exports_as_ne
         ("EQUIRECTANGULAR", pytest.approx(16.0), pytest.approx(16.0), 32, 16)
     with pytest.raises(UserError, match="COLMAP has no camera model for equirectangular panoramas"):
         main(ExportCamerasArgs(run_dir=tmp_path / "run", format="colmap"))
+
+
+def test_panorama_rays_are_drawn_by_the_solid_angle_their_pixels_cover(tmp_path):
+    """A panorama's rows near the poles hold as many pixels as the equator's but see less of the
+    sphere: training draws each row by cos(latitude) times its rays in play (nerfstudio's
+    EquirectangularPixelSampler), from the whole pool, from one view (NeRF's single-image
+    batches), and after a filter took rays out."""
+    import jax
+
+    from tensorf.config import DataConfig
+    from tensorf.data.dataset import load_dataset
+    from tensorf.data.rays import RayPool
+
+    data = load_dataset(DataConfig(path=generate_panorama_capture(tmp_path / "pano", size=16, n=6)))
+    pool = RayPool.from_views(data.train)
+    views, (h, w) = len(data.train.names), pool.size
+    lat = (np.arange(h) + 0.5 - float(data.train.cameras.cy[0])) / float(data.train.cameras.fy[0])
+    assert abs(lat[0] + math.pi / 2 - math.pi / (2 * h)) < 1e-5  # rows from pole to pole
+    draws = 400_000
+
+    def rows_drawn(pool, single_image=False):
+        ids = np.asarray(jax.jit(lambda p, k: p.draw_ids(k, draws, single_image))(pool, jax.random.PRNGKey(3)))
+        assert np.isin(ids, np.asarray(pool.ids)[:int(pool.count)]).all()  # rays in play only
+        return ids, np.bincount(ids % (h * w) // w, minlength=h) / draws
+
+    ids, share = rows_drawn(pool)
+    np.testing.assert_allclose(share, np.cos(lat) / np.cos(lat).sum(), rtol=0.05)
+    assert len(np.unique(ids // (h * w))) == views
+    ids, share = rows_drawn(pool, single_image=True)
+    assert len(np.unique(ids // (h * w))) == 1
+    np.testing.assert_allclose(share, np.cos(lat) / np.cos(lat).sum(), rtol=0.05)
+    # After a filter that takes out the rays looking along +x (a part of most rows of each view),
+    # each view's row is drawn by cos(latitude) times the rays it has left.
+    pool = pool.filtered(lambda params, rays: rays.directions[:, 0] < 0.3, None)
+    in_play = np.asarray(pool.ids)[:int(pool.count)]
+    assert 0.2 < 1 - len(in_play) / (views * h * w) < 0.8
+    ids, _ = rows_drawn(pool)
+    expected = np.bincount(in_play // w, minlength=views * h) * np.tile(np.cos(lat), views)
+    expected *= draws / expected.sum()
+    drawn = np.bincount(ids // w, minlength=views * h)
+    busy = expected > 2000
+    np.testing.assert_allclose(drawn[busy], expected[busy], rtol=0.08)
+    assert (drawn[expected == 0] == 0).all() and busy.sum() > views * h // 2

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 
 MODELS = ("pinhole", "opencv", "fisheye", "equirectangular")
 PARAMS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -110,6 +111,12 @@ def equirect_intrinsics(width: float, height: float) -> tuple[float, float, floa
     """(fx, fy, cx, cy) of a panorama width x height spanning the whole sphere: normalised
     coordinates are then longitude in [-pi, pi] and latitude in [-pi/2, pi/2]."""
     return width / (2.0 * math.pi), height / math.pi, width / 2.0, height / 2.0
+
+
+def equirect_row_weights(height: int, cy: float, fy: float) -> np.ndarray:
+    """(height,) float32 cos(latitude) at each panorama row's centre, latitude (row + 0.5 - cy) / fy:
+    the solid angle a row's pixels cover against an equator row's (WS-PSNR's weights)."""
+    return np.maximum(np.cos((np.arange(height) + 0.5 - cy) / fy), 0.0).astype(np.float32)
 
 
 def undistorted_directions(xd, yd, params, model: str, xp=jnp):
