@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import jax_dataclasses as jdc
 import numpy as np
 
-from tensorf.data import lens
 from tensorf.data.cameras import pixel_rays
 from tensorf.data.views import Views
 from tensorf.errors import UserError
@@ -78,14 +77,6 @@ class RayPool:
     ray's background fixed to the camera (a turntable's, as much memory again as the images),
     or None, packed over `background_levels` as colors are; depths (P,) float16: each pixel's
     measured depth along its camera's viewing axis (Views.depths; 0: none), or None.
-
-    Panoramas (camera_model "equirectangular") are drawn by solid angle, not by pixel: a row at
-    latitude phi covers cos(phi) of the sphere an equator row does, so rows are drawn by their
-    rays in play times cos(phi) and a ray of the row uniformly (nerfstudio's
-    EquirectangularPixelSampler draws its rows so). row_first (R + 1,) int32: the id of each
-    panorama row's first pixel (R: the rows of every view), then P; row_starts (R + 1,) int32:
-    where each row's rays in play start in ids; row_weight (R,) float32: cos(latitude) of each
-    row. None for the other lenses.
     """
 
     colors: jax.Array
@@ -103,9 +94,6 @@ class RayPool:
     widths: jax.Array | None = None
     background: jax.Array | None = None
     depths: jax.Array | None = None
-    row_first: jax.Array | None = None
-    row_starts: jax.Array | None = None
-    row_weight: jax.Array | None = None
     ndc_near: jdc.Static[float | None] = None
     camera_model: jdc.Static[str] = "pinhole"
     levels: jdc.Static[int | None] = None
@@ -148,17 +136,13 @@ class RayPool:
         starts = np.searchsorted(ids, offsets).astype(np.int32)
         colors, levels = packed_colors(colors)
         background, background_levels = (None, None) if background is None else packed_colors(background)
-        rows = _panorama_rows(views, sizes, offsets) if cams.model == "equirectangular" else None
         return RayPool(colors=colors, levels=levels, background_levels=background_levels, c2w=vec(cams.c2w),
                        fx=vec(cams.fx), fy=vec(cams.fy), cx=vec(cams.cx), cy=vec(cams.cy),
                        distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
                        starts=starts, size=tuple(int(v) for v in sizes[0]) if shared else None,
                        offsets=None if shared else offsets, widths=None if shared else sizes[:, 1].astype(np.int32),
                        background=background, ndc_near=cams.ndc_near, camera_model=cams.model,
-                       depths=None if depths is None else depths.astype(np.float16),
-                       row_first=None if rows is None else rows[0],
-                       row_starts=None if rows is None else np.searchsorted(ids, rows[0]).astype(np.int32),
-                       row_weight=None if rows is None else rows[1])
+                       depths=None if depths is None else depths.astype(np.float16))
 
     def first_pixels(self) -> jax.Array:
         """(V + 1,) int32: the id of each view's first pixel, then the pixel count."""
@@ -211,33 +195,12 @@ class RayPool:
 
     def draw_ids(self, key: jax.Array, size: int, single_image: bool = False) -> jax.Array:
         """The ray ids (size,) that draw's rays are cast through."""
-        if self.row_first is not None:
-            return self._draw_panorama_ids(key, size, single_image)
         if not single_image:
             return self.ids[jax.random.randint(key, (size,), 0, self.count)]
         k_view, k_rays = jax.random.split(key)
         view = jnp.searchsorted(self.starts, jax.random.randint(k_view, (), 0, self.count), side="right") - 1
         lo, hi = self.starts[view], self.starts[view + 1]
         return self.ids[jax.random.randint(k_rays, (size,), lo, hi)]
-
-    def _draw_panorama_ids(self, key: jax.Array, size: int, single_image: bool) -> jax.Array:
-        """draw_ids for panoramas: a row with a chance proportional to its rays in play times
-        cos(latitude), then one of its rays in play uniformly; single_image: the view as draw_ids
-        picks it, then its rows so."""
-        k_view, k_row, k_ray = jax.random.split(key, 3)
-        counts = self.row_starts[1:] - self.row_starts[:-1]
-        # The float32 sum rounds each row's share to about 1e-7 of the whole: negligible.
-        cdf = jnp.cumsum(counts.astype(jnp.float32) * self.row_weight)
-        lo, hi = jnp.float32(0.0), cdf[-1]
-        if single_image:
-            view = jnp.searchsorted(self.starts, jax.random.randint(k_view, (), 0, self.count), side="right") - 1
-            first, last = jnp.searchsorted(self.row_first, self.first_pixels()[jnp.stack([view, view + 1])])
-            lo, hi = jnp.where(first > 0, cdf[first - 1], 0.0), cdf[last - 1]
-        row = jnp.searchsorted(cdf, lo + (hi - lo) * jax.random.uniform(k_row, (size,)), side="right")
-        row = jnp.minimum(row, cdf.shape[0] - 1)
-        start = self.row_starts[row]
-        pick = start + jnp.floor(jax.random.uniform(k_ray, (size,)) * counts[row]).astype(jnp.int32)
-        return self.ids[jnp.clip(pick, 0, self.count - 1)]
 
     def filtered(self, keep, params, chunk: int = 16384) -> "RayPool":
         """The pool without the rays that keep(params, rays) -> (B,) bool rejects, same shapes.
@@ -304,14 +267,4 @@ def _filtered(keep, chunk: int, params, pool: RayPool) -> RayPool:
     ids = pool.ids[where]
     in_play = jnp.where(jnp.arange(n) < count, ids, jnp.iinfo(jnp.int32).max)
     starts = jnp.searchsorted(in_play, pool.first_pixels()).astype(jnp.int32)
-    row_starts = None if pool.row_first is None else jnp.searchsorted(in_play, pool.row_first).astype(jnp.int32)
-    return dataclasses.replace(pool, ids=ids, count=count, starts=starts, row_starts=row_starts)
-
-
-def _panorama_rows(views: Views, sizes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R + 1,) int32 the id of every view's every row's first pixel, then the pixel count, and
-    (R,) float32 the cosine of each row's latitude (lens.equirect_row_weights)."""
-    cams = views.cameras
-    firsts = [offsets[v] + np.arange(h) * w for v, (h, w) in enumerate(sizes)]
-    weights = [lens.equirect_row_weights(h, float(cams.cy[v]), float(cams.fy[v])) for v, (h, _) in enumerate(sizes)]
-    return np.concatenate([*firsts, offsets[-1:]]).astype(np.int32), np.concatenate(weights)
+    return dataclasses.replace(pool, ids=ids, count=count, starts=starts)
