@@ -283,6 +283,9 @@ class Trainer:
         params, mstate, events = self.schedule.advance(self.params, self.mstate, int(sched))
         # Placed at once: the programs after this one were compiled ahead for replicated params.
         self.params, self.mstate = clock.lap("schedule", (parallel.replicate(self.mesh, params), mstate))
+        if "empty" in events:
+            events.discard("empty")
+            self.log(self._empty_field_warning())
         if events:
             crash_point("event", self.step)
         if not events:
@@ -313,6 +316,19 @@ class Trainer:
         ahead = "" if self.compiler is None else ", compiled ahead" if self.compiles[-1][2] else ", not compiled ahead"
         self.log(line + f"; event {clock.total:.1f} s ({clock}; the step's compile {self.compile_s - compiled:.1f} s"
                  f"{ahead}; compiled on the loop's thread {compile_watch.summary(compiled_here)})")
+
+    def _empty_field_warning(self) -> str:
+        """A mask update found the field empty: say what that means and what usually causes it,
+        since the run would otherwise go on quietly rendering the background alone."""
+        c = self.cfg.model
+        left = len(c.mask_update_steps) - self.mstate["mask_updates"]
+        held = [f"--model.{name.replace('_', '-')} {value:g}" for name, value in
+                (("tv_weight_density", c.tv_weight_density), ("l1_weight", c.l1_weight)) if value]
+        return (f"warning: step {self.step}: the field is still empty (under 0.1% of the grid reaches opacity "
+                f"{c.mask_threshold:g}), so the mask update is skipped"
+                + (f" ({left} left)" if left else " (it was the last: the run will render the background alone)")
+                + "; regularisers that hold the density at zero" + (f" ({', '.join(held)})" if held else "")
+                + " or a scene box that misses what the cameras see (--data.aabb) are the usual causes")
 
     def _ahead_fits(self, measured: dict) -> bool:
         """Whether a step compiled ahead has the shapes in force and budgets no smaller than the

@@ -43,7 +43,8 @@ class TensoRFSchedule:
         """Apply the schedule events due by `step`, mask updates first, then upsampling (official
         order). Returns the new params and state (always to be adopted: a skipped mask update is
         counted too) and the events: "resize" (shapes changed: the optimizer restarts), "mask"
-        (a new mask: the ray pool is re-filtered)."""
+        (a new mask: the ray pool is re-filtered), "empty" (a first mask update found no field to
+        build a mask on and was skipped: a notice, nothing changed)."""
         c = self.config
         events: set[str] = set()
         state = dict(state)
@@ -57,6 +58,7 @@ class TensoRFSchedule:
             if first and empty:
                 # An empty field (a schedule compressed into too little time) would mask out the
                 # whole scene for good; wait for the next update instead.
+                events.add("empty")
                 continue
             if first and c.shrink_box:
                 params, state, occupied = self._crop(params, state, occupied)
