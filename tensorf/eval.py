@@ -95,14 +95,22 @@ def evaluate_views(model: Model, params, views: Views, out_dir: Path, split: str
             iio.imwrite(img_dir / f"{name}.png", (rgb * 255 + 0.5).astype(np.uint8))
         if verbose:
             print(f"{split}/{name}: {_line(row)}", flush=True)
-    # A held-out view without a depth map has no depth error (nan): the mean is over those with one.
-    metrics = {k: float((np.nanmean if k == "depth_abs_rel" else np.mean)([r[k] for r in rows]))
-               for k in rows[0] if k != "view"}
+    metrics = mean_metrics(rows)
     metrics["views"] = rows
     if write:
         (Path(out_dir) / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2))
     if verbose:
         print(f"{split} mean over {len(rows)} views: {_line(metrics)}")
+    return metrics
+
+
+def mean_metrics(rows: list[dict]) -> dict[str, float]:
+    """Each metric's mean over the views' rows. A view without a depth map has no depth error
+    (nan): that mean is over the views with one, and left out when none has one."""
+    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("view", "depth_abs_rel")}
+    depth_errors = [r["depth_abs_rel"] for r in rows if not np.isnan(r.get("depth_abs_rel", np.nan))]
+    if depth_errors:
+        metrics["depth_abs_rel"] = float(np.mean(depth_errors))
     return metrics
 
 
@@ -113,7 +121,8 @@ def _line(m: dict) -> str:
     line = f"PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}"
     line += f"  LPIPS {m['lpips']:.4f} (VGG) {m['lpips_alex']:.4f} (Alex)" if "lpips" in m else ""
     line += f"  WS-PSNR {m['ws_psnr']:.2f}" if "ws_psnr" in m else ""
-    return line + (f"  depth AbsRel {m['depth_abs_rel']:.4f}" if "depth_abs_rel" in m else "")
+    depth = m.get("depth_abs_rel", np.nan)  # nan: a view without a depth map
+    return line + (f"  depth AbsRel {depth:.4f}" if not np.isnan(depth) else "")
 
 
 def depth_abs_rel(views: Views, index: int, median: np.ndarray) -> float:

@@ -53,6 +53,19 @@ def test_each_ray_ends_on_the_surface_its_depth_map_measures(capture):
     exact = data.eval.depths[0] / np.maximum(np.asarray(d) @ -data.eval.cameras.c2w[0, :3, 2], 1e-6)
     assert depth_abs_rel(data.eval, 0, exact) < 1e-5
     assert abs(depth_abs_rel(data.eval, 0, 1.1 * exact) - 0.1) < 1e-5
+    # The mean over the views leaves out those without a depth map, and the metric itself when
+    # no view has one (before: a NumPy "Mean of empty slice" warning and a nan in the eval line).
+    import warnings
+
+    from tensorf.eval import _line, mean_metrics
+
+    rows = [{"view": "a", "psnr": 20.0, "ssim": 0.5, "depth_abs_rel": 0.1},
+            {"view": "b", "psnr": 30.0, "ssim": 0.7, "depth_abs_rel": float("nan")}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mean_metrics(rows) == {"psnr": 25.0, "ssim": 0.6, "depth_abs_rel": 0.1}
+        none = mean_metrics([{**r, "depth_abs_rel": float("nan")} for r in rows])
+    assert "depth_abs_rel" not in none and "AbsRel" not in _line(rows[1]) and "AbsRel 0.1000" in _line(rows[0])
     # Taken as the ray's distance (no division by the angle to the viewing axis), the ends miss.
     flat = np.asarray(rays.origins + rays.directions * pool.depths[:, None].astype(jnp.float32), np.float64)[hit]
     assert np.median(np.abs(surface_distance(flat @ data.to_source[:3, :3].T + data.to_source[:3, 3]))) > 5e-3
