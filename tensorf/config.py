@@ -186,12 +186,14 @@ class TensoRFConfig(DepthLossConfig):
     """Weight of the L1 sparsity loss on the density factors (until the first mask update)."""
     l1_weight_rest: float = 4e-5
     """L1 weight after the first mask update."""
-    tv_weight_density: float = 0.0
-    """Total-variation weight on the density planes (official lego: off, LLFF: 1), decaying with
-    the learning rate."""
-    tv_weight_appearance: float = 0.0
-    """Total-variation weight on the appearance planes (official lego: off, LLFF: 1), decaying
-    with the learning rate."""
+    tv_weight_density: float | Literal["auto"] = "auto"
+    """Total-variation weight on the density planes, decaying with the learning rate. auto: 0.1
+    in a 360 capture of photos (official truck and own-data recipes), else 0 (official lego; the
+    LLFF presets set 1 with relu density, as officially). At 1 with softplus density a field can
+    fail to form at all (docs/captures.md)."""
+    tv_weight_appearance: float | Literal["auto"] = "auto"
+    """Total-variation weight on the appearance planes, decaying with the learning rate. auto:
+    0.01 in a 360 capture of photos (official truck and own-data recipes), else 0."""
     ortho_weight: float = 0.0
     """Weight of the orthogonality penalty on the line factors (official: off)."""
     proposal_samples: tuple[int, ...] = ()
@@ -559,14 +561,26 @@ class TrainConfig:
 # fox, head and the generated captures, benchmarks/results.md).
 NEAR_GRADIENT_BOUNDED = 1.0
 NEAR_GRADIENT_CONTRACTED = 0.5
+# TV "auto" in a 360 capture: TensoRF's official recipes for real 360 captures with softplus
+# density (apchenstu/TensoRF configs/truck.txt and configs/your_own_data.txt). Judged on fox and
+# head in lego-cpu's box (benchmarks/results.md, captures_cpu.py; docs/captures.md). No official
+# recipe pairs softplus with forward-facing NDC captures (LLFF's: TV 1 with relu, the llff presets).
+TV_CAPTURE_DENSITY = 0.1
+TV_CAPTURE_APPEARANCE = 0.01
 
 
-def resolve(model, scene, backend: str):
+def resolve(model, scene, backend: str, capture_360: bool = False):
     """The model config with its `auto` choices decided: the density lookup for `backend`
-    ("cpu", "gpu", ...), the near-camera gradient distance for `scene` (tensorf.data.views.Scene).
+    ("cpu", "gpu", ...), the near-camera gradient distance for `scene` (tensorf.data.views.Scene),
+    the TV weights for a capture read as 360 (`capture_360`; not a Blender scene).
     Done once when a run starts; the resolved values are what RUN/config.json records."""
     if isinstance(model, TensoRFConfig) and model.density_lookup == "auto":
         model = dataclasses.replace(model, density_lookup="mixed" if backend == "cpu" else "volume")
+    if isinstance(model, TensoRFConfig):
+        density, appearance = (TV_CAPTURE_DENSITY, TV_CAPTURE_APPEARANCE) if capture_360 else (0.0, 0.0)
+        model = dataclasses.replace(
+            model, tv_weight_density=density if model.tv_weight_density == "auto" else model.tv_weight_density,
+            tv_weight_appearance=appearance if model.tv_weight_appearance == "auto" else model.tv_weight_appearance)
     if model.near_gradient_distance == "auto":
         distance = 0.0 if scene.ndc else NEAR_GRADIENT_CONTRACTED if scene.contraction else NEAR_GRADIENT_BOUNDED
         model = dataclasses.replace(model, near_gradient_distance=distance if scene.near_far[0] < distance else 0.0)

@@ -42,14 +42,14 @@ from tensorf.visualize import to_uint8
 def resolved_config(cfg: TrainConfig, scene: Scene, backend: str | None = None, kind: str | None = None,
                     turntable: bool | None = None, downscale: int | None = None) -> TrainConfig:
     """The config as a run records it: the dataset's scene bounds, ray space, the factor its
-    images were read at and (for captures) kind and turntable decision filled in and the model's
-    backend-dependent `auto` choices decided, so the run can be restored without guessing."""
+    images were read at and (for captures: `kind` given) kind and turntable decision filled in
+    and the model's `auto` choices decided, so the run can be restored without guessing."""
     data = dataclasses.replace(cfg.data, downscale=cfg.data.downscale if downscale is None else downscale,
                                aabb=scene.aabb, near_far=scene.near_far, background=scene.background,
                                ndc=scene.ndc, contraction=scene.contraction or "none", kind=kind or cfg.data.kind,
                                ndc_scale=scene.ndc_scale,
                                turntable=cfg.data.turntable if turntable is None else "yes" if turntable else "no")
-    model = cfgmod.resolve(cfg.model, scene, backend or jax.default_backend())
+    model = cfgmod.resolve(cfg.model, scene, backend or jax.default_backend(), capture_360=kind == "360")
     return dataclasses.replace(cfg, data=data, model=model)
 
 
