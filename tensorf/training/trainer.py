@@ -327,8 +327,9 @@ class Trainer:
         return (f"warning: step {self.step}: the field is still empty (under 0.1% of the grid reaches opacity "
                 f"{c.mask_threshold:g}), so the mask update is skipped"
                 + (f" ({left} left)" if left else " (it was the last: the run will render the background alone)")
-                + "; regularisers that hold the density at zero" + (f" ({', '.join(held)})" if held else "")
-                + " or a scene box that misses what the cameras see (--data.aabb) are the usual causes")
+                + "; usual causes: too few steps before it (a short --steps or --time-budget-minutes compresses "
+                + "the schedule), regularisers that hold the density at zero" + (f" ({', '.join(held)})" if held else "")
+                + ", or a scene box that misses what the cameras see (--data.aabb)")
 
     def _ahead_fits(self, measured: dict) -> bool:
         """Whether a step compiled ahead has the shapes in force and budgets no smaller than the
