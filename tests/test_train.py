@@ -11,8 +11,8 @@ import pytest
 from conftest import make_model
 from tensorf.data.blender import load_blender
 from tensorf.eval import evaluate_views
-from tensorf.run import load_config
 from tensorf.metrics import lpips_available
+from tensorf.run import load_config
 
 
 def test_training_raises_test_psnr(scene, trained_run, tmp_path):
