@@ -27,15 +27,17 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from tensorf.data.images import IMAGE_SUFFIXES, auto_downscale, write_scaled
+from tensorf.data.images import (
+    HEIF_SUFFIXES,
+    IMAGE_SUFFIXES,
+    OTHER_PHOTO_SUFFIXES,
+    VIDEO_SUFFIXES,
+    auto_downscale,
+    write_scaled,
+)
 from tensorf.data.orientation import ORIENTATION, upright_image
 from tensorf.errors import UserError, exit_on_user_error, warn
 
-# iPhones shoot HEIC: converted to JPEG when pillow-heif (requirements-poses.txt) is installed.
-HEIF_SUFFIXES = (".heic", ".heif")
-# Cameras' other formats, which COLMAP's reader may not take.
-OTHER_PHOTO_SUFFIXES = (*HEIF_SUFFIXES, ".dng", ".cr2", ".nef", ".arw", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 INSTALL_HINT = "pip install -r requirements-poses.txt"
 
 

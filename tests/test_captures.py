@@ -208,8 +208,15 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     (root / "poses_bounds.npy").unlink()
     (root / "transforms.json").unlink()
-    with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* sparse/0/ \(COLMAP\), cameras.xml \(Metashape\), reconstruction.json \(OpenSfM, OpenDroneMap\), keyframes/ \(Polycam\) or metadata.json \+ rgb/ \(Record3D\) here"):
+    with bad(match=r"no transforms_<split>.json \(Blender\), poses_bounds.npy \(LLFF\), transforms.json .* sparse/0/ \(COLMAP\), cameras.xml \(Metashape\), reconstruction.json \(OpenSfM, OpenDroneMap\), keyframes/ \(Polycam\) or metadata.json \+ rgb/ \(Record3D\) here; .*images holds \d+ photos without poses: recover them with `python -m tensorf.poses .*images --out CAPTURE`"):
         load_dataset(DataConfig(path=root))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with bad(match=r"here; point --data.path at a dataset folder or give --data.format"):
+        load_dataset(DataConfig(path=empty))
+    (empty / "clip.MOV").write_bytes(b"")
+    with bad(match=r"clip.MOV is a video without poses: recover them with `python -m tensorf.poses .*clip.MOV --out CAPTURE`"):
+        load_dataset(DataConfig(path=empty))
 
 
 def _write_ply(path, points, binary=True):

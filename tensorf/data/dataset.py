@@ -16,7 +16,7 @@ from tensorf.data import blender, colmap, llff, metashape, nerfstudio, opensfm, 
 from tensorf.data.capture import load_capture
 from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
-from tensorf.data.images import auto_downscale
+from tensorf.data.images import IMAGE_SUFFIXES, OTHER_PHOTO_SUFFIXES, VIDEO_SUFFIXES, auto_downscale
 from tensorf.data.turntable import Turntable
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
@@ -102,8 +102,26 @@ def detect_format(cfg: DataConfig) -> str:
         return "record3d"
     raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
                     "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape), reconstruction.json "
-                    "(OpenSfM, OpenDroneMap), keyframes/ (Polycam) or metadata.json + rgb/ (Record3D) here; point "
-                    "--data.path at a dataset folder or give --data.format")
+                    "(OpenSfM, OpenDroneMap), keyframes/ (Polycam) or metadata.json + rgb/ (Record3D) here; "
+                    + (_unposed_hint(root) or "point --data.path at a dataset folder or give --data.format"))
+
+
+def _unposed_hint(root: Path) -> str | None:
+    """The way on for a folder of photos or videos that has no poses yet: tensorf.poses, which
+    writes a COLMAP capture this loader reads."""
+    for folder in (root, root / "images"):
+        if not folder.is_dir():
+            continue
+        files = [p for p in folder.iterdir() if p.is_file()]
+        photos = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES + OTHER_PHOTO_SUFFIXES]
+        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+        if videos and not photos:
+            return (f"{videos[0]} is a video without poses: recover them with `python -m tensorf.poses "
+                    f"{videos[0]} --out CAPTURE` (pip install -r requirements-poses.txt), then train on CAPTURE")
+        if photos:
+            return (f"{folder} holds {len(photos)} photos without poses: recover them with `python -m tensorf.poses "
+                    f"{folder} --out CAPTURE` (pip install -r requirements-poses.txt), then train on CAPTURE")
+    return None
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:

@@ -13,6 +13,11 @@ from tensorf.data.orientation import upright, upright_size
 from tensorf.errors import UserError, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # the photos a capture folder is searched for (lower case)
+# iPhones shoot HEIC: tensorf.poses converts it to JPEG when pillow-heif (requirements-poses.txt) is installed.
+HEIF_SUFFIXES = (".heic", ".heif")
+# Cameras' other formats, which COLMAP's reader may not take.
+OTHER_PHOTO_SUFFIXES = (*HEIF_SUFFIXES, ".dng", ".cr2", ".nef", ".arw", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 # What read_rgb converted, as it is reported: "<n> of <N> images <note>".
 GREY = "are greyscale (repeated into RGB)"
