@@ -28,6 +28,7 @@ from tensorf.data.cameras import Cameras
 from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.host_memory import keep_freed_memory
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
@@ -160,6 +161,7 @@ def _path_depth_range(c2w: np.ndarray, box: np.ndarray, ndc: bool) -> tuple[floa
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    keep_freed_memory()
     use_persistent_cache()
     with exit_on_user_error():
         render_orbit(tyro.cli(Render360Args, args=sys.argv[1:] if argv is None else argv))

@@ -21,6 +21,7 @@ import tyro
 
 from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFConfig, TrainConfig
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.host_memory import keep_freed_memory
 from tensorf.presets import PRESETS
 from tensorf.run import load_config
 from tensorf.training.loop import train
@@ -77,6 +78,7 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()
     use_persistent_cache()
     with exit_on_user_error():
         cfg, resume, overwrite = parse(sys.argv[1:] if argv is None else argv)

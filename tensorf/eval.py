@@ -28,6 +28,7 @@ from tensorf.data import lens
 from tensorf.data.rays import Rays, view_rays
 from tensorf.data.views import Views
 from tensorf.errors import exit_on_user_error, warn
+from tensorf.host_memory import keep_freed_memory
 from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim, ws_psnr
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
@@ -220,6 +221,7 @@ def main(args: EvalArgs) -> dict:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    keep_freed_memory()
     use_persistent_cache()
     with exit_on_user_error():
         main(tyro.cli(EvalArgs, args=sys.argv[1:] if argv is None else argv))

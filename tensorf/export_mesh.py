@@ -26,6 +26,7 @@ from tensorf.chunked import map_chunks
 from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
 from tensorf.data.cameras import ndc_to_world
 from tensorf.errors import UserError, exit_on_user_error
+from tensorf.host_memory import keep_freed_memory
 from tensorf.models.base import trained_box
 from tensorf.render import uncontract
 from tensorf.run import field_to_capture, frame_name, load_cameras, restore_run, to_capture_frame
@@ -185,6 +186,7 @@ def main(args: ExportMeshArgs) -> Path:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    keep_freed_memory()
     use_persistent_cache()
     with exit_on_user_error():
         main(tyro.cli(ExportMeshArgs, args=sys.argv[1:] if argv is None else argv))

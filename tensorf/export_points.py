@@ -24,6 +24,7 @@ from tensorf.data.cameras import Cameras, ndc_to_world
 from tensorf.data.rays import Rays
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.export_mesh import write_in_frame
+from tensorf.host_memory import keep_freed_memory
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
@@ -190,6 +191,7 @@ def main(args: ExportPointsArgs) -> Path:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
+    keep_freed_memory()
     use_persistent_cache()
     with exit_on_user_error():
         main(tyro.cli(ExportPointsArgs, args=sys.argv[1:] if argv is None else argv))

@@ -15,6 +15,7 @@ import tyro
 
 from tensorf.checkpoint import Checkpointer
 from tensorf.errors import UserError, exit_on_user_error, warn
+from tensorf.host_memory import keep_freed_memory
 from tensorf.parallel import render_mesh
 from tensorf.run import load_cameras, restore_run
 from tensorf.viewer.renderer import Snapshot
@@ -84,6 +85,7 @@ def serve(args: ViewerArgs) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
+    keep_freed_memory()
     use_persistent_cache()
     with exit_on_user_error():
         serve(tyro.cli(ViewerArgs, args=sys.argv[1:] if argv is None else argv))
