@@ -87,7 +87,7 @@ print(tuned, statistics.median(per_step))  # the median: the one heap still grow
 """
 
 
-def test_the_tools_keep_a_steps_freed_buffers_for_the_next(tmp_path):
+def test_the_tools_keep_a_steps_freed_buffers_for_the_next():
     # glibc hands XLA's large step buffers back to the kernel and the next step faults them in
     # again (a quarter of a CPU run's time; benchmarks/host_memory.py); tuned, a step in steady
     # state faults no page. TENSORF_SYSTEM_MALLOC=1 keeps glibc's defaults.
