@@ -36,6 +36,7 @@ from tensorf.data.images import (
     write_scaled,
 )
 from tensorf.data.orientation import ORIENTATION, upright_image
+from tensorf import turntable_sfm
 from tensorf.errors import UserError, exit_on_user_error, warn
 
 INSTALL_HINT = "pip install -r requirements-poses.txt"
@@ -78,6 +79,12 @@ class PosesConfig:
     """Replace what an earlier run wrote in --out."""
     seed: int = 0
     """Seed of COLMAP's random choices (RANSAC, initial pair), for repeatable poses."""
+    turntable: Literal["auto", "yes", "no"] = "no"
+    """An object turned on a turntable before a camera that stands still: yes, the features of the
+    room, which keep their place in the image, are found and left out of the matching, so that
+    COLMAP poses the object instead of settling between its motion and the room's stillness; auto:
+    decided from the photos (tensorf/turntable_sfm.py). Off by default until training on such
+    poses works: see docs/captures.md (head)."""
 
 
 def _pycolmap():
@@ -328,6 +335,12 @@ def recover_poses(cfg: PosesConfig) -> Path:
         pycolmap.extract_features(db, images, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
                                   reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
     stages.update()
+    stages.set_description("turntable?")
+    turntable = turntable_sfm.decide(db, images, cfg.turntable)
+    if turntable.on or turntable.analysis is not None or turntable.pixel_share is not None:
+        tqdm.write(turntable.describe())
+    if turntable.on:
+        turntable_sfm.drop_room(db, turntable.analysis.room)
     stages.set_description("matching (sequential)" if sequential else "matching (exhaustive)")
     if sequential:
         pycolmap.match_sequential(db, device=pycolmap.Device.cpu)
@@ -337,6 +350,10 @@ def recover_poses(cfg: PosesConfig) -> Path:
     stages.set_description("mapping")
     options = pycolmap.IncrementalPipelineOptions()
     options.random_seed = cfg.seed
+    if turntable.on:  # the object's features alone: fewer per photo, the shiny or plain sides fewest
+        options.min_num_matches = 10
+        options.mapper.abs_pose_min_num_inliers = 15
+        options.mapper.abs_pose_min_inlier_ratio = 0.1
     registered = tqdm(total=len(names), desc="registered", unit="img", dynamic_ncols=True, leave=False)
     maps = pycolmap.incremental_mapping(db, images, work / "sparse", options,
                                         next_image_callback=lambda: registered.update())

@@ -430,12 +430,14 @@ def generate_unbounded(out: Path, size: int = 32, n: int = 40, radius: float = 2
     return out
 
 
-def turntable_backdrop(size: int) -> np.ndarray:
+def turntable_backdrop(size: int, textured: bool = False) -> np.ndarray:
     """(size, size, 3) in [0, 1]: a room behind a turntable, fixed in the image (a floor, a wall
-    and blocks of colour, with some fine texture so it is not one flat colour)."""
+    and blocks of colour, with some fine texture so it is not one flat colour; textured: the
+    grain of _grain, for SIFT to find corners in)."""
     j, i = np.meshgrid(np.arange(size) / size, np.arange(size) / size, indexing="ij")
     floor = (j > 0.55)[..., None]
-    room = np.where(floor, [0.2, 0.45, 0.25], [0.8, 0.75, 0.65]) * (0.85 + 0.15 * np.sin(40 * i + 7 * j))[..., None]
+    fine = _grain(np.stack([i, j, np.zeros_like(i)], -1)) if textured else np.sin(40 * i + 7 * j)
+    room = np.where(floor, [0.2, 0.45, 0.25], [0.8, 0.75, 0.65]) * ((0.6 + 0.4 * fine) if textured else (0.85 + 0.15 * fine))[..., None]
     block = ((np.abs(i - 0.15) < 0.1) & (np.abs(j - 0.3) < 0.15))[..., None]
     lamp = ((np.abs(i - 0.85) < 0.06) & (j < 0.5))[..., None]
     return np.clip(np.where(block, [0.1, 0.2, 0.6], np.where(lamp, [0.9, 0.85, 0.2], room)), 0, 1)
@@ -448,22 +450,24 @@ def room_light(position: np.ndarray, drift: float) -> float:
     return 1.0 - drift * (1.0 - math.cos(math.atan2(position[1], position[0]))) / 2.0
 
 
-def generate_turntable(out: Path, size: int = 32, n: int = 40, drift: float = 0.0) -> Path:
+def generate_turntable(out: Path, size: int = 32, n: int = 40, drift: float = 0.0, textured: bool = False,
+                       radius: float = CAMERA_RADIUS, angle_x: float = CAMERA_ANGLE_X) -> Path:
     """The scene turned on a turntable in front of a camera that stands still: the poses circle
-    the scene (as SfM on the object would find them) while the room behind it keeps its place in
-    every image (turntable_backdrop). drift: the room's light changes with the turn, down to
-    1 - drift times its brightness (room_light).
+    the scene (as SfM on the object would find them; at `radius`, field of view angle_x) while
+    the room behind it keeps its place in every image (turntable_backdrop). drift: the room's
+    light changes with the turn, down to 1 - drift times its brightness (room_light); textured:
+    the scene and the room in _grain's texture (photos -> poses).
     Written as a nerfstudio transforms.json with opaque RGB."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    room = turntable_backdrop(size)
+    room = turntable_backdrop(size, textured)
     frames = []
-    for k, pose in enumerate(camera_poses(n, seed=7)):
-        rgba = render_view(pose, size).astype(np.float64) / 255.0
+    for k, pose in enumerate(camera_poses(n, seed=7, radius=radius)):
+        rgba = render_view(pose, size, textured=textured, angle_x=angle_x).astype(np.float64) / 255.0
         rgb = rgba[..., :3] * rgba[..., 3:] + room_light(pose[:3, 3], drift) * room * (1.0 - rgba[..., 3:])
         iio.imwrite(out / "images" / f"frame{k:03d}.png", np.round(rgb * 255).astype(np.uint8))
         frames.append({"file_path": f"images/frame{k:03d}.png", "transform_matrix": pose.tolist()})
-    meta = {"camera_angle_x": CAMERA_ANGLE_X, "w": size, "h": size, "frames": frames}
+    meta = {"camera_angle_x": angle_x, "w": size, "h": size, "frames": frames}
     (out / "transforms.json").write_text(json.dumps(meta, indent=1))
     return out
 
