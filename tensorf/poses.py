@@ -27,6 +27,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from tensorf import turntable_sfm
 from tensorf.data.images import (
     HEIF_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -36,7 +37,6 @@ from tensorf.data.images import (
     write_scaled,
 )
 from tensorf.data.orientation import ORIENTATION, upright_image
-from tensorf import turntable_sfm
 from tensorf.errors import UserError, exit_on_user_error, warn
 
 INSTALL_HINT = "pip install -r requirements-poses.txt"
@@ -367,15 +367,25 @@ def recover_poses(cfg: PosesConfig) -> Path:
     count = best.num_reg_images()
     share = count / len(names)
     if share < cfg.min_registered:
+        retry = f", or try {turntable_sfm.FLAG} no (the room's features were left out)" if turntable.on else ""
         raise UserError(f"{src}: COLMAP registered {count} of {len(names)} images ({share:.0%}, under "
-                        f"--min-registered {cfg.min_registered:.0%}); take photos with more overlap or lower the bar")
+                        f"--min-registered {cfg.min_registered:.0%}); take photos with more overlap or lower the "
+                        f"bar{retry}")
     model = out / "sparse" / "0"
     model.mkdir(parents=True, exist_ok=True)
-    best.write(model)
     cameras = ", ".join(f"{c.width}x{c.height} f {c.mean_focal_length():.0f} px" for c in best.cameras.values())
     print(f"registered {count} of {len(names)} images ({len(maps)} model(s); kept the largest), "
           f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px, "
           f"{len(best.cameras)} camera(s): {cameras}")
+    if turntable.on:
+        # The points are the object's alone. The box they give kept head's field from starting
+        # (docs/captures.md); the box of the cameras' view, as for a turntable in LLFF layout, trains.
+        points = best.num_points3D()
+        for point in list(best.points3D):
+            best.delete_point3D(point)
+        print(f"turntable: the model is written without its {points} points, so that training takes its box from "
+              "the cameras' view")
+    best.write(model)
     # The size training reads them at by default (--data.downscale auto), written once here.
     factor = auto_downscale([(c.width, c.height) for c in best.cameras.values()], str(out))
     if factor > 1:
