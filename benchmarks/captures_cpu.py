@@ -4,6 +4,7 @@ a CPU preset and no flag beyond --data.path, then report held-out PSNR / SSIM / 
     python benchmarks/captures_cpu.py [--steps 3000] [--preset lego-cpu] [--run-root runs/captures]
         [--flags="--model.proposal-samples"]  # more train_lego.py options: one string, after =
         [--poses-from-photos]  # first recover the poses from the capture's photos (tensorf.poses)
+        [--poses-flags="--turntable auto"]  # more tensorf.poses options, with --poses-from-photos
 
 Each capture trains for a fixed number of steps (so the figure does not depend on the machine's
 speed) into RUN_ROOT/<capture>, evaluates every 8th view (held out), renders an orbit GIF into
@@ -54,6 +55,9 @@ class Args:
     """Ignore the capture's poses: recover them from its photos with `python -m tensorf.poses`
     (pycolmap, requirements-poses.txt) into RUN_ROOT/<capture>-photos and train on those, as a
     user with only the photos would."""
+    poses_flags: str = ""
+    """More `tensorf.poses` options, as one string (e.g. "--turntable auto"); shown in each row's
+    command."""
     gif_dir: Path = ROOT / "docs"
     """Where the orbit GIFs go (<capture>_orbit.gif)."""
     results: Path = ROOT / "benchmarks" / "results.md"
@@ -85,7 +89,7 @@ def shown(args: Args, name: str) -> str:
         data = Path("..") / data.resolve().relative_to(ROOT.parent)
     poses = ""
     if args.poses_from_photos:
-        poses = f"python -m tensorf.poses {photos(data)} --out CAPTURE && "
+        poses = f"python -m tensorf.poses {photos(data)} --out CAPTURE {args.poses_flags}".rstrip() + " && "
         data = Path("CAPTURE")
     return (f"{poses}python train_lego.py --preset {args.preset} --data.path {data} --steps {args.steps} "
             f"{args.flags}").rstrip()
@@ -100,7 +104,7 @@ def main(args: Args) -> None:
         if not metrics_file.is_file():
             if args.poses_from_photos and not (data_path(args, name) / "sparse").is_dir():
                 subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos(args.captures_dir / name)), "--out",
-                                str(data_path(args, name)), "--overwrite"], check=True)
+                                str(data_path(args, name)), "--overwrite", *shlex.split(args.poses_flags)], check=True)
             cmd = command(args, name)
             print("==", " ".join(cmd[1:]), flush=True)
             t0 = time.perf_counter()

@@ -79,12 +79,12 @@ class PosesConfig:
     """Replace what an earlier run wrote in --out."""
     seed: int = 0
     """Seed of COLMAP's random choices (RANSAC, initial pair), for repeatable poses."""
-    turntable: Literal["auto", "yes", "no"] = "no"
+    turntable: Literal["auto", "yes", "no"] = "auto"
     """An object turned on a turntable before a camera that stands still: yes, the features of the
     room, which keep their place in the image, are found and left out of the matching, so that
     COLMAP poses the object instead of settling between its motion and the room's stillness; auto:
-    decided from the photos (tensorf/turntable_sfm.py). Off by default until training on such
-    poses works: see docs/captures.md (head)."""
+    decided from the photos (tensorf/turntable_sfm.py; photos whose pixels do not partly stand
+    still are not analysed); no: everything is matched."""
 
 
 def _pycolmap():

@@ -233,13 +233,15 @@ def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) ->
         return Decision(on=False, forced=True)
     db = pycolmap.Database.open(str(database))
     try:
+        # The photos' pixels first: most captures stop there, before their features are read.
+        names = [im.name for im in db.read_all_images()]
+        share = pixel_share([photos / name for name in names]) if given == "auto" else None
+        if given == "auto" and share <= PIXEL_GATE:
+            return Decision(on=False, pixel_share=share)
         images, keypoints, descriptors = _read(db)
         cameras = {c.camera_id: c for c in db.read_all_cameras()}
     finally:
         db.close()
-    share = pixel_share([photos / im.name for im in images]) if given == "auto" else None
-    if given == "auto" and share <= PIXEL_GATE:
-        return Decision(on=False, pixel_share=share)
     size = max(max(cameras[im.camera_id].width, cameras[im.camera_id].height) for im in images)
     analysis = room_features(keypoints, [d.data for d in descriptors], size)
     if given == "yes":
