@@ -182,10 +182,12 @@ class TensoRFConfig(DepthLossConfig):
     shade_threshold: float = 1e-4
     """Compositing weight below which a top-k sample is not shaded, in training and eval alike
     (official rayMarch_weight_thres); its weight goes to the shaded samples."""
-    l1_weight: float = 8e-5
-    """Weight of the L1 sparsity loss on the density factors (until the first mask update)."""
-    l1_weight_rest: float = 4e-5
-    """L1 weight after the first mask update."""
+    l1_weight: float | Literal["auto"] = "auto"
+    """Weight of the L1 sparsity loss on the density factors (until the first mask update). auto:
+    8e-5 (official lego), 0 in a 360 capture of photos (official truck and own-data recipes),
+    where it kept a turntable's field from forming (docs/captures.md)."""
+    l1_weight_rest: float | Literal["auto"] = "auto"
+    """L1 weight after the first mask update. auto: 4e-5 (official lego), 0 in a 360 capture."""
     tv_weight_density: float | Literal["auto"] = "auto"
     """Total-variation weight on the density planes, decaying with the learning rate. auto: 0.1
     in a 360 capture of photos (official truck and own-data recipes), else 0 (official lego; the
@@ -567,20 +569,28 @@ NEAR_GRADIENT_CONTRACTED = 0.5
 # recipe pairs softplus with forward-facing NDC captures (LLFF's: TV 1 with relu, the llff presets).
 TV_CAPTURE_DENSITY = 0.1
 TV_CAPTURE_APPEARANCE = 0.01
+# L1 "auto": the official lego recipe's (configs/lego.txt) before and after the first mask update;
+# the official recipes for real 360 captures set none (opt.py's default, 0). In a 360 capture
+# lego's L1 held head's field back (none in 300 steps with the object's box, docs/captures.md).
+L1_OBJECT = (8e-5, 4e-5)
+L1_CAPTURE = (0.0, 0.0)
 
 
 def resolve(model, scene, backend: str, capture_360: bool = False):
     """The model config with its `auto` choices decided: the density lookup for `backend`
     ("cpu", "gpu", ...), the near-camera gradient distance for `scene` (tensorf.data.views.Scene),
-    the TV weights for a capture read as 360 (`capture_360`; not a Blender scene).
+    the TV and L1 weights for a capture read as 360 (`capture_360`; not a Blender scene).
     Done once when a run starts; the resolved values are what RUN/config.json records."""
     if isinstance(model, TensoRFConfig) and model.density_lookup == "auto":
         model = dataclasses.replace(model, density_lookup="mixed" if backend == "cpu" else "volume")
     if isinstance(model, TensoRFConfig):
         density, appearance = (TV_CAPTURE_DENSITY, TV_CAPTURE_APPEARANCE) if capture_360 else (0.0, 0.0)
+        first, rest = L1_CAPTURE if capture_360 else L1_OBJECT
         model = dataclasses.replace(
             model, tv_weight_density=density if model.tv_weight_density == "auto" else model.tv_weight_density,
-            tv_weight_appearance=appearance if model.tv_weight_appearance == "auto" else model.tv_weight_appearance)
+            tv_weight_appearance=appearance if model.tv_weight_appearance == "auto" else model.tv_weight_appearance,
+            l1_weight=first if model.l1_weight == "auto" else model.l1_weight,
+            l1_weight_rest=rest if model.l1_weight_rest == "auto" else model.l1_weight_rest)
     if model.near_gradient_distance == "auto":
         distance = 0.0 if scene.ndc else NEAR_GRADIENT_CONTRACTED if scene.contraction else NEAR_GRADIENT_BOUNDED
         model = dataclasses.replace(model, near_gradient_distance=distance if scene.near_far[0] < distance else 0.0)

@@ -7,6 +7,7 @@ from pathlib import Path
 import dataclasses
 
 from tensorf.config import (
+    L1_OBJECT,
     DataConfig,
     MipNeRF360Config,
     MipNeRFConfig,
@@ -208,12 +209,14 @@ LLFF_CPU = dataclasses.replace(
 # backdrop and the cells few rays reach stay smooth (docs/unbounded.md, stop 51). Padding 0.05,
 # not the model's (nerfacto's) 0.01: ahead on fox and the generated capture, level on head
 # (benchmarks/results.md: captures_cpu.py, unbounded_cpu.py; stop 52). Not yet measured on a GPU.
+# lego's L1 kept, as all of these were measured with it (auto drops it in 360 captures).
 UNBOUNDED = TrainConfig(
     run_dir=Path("runs/unbounded"),
     data=DataConfig(path=Path("data/unbounded"), contraction="linf", contraction_shell=0.5),
     model=TensoRFConfig(n_voxels_final=384**3, shrink_box=False, filter_rays=False, proposal_samples=(256, 96),
                         proposal_final_samples=48, proposal_resolution=(128, 256), tv_weight_density=1.0,
-                        tv_weight_appearance=1.0, proposal_padding=0.05),
+                        tv_weight_appearance=1.0, proposal_padding=0.05, l1_weight=L1_OBJECT[0],
+                        l1_weight_rest=L1_OBJECT[1]),
 )
 
 # Unbounded scenes on a 2-core CPU: lego-cpu's sizes and schedule with UNBOUNDED's treatment: a
@@ -227,7 +230,8 @@ UNBOUNDED_CPU = dataclasses.replace(
                               proposal_samples=(64, 32), proposal_final_samples=32, proposal_resolution=(64, 128),
                               tv_weight_density=UNBOUNDED.model.tv_weight_density,
                               tv_weight_appearance=UNBOUNDED.model.tv_weight_appearance,
-                              proposal_padding=UNBOUNDED.model.proposal_padding),
+                              proposal_padding=UNBOUNDED.model.proposal_padding,
+                              l1_weight=UNBOUNDED.model.l1_weight, l1_weight_rest=UNBOUNDED.model.l1_weight_rest),
 )
 
 # mip-NeRF 360 on an unbounded capture (google-research/multinerf configs/360.gin and

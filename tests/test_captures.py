@@ -103,8 +103,10 @@ def test_captures_train_past_a_threshold_with_no_flags_and_render_their_path(cap
     # 150 tiny steps: ~18-20 dB forward-facing; 16.0 all around, the backdrop painted on the box
     # (untrained: ~7).
     assert result.eval_metrics["psnr"] > (14.5 if fmt == "llff-360" else 17.0), result.eval_metrics
-    model = load_config(tmp_path / fmt).model  # TV auto: the official recipe for 360 captures, else none
+    # TV and L1 auto: the official recipe for 360 captures (TV, no L1), else lego's (L1, no TV).
+    model = load_config(tmp_path / fmt).model
     assert (model.tv_weight_density, model.tv_weight_appearance) == ((0.1, 0.01) if fmt == "llff-360" else (0, 0))
+    assert (model.l1_weight, model.l1_weight_rest) == ((0, 0) if fmt == "llff-360" else (8e-5, 4e-5))
     saved = load_config(tmp_path / fmt).data
     assert (saved.kind, saved.ndc) == (("360", False) if fmt == "llff-360" else ("forward-facing", fmt == "llff"))
     assert saved.downscale == 1  # --data.downscale auto, recorded as the factor it chose

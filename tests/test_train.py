@@ -46,8 +46,9 @@ def test_training_raises_test_psnr(scene, trained_run, tmp_path):
     assert written == sorted(f"{n}.png" for n in test.names)
     assert np.isfinite(result.rays_per_s) and result.rays_per_s > 0
     assert (run / "eval" / "test_metrics.json").is_file()
-    saved = load_config(run).model  # TV auto: none in a Blender scene (official lego)
+    saved = load_config(run).model  # TV and L1 auto in a Blender scene: official lego's
     assert (saved.tv_weight_density, saved.tv_weight_appearance) == (0.0, 0.0)
+    assert (saved.l1_weight, saved.l1_weight_rest) == (8e-5, 4e-5)
     events = b"".join(p.read_bytes() for p in (run / "tb").iterdir())
     for tag in (b"train/psnr", b"train/lr_grid", b"train/rays_per_s", b"train/dropped", b"train/ray_pool",
                 b"train/budget_density", b"eval/rgb", b"eval/depth", b"eval/error"):
