@@ -378,8 +378,9 @@ def recover_poses(cfg: PosesConfig) -> Path:
           f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px, "
           f"{len(best.cameras)} camera(s): {cameras}")
     if turntable.on:
-        # The points are the object's alone. The box they give kept head's field from starting
-        # (docs/captures.md); the box of the cameras' view, as for a turntable in LLFF layout, trains.
+        # The points are the object's alone. Their tight box kept head's field from starting under
+        # lego's L1 (now off in 360 captures; docs/captures.md); the box of the cameras' view, as
+        # for a turntable in LLFF layout, is the one measured to train well.
         points = best.num_points3D()
         for point in list(best.points3D):
             best.delete_point3D(point)
