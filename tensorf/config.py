@@ -586,11 +586,8 @@ def resolve(model, scene, backend: str, capture_360: bool = False):
     if isinstance(model, TensoRFConfig):
         density, appearance = (TV_CAPTURE_DENSITY, TV_CAPTURE_APPEARANCE) if capture_360 else (0.0, 0.0)
         first, rest = L1_CAPTURE if capture_360 else L1_OBJECT
-        model = dataclasses.replace(
-            model, tv_weight_density=density if model.tv_weight_density == "auto" else model.tv_weight_density,
-            tv_weight_appearance=appearance if model.tv_weight_appearance == "auto" else model.tv_weight_appearance,
-            l1_weight=first if model.l1_weight == "auto" else model.l1_weight,
-            l1_weight_rest=rest if model.l1_weight_rest == "auto" else model.l1_weight_rest)
+        chosen = dict(tv_weight_density=density, tv_weight_appearance=appearance, l1_weight=first, l1_weight_rest=rest)
+        model = dataclasses.replace(model, **{k: v for k, v in chosen.items() if getattr(model, k) == "auto"})
     if model.near_gradient_distance == "auto":
         distance = 0.0 if scene.ndc else NEAR_GRADIENT_CONTRACTED if scene.contraction else NEAR_GRADIENT_BOUNDED
         model = dataclasses.replace(model, near_gradient_distance=distance if scene.near_far[0] < distance else 0.0)

@@ -171,16 +171,15 @@ def room_features(keypoints: list[np.ndarray], descriptors: list[np.ndarray], si
         votes[a][i[still]] += 1
         votes[b][j[still]] += 1
     sure = [v >= max(3, SURE_SHARE * p) for v, p in zip(votes, partners)]
-    with_room = [np.zeros(len(k), int) for k in points]
+    # One pair suffices: across head's two rings the room moves, and only its homography carries it.
+    # The price: an object's feature near the turntable's axis, which moves little, joins the room
+    # when it fits the room's homography between photos a small turn apart (tests/test_turntable_sfm.py).
+    room = [s.copy() for s in sure]
     for (a, b), (i, j, groups) in matched.items():
         for inliers in groups:
             if (sure[a][i[inliers]] | sure[b][j[inliers]]).mean() > 0.5:
-                with_room[a][i[inliers]] += 1
-                with_room[b][j[inliers]] += 1
-    # Any pair suffices: across head's two rings the room moves, and only its homography carries it.
-    # The price: an object's feature near the turntable's axis, which moves little, joins the room
-    # when it fits the room's homography between photos a small turn apart (tests/test_turntable_sfm.py).
-    room = [s | (w > 0) for s, w in zip(sure, with_room)]
+                room[a][i[inliers]] = True
+                room[b][j[inliers]] = True
     # Two motions or one: the epipolar geometry that explains the most matches, in a sample of the
     # pairs where the room and the rest both match.
     one = []

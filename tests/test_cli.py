@@ -106,3 +106,24 @@ def test_the_tools_keep_a_steps_freed_buffers_for_the_next():
     untuned, as_it_comes = faults("1")
     assert not untuned
     assert with_tuning <= 0.05 * as_it_comes, (with_tuning, as_it_comes)
+
+
+def test_resolve_decides_each_auto_weight_and_keeps_the_given_ones():
+    """TV and L1 auto follow the capture (TensoRF's official recipes: lego's for objects, truck's
+    for 360 captures); a weight given on the command line is kept as given."""
+    import dataclasses
+
+    from tensorf.config import L1_CAPTURE, L1_OBJECT, TensoRFConfig, resolve
+    from tensorf.data.views import Scene
+
+    scene = Scene(aabb=((-1.0,) * 3, (1.0,) * 3), near_far=(2.0, 6.0), background=1.0)
+    weights = ("tv_weight_density", "tv_weight_appearance", "l1_weight", "l1_weight_rest")
+    auto = TensoRFConfig()
+    assert all(getattr(auto, w) == "auto" for w in weights)
+    obj, capture = resolve(auto, scene, "cpu"), resolve(auto, scene, "cpu", capture_360=True)
+    assert [getattr(obj, w) for w in weights] == [0.0, 0.0, *L1_OBJECT]
+    assert [getattr(capture, w) for w in weights] == [0.1, 0.01, *L1_CAPTURE]
+    given = resolve(dataclasses.replace(auto, tv_weight_density=0.5, l1_weight_rest=1e-5), scene, "cpu",
+                    capture_360=True)
+    assert [getattr(given, w) for w in weights] == [0.5, 0.01, L1_CAPTURE[0], 1e-5]
+    assert given.density_lookup == "mixed" and resolve(auto, scene, "gpu").density_lookup == "volume"
