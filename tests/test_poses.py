@@ -81,6 +81,29 @@ def test_recovered_poses_match_the_true_ones_up_to_a_similarity(recovered):
     assert max(angle) < 1.0, max(angle)  # measured: 0.55 degrees
 
 
+def test_the_same_photos_posed_again_verify_the_same_matches(recovered, tmp_path):
+    """--seed reaches COLMAP's two-view RANSAC, which otherwise draws a fresh seed each run: the
+    pairs' verified matches repeat, nearly (some draws inside COLMAP take no seed)."""
+    import sqlite3
+
+    _, capture = recovered
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(capture.parent / "photos"), "--out",
+                          str(tmp_path / "again")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    def verified(run):
+        with sqlite3.connect(run / "colmap" / "database.db") as db:
+            names = dict(db.execute("SELECT image_id, name FROM images"))
+            # COLMAP's pair id: image_id1 * 2147483647 + image_id2.
+            return {frozenset((names[p // 2147483647], names[p % 2147483647])): (rows, config)
+                    for p, rows, config in db.execute("SELECT pair_id, rows, config FROM two_view_geometries")}
+
+    first, again = verified(capture), verified(tmp_path / "again")
+    assert len(first) == N_VIEWS * (N_VIEWS - 1) // 2
+    # Measured, of the 496 pairs: seeded, one verified differently in 1 of 13 runs; unseeded, 13 or 14.
+    assert len([pair for pair in first if first[pair] != again.get(pair)]) <= 3
+
+
 def test_training_on_recovered_poses_matches_training_on_the_true_ones(recovered, tmp_path):
     from tensorf.training.loop import train
 
