@@ -85,6 +85,7 @@ def test_the_same_photos_posed_again_verify_the_same_matches(recovered, tmp_path
     """--seed reaches COLMAP's two-view RANSAC, which otherwise draws a fresh seed each run: the
     pairs' verified matches repeat, nearly (some draws inside COLMAP take no seed)."""
     import sqlite3
+    from contextlib import closing
 
     _, capture = recovered
     out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(capture.parent / "photos"), "--out",
@@ -92,7 +93,7 @@ def test_the_same_photos_posed_again_verify_the_same_matches(recovered, tmp_path
     assert out.returncode == 0, out.stderr[-2000:]
 
     def verified(run):
-        with sqlite3.connect(run / "colmap" / "database.db") as db:
+        with closing(sqlite3.connect(run / "colmap" / "database.db")) as db:
             names = dict(db.execute("SELECT image_id, name FROM images"))
             # COLMAP's pair id: image_id1 * 2147483647 + image_id2.
             return {frozenset((names[p // 2147483647], names[p % 2147483647])): (rows, config)
