@@ -129,3 +129,11 @@ def test_resolve_decides_each_auto_weight_and_keeps_the_given_ones():
                     capture_360=True)
     assert [getattr(given, w) for w in weights] == [0.5, 0.01, L1_CAPTURE[0], 1e-5]
     assert given.density_lookup == "mixed" and resolve(auto, scene, "gpu").density_lookup == "volume"
+    # A model refuses any choice left `auto`, rather than failing inside its loss.
+    import pytest
+
+    from tensorf.models.tensorf.model import TensoRF
+
+    for weight in weights:
+        with pytest.raises(ValueError, match="config.resolve"):
+            TensoRF(dataclasses.replace(capture, **{weight: "auto"}), scene)

@@ -91,7 +91,8 @@ class TensoRF:
 
     def __post_init__(self):
         c = self.config
-        if "auto" in (c.density_lookup, c.near_gradient_distance, c.l1_weight, c.l1_weight_rest):
+        if "auto" in (c.density_lookup, c.near_gradient_distance, c.tv_weight_density, c.tv_weight_appearance,
+                      c.l1_weight, c.l1_weight_rest):
             raise ValueError("TensoRF needs a config with its auto choices resolved (config.resolve)")
         if c.proposal_samples and len(c.proposal_resolution) != len(c.proposal_samples):
             raise UserError(f"--model.proposal-resolution needs one entry per proposal level: got "
