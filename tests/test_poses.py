@@ -95,8 +95,7 @@ def test_the_same_photos_posed_again_verify_the_same_matches(recovered, tmp_path
     def verified(run):
         with closing(sqlite3.connect(run / "colmap" / "database.db")) as db:
             names = dict(db.execute("SELECT image_id, name FROM images"))
-            # COLMAP's pair id: image_id1 * 2147483647 + image_id2.
-            return {frozenset((names[p // 2147483647], names[p % 2147483647])): (rows, config)
+            return {frozenset(names[i] for i in pycolmap.pair_id_to_image_pair(p)): (rows, config)
                     for p, rows, config in db.execute("SELECT pair_id, rows, config FROM two_view_geometries")}
 
     first, again = verified(capture), verified(tmp_path / "again")
