@@ -381,16 +381,9 @@ def recover_poses(cfg: PosesConfig) -> Path:
     print(f"registered {count} of {len(names)} images ({len(maps)} model(s); kept the largest), "
           f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px, "
           f"{len(best.cameras)} camera(s): {cameras}")
-    if turntable.on:
-        # The points are the object's alone. Their tight box kept head's field from starting under
-        # lego's L1; without it (360 captures since stop 57) it trains, to level PSNR and better
-        # LPIPS, but starts near the end of the turntable warm-up, where the box of the cameras'
-        # view (as for a turntable in LLFF layout) starts well inside it (docs/captures.md).
-        points = best.num_points3D()
-        for point in list(best.points3D):
-            best.delete_point3D(point)
-        print(f"turntable: the model is written without its {points} points, so that training takes its box from "
-              "the cameras' view")
+    # A turntable's points are the object's alone (the room's features were left out), so training
+    # fits its box to the object, not to the cameras' view: sharper renders on head, and more on
+    # the generated turntable (docs/captures.md, "The points' box").
     best.write(model)
     # The size training reads them at by default (--data.downscale auto), written once here.
     factor = auto_downscale([(c.width, c.height) for c in best.cameras.values()], str(out))

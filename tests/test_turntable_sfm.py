@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tensorf import turntable_sfm
+from tensorf.data import colmap
 from tensorf.data.generated import GEOMETRY_BOUNDS, generate_turntable
 
 pytestmark = pytest.mark.slow
@@ -143,7 +144,7 @@ def test_turntable_photos_are_posed_as_the_object_turned(tmp_path):
     textured room: posed whole, the room's stillness and the object's turn fight (measured: the
     worst camera 3.2 units and 108 degrees off); with the room's features left out, as the tool
     decides by itself, within the bars of the moving-camera test (1% of the scene's diagonal, 1
-    degree; measured 0.023 and 0.8)."""
+    degree; measured 0.023 and 0.8), and the model keeps the object's points for training's box."""
     from test_poses import _aligned
 
     truth = generate_turntable(tmp_path / "truth", size=320, n=32, textured=True, radius=2.4, angle_x=1.1)
@@ -162,5 +163,10 @@ def test_turntable_photos_are_posed_as_the_object_turned(tmp_path):
         worst[given] = (np.linalg.norm(s * src @ r.T + t - dst, axis=-1).max(), max(angle))
         if given == "auto":
             assert "a turntable:" in out.stdout + out.stderr
+            # The model keeps its points, which are the object's: training fits its box to them.
+            points = colmap.read_model(tmp_path / given / "sparse" / "0").points
+            points = s * (points @ colmap.WORLD[:3, :3].T + colmap.WORLD[:3, 3]) @ r.T + t
+            lo, hi = np.asarray(GEOMETRY_BOUNDS) + np.array([[-0.05], [0.05]]) * size
+            assert len(points) > 100 and np.all((points > lo) & (points < hi), axis=1).mean() > 0.95  # measured: 99.8%
     assert worst["auto"][0] < 0.01 * size and worst["auto"][1] < 1.0, worst
     assert worst["no"][0] > 0.1 * size, worst
