@@ -164,8 +164,8 @@ def test_turntable_photos_are_posed_as_the_object_turned(tmp_path):
         if given == "auto":
             assert "a turntable:" in out.stdout + out.stderr
             # The model keeps its points, which are the object's: training fits its box to them.
-            points = colmap.read_model(tmp_path / given / "sparse" / "0").points
-            points = s * (points @ colmap.WORLD[:3, :3].T + colmap.WORLD[:3, 3]) @ r.T + t
+            points = colmap.world_points(colmap.read_model(tmp_path / given / "sparse" / "0").points)
+            points = s * points @ r.T + t
             lo, hi = np.asarray(GEOMETRY_BOUNDS) + np.array([[-0.05], [0.05]]) * size
             assert len(points) > 100 and np.all((points > lo) & (points < hi), axis=1).mean() > 0.95  # measured: 99.8%
     assert worst["auto"][0] < 0.01 * size and worst["auto"][1] < 1.0, worst

@@ -156,6 +156,11 @@ def opengl_c2w(image: Image) -> np.ndarray:
     return WORLD @ c2w
 
 
+def world_points(points: np.ndarray) -> np.ndarray:
+    """COLMAP's points (M, 3) in nerfstudio's world frame, where opengl_c2w puts the cameras."""
+    return points @ WORLD[:3, :3].T + WORLD[:3, 3]
+
+
 def colmap_image(c2w: np.ndarray, camera_id: int, name: str) -> Image:
     """The COLMAP image of an OpenGL camera-to-world c2w (4, 4) in nerfstudio's world frame
     (opengl_c2w's inverse)."""
@@ -227,7 +232,7 @@ def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
         frames.append(Frame(file=file, factor=factor, c2w=opengl_c2w(im),
                             intrinsics=(fx, fy, cx, cy, cam.width, cam.height), model=lens, distortion=dist,
                             name=im.name, mask=mask, mask_factor=mask_factor))
-    points = model.points[:, [1, 0, 2]] * np.array([1.0, 1.0, -1.0]) if len(model.points) else None
+    points = world_points(model.points) if len(model.points) else None
     return Capture(source=folder / "images.bin" if (folder / "images.bin").is_file() else folder / "images.txt",
                    frames=frames, points=points, downscale=downscale, to_source=np.linalg.inv(WORLD))
 
