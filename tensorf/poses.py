@@ -326,6 +326,7 @@ def recover_poses(cfg: PosesConfig) -> Path:
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = cfg.max_image_size
+    pycolmap.Database.open(str(db)).close()  # import_images wants it to exist
     for group in groups.values():  # one camera each: its own size, lens and principal point
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = cfg.camera_model
@@ -333,6 +334,11 @@ def recover_poses(cfg: PosesConfig) -> Path:
             reader.mask_path = str(out / "masks")
         if cfg.focal_px is not None:
             reader.camera_params = _initial_params(cfg, images / group[0])
+        # Imported first, on one thread and in name order: extraction's threads write the photos
+        # they finish first, so their ids, and with them which photo of a pair RANSAC sees as the
+        # first, changed from run to run (18 of 496 pairs verified differently in one CI run).
+        pycolmap.import_images(db, images, camera_mode=pycolmap.CameraMode.SINGLE, image_names=group,
+                               options=reader)
         pycolmap.extract_features(db, images, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
                                   reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
     stages.update()
@@ -344,8 +350,8 @@ def recover_poses(cfg: PosesConfig) -> Path:
         turntable_sfm.drop_room(db, turntable.analysis.room)
     stages.set_description("matching (sequential)" if sequential else "matching (exhaustive)")
     # COLMAP's two-view RANSAC draws a fresh seed unless given one (random_seed -1): head's cameras
-    # then moved a median 0.17% of their ring from run to run, 0.01% seeded. A few pairs (3-4 of
-    # 2145) still verify differently, even on one thread: not every draw in COLMAP takes the seed.
+    # then moved a median 0.17% of their ring from run to run, 0.01% seeded. Seeded, and with the
+    # photos' ids in name order, every pair verifies the same in every run (docs/captures.md).
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = cfg.seed
     match = pycolmap.match_sequential if sequential else pycolmap.match_exhaustive
