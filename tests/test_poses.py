@@ -81,10 +81,10 @@ def test_recovered_poses_match_the_true_ones_up_to_a_similarity(recovered):
     assert max(angle) < 1.0, max(angle)  # measured: 0.55 degrees
 
 
-def test_the_same_photos_posed_again_verify_the_same_matches(recovered, tmp_path):
-    """--seed reaches COLMAP's two-view RANSAC, which otherwise draws a fresh seed each run, and the
-    photos' ids follow their names, not the order extraction's threads finish them in: every
-    pair's verified matches repeat."""
+def test_the_same_photos_posed_again_give_the_same_cameras(recovered, tmp_path):
+    """--seed reaches COLMAP's two-view RANSAC, which otherwise draws a fresh seed each run; the
+    photos' ids follow their names, not the order extraction's threads finish them in; and the
+    mapping runs on one thread: every pair's verified matches repeat, and so do the cameras."""
     import sqlite3
     from contextlib import closing
 
@@ -105,6 +105,12 @@ def test_the_same_photos_posed_again_verify_the_same_matches(recovered, tmp_path
     # Measured, of the 496 pairs: unseeded, 13 or 14 verified differently; seeded with the ids in
     # extraction's order, 0 to 18 (under load); now none in 7 runs, 3 of them beside busy processes.
     assert [pair for pair in first if first[pair] != again.get(pair)] == []
+    # Mapped on every core, head's focal length moved by up to 1.1 px from run to run.
+    models = [pycolmap.Reconstruction(run / "sparse" / "0") for run in (capture, tmp_path / "again")]
+    assert [c.params.tolist() for c in models[0].cameras.values()] == \
+        [c.params.tolist() for c in models[1].cameras.values()]
+    poses = [{im.name: im.cam_from_world().matrix().tolist() for im in m.images.values()} for m in models]
+    assert poses[0] == poses[1]
 
 
 def test_training_on_recovered_poses_matches_training_on_the_true_ones(recovered, tmp_path):
@@ -154,6 +160,9 @@ def test_too_few_registered_images_and_missing_input_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(tmp_path / "nowhere"), "--out",
                           str(tmp_path / "d")], capture_output=True, text=True)
     assert out.stderr.strip().splitlines()[-1].startswith("error:") and "does not exist" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "tensorf.poses", str(photos), "--out", str(tmp_path / "t"),
+                          "--mapping-threads", "0"], capture_output=True, text=True)
+    assert out.stderr.strip().splitlines()[-1].startswith("error: --mapping-threads 0"), out.stderr[-1500:]
     heic = tmp_path / "iphone"
     heic.mkdir()
     for i in range(3):
