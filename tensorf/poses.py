@@ -84,7 +84,7 @@ class PosesConfig:
     """Threads of COLMAP's mapping (its bundle adjustments are the work). 1: the same photos and
     --seed give the same cameras on every run. More (-1: every core) can be faster on captures of
     hundreds of photos on many cores, but the sums then run in a varying order and runs differ a
-    little (head's focal length by up to 1.1 px). On 2 cores one thread was as fast (fox: 19 s against 21)."""
+    little (docs/captures.md, "Posed twice": the spread, and the time on 2 cores)."""
     turntable: Literal["auto", "yes", "no"] = "auto"
     """An object turned on a turntable before a camera that stands still: yes, the features of the
     room, which keep their place in the image, are found and left out of the matching, so that
