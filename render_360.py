@@ -86,7 +86,7 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     dataset_path = load_render_path(args.run_dir)
     if args.path == "dataset" and dataset_path is None:
         raise UserError(f"{args.run_dir}: this run's dataset defines no camera path; use --path orbit")
-    if args.path == "orbit" and cams.ndc_near is not None:
+    if args.path == "orbit" and cams.ndc is not None:
         raise UserError("an orbit leaves the region a forward-facing (NDC) capture can show; use --path dataset")
     mesh = all_devices()  # each frame's chunks are spread over every device
     fps = args.fps or 20.0
@@ -94,8 +94,8 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
     if args.camera_path is not None:
         flight = read_camera_path(args.camera_path)
         fps = args.fps or flight.fps
-        orbit = Cameras.centered(flight.c2w, flight.width, flight.height, flight.focal(), cams.ndc_near)
-        near, far = _path_depth_range(flight.c2w, trained_box(model, params), cams.ndc_near is not None)
+        orbit = Cameras.centered(flight.c2w, flight.width, flight.height, flight.focal(), cams.ndc)
+        near, far = _path_depth_range(flight.c2w, trained_box(model, params), cams.ndc is not None)
     elif dataset_path is not None and args.path != "orbit":
         orbit = cams.with_poses(dataset_path)
         box = trained_box(model, params)

@@ -73,8 +73,9 @@ class DataConfig:
     """LLFF and nerfstudio without split lists: every N-th image (0, N, 2N, ...) is held out as
     the test split, the rest train (the NeRF protocol)."""
     ndc: bool | None = None
-    """Cast rays in normalised device coordinates (forward-facing scenes). None: the format's
-    own choice (LLFF: when the capture is forward-facing, others: no)."""
+    """Cast rays in normalised device coordinates (forward-facing scenes: NeRF's LLFF treatment).
+    None: when the capture is forward-facing and its depths are known (LLFF's bounds; the sparse
+    points of a COLMAP model or of another posed format), else rays in the world."""
     contraction: Literal["auto", "none", "linf", "l2"] = "auto"
     """Unbounded scenes (360-degree captures with a distant background): contract space beyond
     the unit region (|x| <= 1, L-infinity or L2 norm, in the loader's normalised units) into a

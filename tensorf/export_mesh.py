@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 
 from tensorf.chunked import map_chunks
 from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
-from tensorf.data.cameras import ndc_to_world
+from tensorf.data.cameras import Ndc, ndc_to_world
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.host_memory import keep_freed_memory
 from tensorf.models.base import trained_box
@@ -138,11 +138,12 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     return verts, faces.astype(np.int32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def to_world(vertices: np.ndarray, scene, ndc_near: float | None) -> np.ndarray:
-    """World points (V, 3) of points in the field's space: NDC unprojected (ndc_to_world),
-    contracted space expanded (uncontract), the world as it is."""
+def to_world(vertices: np.ndarray, scene, ndc: Ndc | None) -> np.ndarray:
+    """World points (V, 3) of points in the field's space: the capture's NDC (the training
+    cameras' Ndc) unprojected (ndc_to_world), contracted space expanded (uncontract), the world
+    as it is."""
     if scene.ndc:
-        return ndc_to_world(vertices, *scene.ndc_scale, ndc_near)
+        return ndc_to_world(vertices, ndc.sx, ndc.sy, ndc.near)
     if scene.contraction:
         return uncontract(vertices, scene.contraction, scene.shell)
     return np.asarray(vertices, np.float64)
@@ -157,7 +158,7 @@ def finite_part(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray):
 
 
 def world_mesh(model, params, cells: int, resolution: int | None, level: float, crop: bool, chunk: int,
-               ndc_near: float | None = None, mesh: Mesh | None = None):
+               ndc: Ndc | None = None, mesh: Mesh | None = None):
     """(vertices (V, 3) in world units, faces (F, 3), colors (V, 3) uint8, samples per axis) of
     the field's surface, sampled `resolution` times along the longest axis of the region meshed
     (default: as finely as the field's `cells` along its box)."""
@@ -169,15 +170,15 @@ def world_mesh(model, params, cells: int, resolution: int | None, level: float, 
             raise UserError("the field's box leaves out the unit region, where the subject is; pass --no-crop")
     resolution = resolution or max(2, round(cells * float((region[1] - region[0]).max() / (box[1] - box[0]).max())))
     verts, faces, colors = extract_mesh(model, params, region, resolution, level, chunk, mesh)
-    return *finite_part(to_world(verts, model.scene, ndc_near), faces, colors), resolution
+    return *finite_part(to_world(verts, model.scene, ndc), faces, colors), resolution
 
 
 def main(args: ExportMeshArgs) -> Path:
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     cells = max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
-    ndc_near = load_cameras(args.run_dir, cfg).ndc_near if model.scene.ndc else None
+    ndc = load_cameras(args.run_dir, cfg).ndc if model.scene.ndc else None
     verts, faces, colors, resolution = world_mesh(model, params, cells, args.resolution, args.level, args.crop,
-                                                  args.chunk, ndc_near, all_devices())
+                                                  args.chunk, ndc, all_devices())
     out, coordinates = write_in_frame(args.run_dir, args.frame, args.output, "mesh.ply", verts, faces, colors)
     print(f"{out}: {len(verts)} vertices, {len(faces)} faces (step {meta['step']}, {resolution} samples per axis; "
           f"{coordinates})")

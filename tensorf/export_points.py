@@ -83,9 +83,8 @@ def surface_points(model, params, cameras: Cameras, min_opacity: float, chunk: i
         # and half on the one behind it, lands on one of them instead of in the air between.
         depth = np.asarray(out.median_depth, np.float64)[keep]
         at = o[keep].astype(np.float64) + depth[:, None] * d[keep].astype(np.float64)
-        if cameras.ndc_near is not None:
-            sx, sy = float(cameras.fx[i] / cameras.cx[i]), float(cameras.fy[i] / cameras.cy[i])
-            at = ndc_to_world(at, sx, sy, cameras.ndc_near)
+        if cameras.ndc is not None:
+            at = ndc_to_world(at, cameras.ndc.sx, cameras.ndc.sy, cameras.ndc.near)
         points.append(at)
         colours.append(np.round(np.clip(np.asarray(out.rgb)[keep], 0, 1) * 255).astype(np.uint8))
         views.append(np.full(len(at), i, np.int32))

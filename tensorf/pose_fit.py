@@ -39,7 +39,7 @@ def fit_poses(model: Model, params, views: Views, steps: int, batch: int = 4096,
     if columns not in ("all", "left"):
         raise ValueError(f"columns must be 'all' or 'left', not {columns!r}")
     cams = views.cameras
-    fit = _fitter(model, batch, lr, steps, cams.ndc_near, cams.model, views.background is not None)
+    fit = _fitter(model, batch, lr, steps, cams.ndc, cams.model, views.background is not None)
     out = []
     for i in range(len(views.names)):
         h, w = views.size(i)
@@ -55,7 +55,7 @@ def fit_poses(model: Model, params, views: Views, steps: int, batch: int = 4096,
     return np.stack(out)
 
 
-def _fitter(model: Model, batch: int, lr: float, steps: int, ndc_near, lens_model: str, with_background: bool):
+def _fitter(model: Model, batch: int, lr: float, steps: int, ndc, lens_model: str, with_background: bool):
     """The jitted fit of one view: (params, c2w, intrinsics, distortion, image, kept, background,
     key) -> the correction (6,). One compile serves every view of one size."""
     # Decayed tenfold over the fit, as the training decays the corrections' rate (camera_lr), so
@@ -66,7 +66,7 @@ def _fitter(model: Model, batch: int, lr: float, steps: int, ndc_near, lens_mode
         pick = pixels[jax.random.randint(key, (batch,), 0, count)]
         y, x = jnp.divmod(pick, image.shape[1])
         c2w = corrected(c2w[None], delta[None])[0]
-        o, d, r = pixel_rays(c2w, *intrinsics, x, y, ndc_near, distortion, lens_model)
+        o, d, r = pixel_rays(c2w, *intrinsics, x, y, ndc, distortion, lens_model)
         rays = Rays(origins=o, directions=d, radii=r, background=background[y, x] if with_background else None)
         rgb = model.render(jax.lax.stop_gradient(params), rays, None).rgb
         return jnp.mean((rgb.astype(jnp.float32) - image[y, x]) ** 2)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SHARED_DATA, tiny_config
 from tensorf.config import DataConfig
-from tensorf.data.cameras import Cameras, ndc_rays
+from tensorf.data.cameras import Cameras, Ndc, ndc_rays
 from tensorf.data.dataset import load_dataset
 from tensorf.data.generated import generate_capture
 from tensorf.errors import UserError
@@ -54,12 +54,21 @@ def test_ndc_rays_are_the_projected_world_rays_from_the_near_plane():
 
 
 def test_ndc_pixel_rays_of_a_camera_at_the_origin_run_parallel_through_the_image_square():
-    cams = Cameras.centered(np.eye(4)[None], 8, 6, 5.0, ndc_near=1.0)
+    cams = Cameras.centered(np.eye(4)[None], 8, 6, 5.0, Ndc.of_camera(1.0, 5.0, 5.0, 4.0, 3.0))
     o, d, _ = cams.rays(0)
     np.testing.assert_allclose(d.reshape(-1, 3), np.tile([0.0, 0.0, 1.0], (48, 1)), atol=1e-6)
     # Pixel centres map to (x + 0.5 - cx) / cx: the image spans NDC [-1, 1] in x and y.
     np.testing.assert_allclose(o[0, :, 0], (np.arange(8) + 0.5 - 4) / 4, atol=1e-6)
     np.testing.assert_allclose(o[:, 0, 1], -(np.arange(6) + 0.5 - 3) / 3, atol=1e-6)
+
+
+def test_a_runs_ndc_reads_back_from_its_cameras_file_old_or_new():
+    """RUN/cameras.json keeps the capture's NDC map; a run written before the map was kept (its
+    near plane only) reads back the map its rays were cast through, its cameras' own."""
+    cams = Cameras.centered(np.eye(4)[None], 8, 6, 5.0, Ndc(1.0, 1.2, 1.5)).through_pixel_corners()
+    assert Cameras.from_json(json.loads(json.dumps(cams.to_json()))).ndc == Ndc(1.0, 1.2, 1.5)
+    old = {k: v for k, v in cams.to_json().items() if k != "ndc"} | {"ndc_near": 1.0}
+    assert Cameras.from_json(old).ndc == Ndc(1.0, 5.0 / 4.5, 5.0 / 3.5)
 
 
 def test_llff_and_transforms_json_load_the_same_capture(capture):
@@ -87,18 +96,23 @@ def test_llff_and_transforms_json_load_the_same_capture(capture):
 # llff (NDC) in the README's command; the other two read the same loaders' other branches and
 # train the same way (the slow CI line).
 @pytest.mark.parametrize("fmt", ["llff", pytest.param("nerfstudio", marks=pytest.mark.slow),
-                                 pytest.param("llff-360", marks=pytest.mark.slow)])
+                                 pytest.param("llff-360", marks=pytest.mark.slow),
+                                 pytest.param("colmap", marks=pytest.mark.slow)])
 def test_captures_train_past_a_threshold_with_no_flags_and_render_their_path(capture, tmp_path, fmt):
-    """Forward-facing in LLFF layout (NDC) and as transforms.json, and 360 in LLFF layout."""
+    """Forward-facing in LLFF layout (NDC), as transforms.json without points (world rays) and as
+    a COLMAP model with points (NDC), and 360 in LLFF layout."""
     import render_360
     from tensorf.data.generated import generate_llff_360
     from tensorf.run import load_config
     from tensorf.training.loop import train
 
     path = generate_llff_360(tmp_path / "ring", size=32, n=24) if fmt == "llff-360" else capture
+    if fmt == "colmap":
+        _colmap_of(capture, path := tmp_path / "model", binary=True)
+    ndc = fmt in ("llff", "colmap")
     cfg = tiny_config(path, tmp_path / fmt, steps=150, batch_size=512, log_every=50, checkpoint_every=0,
-                      final_eval=True, data__format=fmt[:4] if fmt != "nerfstudio" else fmt, data__aabb=None,
-                      model__upsample_steps=(50,), model__filter_rays=fmt != "llff")
+                      final_eval=True, data__format=fmt.removesuffix("-360"), data__aabb=None,
+                      model__upsample_steps=(50,), model__filter_rays=not ndc)
     result = train(cfg)
     # 150 tiny steps: ~18-20 dB forward-facing; 16.0 all around, the backdrop painted on the box
     # (untrained: ~7).
@@ -108,14 +122,14 @@ def test_captures_train_past_a_threshold_with_no_flags_and_render_their_path(cap
     assert (model.tv_weight_density, model.tv_weight_appearance) == ((0.1, 0.01) if fmt == "llff-360" else (0, 0))
     assert (model.l1_weight, model.l1_weight_rest) == ((0, 0) if fmt == "llff-360" else (8e-5, 4e-5))
     saved = load_config(tmp_path / fmt).data
-    assert (saved.kind, saved.ndc) == (("360", False) if fmt == "llff-360" else ("forward-facing", fmt == "llff"))
+    assert (saved.kind, saved.ndc) == (("360", False) if fmt == "llff-360" else ("forward-facing", ndc))
     assert saved.downscale == 1  # --data.downscale auto, recorded as the factor it chose
     out = render_360.render_orbit(render_360.Render360Args(run_dir=tmp_path / fmt, frames=4, resolution=(8, 8),
                                                            progress=False, depth=False, opacity=False))
     frames = len(iio.imread(out["rgb"]))
     assert frames == (4 if fmt == "llff-360" else 120)  # forward-facing: the spiral; 360: an orbit
-    if fmt == "llff":
-        # The point cloud in the capture's own coordinates (poses_bounds.npy's: the generated
+    if ndc:
+        # The point cloud in the capture's own coordinates (poses_bounds.npy's or the model's: the generated
         # scene's world) lies near the scene's surfaces; in the run's (rescaled and recentred) it
         # does not. After 150 steps the white backdrop is painted opaque at whatever depth, so only
         # the coloured points count: a median 0.18 off against 1.23 (a cell at 32^3 is about 0.08).
@@ -250,13 +264,13 @@ def test_a_point_cloud_sets_the_box_around_the_surfaces(capture, tmp_path):
         shutil.copytree(capture, folder)
         _write_ply(folder / "sparse_pc.ply", points, binary)
         (folder / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
-        boxes.append(np.asarray(load_dataset(DataConfig(path=folder, format="nerfstudio")).scene.aabb))
+        boxes.append(np.asarray(load_dataset(DataConfig(path=folder, format="nerfstudio", ndc=False)).scene.aabb))
     np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-5)
     # The geometry's bounds plus the 10% margins, not the strays' (to within the slight tilt the
     # normalisation gives the geometry's box, and the 1% quantiles).
     np.testing.assert_allclose(boxes[0], corners.min(0) + np.outer([-0.1, 1.1], np.ptp(corners, 0)),
                                atol=0.05 * np.ptp(corners, 0).max())
-    cameras_box = np.asarray(load_dataset(DataConfig(path=capture, format="nerfstudio")).scene.aabb)
+    cameras_box = np.asarray(load_dataset(DataConfig(path=capture, format="nerfstudio", ndc=False)).scene.aabb)
     assert np.prod(boxes[0][1] - boxes[0][0]) < np.prod(cameras_box[1] - cameras_box[0])
     raw = (folder / "sparse_pc.ply").read_bytes()
     _write_ply(folder / "sparse_pc.ply", points, binary=True)
@@ -266,6 +280,51 @@ def test_a_point_cloud_sets_the_box_around_the_surfaces(capture, tmp_path):
     (folder / "sparse_pc.ply").write_bytes(raw.replace(b"ply\n", b"xyz\n", 1))
     with pytest.raises(UserError, match="sparse_pc.ply: not a PLY file"):
         load_dataset(DataConfig(path=folder, format="nerfstudio"))
+
+
+def test_a_forward_facing_capture_with_points_takes_ndc_rays(capture, tmp_path, capsys):
+    """A forward-facing capture whose sparse points give its depths (a transforms.json with its
+    ply; a COLMAP model the same way) takes LLFF's treatment: NDC rays from the near plane in the
+    frame of the cameras' average pose, the near plane in front of every surface the points show,
+    the surfaces inside NDC's box, and the file's own frame kept (to_source) for exports. Without
+    points, or asked for world rays, it keeps the box; NDC asked where it cannot hold is one line."""
+    from tensorf.data.generated import GEOMETRY_BOUNDS
+
+    points = np.random.default_rng(0).uniform(*np.asarray(GEOMETRY_BOUNDS), (2000, 3))
+    root = _copy(capture, tmp_path)
+    meta = json.loads((root / "transforms.json").read_text())
+    _write_ply(root / "sparse_pc.ply", points)
+    (root / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
+    data = load_dataset(DataConfig(path=root, format="nerfstudio"))
+    llff = load_dataset(DataConfig(path=capture, format="llff"))
+    cams = data.train.cameras
+    assert data.scene.ndc and data.scene.aabb == llff.scene.aabb and cams.ndc == llff.train.cameras.ndc
+    assert data.scene.ndc_scale == cams.ndc.scale and data.render_path.shape == (120, 4, 4)  # NeRF's spiral
+    np.testing.assert_allclose(cams.rays(0)[0][..., 2], -1.0, atol=1e-5)
+    # LLFF's frame: the cameras look down -z from around the origin, at the scale the depths set
+    # (the generated poses_bounds.npy puts its near bounds 0.2 in front of the geometry, where the
+    # points start: its scale is 8% larger).
+    assert np.all(cams.c2w[:, 2, 2] > np.cos(np.radians(15)))
+    spread = np.ptp(cams.c2w[:, :3, 3], 0).max() / np.ptp(llff.train.cameras.c2w[:, :3, 3], 0).max()
+    assert 0.88 < spread < 0.98, spread
+    world = points @ np.linalg.inv(data.to_source)[:3, :3].T + np.linalg.inv(data.to_source)[:3, 3]
+    assert world[:, 2].max() < -cams.ndc.near  # every surface beyond the near plane
+    inside = _project(world, cams.ndc.sx, cams.ndc.sy, cams.ndc.near)
+    assert np.all((inside > np.asarray(data.scene.aabb[0])) & (inside < np.asarray(data.scene.aabb[1])))
+    for world_rays in (DataConfig(path=capture, format="nerfstudio"), DataConfig(path=root, format="nerfstudio", ndc=False)):
+        assert not load_dataset(world_rays).scene.ndc and load_dataset(world_rays).train.cameras.ndc is None
+    # Cameras that walk towards the scene all look one way (forward-facing), but the front ones
+    # stand past the near plane that the nearest surface sets for the rear ones: no NDC holds them.
+    frames = [{**f, "transform_matrix": (np.asarray(f["transform_matrix"]) - np.outer([0, 0, walk, 0], [0, 0, 0, 1])).tolist()}
+              for f, walk in zip(meta["frames"], np.linspace(0.0, 2.0, len(meta["frames"])))]
+    (root / "transforms.json").write_text(json.dumps({**meta, "frames": frames, "ply_file_path": "sparse_pc.ply"}))
+    wide = load_dataset(DataConfig(path=root, format="nerfstudio"))
+    assert wide.kind.kind == "forward-facing" and not wide.scene.ndc
+    assert "too wide an arc for NDC rays" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"transforms.json: --data.ndc cannot hold for this capture: its sparse points.* are missing"):
+        load_dataset(DataConfig(path=capture, format="nerfstudio", ndc=True))
+    with pytest.raises(UserError, match=r"transforms.json: --data.ndc is for forward-facing captures, and this one is read as a 360"):
+        load_dataset(DataConfig(path=root, format="nerfstudio", ndc=True, kind="360"))
 
 
 def test_a_bounded_box_holds_a_surface_at_an_images_edge_that_few_points_show(capture, tmp_path):
@@ -294,7 +353,7 @@ def test_a_bounded_box_holds_a_surface_at_an_images_edge_that_few_points_show(ca
     root = _copy(capture, tmp_path)
     _write_ply(root / "sparse_pc.ply", np.concatenate([subject, strip, far]))
     (root / "transforms.json").write_text(json.dumps({**meta, "ply_file_path": "sparse_pc.ply"}))
-    box = np.asarray(load_dataset(DataConfig(path=root, format="nerfstudio")).scene.aabb)
+    box = np.asarray(load_dataset(DataConfig(path=root, format="nerfstudio", ndc=False)).scene.aabb)
     _, transform, scale = normalise_poses(np.stack([np.asarray(f["transform_matrix"]) for f in meta["frames"]]))
     strip, subject = (scale * (x @ transform[:3, :3].T + transform[:3, 3]) for x in (strip, subject))
     assert np.all((strip > box[0]) & (strip < box[1])), (box, strip.min(0), strip.max(0))
@@ -958,7 +1017,10 @@ def test_exported_cameras_are_the_capture_files_own_and_read_back_to_the_runs(ca
     dist = (-0.03, 0.01, 0.002, -0.001)
     _colmap_of(capture, tmp_path / "colmap", binary=True, lens_=("OPENCV", dist))
     run = tmp_path / "run"
-    train(tiny_config(tmp_path / "colmap", run, steps=1, checkpoint_every=0, data__aabb=None, data__downscale=2))
+    # World rays (the capture is forward-facing): read back with other points, NDC's frame would
+    # be another (test_a_forward_facing_capture_with_points_takes_ndc_rays covers its export).
+    train(tiny_config(tmp_path / "colmap", run, steps=1, checkpoint_every=0, data__aabb=None, data__downscale=2,
+                      data__ndc=False))
     cli(["--run-dir", str(run)])
     body = json.loads((run / "transforms.json").read_text())
     poses = _colmap_poses(tmp_path / "colmap")
@@ -968,7 +1030,7 @@ def test_exported_cameras_are_the_capture_files_own_and_read_back_to_the_runs(ca
     assert (body["camera_model"], body["w"], body["h"], body["k1"], body["p2"]) == ("OPENCV", 32, 32, dist[0], dist[3])
 
     recorded = json.loads((run / "cameras.json").read_text())
-    again = load_dataset(DataConfig(path=run, downscale=2))  # the format found from the folder
+    again = load_dataset(DataConfig(path=run, downscale=2, ndc=False))  # the format found from the folder
     for split, views in (("train", recorded), ("eval", recorded["eval"])):
         cams = getattr(again, split).cameras
         for key in ("fx", "fy", "cx", "cy", "width", "height", "distortion"):
@@ -1007,7 +1069,7 @@ def test_exported_cameras_are_the_capture_files_own_and_read_back_to_the_runs(ca
         assert (run / "colmap" / "images" / im.name).resolve() == (tmp_path / "colmap" / "images" / im.name).resolve()
     np.testing.assert_allclose(model.points, to_capture_frame(load_to_source(run), points)[0], atol=1e-5)
     np.testing.assert_array_equal(model.colors, colours)
-    again = load_dataset(DataConfig(path=run / "colmap", downscale=2))
+    again = load_dataset(DataConfig(path=run / "colmap", downscale=2, ndc=False))
     for split, views in (("train", recorded), ("eval", recorded["eval"])):
         np.testing.assert_allclose(getattr(again, split).cameras.c2w, views["c2w"], atol=1e-5)
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import tiny_config
 from tensorf.config import NeRFConfig, TensoRFConfig
-from tensorf.data.cameras import Cameras
+from tensorf.data.cameras import Cameras, Ndc, ndc_to_world, ndc_world_directions
 from tensorf.data.rays import Rays
 from tensorf.data.views import Scene
 from tensorf.models.base import build_model
@@ -41,12 +41,13 @@ def _look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
 
 
 def _cameras(ndc_near=None) -> Cameras:
-    """Three cameras around the origin; forward-facing ones (looking down -z) for NDC."""
+    """Three cameras around the origin; forward-facing ones (looking down -z) for NDC, in the
+    NDC that their 40x30 images of focal 45 fill."""
     if ndc_near is not None:
         poses = np.stack([_look_at((0.2 * i, -0.1 * i, 0.0), (0, 0, -5.0), up=(0, 1, 0)) for i in range(3)])
     else:
         poses = np.stack([_look_at((4 * math.cos(a), 4 * math.sin(a), 1.5), (0, 0, 0.2)) for a in (0.3, 2.0, 4.1)])
-    return Cameras.centered(poses, 40, 30, focal=45.0, ndc_near=ndc_near)
+    return Cameras.centered(poses, 40, 30, focal=45.0, ndc=None if ndc_near is None else Ndc(ndc_near, 45 / 20, 45 / 15))
 
 
 @pytest.mark.parametrize("ndc_near", [None, 1.0])
@@ -55,13 +56,31 @@ def test_a_training_camera_through_viser_casts_the_same_rays(ndc_near):
     for i in range(len(cams)):
         wxyz, position = viser_pose(cams.c2w[i])
         np.testing.assert_allclose(c2w_from_viser(wxyz, position), cams.c2w[i], atol=1e-6)
-        view = view_camera(wxyz, position, vertical_fov(cams, i), 40, 30, cams.ndc_near)
+        view = view_camera(wxyz, position, vertical_fov(cams, i), 40, 30, cams.ndc)
         for got, want in zip(view.rays(0), cams.rays(i)):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # OpenCV axes in viser: the camera looks along its +z, with +y down the image.
     rot = np.asarray(__import__("viser").transforms.SO3(viser_pose(cams.c2w[0])[0]).as_matrix())
     np.testing.assert_allclose(rot[:, 2], -cams.c2w[0, :3, 2], atol=1e-6)
     np.testing.assert_allclose(rot[:, 1], -cams.c2w[0, :3, 1], atol=1e-6)
+
+
+def test_a_browser_camera_of_another_field_of_view_and_shape_sees_the_same_forward_facing_world():
+    """A forward-facing run's field lives in its capture's NDC. A browser window of another shape,
+    zoomed to another field of view, must cast its pixels' world rays into that same NDC, or the
+    scene it shows is stretched with the window and unmoved by the zoom."""
+    cams = _cameras(1.0)
+    wxyz, position = viser_pose(cams.c2w[1])
+    for fov_deg, width, height in ((20.0, 64, 24), (70.0, 30, 40)):
+        view = view_camera(wxyz, position, math.radians(fov_deg), width, height, cams.ndc)
+        world = view_camera(wxyz, position, math.radians(fov_deg), width, height)
+        o_ndc, d_ndc, _ = view.rays(0)
+        o, d, _ = world.rays(0)
+        np.testing.assert_allclose(ndc_world_directions(o_ndc, d_ndc, cams.ndc.scale), d, atol=1e-5)
+        # The same NDC point is the same world point whichever camera's ray reaches it.
+        p = ndc_to_world(o_ndc + 0.5 * d_ndc, cams.ndc.sx, cams.ndc.sy, cams.ndc.near)
+        along = np.sum((p - o) * d, axis=-1, keepdims=True)
+        np.testing.assert_allclose(p, o + along * d, atol=1e-4)
 
 
 def test_image_size_keeps_the_aspect_and_the_longer_side():
@@ -94,7 +113,7 @@ def test_a_browser_camera_renders_an_image_of_its_size_as_the_run_renders_it(kin
     snap = Snapshot.take(model, params, 7)
     cams = _cameras(1.0 if scene.ndc else None)
     wxyz, position = viser_pose(cams.c2w[1])
-    camera = view_camera(wxyz, position, vertical_fov(cams, 1), 33, 21, cams.ndc_near)
+    camera = view_camera(wxyz, position, vertical_fov(cams, 1), 33, 21, cams.ndc)
     image = render_view(snap, camera, "rgb", chunk=256)  # 693 rays: the last chunk is padded
     assert image.shape == (21, 33, 3) and image.dtype == np.uint8
     o, d, r = camera.rays(0)

@@ -103,6 +103,7 @@ def test_meshes_of_ndc_and_contracted_fields_come_out_in_world_units():
     pytest.importorskip("skimage")
     import jax.numpy as jnp
 
+    from tensorf.data.cameras import Ndc
     from tensorf.data.views import Scene
     from tensorf.export_mesh import world_mesh
 
@@ -115,7 +116,8 @@ def test_meshes_of_ndc_and_contracted_fields_come_out_in_world_units():
         return jnp.linalg.norm(world - centre, axis=-1) < radius
 
     ndc = Scene(aabb=((-1.0,) * 3, (1.0,) * 3), near_far=(0.0, 1.0), background=1.0, ndc=True, ndc_scale=(sx, sy))
-    verts, faces, _, _ = world_mesh(_AnalyticField(ndc, ndc_sphere), {}, 128, None, 0.005, True, 65536, ndc_near=near)
+    verts, faces, _, _ = world_mesh(_AnalyticField(ndc, ndc_sphere), {}, 128, None, 0.005, True, 65536,
+                                    ndc=Ndc(near, sx, sy))
     assert len(faces) > 100
     off = np.abs(np.linalg.norm(verts - centre, axis=-1) - radius)
     assert off.max() < 0.1, off.max()  # an NDC cell is 0.07 world units deep at z = -3
@@ -181,11 +183,11 @@ def test_point_cloud_lies_on_the_scene_surfaces(trained_run, tmp_path):
 
 def test_ndc_points_go_back_to_the_world_ray_they_lie_on():
     """A forward-facing camera's NDC ray, at any NDC depth, unprojects to a point on its world ray."""
-    from tensorf.data.cameras import Cameras, ndc_to_world
+    from tensorf.data.cameras import Cameras, Ndc, ndc_to_world
 
     c2w = np.eye(4, dtype=np.float32)
     c2w[:3, 3] = [0.3, -0.2, 0.5]
-    ndc = Cameras.centered(c2w[None], 40, 30, focal=35.0, ndc_near=1.0)
+    ndc = Cameras.centered(c2w[None], 40, 30, focal=35.0, ndc=Ndc(1.0, 35.0 / 20.0, 35.0 / 15.0))
     world = Cameras.centered(c2w[None], 40, 30, focal=35.0)
     o_ndc, d_ndc, _ = ndc.rays(0)
     o, d, _ = world.rays(0)

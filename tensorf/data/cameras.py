@@ -14,13 +14,37 @@ from tensorf.data import lens
 
 
 @dataclasses.dataclass(frozen=True)
+class Ndc:
+    """A forward-facing capture's normalised device coordinates (NeRF, Mildenhall et al. 2020,
+    appendix C; ndc_rays): the frustum in front of the plane z = -near becomes the cube
+    [-1, 1]^3, x and y scaled by sx = 2 fx / W and sy = 2 fy / H of the capture's cameras.
+
+    One projective map of world space, fixed with the capture: every camera that renders the
+    field (a viewer's with its own field of view and window, a camera path's) casts its rays
+    through this map, not through one made from its own intrinsics, which would reshape the
+    scene with each field of view and aspect."""
+
+    near: float
+    sx: float
+    sy: float
+
+    @staticmethod
+    def of_camera(near: float, fx: float, fy: float, cx: float, cy: float) -> "Ndc":
+        """The map that a camera with these intrinsics fills (principal point taken as centred)."""
+        return Ndc(float(near), float(fx / cx), float(fy / cy))
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self.sx, self.sy
+
+
+@dataclasses.dataclass(frozen=True)
 class Cameras:
     """N cameras. c2w (N, 4, 4) camera-to-world; fx, fy, cx, cy (N,) in pixels, with the
     principal point measured from the image's top-left corner; width, height (N,) in pixels.
 
-    ndc_near: None for rays in world space; for forward-facing captures (LLFF) the world z of the
-    near plane (negated: the cameras look down -z) from which rays are cast in normalised device
-    coordinates instead (see ndc_rays).
+    ndc: None for rays in world space; for forward-facing captures the capture's normalised
+    device coordinates (Ndc), in which rays are cast instead.
 
     model: the lens model shared by the cameras (lens.MODELS); distortion (N, 6) its parameters
     [k1, k2, k3, k4, p1, p2] per camera (None: all zero)."""
@@ -32,7 +56,7 @@ class Cameras:
     cy: np.ndarray
     width: np.ndarray
     height: np.ndarray
-    ndc_near: float | None = None
+    ndc: Ndc | None = None
     model: str = "pinhole"
     distortion: np.ndarray | None = None
 
@@ -43,12 +67,12 @@ class Cameras:
         object.__setattr__(self, "distortion", np.asarray(dist, np.float64).reshape(len(self.c2w), 6))
 
     @staticmethod
-    def centered(c2w: np.ndarray, width: int, height: int, focal: float, ndc_near: float | None = None) -> "Cameras":
+    def centered(c2w: np.ndarray, width: int, height: int, focal: float, ndc: Ndc | None = None) -> "Cameras":
         """Cameras with one focal length and the principal point at the image centre (Blender, LLFF)."""
         n = len(c2w)
         full = lambda v, dt=np.float64: np.full(n, v, dt)  # noqa: E731
         return Cameras(np.asarray(c2w, np.float32), full(focal), full(focal), full(width / 2), full(height / 2),
-                       full(width, np.int64), full(height, np.int64), ndc_near)
+                       full(width, np.int64), full(height, np.int64), ndc)
 
     _PER_CAMERA = ("c2w", "fx", "fy", "cx", "cy", "width", "height", "distortion")
 
@@ -69,9 +93,8 @@ class Cameras:
 
     def through_pixel_corners(self) -> "Cameras":
         """The same cameras casting each pixel's ray through its top-left corner instead of its
-        centre (NeRF's original rays): the principal point moves half a pixel. (NDC's projection
-        scale fx / cx then differs from 2 fx / W by half a pixel's share: a consistent, negligible
-        change of NDC's cube.)"""
+        centre (NeRF's original rays): the principal point moves half a pixel (NDC's map stays
+        the capture's)."""
         return dataclasses.replace(self, cx=self.cx + 0.5, cy=self.cy + 0.5)
 
     def with_poses(self, c2w: np.ndarray) -> "Cameras":
@@ -102,32 +125,38 @@ class Cameras:
         """Rays of one camera through the pixels (x, y) (int32, any shape S): origins, directions
         (S, 3) and radii (S,). Compiled once per shape of x, not per image size."""
         o, d, r = _pixel_rays_jit(self.c2w[index], *(np.float32(v[index]) for v in (self.fx, self.fy, self.cx, self.cy)),
-                                  x, y, self.ndc_near, self.distortion[index].astype(np.float32), self.model)
+                                  x, y, self.ndc, self.distortion[index].astype(np.float32), self.model)
         return np.asarray(o), np.asarray(d), np.asarray(r)
 
     def to_json(self) -> dict:
-        return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA}, "ndc_near": self.ndc_near,
-                "model": self.model}
+        return {**{k: np.asarray(getattr(self, k)).tolist() for k in self._PER_CAMERA},
+                "ndc": None if self.ndc is None else dataclasses.asdict(self.ndc), "model": self.model}
 
     @staticmethod
     def from_json(d: dict) -> "Cameras":
         c2w = np.asarray(d["c2w"], np.float32).reshape(-1, 4, 4)
         n = len(c2w)
         vec = lambda k, dt=np.float64: np.asarray(d[k], dt).reshape(n)  # noqa: E731
+        fx, fy, cx, cy = vec("fx"), vec("fy"), vec("cx"), vec("cy")
+        ndc = None if d.get("ndc") is None else Ndc(**d["ndc"])
+        if ndc is None and d.get("ndc_near") is not None:
+            # Runs written before Ndc kept only the near plane; their rays took the map from
+            # the cameras' intrinsics, which an LLFF capture shares.
+            ndc = Ndc.of_camera(d["ndc_near"], fx[0], fy[0], cx[0], cy[0])
         # Runs written before lens models existed have neither key: pinhole.
-        return Cameras(c2w, vec("fx"), vec("fy"), vec("cx"), vec("cy"), vec("width", np.int64), vec("height", np.int64),
-                       d.get("ndc_near"), d.get("model", "pinhole"), d.get("distortion"))
+        return Cameras(c2w, fx, fy, cx, cy, vec("width", np.int64), vec("height", np.int64),
+                       ndc, d.get("model", "pinhole"), d.get("distortion"))
 
 
 def focal_from_fov(width: int, fov_x: float) -> float:
     return 0.5 * width / math.tan(0.5 * fov_x)
 
 
-def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc_near: float | None = None, distortion=None,
+def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc: Ndc | None = None, distortion=None,
                model: str = "pinhole") -> tuple[jax.Array, jax.Array, jax.Array]:
     """Rays through pixel centres (x, y) (integer pixel indices, any shape S) of cameras
     c2w (S, 4, 4) or (4, 4) and intrinsics (S,) or scalars: origins and unit directions (S, 3)
-    and radii (S,), float32; in NDC (ndc_rays) when ndc_near is given; through the lens `model`
+    and radii (S,), float32; in the capture's NDC when ndc is given; through the lens `model`
     with parameters distortion (S, 6) or (6,) (tensorf.data.lens). The radius is that of the
     cone through the pixel's footprint at unit distance: 2 / sqrt(12) times the angle to the
     next pixel's ray (mip-NeRF's base radius, measured between unit directions since distance
@@ -153,8 +182,8 @@ def pixel_rays(c2w, fx, fy, cx, cy, x, y, ndc_near: float | None = None, distort
     px = x.astype(jnp.float32)
     dirs, beside = world_directions(px), world_directions(px + 1.0)
     origins = jnp.broadcast_to(c2w[..., :3, 3], dirs.shape)
-    if ndc_near is not None:
-        (origins, dirs), (_, beside) = (ndc_rays(origins, d, fx / cx, fy / cy, ndc_near) for d in (dirs, beside))
+    if ndc is not None:
+        (origins, dirs), (_, beside) = (ndc_rays(origins, d, ndc.sx, ndc.sy, ndc.near) for d in (dirs, beside))
     dirs = dirs * jax.lax.rsqrt(jnp.sum(dirs * dirs, axis=-1, keepdims=True))
     beside = beside * jax.lax.rsqrt(jnp.sum(beside * beside, axis=-1, keepdims=True))
     radii = jnp.sqrt(jnp.sum((beside - dirs) ** 2, axis=-1)) * (2.0 / math.sqrt(12.0))

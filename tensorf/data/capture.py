@@ -11,7 +11,9 @@ does the rest the same way for every format:
   up is +z, translated so the mean camera position is the origin, scaled so the farthest camera
   sits at distance 1 along an axis;
 - the capture is classified forward-facing or 360 from its cameras (capture_kind);
-- the box: nerfstudio's [-1, 1]^3 suits its contracted fields and leaves a forward-facing subject
+- a forward-facing capture with sparse points takes LLFF's treatment (tensorf.data.forward_facing):
+  NDC rays, the nearest depth the points give placing NDC's near plane;
+- else the box: nerfstudio's [-1, 1]^3 suits its contracted fields and leaves a forward-facing subject
   outside, so the box here is centred on the point the cameras look at (nearest to every optical
   axis), as wide as what the cameras see there (distance x tan(half field of view), x 1.5); when
   the capture has sparse points, the box is fitted to them instead: when many points lie far
@@ -31,6 +33,7 @@ import numpy as np
 from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
+from tensorf.data.forward_facing import NDC_BOX, NDC_NEAR_FAR, capture_ndc, fits_ndc, ndc_frame, point_bounds
 from tensorf.data.images import read_depth, read_images, read_mask
 from tensorf.data.orientation import SWAPS_SIDES, exif_orientations, turn_camera
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
@@ -242,11 +245,13 @@ def _split_indices(capture: Capture, frames: list[Frame], hold_every: int) -> tu
 
 def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval_views: tuple[int, ...] = (),
                  background: float = 1.0, kind: str | CaptureKind = "auto",
-                 contraction: str = "auto", turntable: str = "auto", depth: bool = False) -> LoadedCapture:
+                 contraction: str = "auto", turntable: str = "auto", depth: bool = False,
+                 ndc: bool | None = None) -> LoadedCapture:
     """Training and eval views, the scene, the eval split's name, the capture's kind, its render
     path (a spiral for forward-facing captures, None: an orbit) and whether it is a turntable
     (tensorf.data.turntable) of a posed capture. depth: read the frames' depth maps into the
-    views (Views.depths, in the training world's units)."""
+    views (Views.depths, in the training world's units). ndc: rays in NDC (forward_facing); None:
+    for a forward-facing capture whose points bound every camera's view, without depth maps."""
     if hold_every < 2:
         raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     frames = _existing(capture)
@@ -276,7 +281,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                              sizes=sizes, orientations=[frames[i].orientation for i in idx])
         k = np.asarray([frames[i].intrinsics[:4] for i in idx]) / downscale
         w, h = sizes.astype(np.int64).T
-        cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], w, h, model=model,
+        cams = Cameras(c2w[idx].astype(np.float32), k[:, 0], k[:, 1], k[:, 2], k[:, 3], w, h, ndc=space, model=model,
                        distortion=distortion[idx])
         # Photos of several sizes (a phone turned for some) are padded to the largest (read_images):
         # a mask keeps each view's own pixels, so the padding is never trained on nor judged.
@@ -313,6 +318,31 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         box = box_around(points)
     panorama = model == "equirectangular"
     found = kind if isinstance(kind, CaptureKind) else classify(c2w, kind, panorama)
+    space = None
+    if ndc is not False and found.kind == "forward-facing" and not panorama:
+        bounds = None if points is None or depth else point_bounds(c2w, k, points)
+        if ndc and bounds is None:
+            why = ("depth maps are read in world units" if depth else "its sparse points, which place NDC's near plane, "
+                   f"{'are missing' if points is None else 'leave a camera with fewer than 10 in view'}")
+            raise UserError(f"{capture.source}: --data.ndc cannot hold for this capture: {why}; drop --data.ndc")
+        if bounds is not None:
+            space = capture_ndc(k)
+            framed, to_frame, bounds = ndc_frame(c2w, bounds)
+            if not (ndc or fits_ndc(framed, k, space)):
+                bounds = space = None
+                print(f"{capture.source}: its cameras sweep too wide an arc for NDC rays: rays in the world "
+                      "(--data.ndc True forces NDC)", flush=True)
+        if bounds is not None:
+            c2w = framed
+            # White behind, as for every posed capture (_load_360 in llff.py says why).
+            scene = Scene(aabb=NDC_BOX, near_far=NDC_NEAR_FAR, background=background, ndc=True)
+            to_source = (np.eye(4) if capture.to_source is None else capture.to_source) @ np.linalg.inv(transform) \
+                @ np.diag([1.0 / scale] * 3 + [1.0]) @ np.linalg.inv(to_frame)
+            return LoadedCapture(views(train), views(test), scene, split, found, spiral_path(c2w[:, :3], bounds),
+                                 None, downscale, to_source)
+    elif ndc:
+        raise UserError(f"{capture.source}: --data.ndc is for forward-facing captures, and this one is "
+                        f"{found.describe()}; drop --data.ndc")
     if contraction == "auto":
         ends = points
         if ends is None and capture.far_points is not None:

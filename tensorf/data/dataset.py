@@ -132,9 +132,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if not cfg.pixel_centers:
         data = dataclasses.replace(data, train=through_pixel_corners(data.train), eval=through_pixel_corners(data.eval))
     if data.scene.ndc:
-        cams = data.train.cameras  # one intrinsic for a capture's cameras (LLFF), as its rays use
-        scale = (float(cams.fx[0] / cams.cx[0]), float(cams.fy[0] / cams.cy[0]))
-        data = dataclasses.replace(data, scene=dataclasses.replace(data.scene, ndc_scale=scale))
+        data = dataclasses.replace(data, scene=dataclasses.replace(data.scene, ndc_scale=data.train.cameras.ndc.scale))
     return data
 
 
@@ -156,8 +154,8 @@ def downscale_for(cfg: DataConfig, fmt: str) -> int:
 
 def _load_dataset(cfg: DataConfig) -> Dataset:
     fmt = detect_format(cfg)
-    if cfg.ndc and fmt != "llff":
-        raise UserError("--data.ndc is supported for LLFF captures only (their poses_bounds.npy gives the near plane)")
+    if cfg.ndc and fmt == "blender":
+        raise UserError("--data.ndc is for forward-facing captures, and a Blender scene's cameras circle it; drop --data.ndc")
     if cfg.depth and fmt not in ("nerfstudio", "polycam"):
         raise UserError(f"--data.depth reads depth maps from a transforms.json (depth_file_path) or a Polycam export; "
                         f"this capture is {fmt}")
@@ -187,7 +185,7 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
         background = 1.0 if cfg.background is None else cfg.background
         capture = read(cfg.path, cfg.downscale)
         loaded = load_capture(capture, capture.downscale, cfg.hold_every, cfg.eval_views, background, cfg.kind,
-                              cfg.contraction, cfg.turntable, cfg.depth)
+                              cfg.contraction, cfg.turntable, cfg.depth, cfg.ndc)
     return Dataset(train=loaded.train, eval=loaded.eval, eval_split=loaded.eval_split, scene=scene_for(cfg, loaded.scene),
                    format=fmt, render_path=loaded.render_path, kind=loaded.kind, turntable=loaded.turntable,
                    downscale=loaded.downscale, to_source=loaded.to_source)

@@ -5,9 +5,8 @@ matrix (columns: the camera's down, right and backward axes, its position, and [
 full-resolution image), then the scene depth bounds [near, far] seen from that camera. The loader
 follows NeRF's load_llff.py and the official TensoRF dataLoader/llff.py:
 - axes to OpenGL (x right, y up, z backward): [down, right, back] -> [right, -down, back];
-- scaled so the nearest bound sits at 1 / 0.75 (bd_factor 0.75), so that NDC's near plane z = -1
-  lies just in front of everything;
-- recentred on the mean pose (its axes become the world's);
+- scaled so the nearest bound sits at 1 / 0.75 and recentred on the mean pose
+  (tensorf.data.forward_facing: NDC's frame);
 - every `hold_every`-th image (0, 8, 16, ...) held out as the test split.
 
 That is the forward-facing treatment. The same layout also carries 360-degree captures
@@ -26,22 +25,11 @@ import numpy as np
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture import Capture, Frame, LoadedCapture, load_capture
 from tensorf.data.capture_kind import classify
+from tensorf.data.forward_facing import NDC_BOX, NDC_NEAR_FAR, capture_ndc, ndc_frame
 from tensorf.data.images import IMAGE_SUFFIXES, read_images
-from tensorf.data.orbit import average_pose, homogeneous, spiral_path
+from tensorf.data.orbit import homogeneous, spiral_path
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
-
-BD_FACTOR = 0.75  # NeRF load_llff: the nearest bound lands at 1 / 0.75 after rescaling
-NDC_NEAR = 1.0  # NDC near plane (official TensoRF llff: ndc_rays_blender(..., near=1.0))
-# Official TensoRF dataLoader/llff.py: the box in NDC, and near/far [0, 1] along NDC rays that
-# reach z = +1 at t = 1. Rays here are unit length, so "far" is the box diagonal; the box clips them.
-NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
-NDC_NEAR_FAR = (0.0, float(np.linalg.norm(np.subtract(NDC_BOX[1], NDC_BOX[0]))))
-
-
-def recentre(c2w: np.ndarray) -> np.ndarray:
-    """Poses (N, 3, 4) expressed in the frame of their average pose."""
-    return (np.linalg.inv(homogeneous(average_pose(c2w)[None])[0]) @ homogeneous(c2w))[:, :3]
 
 
 def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
@@ -115,12 +103,9 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
         return _load_360(root, files, extra, downscale, c2w, hwf, bounds, hold_every, eval_views, found, contraction,
                          turntable)
     ndc = ndc is not False
-    scale = 1.0 / (bounds.min() * BD_FACTOR)
-    c2w[:, :, 3] *= scale
-    bounds = bounds * scale
-    # Training's world is the scaled poses' average frame: back to poses_bounds.npy's, unscaled.
-    to_source = np.diag([1.0 / scale] * 3 + [1.0]) @ homogeneous(average_pose(c2w)[None])[0]
-    c2w = recentre(c2w)
+    c2w, to_frame, bounds = ndc_frame(homogeneous(c2w), bounds)
+    c2w = c2w[:, :3]
+    to_source = np.linalg.inv(to_frame)  # training's world back to poses_bounds.npy's
 
     test = list(range(0, len(files), hold_every))
     train = [i for i in range(len(files)) if i not in set(test)]
@@ -133,12 +118,15 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
                             f"{len(test)} test views)")
         test = [test[i] for i in eval_views]
 
+    full_h, full_w, focal = hwf[0]
+    space = capture_ndc(np.asarray([[focal, focal, full_w / 2, full_h / 2, full_w, full_h]])) if ndc else None
+
     def views(indices: list[int]) -> Views:
         images = read_images([files[i] for i in indices], extra, where=str(files[0].parent))
         h, w = images[0].shape[:2]
         full_h, full_w, focal = hwf[indices[0]]
         _check_aspect(files[indices[0]], w, h, full_w, full_h)
-        cams = Cameras.centered(homogeneous(c2w[indices]), w, h, focal * w / full_w, NDC_NEAR if ndc else None)
+        cams = Cameras.centered(homogeneous(c2w[indices]), w, h, focal * w / full_w, space)
         return Views(images=images, cameras=cams, names=tuple(files[i].stem for i in indices),
                      files=tuple(files[i] for i in indices))
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax_dataclasses as jdc
 import numpy as np
 
-from tensorf.data.cameras import pixel_rays
+from tensorf.data.cameras import Ndc, pixel_rays
 from tensorf.data.views import Views
 from tensorf.errors import UserError
 
@@ -20,7 +20,7 @@ class Rays:
     """A batch of rays; every field has the ray axis first so it can be sharded across devices.
 
     origins: (..., 3); directions: (..., 3), unit length (depth is distance along them), in
-    the scene's space: world, or NDC for forward-facing captures (Cameras.ndc_near); radii
+    the scene's space: world, or NDC for forward-facing captures (Cameras.ndc); radii
     (...,): the radius at unit distance of the cone through each pixel's footprint (pixel_rays;
     mip-NeRF's frustums), None for rays that are not a camera's pixels; background (..., 3): the
     colour behind each ray (a turntable's background fixed to the camera), None: the scene's flat
@@ -94,7 +94,7 @@ class RayPool:
     widths: jax.Array | None = None
     background: jax.Array | None = None
     depths: jax.Array | None = None
-    ndc_near: jdc.Static[float | None] = None
+    ndc: jdc.Static[Ndc | None] = None
     camera_model: jdc.Static[str] = "pinhole"
     levels: jdc.Static[int | None] = None
     background_levels: jdc.Static[int | None] = None
@@ -141,7 +141,7 @@ class RayPool:
                        distortion=vec(cams.distortion), ids=ids, count=np.int32(len(ids)),
                        starts=starts, size=tuple(int(v) for v in sizes[0]) if shared else None,
                        offsets=None if shared else offsets, widths=None if shared else sizes[:, 1].astype(np.int32),
-                       background=background, ndc_near=cams.ndc_near, camera_model=cams.model,
+                       background=background, ndc=cams.ndc, camera_model=cams.model,
                        depths=None if depths is None else depths.astype(np.float16))
 
     def first_pixels(self) -> jax.Array:
@@ -178,7 +178,7 @@ class RayPool:
             y, x = jnp.divmod(ids - self.offsets[view], self.widths[view])
         c2w = self.c2w if c2w is None else c2w
         return pixel_rays(c2w[view], self.fx[view], self.fy[view], self.cx[view], self.cy[view], x, y,
-                          self.ndc_near, self.distortion[view], self.camera_model)
+                          self.ndc, self.distortion[view], self.camera_model)
 
     def views_of(self, ids: jax.Array) -> jax.Array:
         """The training view (B,) int32 of each ray id (B,)."""

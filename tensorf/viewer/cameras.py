@@ -10,7 +10,7 @@ import math
 import numpy as np
 from viser import transforms as vtf
 
-from tensorf.data.cameras import Cameras
+from tensorf.data.cameras import Cameras, Ndc
 
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0])  # the same flip maps both ways
 
@@ -45,8 +45,8 @@ def image_size(aspect: float, long_side: int) -> tuple[int, int]:
     return max(1, round(long_side * aspect)), int(long_side)
 
 
-def view_camera(wxyz, position, fov_y: float, width: int, height: int, ndc_near: float | None = None) -> Cameras:
+def view_camera(wxyz, position, fov_y: float, width: int, height: int, ndc: Ndc | None = None) -> Cameras:
     """One pinhole camera with square pixels and a centred principal point, as the browser draws;
-    forward-facing runs (ndc_near) cast its rays in NDC like their training cameras."""
+    forward-facing runs (ndc) cast its rays in the NDC of their training cameras."""
     focal = 0.5 * height / math.tan(0.5 * fov_y)
-    return Cameras.centered(c2w_from_viser(wxyz, position)[None], width, height, focal, ndc_near)
+    return Cameras.centered(c2w_from_viser(wxyz, position)[None], width, height, focal, ndc)

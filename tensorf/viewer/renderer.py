@@ -49,7 +49,7 @@ def depth_limits(snapshot: Snapshot, camera: Cameras) -> tuple[float, float]:
     """Distances that colour depth from near to far: the trained box's nearest and farthest
     reach from the camera (NDC runs: the box's own diagonal, their rays' distance scale)."""
     box = snapshot.box
-    if camera.ndc_near is not None:
+    if camera.ndc is not None:
         return 0.0, float(np.linalg.norm(box[1] - box[0]))
     return depth_range(float(np.linalg.norm(camera.c2w[0, :3, 3] - 0.5 * (box[0] + box[1]))), box)
 

@@ -139,7 +139,7 @@ class Viewer:
         # The orbit pivot: the box centre's foot on the optical axis (forward-facing runs, whose
         # box is in NDC: a few near-plane distances ahead).
         if self._snapshot.model.scene.ndc:
-            reach = 2.0 * float(self.cameras.ndc_near or 1.0)
+            reach = 2.0 * (self.cameras.ndc.near if self.cameras.ndc else 1.0)
         else:
             reach = max(float(np.dot(self._snapshot.box.mean(0) - position, forward)), 1e-3)
         with client.atomic():
@@ -175,7 +175,7 @@ class Viewer:
         """The browser's current camera as this project's, `long_side` pixels on its longer side."""
         cam = client.camera
         width, height = image_size(cam.aspect, long_side)
-        return view_camera(cam.wxyz, cam.position, cam.fov, width, height, self.cameras.ndc_near)
+        return view_camera(cam.wxyz, cam.position, cam.fov, width, height, self.cameras.ndc)
 
     def render(self, camera: Cameras, mode: str = "rgb", cancelled=None) -> np.ndarray | None:
         return render_view(self._snapshot, camera, mode, self.chunk, self.mesh, cancelled)
