@@ -311,7 +311,8 @@ def test_a_forward_facing_capture_with_points_takes_ndc_rays(capture, tmp_path, 
     assert world[:, 2].max() < -cams.ndc.near  # every surface beyond the near plane
     inside = _project(world, cams.ndc.sx, cams.ndc.sy, cams.ndc.near)
     assert np.all((inside > np.asarray(data.scene.aabb[0])) & (inside < np.asarray(data.scene.aabb[1])))
-    for world_rays in (DataConfig(path=capture, format="nerfstudio"), DataConfig(path=root, format="nerfstudio", ndc=False)):
+    for world_rays in (DataConfig(path=capture, format="nerfstudio"), DataConfig(path=root, format="nerfstudio", ndc=False),
+                       DataConfig(path=root, format="nerfstudio", contraction="linf")):  # the unbounded presets'
         assert not load_dataset(world_rays).scene.ndc and load_dataset(world_rays).train.cameras.ndc is None
     # Cameras that walk towards the scene all look one way (forward-facing), but the front ones
     # stand past the near plane that the nearest surface sets for the rear ones: no NDC holds them.

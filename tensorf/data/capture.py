@@ -319,7 +319,8 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
     panorama = model == "equirectangular"
     found = kind if isinstance(kind, CaptureKind) else classify(c2w, kind, panorama)
     space = None
-    if ndc is not False and found.kind == "forward-facing" and not panorama:
+    # Contraction asked for (the unbounded presets) means world rays: NDC and contraction exclude each other.
+    if ndc is not False and found.kind == "forward-facing" and not panorama and contraction in ("auto", "none"):
         bounds = None if points is None or depth else point_bounds(c2w, k, points)
         if ndc and bounds is None:
             why = ("depth maps are read in world units" if depth else "its sparse points, which place NDC's near plane, "
