@@ -38,8 +38,13 @@ from tensorf.data.images import (
 )
 from tensorf.data.orientation import ORIENTATION, upright_image
 from tensorf.errors import UserError, exit_on_user_error, warn
+from tensorf.presets import LEGO_CPU
 
 INSTALL_HINT = "pip install -r requirements-poses.txt"
+# The printed training command keeps photos at least this long along their longer side:
+# lego-cpu's own factor 4 (lego's 800 px to 200) would train head's 500 px photos at 125 px. The
+# measured from-photos rows (head, fern) train at the photos' size (benchmarks/results.md).
+HINT_MIN_SIDE = 400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,8 +409,19 @@ def recover_poses(cfg: PosesConfig) -> Path:
     if factor > 1:
         scaled = write_scaled(images, sorted(im.name for im in best.images.values()), factor)
         print(f"{scaled}: the registered images at 1/{factor} size, which training reads (--data.downscale auto)")
-    print(f"capture: {out}\ntrain it: python train_lego.py --preset lego-cpu --data.path {out}")
+    print(f"capture: {out}\n{training_hint(out, [(c.width, c.height) for c in best.cameras.values()])}")
     return model
+
+
+def training_hint(out: Path, sizes: list[tuple[int, int]]) -> str:
+    """The command that trains the capture at `out` whose photos have these (width, height):
+    lego-cpu at its own downscale, unless that takes the photos' longer side under
+    HINT_MIN_SIDE; then at the largest factor that does not (or at full size)."""
+    own = LEGO_CPU.data.downscale
+    longest = max(max(w, h) for w, h in sizes)
+    factor = next((f for f in (own, 2, 1) if f <= own and longest / f >= HINT_MIN_SIDE), 1)
+    flag = "" if factor == own else f" --data.downscale {factor}"
+    return f"train it: python train_lego.py --preset lego-cpu --data.path {out}{flag}"
 
 
 def cli() -> None:

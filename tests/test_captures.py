@@ -785,6 +785,20 @@ def test_novel_views_take_the_most_common_camera_and_landscape_on_a_tie():
     assert (int(tie.width[0]), int(tie.height[0]), float(tie.cx[0])) == (32, 24, 16.0)
 
 
+def test_the_printed_training_command_keeps_small_photos_near_their_size():
+    """tensorf.poses ends with the command that trains the capture: lego-cpu's own factor 4 for
+    photos that stay 400 px or longer at it (fox's 1080x1920: 480; a phone's 12 MP: 1008, from
+    images_4/), else the largest factor that keeps them so: fern's 504 px photos train at 504,
+    not 126."""
+    from tensorf.poses import training_hint
+
+    hint = lambda *sizes: training_hint(Path("CAP"), list(sizes))  # noqa: E731
+    assert hint((1080, 1920)) == hint((4032, 3024)) == "train it: python train_lego.py --preset lego-cpu --data.path CAP"
+    assert hint((504, 378)).endswith("--data.path CAP --data.downscale 1")
+    assert hint((1000, 750)).endswith("--data.downscale 2")
+    assert not hint((500, 500), (1920, 1080)).endswith("--data.downscale 1")  # the largest photos decide
+
+
 def test_photos_stored_sideways_are_turned_upright_and_their_masks_with_them(tmp_path):
     """tensorf.poses' copy of the photos (no COLMAP needed for this part): a photo with an EXIF
     orientation is written as a viewer shows it, the tag dropped and the rest of the EXIF kept;
