@@ -321,7 +321,7 @@ def test_a_forward_facing_capture_with_points_takes_ndc_rays(capture, tmp_path, 
     (root / "transforms.json").write_text(json.dumps({**meta, "frames": frames, "ply_file_path": "sparse_pc.ply"}))
     wide = load_dataset(DataConfig(path=root, format="nerfstudio"))
     assert wide.kind.kind == "forward-facing" and not wide.scene.ndc
-    assert "too wide an arc for NDC rays" in capsys.readouterr().out
+    assert "no one NDC holds its cameras" in capsys.readouterr().out
     with pytest.raises(UserError, match=r"transforms.json: --data.ndc cannot hold for this capture: its sparse points.* are missing"):
         load_dataset(DataConfig(path=capture, format="nerfstudio", ndc=True))
     with pytest.raises(UserError, match=r"transforms.json: --data.ndc is for forward-facing captures, and this one is read as a 360"):

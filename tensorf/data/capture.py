@@ -33,7 +33,8 @@ import numpy as np
 from tensorf.data import lens
 from tensorf.data.cameras import Cameras
 from tensorf.data.capture_kind import CaptureKind, classify
-from tensorf.data.forward_facing import NDC_BOX, NDC_NEAR_FAR, capture_ndc, fits_ndc, ndc_frame, point_bounds
+from tensorf.data.forward_facing import (MIN_POINTS_SEEN, NDC_BOX, NDC_NEAR_FAR, capture_ndc, fits_ndc, ndc_frame,
+                                         point_bounds)
 from tensorf.data.images import read_depth, read_images, read_mask
 from tensorf.data.orientation import SWAPS_SIDES, exif_orientations, turn_camera
 from tensorf.data.orbit import average_pose, homogeneous, orbit_from_cameras, spiral_path
@@ -324,15 +325,16 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
         bounds = None if points is None or depth else point_bounds(c2w, k, points)
         if ndc and bounds is None:
             why = ("depth maps are read in world units" if depth else "its sparse points, which place NDC's near plane, "
-                   f"{'are missing' if points is None else 'leave a camera with fewer than 10 in view'}")
+                   f"{'are missing' if points is None else f'leave a camera with fewer than {MIN_POINTS_SEEN} in view'}")
             raise UserError(f"{capture.source}: --data.ndc cannot hold for this capture: {why}; drop --data.ndc")
         if bounds is not None:
             space = capture_ndc(k)
             framed, to_frame, bounds = ndc_frame(c2w, bounds)
             if not (ndc or fits_ndc(framed, k, space)):
                 bounds = space = None
-                print(f"{capture.source}: its cameras sweep too wide an arc for NDC rays: rays in the world "
-                      "(--data.ndc True forces NDC)", flush=True)
+                print(f"{capture.source}: forward-facing, but no one NDC holds its cameras (one stands past the "
+                      "near plane that the nearest surface sets, or looks away across the others' view): rays in "
+                      "the world (--data.ndc True forces NDC)", flush=True)
         if bounds is not None:
             c2w = framed
             # White behind, as for every posed capture (_load_360 in llff.py says why).

@@ -74,8 +74,9 @@ def fits_ndc(c2w: np.ndarray, intrinsics: np.ndarray, ndc: Ndc) -> bool:
     (N, 6+): each camera behind the near plane, its image's corners (as a pinhole) looking ahead,
     and its optical axis meeting the near plane inside NDC_BOX (an image's edges may leave the
     box, as in LLFF's scenes with the most camera motion). A capture the classifier calls
-    forward-facing can sweep an arc too wide for this (up to 45 degrees either way of the mean);
-    it keeps world rays."""
+    forward-facing can still fail it: cameras that walk towards the scene (the front ones past
+    the near plane the nearest surface sets for the rear ones), or that turn up to 45 degrees
+    from their mean. It keeps world rays."""
     k = np.asarray(intrinsics, np.float64)
     corners = np.stack([np.stack([(u - k[:, 2]) / k[:, 0], -(v - k[:, 3]) / k[:, 1], -np.ones(len(k))], -1)
                         for u, v in ((0, 0), (k[:, 4], 0), (0, k[:, 5]), (k[:, 4], k[:, 5]))], 1)  # (N, 4, 3)
