@@ -120,7 +120,8 @@ NERF_LLFF = dataclasses.replace(
     NERF,
     run_dir=Path("runs/nerf_llff"),
     batching="all_images",
-    data=DataConfig(path=Path("data/nerf_llff_data/fern"), downscale=4, hold_every=8, pixel_centers=False),
+    data=DataConfig(path=Path("data/nerf_llff_data/fern"), downscale=4, hold_every=8, pixel_centers=False,
+                    background=0.0),  # llff.yaml: white_bkgd false
     model=NeRFConfig(density_noise=1.0, world_viewdirs=True),
 )
 
@@ -146,7 +147,8 @@ MIPNERF = dataclasses.replace(
 LLFF = TrainConfig(
     run_dir=Path("runs/llff"),
     steps=25_000,
-    data=DataConfig(path=Path("data/nerf_llff_data/fern"), format="llff", downscale=4),
+    # Official: white_bg 0 (black behind).
+    data=DataConfig(path=Path("data/nerf_llff_data/fern"), format="llff", downscale=4, background=0.0),
     model=TensoRFConfig(
         n_voxels_init=128**3,
         n_voxels_final=640**3,
