@@ -261,6 +261,9 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
                         "depth_file_path; Polycam: keyframes/depth/); drop --data.depth")
     model = lens_model(frames, capture.source)
     c2w, transform, scale = normalise_poses(np.stack([f.c2w for f in frames]))
+    # x_training = scale * (transform @ x_frames), undone, then the reader's own change of world.
+    to_source = (np.eye(4) if capture.to_source is None else capture.to_source) @ np.linalg.inv(transform) \
+        @ np.diag([1.0 / scale] * 3 + [1.0])
     train, test, split = _split_indices(capture, frames, hold_every)
     if not train or not test:
         raise UserError(f"{capture.source}: {len(train)} train and {len(test)} {split} frames; both splits need "
@@ -339,10 +342,8 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             c2w = framed
             # White behind, as for every posed capture (_load_360 in llff.py says why).
             scene = Scene(aabb=NDC_BOX, near_far=NDC_NEAR_FAR, background=background, ndc=True)
-            to_source = (np.eye(4) if capture.to_source is None else capture.to_source) @ np.linalg.inv(transform) \
-                @ np.diag([1.0 / scale] * 3 + [1.0]) @ np.linalg.inv(to_frame)
             return LoadedCapture(views(train), views(test), scene, split, found, spiral_path(c2w[:, :3], bounds),
-                                 None, downscale, to_source)
+                                 None, downscale, to_source @ np.linalg.inv(to_frame))
     elif ndc:
         raise UserError(f"{capture.source}: --data.ndc is for forward-facing captures, and this one is "
                         f"{found.describe()}; drop --data.ndc")
@@ -399,9 +400,6 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
             train_views, background=neighbour_backgrounds(train_views.images, at, at, own=np.arange(len(at))))
         eval_views = dataclasses.replace(
             eval_views, background=neighbour_backgrounds(train_views.images, at, eval_views.cameras.c2w[:, :3, 3]))
-    # x_training = scale * (transform @ x_frames), undone, then the reader's own change of world.
-    unscale = np.diag([1.0 / scale] * 3 + [1.0])
-    to_source = (np.eye(4) if capture.to_source is None else capture.to_source) @ np.linalg.inv(transform) @ unscale
     return LoadedCapture(train_views, eval_views, scene, split, found, path, table, downscale, to_source)
 
 
