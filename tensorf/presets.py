@@ -142,13 +142,16 @@ MIPNERF = dataclasses.replace(
 # at 2500 (which also shrinks the box), density 16/4/4 and appearance 48/12/12 components, MLP on
 # raw features (view_pe 0, fea_pe 0), relu density, TV 1.0 on both (decaying with the learning
 # rate), no L1, no ray filtering (official: NDC rays are never filtered). Every 8th image is a
-# test view. Deviation: sample spacing follows our box-marching sampler (step_ratio 0.5 voxels
-# along unit NDC rays) rather than the official fixed linspace over NDC depth.
+# test view. It reads any forward-facing capture that takes NDC rays (LLFF's poses_bounds.npy, or
+# photos posed by tensorf.poses: their downscale counts from the photos as stored, so give
+# --data.downscale 1 for ones already small). Deviation: sample spacing follows our box-marching
+# sampler (step_ratio 0.5 voxels along unit NDC rays) rather than the official fixed linspace
+# over NDC depth.
 LLFF = TrainConfig(
     run_dir=Path("runs/llff"),
     steps=25_000,
     # Official: white_bg 0 (black behind).
-    data=DataConfig(path=Path("data/nerf_llff_data/fern"), format="llff", downscale=4, background=0.0),
+    data=DataConfig(path=Path("data/nerf_llff_data/fern"), downscale=4, background=0.0),
     model=TensoRFConfig(
         n_voxels_init=128**3,
         n_voxels_final=640**3,

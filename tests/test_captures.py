@@ -185,6 +185,22 @@ def _copy(capture, tmp_path):
     return dst
 
 
+def test_an_llff_factor_no_folder_ships_is_read_from_a_finer_one(capture, tmp_path):
+    """A capture shipped as images_2/ only (LLFF's scenes ship images_4/ and images_8/) reads at
+    factor 4 from it, as from the full-size images/ it came from (to 8-bit rounding)."""
+    from tensorf.data.images import write_scaled
+
+    root = _copy(capture, tmp_path)
+    names = sorted(p.name for p in (root / "images").iterdir())
+    write_scaled(root / "images", names, 2)
+    want = load_dataset(DataConfig(path=root, downscale=4, format="llff"))
+    shutil.rmtree(root / "images")
+    got = load_dataset(DataConfig(path=root, downscale=4, format="llff"))
+    assert got.train.images.shape == want.train.images.shape == (14, 8, 8, 3)
+    np.testing.assert_allclose(got.train.images, want.train.images, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(got.train.cameras.fx, want.train.cameras.fx)
+
+
 def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     root = _copy(capture, tmp_path)
     bad = lambda **kw: pytest.raises(UserError, **kw)  # noqa: E731
@@ -314,6 +330,12 @@ def test_a_forward_facing_capture_with_points_takes_ndc_rays(capture, tmp_path, 
     llff = load_dataset(DataConfig(path=capture, format="llff"))
     cams = data.train.cameras
     assert data.scene.ndc and data.scene.aabb == llff.scene.aabb and cams.ndc == llff.train.cameras.ndc
+    # The official LLFF recipe takes such a capture as it is, not only LLFF's poses_bounds.npy.
+    from tensorf.presets import LLFF_CPU
+
+    (root / "poses_bounds.npy").unlink()
+    official = load_dataset(dataclasses.replace(LLFF_CPU.data, path=root, downscale=1))
+    assert official.format == "nerfstudio" and official.scene.ndc and official.scene.background == 0.0
     assert data.scene.ndc_scale == cams.ndc.scale and data.render_path.shape == (120, 4, 4)  # NeRF's spiral
     np.testing.assert_allclose(cams.rays(0)[0][..., 2], -1.0, atol=1e-5)
     # LLFF's frame: the cameras look down -z from around the origin, at the scale the depths set

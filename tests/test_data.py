@@ -211,7 +211,7 @@ def test_image_size_mismatch(copy):
 
 
 def test_downscale_must_divide(copy):
-    with pytest.raises(UserError, match=r"not divisible by downscale 5"):
+    with pytest.raises(UserError, match=r"not divisible by downscale 5; pick a factor that divides it \(2, 4, 8, 16, 32\)"):
         load_blender(copy, "train", downscale=5)
 
 

@@ -34,15 +34,22 @@ from tensorf.errors import UserError, warn
 
 def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
     """The image files for `downscale`, the extra factor still to apply to them and the factor
-    they end at: images_<d>/ as LLFF ships it, else images/ downscaled here, else (with a
-    warning) the nearest smaller images_<n>/ there is (a capture shipped at factor 8 only)."""
+    they end at: images_<d>/ as LLFF ships it, else a finer images_<m>/ (m dividing d) or images/
+    downscaled here, else (with a warning) the nearest smaller images_<n>/ there is (a capture
+    shipped at factor 8 only)."""
     listing = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
     folder = root / ("images" if downscale == 1 else f"images_{downscale}")
     if folder.is_dir():
         return listing(folder), 1, downscale
+    have = sorted(p.name for p in root.glob("images*") if p.is_dir())
+    # A finer images_<m>/ whose factor divides the one asked for (images_8/ for 16 or 32) reads
+    # faster than the full-size images/ and needs no download of them.
+    finer = sorted((int(n[7:]) for n in have if n[7:].isdigit() and 1 < int(n[7:]) < downscale
+                    and downscale % int(n[7:]) == 0), reverse=True)
+    if finer:
+        return listing(root / f"images_{finer[0]}"), downscale // finer[0], downscale
     if (root / "images").is_dir():
         return listing(root / "images"), downscale, downscale
-    have = sorted(p.name for p in root.glob("images*") if p.is_dir())
     coarser = sorted(int(n[7:]) for n in have if n[7:].isdigit() and int(n[7:]) > downscale)
     if coarser:
         warn(f"{folder}: no such image folder; using {root / f'images_{coarser[0]}'} (factor {coarser[0]}, the "
