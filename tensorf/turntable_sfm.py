@@ -38,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 
+from tensorf.data.turntable import STATIC_CONTRAST
+
 FLAG = "--turntable"
 RATIO = 0.8  # Lowe's ratio test
 MIN_GROUP = 15  # matches a homography (or an epipolar geometry) needs to count
@@ -47,6 +49,9 @@ SURE_SHARE = 0.12  # a feature that stands still in this share of its photo's pa
 MAX_GROUPS = 3  # homographies fitted in turn in each pair
 PAIRS = 2500  # photo pairs matched at most (all of them up to 71 photos); the matching's cost
 PIXEL_GATE = 0.05  # analysed when more than this share of the pixels matches the median (training's bar: 0.1)
+# ... and those pixels are not one flat colour (training's bar, tensorf.data.turntable
+# STATIC_CONTRAST): a plain backdrop (a light box, the transparent background of a render) holds
+# no features for the analysis to find, and matching every pair of 100 such photos took minutes.
 ONE_MOTION = 0.9  # a turntable: one epipolar geometry explains under this share of a pair's matches (median),
 MIN_ROOM = 0.03  # and at least this share of the features is the room's
 MIN_COMPARED = 10  # pairs compared, at least
@@ -72,18 +77,20 @@ class Analysis:
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """on: the room's features are left out; forced: as given on the command line; the analysis
-    (None where not run) and pixel_share (None where not measured)."""
+    (None where not run), pixel_share and the contrast of those pixels (None where not measured)."""
 
     on: bool
     forced: bool = False
     analysis: Analysis | None = None
     pixel_share: float | None = None
+    contrast: float | None = None
 
     def describe(self) -> str:
         if self.forced:
             return f"turntable: {'yes' if self.on else 'no'}, as given"
         if self.analysis is None:
-            return (f"not a turntable ({100 * self.pixel_share:.0f}% of the pixels match the photos' median; "
+            flat = ", but they are one flat colour" if self.pixel_share > PIXEL_GATE else ""
+            return (f"not a turntable ({100 * self.pixel_share:.0f}% of the pixels match the photos' median{flat}; "
                     f"override with {FLAG} yes)")
         a = self.analysis
         room = f"{100 * a.room_share:.0f}% of the features stand still in many photos"
@@ -198,9 +205,10 @@ def room_features(keypoints: list[np.ndarray], descriptors: list[np.ndarray], si
                     one_motion=float(np.median(one)) if one else float("nan"), compared=len(one))
 
 
-def pixel_share(photos: list[Path]) -> float:
-    """The share of pixels that match the photos' median in most of them (tensorf.data.turntable),
-    on the photos shrunk to 64 x 64 (those of the commonest size)."""
+def pixel_share(photos: list[Path]) -> tuple[float, float]:
+    """The share of pixels that match the photos' median in most of them, and how much the
+    median's colour varies over them (tensorf.data.turntable.measure), on the photos shrunk to
+    64 x 64 (those of the commonest size)."""
     from PIL import Image
 
     from tensorf.data.turntable import DETECT_SIZE, measure
@@ -214,7 +222,7 @@ def pixel_share(photos: list[Path]) -> float:
         with Image.open(p) as im:
             im.draft("RGB", (4 * DETECT_SIZE, 4 * DETECT_SIZE))  # JPEGs decode at a fraction of their size
             small.append(np.asarray(im.convert("RGB").resize((DETECT_SIZE, DETECT_SIZE), Image.BOX), np.float32) / 255)
-    return measure(np.stack(small))[0]
+    return measure(np.stack(small))
 
 
 def _read(db) -> tuple[list, list[np.ndarray], list]:
@@ -234,9 +242,9 @@ def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) ->
     try:
         # The photos' pixels first: most captures stop there, before their features are read.
         names = [im.name for im in db.read_all_images()]
-        share = pixel_share([photos / name for name in names]) if given == "auto" else None
-        if given == "auto" and share <= PIXEL_GATE:
-            return Decision(on=False, pixel_share=share)
+        share, contrast = pixel_share([photos / name for name in names]) if given == "auto" else (None, None)
+        if given == "auto" and (share <= PIXEL_GATE or contrast <= STATIC_CONTRAST):
+            return Decision(on=False, pixel_share=share, contrast=contrast)
         images, keypoints, descriptors = _read(db)
         cameras = {c.camera_id: c for c in db.read_all_cameras()}
     finally:
@@ -245,7 +253,7 @@ def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) ->
     analysis = room_features(keypoints, [d.data for d in descriptors], size)
     if given == "yes":
         return Decision(on=True, forced=True, analysis=analysis)
-    return Decision(on=analysis.turntable, analysis=analysis, pixel_share=share)
+    return Decision(on=analysis.turntable, analysis=analysis, pixel_share=share, contrast=contrast)
 
 
 def drop_room(database: Path, room: list[np.ndarray]) -> None:

@@ -170,3 +170,19 @@ def test_turntable_photos_are_posed_as_the_object_turned(tmp_path):
             assert len(points) > 100 and np.all((points > lo) & (points < hi), axis=1).mean() > 0.95  # measured: 99.8%
     assert worst["auto"][0] < 0.01 * size and worst["auto"][1] < 1.0, worst
     assert worst["no"][0] > 0.1 * size, worst
+
+
+def test_photos_before_one_flat_colour_skip_the_feature_analysis(tmp_path, monkeypatch):
+    """Photos of an object before one flat colour (a render's transparent background, a light
+    box): most pixels match their median, as a turntable's room does, but they hold no features
+    to leave out, so the pairwise analysis is not run (on lego's 100 photos it took minutes)."""
+    from tensorf.data.generated import generate_lens_capture
+
+    photos = generate_lens_capture(tmp_path / "truth", size=64, n=12, textured=True) / "images"
+    db = tmp_path / "database.db"
+    pycolmap.Database.open(str(db)).close()
+    pycolmap.extract_features(db, photos)
+    monkeypatch.setattr(turntable_sfm, "room_features", lambda *a: pytest.fail("the features were analysed"))
+    decision = turntable_sfm.decide(db, photos, "auto")
+    assert not decision.on and decision.analysis is None and decision.pixel_share > turntable_sfm.PIXEL_GATE
+    assert "one flat colour" in decision.describe()
