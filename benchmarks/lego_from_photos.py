@@ -7,7 +7,9 @@
 
 Two captures of lego's 100 train renders, each holding out every 8th in name order (the same 13):
 RUN_ROOT/true-capture, a transforms.json of the renders' own poses and focal length, and
-RUN_ROOT/photos-capture, what `tensorf.poses` recovers from the renders alone. Prints the recovered
+RUN_ROOT/photos-capture, what `tensorf.poses` recovers from the renders alone. The true capture
+gets the recovered points too, moved into its frame, so that both fit their boxes to the same
+points and what differs is the cameras (as tests/test_poses.py compares them). Prints the recovered
 cameras' errors (positions after a similarity fit; pairwise relative rotations, which need no fit;
 the focal length), trains `--preset lego-cpu` on each at 200x200 into RUN_ROOT/true and
 RUN_ROOT/photos, and appends a row for each to benchmarks/results.md (captures_cpu.py's table).
@@ -34,6 +36,7 @@ from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
 from tensorf.checkpoint import Checkpointer  # noqa: E402
 from tensorf.data import colmap  # noqa: E402
 from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
+from tensorf.export_mesh import write_ply  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +87,9 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.trace(np.diag(sig) @ fix) / ((src - mu_s) ** 2).sum(1).mean()), r
 
 
-def pose_errors(lego: Path, capture: Path) -> str:
-    """The recovered cameras against the renders' own, in one line."""
+def compare_cameras(lego: Path, capture: Path, true_capture: Path) -> str:
+    """The recovered cameras against the renders' own, in one line; writes the recovered points,
+    moved into the true frame, as true_capture's ply."""
     meta = json.loads((lego / "transforms_train.json").read_text())
     truth = {Path(f["file_path"]).name + ".png": np.asarray(f["transform_matrix"]) for f in meta["frames"]}
     model = colmap.read_model(capture / "sparse" / "0")
@@ -93,9 +97,12 @@ def pose_errors(lego: Path, capture: Path) -> str:
     names = sorted(got)
     src, dst = np.stack([got[n][:3, 3] for n in names]), np.stack([truth[n][:3, 3] for n in names])
     s, r = umeyama(src, dst)
-    moved = s * src @ r.T
-    moved += (dst - moved).mean(0)
-    off = np.linalg.norm(moved - dst, axis=1)
+    t = (dst - s * src @ r.T).mean(0)
+    off = np.linalg.norm(s * src @ r.T + t - dst, axis=1)
+    colors = np.full((len(model.points), 3), 128, np.uint8) if model.colors is None else model.colors
+    write_ply(true_capture / "points.ply", s * colmap.world_points(model.points) @ r.T + t, None, colors)
+    transforms = json.loads((true_capture / "transforms.json").read_text())
+    (true_capture / "transforms.json").write_text(json.dumps({**transforms, "ply_file_path": "points.ply"}, indent=1))
 
     def angle(a: np.ndarray) -> float:
         return math.degrees(math.acos(np.clip((np.trace(a) - 1) / 2, -1, 1)))
@@ -138,7 +145,7 @@ def main(args: Args) -> None:
     if not (photos / "sparse").is_dir():
         subprocess.run([sys.executable, "-m", "tensorf.poses", str(args.lego / "train"), "--out", str(photos),
                         "--overwrite", *shlex.split(args.poses_flags)], check=True)
-    errors = pose_errors(args.lego, photos)
+    errors = compare_cameras(args.lego, photos, true_capture)
     print(errors, flush=True)
     train(args, true_capture, root / "true", "")
     train(args, photos, root / "photos", args.flags)
