@@ -32,6 +32,10 @@ from tensorf.checkpoint import Checkpointer  # noqa: E402
 from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
 
 CAPTURES = ROOT.parent / "shared" / "data" / "captures"
+# The captures' table in results.md (lego_from_photos.py adds its rows to it too).
+SECTION = "## captures_cpu.py (real captures, fixed steps, every 8th view held out, 2-core CPU)"
+HEADER = ("| date | capture | preset | steps | read as | test views | PSNR | SSIM | LPIPS (VGG) | train minutes "
+          "| command |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,13 +131,7 @@ def main(args: Args) -> None:
                     f"{len(m['views'])} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | "
                     f"{wall_s} | `{shown(args, name)}` |")
         print(rows[-1], flush=True)
-    add_rows(
-        args.results,
-        "## captures_cpu.py (real captures, fixed steps, every 8th view held out, 2-core CPU)",
-        "| date | capture | preset | steps | read as | test views | PSNR | SSIM | LPIPS (VGG) | train minutes "
-        "| command |\n|---|---|---|---|---|---|---|---|---|---|---|",
-        rows,
-    )
+    add_rows(args.results, SECTION, HEADER, rows)
 
 
 if __name__ == "__main__":

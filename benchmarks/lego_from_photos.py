@@ -32,6 +32,7 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from captures_cpu import HEADER, SECTION  # noqa: E402
 from common import DEFAULT_LEGO, ROOT, add_rows  # noqa: E402
 from tensorf.checkpoint import Checkpointer  # noqa: E402
 from tensorf.data import colmap  # noqa: E402
@@ -156,13 +157,7 @@ def main(args: Args) -> None:
             row(args, f"lego's 100 train renders, poses from the renders ({errors})", root / "photos",
                 f"{poses} && {train_cmd} --data.path CAPTURE {args.flags}".rstrip())]
     print("\n".join(rows))
-    add_rows(
-        args.results,
-        "## captures_cpu.py (real captures, fixed steps, every 8th view held out, 2-core CPU)",
-        "| date | capture | preset | steps | read as | test views | PSNR | SSIM | LPIPS (VGG) | train minutes "
-        "| command |\n|---|---|---|---|---|---|---|---|---|---|---|",
-        rows,
-    )
+    add_rows(args.results, SECTION, HEADER, rows)
 
 
 if __name__ == "__main__":
