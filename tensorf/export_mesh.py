@@ -129,7 +129,9 @@ def extract_mesh(model, params, aabb: np.ndarray, resolution: int, level: float,
     spacing = size / (counts - 1)
     alpha = 1.0 - np.exp(-sigma * float(np.mean(spacing)))
     if not (alpha.min() < level < alpha.max()):
-        raise UserError(f"no surface at opacity level {level} (field opacity spans {alpha.min():.3g}..{alpha.max():.3g}); train longer or pass --level")
+        where = "every voxel is above it" if level <= alpha.min() else "no voxel reaches it"
+        raise UserError(f"no surface at opacity level {level}: {where} (field opacity spans {alpha.min():.3g}.."
+                        f"{alpha.max():.3g}); train longer or pass --level between them")
     verts, faces, normals, _ = measure.marching_cubes(alpha, level, spacing=tuple(spacing))
     verts = (verts + aabb[0]).astype(np.float32)
     # skimage normals point towards increasing opacity (into the object); look along them.
