@@ -58,19 +58,23 @@ class Args:
     """Markdown file the rows are appended to."""
 
 
+def true_cameras(lego: Path) -> tuple[dict[str, np.ndarray], float]:
+    """The train renders' c2w (4, 4) by file name, and their focal length in pixels (800x800)."""
+    meta = json.loads((lego / "transforms_train.json").read_text())
+    poses = {Path(f["file_path"]).name + ".png": np.asarray(f["transform_matrix"]) for f in meta["frames"]}
+    return poses, 400.0 / math.tan(meta["camera_angle_x"] / 2)
+
+
 def write_true_capture(lego: Path, out: Path) -> Path:
     """lego's train renders (linked) and their poses as a nerfstudio transforms.json, in name order."""
-    meta = json.loads((lego / "transforms_train.json").read_text())
+    poses, focal = true_cameras(lego)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    focal = 400.0 / math.tan(meta["camera_angle_x"] / 2)  # the renders are 800x800
     frames = []
-    for frame in meta["frames"]:
-        name = Path(frame["file_path"]).name + ".png"
+    for name in sorted(poses):
         link = out / "images" / name
         if not link.exists():
             link.symlink_to((lego / "train" / name).resolve())
-        frames.append({"file_path": f"images/{name}", "transform_matrix": frame["transform_matrix"]})
-    frames.sort(key=lambda f: f["file_path"])
+        frames.append({"file_path": f"images/{name}", "transform_matrix": poses[name].tolist()})
     (out / "transforms.json").write_text(json.dumps({"camera_model": "OPENCV", "fl_x": focal, "fl_y": focal,
                                                      "cx": 400.0, "cy": 400.0, "w": 800, "h": 800,
                                                      "frames": frames}, indent=1))
@@ -91,8 +95,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
 def compare_cameras(lego: Path, capture: Path, true_capture: Path) -> str:
     """The recovered cameras against the renders' own, in one line; writes the recovered points,
     moved into the true frame, as true_capture's ply."""
-    meta = json.loads((lego / "transforms_train.json").read_text())
-    truth = {Path(f["file_path"]).name + ".png": np.asarray(f["transform_matrix"]) for f in meta["frames"]}
+    truth, focal = true_cameras(lego)
     model = colmap.read_model(capture / "sparse" / "0")
     got = {im.name: colmap.opengl_c2w(im) for im in model.images.values()}
     names = sorted(got)
@@ -110,7 +113,6 @@ def compare_cameras(lego: Path, capture: Path, true_capture: Path) -> str:
 
     rel = np.asarray([angle((got[a][:3, :3].T @ got[b][:3, :3]).T @ (truth[a][:3, :3].T @ truth[b][:3, :3]))
                       for i, a in enumerate(names) for b in names[i + 1:]])
-    focal = 400.0 / math.tan(meta["camera_angle_x"] / 2)
     cams = {c.params[0] for c in model.cameras.values()}
     radius = float(np.linalg.norm(dst, axis=1).mean())
     return (f"{len(names)} of {len(truth)} registered; camera centres {np.median(off):.4f} median, {off.max():.4f} "

@@ -38,7 +38,7 @@ from typing import Literal
 
 import numpy as np
 
-from tensorf.data.turntable import STATIC_CONTRAST
+from tensorf.data.turntable import DETECT_SIZE, STATIC_CONTRAST, measure
 
 FLAG = "--turntable"
 RATIO = 0.8  # Lowe's ratio test
@@ -77,13 +77,12 @@ class Analysis:
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """on: the room's features are left out; forced: as given on the command line; the analysis
-    (None where not run), pixel_share and the contrast of those pixels (None where not measured)."""
+    (None where not run) and pixel_share (None where not measured)."""
 
     on: bool
     forced: bool = False
     analysis: Analysis | None = None
     pixel_share: float | None = None
-    contrast: float | None = None
 
     def describe(self) -> str:
         if self.forced:
@@ -211,8 +210,6 @@ def pixel_share(photos: list[Path]) -> tuple[float, float]:
     64 x 64 (those of the commonest size)."""
     from PIL import Image
 
-    from tensorf.data.turntable import DETECT_SIZE, measure
-
     sizes = {}
     for p in photos:
         with Image.open(p) as im:
@@ -244,7 +241,7 @@ def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) ->
         names = [im.name for im in db.read_all_images()]
         share, contrast = pixel_share([photos / name for name in names]) if given == "auto" else (None, None)
         if given == "auto" and (share <= PIXEL_GATE or contrast <= STATIC_CONTRAST):
-            return Decision(on=False, pixel_share=share, contrast=contrast)
+            return Decision(on=False, pixel_share=share)
         images, keypoints, descriptors = _read(db)
         cameras = {c.camera_id: c for c in db.read_all_cameras()}
     finally:
@@ -253,7 +250,7 @@ def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) ->
     analysis = room_features(keypoints, [d.data for d in descriptors], size)
     if given == "yes":
         return Decision(on=True, forced=True, analysis=analysis)
-    return Decision(on=analysis.turntable, analysis=analysis, pixel_share=share, contrast=contrast)
+    return Decision(on=analysis.turntable, analysis=analysis, pixel_share=share)
 
 
 def drop_room(database: Path, room: list[np.ndarray]) -> None:

@@ -36,7 +36,7 @@ def _imread(path: Path, what: str, fix_missing: str, **kwargs) -> np.ndarray:
         raise UserError(f"{path}: cannot read {what} ({e.__class__.__name__}); replace the file") from None
 
 
-def dividing(w: int, h: int, most: int = 64) -> list[int]:
+def _dividing(w: int, h: int, most: int = 64) -> list[int]:
     """The downscale factors (2 to `most`) that divide both sides of a w x h image."""
     return [f for f in range(2, most + 1) if w % f == 0 and h % f == 0] or [1]
 
@@ -46,7 +46,7 @@ def _blocks(img: np.ndarray, f: int, path: Path) -> np.ndarray:
     h, w = img.shape[:2]
     if h % f or w % f:
         raise UserError(f"{path}: size {w}x{h} is not divisible by downscale {f}; pick a factor that divides it "
-                        f"({', '.join(map(str, dividing(w, h)))})")
+                        f"({', '.join(map(str, _dividing(w, h)))})")
     return img.reshape(h // f, f, w // f, f, img.shape[2])
 
 

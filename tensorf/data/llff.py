@@ -42,15 +42,15 @@ def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
     if folder.is_dir():
         return listing(folder), 1, downscale
     have = sorted(p.name for p in root.glob("images*") if p.is_dir())
+    shipped = sorted(int(n[7:]) for n in have if n[7:].isdigit())  # the factors of its images_<n>/
     # A finer images_<m>/ whose factor divides the one asked for (images_8/ for 16 or 32) reads
     # faster than the full-size images/ and needs no download of them.
-    finer = sorted((int(n[7:]) for n in have if n[7:].isdigit() and 1 < int(n[7:]) < downscale
-                    and downscale % int(n[7:]) == 0), reverse=True)
+    finer = [m for m in reversed(shipped) if 1 < m < downscale and downscale % m == 0]
     if finer:
         return listing(root / f"images_{finer[0]}"), downscale // finer[0], downscale
     if (root / "images").is_dir():
         return listing(root / "images"), downscale, downscale
-    coarser = sorted(int(n[7:]) for n in have if n[7:].isdigit() and int(n[7:]) > downscale)
+    coarser = [n for n in shipped if n > downscale]
     if coarser:
         warn(f"{folder}: no such image folder; using {root / f'images_{coarser[0]}'} (factor {coarser[0]}, the "
              f"nearest there is; --data.downscale {coarser[0]} says so and silences this)")
