@@ -26,8 +26,9 @@ fern's matches. (Whether the room's matches keep to the geometry of the rest's a
 test: fitted to the rest, a compact object seen over a short baseline, that geometry is loose
 away from it.) A camera that circles a scene with a sky
 behind sees the sky move through the image. Only photos whose pixels partly match their median
-(tensorf.data.turntable.measure, at a lower bar than training's) are analysed at all, since the
-pairwise matching takes seconds to minutes (head, 66 photos: about a minute on 2 cores).
+(tensorf.data.turntable.measure, at a lower bar than training's) are analysed at all: the
+analysis matches up to PAIRS pairs, costing about what COLMAP's own matching of the photos does
+(benchmarks/turntable_analysis.py; figures in benchmarks/results.md).
 """
 
 from __future__ import annotations
@@ -114,12 +115,14 @@ def match(a: np.ndarray, b: np.ndarray, ratio: float = RATIO) -> tuple[np.ndarra
     s_best = s[rows, best]
     s[rows, best] = -np.inf
     s_next = s.max(axis=1)
-    s[rows, best] = s_best
     # Distances between unit vectors, from their dot products.
-    ok = np.sqrt(np.maximum(2 - 2 * s_best, 0)) < ratio * np.sqrt(np.maximum(2 - 2 * s_next, 0))
-    ok &= np.argmax(s, axis=0)[best] == rows
-    i = np.nonzero(ok)[0]
-    return i, best[i]
+    i = np.nonzero(np.sqrt(np.maximum(2 - 2 * s_best, 0)) < ratio * np.sqrt(np.maximum(2 - 2 * s_next, 0)))[0]
+    # Mutual: only the columns the passing rows chose are searched back, by a product of their own.
+    # The argmax over all of s along axis 0 (a strided pass) took three quarters of a pair's time
+    # at lego's 3500 features (benchmarks/results.md, turntable_analysis.py).
+    j = best[i]
+    mutual = np.argmax(b[j] @ a.T, axis=1) == i
+    return i[mutual], j[mutual]
 
 
 def _ransac(error: float):
@@ -172,7 +175,7 @@ def room_features(keypoints: list[np.ndarray], descriptors: list[np.ndarray], si
     matched = {}
     for a, b in todo:
         i, j = match(unit[a], unit[b])
-        matched[a, b] = (i, j, _homographies(points[a][i], points[b][j], error, MAX_GROUPS))
+        matched[a, b] = (i, j)
         still = np.linalg.norm(points[a][i] - points[b][j], axis=1) < STILL * size
         votes[a][i[still]] += 1
         votes[b][j[still]] += 1
@@ -181,8 +184,13 @@ def room_features(keypoints: list[np.ndarray], descriptors: list[np.ndarray], si
     # The price: an object's feature near the turntable's axis, which moves little, joins the room
     # when it fits the room's homography between photos a small turn apart (tests/test_turntable_sfm.py).
     room = [s.copy() for s in sure]
-    for (a, b), (i, j, groups) in matched.items():
-        for inliers in groups:
+    for (a, b), (i, j) in matched.items():
+        # A group joins with MIN_GROUP inliers, most of them sure: a pair with no more than half
+        # that many sure matches has none to fit. RANSAC at a low inlier ratio runs thousands of
+        # trials, and on lego's renders (no room) fitting every pair took 60% of the analysis.
+        if (sure[a][i] | sure[b][j]).sum() <= MIN_GROUP // 2:
+            continue
+        for inliers in _homographies(points[a][i], points[b][j], error, MAX_GROUPS):
             if (sure[a][i[inliers]] | sure[b][j[inliers]]).mean() > 0.5:
                 room[a][i[inliers]] = True
                 room[b][j[inliers]] = True
@@ -191,7 +199,7 @@ def room_features(keypoints: list[np.ndarray], descriptors: list[np.ndarray], si
     one = []
     rng = np.random.default_rng(0)
     for a, b in rng.permutation(np.array(list(matched), int).reshape(-1, 2)):
-        i, j, _ = matched[a, b]
+        i, j = matched[a, b]
         still = room[a][i] | room[b][j]
         if still.sum() < MIN_GROUP or (~still).sum() < MIN_GROUP:
             continue

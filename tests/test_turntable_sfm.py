@@ -125,9 +125,11 @@ def test_matching_keeps_mutual_nearest_neighbours_that_pass_the_ratio_test():
     a = rng.normal(size=(50, 128))
     b = np.concatenate([a[:40] + rng.normal(scale=0.05, size=(40, 128)), rng.normal(size=(10, 128))])
     b[40] = a[0] + rng.normal(scale=0.05, size=128)  # a second close match for a[0]: ambiguous
+    # b[1]'s nearest is a[49], not a[1]: a[1] passes the ratio test on its own, but not mutually.
+    a[49] = b[1] + rng.normal(scale=0.01, size=128)
     unit = lambda d: d / np.linalg.norm(d, axis=1, keepdims=True)  # noqa: E731
     i, j = turntable_sfm.match(unit(a), unit(b))
-    assert dict(zip(i.tolist(), j.tolist())) == {k: k for k in range(1, 40)}
+    assert dict(zip(i.tolist(), j.tolist())) == {49: 1} | {k: k for k in range(2, 40)}
 
 
 def test_pairs_cover_near_and_far_photos_within_the_budget():
