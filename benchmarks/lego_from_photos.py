@@ -38,6 +38,7 @@ from tensorf.checkpoint import Checkpointer  # noqa: E402
 from tensorf.data import colmap  # noqa: E402
 from tensorf.errors import UserError, exit_on_user_error  # noqa: E402
 from tensorf.export_mesh import write_ply  # noqa: E402
+from tensorf.training.cameras import similarity  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,17 +82,6 @@ def write_true_capture(lego: Path, out: Path) -> Path:
     return out
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
-    """Scale s and rotation r of the similarity that best maps src (N, 3) onto dst (Umeyama 1991);
-    its translation is the mean of dst - s r src."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    r = u @ fix @ vt
-    return float(np.trace(np.diag(sig) @ fix) / ((src - mu_s) ** 2).sum(1).mean()), r
-
-
 def compare_cameras(lego: Path, capture: Path, true_capture: Path) -> str:
     """The recovered cameras against the renders' own, in one line; writes the recovered points,
     moved into the true frame, as true_capture's ply."""
@@ -100,8 +90,7 @@ def compare_cameras(lego: Path, capture: Path, true_capture: Path) -> str:
     got = {im.name: colmap.opengl_c2w(im) for im in model.images.values()}
     names = sorted(got)
     src, dst = np.stack([got[n][:3, 3] for n in names]), np.stack([truth[n][:3, 3] for n in names])
-    s, r = umeyama(src, dst)
-    t = (dst - s * src @ r.T).mean(0)
+    s, r, t = similarity(src, dst)
     off = np.linalg.norm(s * src @ r.T + t - dst, axis=1)
     colors = np.full((len(model.points), 3), 128, np.uint8) if model.colors is None else model.colors
     write_ply(true_capture / "points.ply", s * colmap.world_points(model.points) @ r.T + t, None, colors)

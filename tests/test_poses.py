@@ -14,6 +14,7 @@ from conftest import tiny_config
 import imageio.v3 as iio
 
 from tensorf.data.generated import GEOMETRY_BOUNDS, composite_on_white, generate_lens_capture, render_view
+from tensorf.training.cameras import similarity
 
 pytestmark = pytest.mark.slow
 pycolmap = pytest.importorskip("pycolmap", reason="pip install -r requirements-poses.txt")
@@ -39,17 +40,6 @@ def recovered(tmp_path_factory):
     return truth, root / "capture"
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Scale s, rotation r, translation t minimising |s r src + t - dst|^2 (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    r = u @ fix @ vt
-    s = float(np.trace(np.diag(sig) @ fix) / ((src - mu_s) ** 2).sum(1).mean())
-    return s, r, mu_d - s * r @ mu_s
-
-
 def _aligned(truth, capture):
     """(names, recovered c2w by name, true c2w by name, (s, r, t) taking recovered to true); names
     are file stems."""
@@ -63,7 +53,7 @@ def _aligned(truth, capture):
     got = {Path(im.name).stem: colmap.opengl_c2w(im) for im in model.images.values()}
     src = np.stack([got[n][:3, 3] for n in names])
     dst = np.stack([frames[n][:3, 3] for n in names])
-    return names, got, frames, umeyama(src, dst)
+    return names, got, frames, similarity(src, dst)
 
 
 def test_recovered_poses_match_the_true_ones_up_to_a_similarity(recovered):

@@ -136,6 +136,20 @@ def common_motion(given: np.ndarray, refined: np.ndarray) -> np.ndarray:
     return out
 
 
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale s, rotation r (3, 3) and translation t of the similarity minimising |s r src + t - dst|^2
+    over points src, dst (N, 3) (Umeyama 1991): what takes recovered camera centres into the true
+    frame before they are compared (tests/test_poses.py, benchmarks/lego_from_photos.py)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    r = u @ fix @ vt
+    s = float(np.trace(np.diag(sig) @ fix) / ((src - mu_s) ** 2).sum(1).mean())
+    return s, r, mu_d - s * r @ mu_s
+
+
 def pose_errors(c2w: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Mean rotation error (degrees) and camera-centre distance (world units) of poses c2w
     (N, 4, 4) against the true ones (benchmarks/pose_refine.py)."""
