@@ -432,8 +432,10 @@ class CameraOptConfig:
     translation per view, in its own Adam group. For captures posed by COLMAP or a phone, whose
     small pose errors otherwise blur the field. Defaults: nerfacto's camera optimiser. The eval
     views are carried along with the training views' common motion (tensorf.eval --given-poses
-    judges them as given). Compare against a run without: at a tenth of these rates held-out
-    PSNR fell on fox (0.7 dB) and on lego posed from its renders (2.7 dB; benchmarks/results.md)."""
+    judges them as given), which cannot carry each held-out pose's own error: compare against a
+    run without with `python -m tensorf.eval --fit-poses 100`. At a tenth of these rates, carried,
+    held-out PSNR fell on fox (0.7 dB) and on lego posed from its renders (2.7 dB); fitted, lego's
+    field gained 0.25 dB and fox's lost 0.4 (docs/captures.md, benchmarks/results.md)."""
 
     mode: Literal["off", "SO3xR3"] = "off"
     """off, or SO3xR3: a rotation (axis-angle) and a translation per training view."""
