@@ -21,7 +21,7 @@ from tensorf.data.rays import RayPool
 from tensorf.eval import evaluate_views
 from tensorf.pose_fit import fit_poses
 from tensorf.run import restore_run
-from tensorf.training.cameras import camera_lr, carried, common_motion, corrected, pose_errors, rotation
+from tensorf.training.cameras import camera_lr, carried, common_motion, corrected, pose_errors, rotation, similarity
 from tensorf.training.loop import train
 
 
@@ -175,6 +175,17 @@ def test_eval_cameras_are_carried_with_the_training_views_common_motion():
     assert degrees < 0.3 and shift < 0.05, (degrees, shift)  # each view alone: 0.9 degrees, 0.018
     # No refinement, no motion.
     np.testing.assert_allclose(carried(evals, given, given), evals, atol=1e-12)
+
+
+def test_similarity_recovers_scale_rotation_and_translation_and_never_a_mirror():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(30, 3))
+    r_true = scipy.linalg.expm(np.cross(np.eye(3), [0.3, -1.2, 0.5]))
+    s, r, t = similarity(src, 2.5 * src @ r_true.T + [1.0, -2.0, 0.5])
+    assert s == pytest.approx(2.5) and np.allclose(r, r_true) and np.allclose(t, [1.0, -2.0, 0.5])
+    # Points mirrored (a flat set seen from behind, say): the best fit is still a rotation.
+    _, r, _ = similarity(src, src * [1.0, 1.0, -1.0])
+    assert np.linalg.det(r) == pytest.approx(1.0)
 
 
 def test_fitted_poses_recover_turned_eval_cameras_and_are_judged_on_the_other_half(trained_run, tmp_path):
