@@ -171,6 +171,27 @@ def test_too_few_registered_images_and_missing_input_are_one_line(tmp_path):
     assert last.startswith("error:") and "broken.jpg: cannot read the photo" in last, out.stderr[-1500:]
 
 
+def test_dsp_sift_extracts_features_with_affine_shapes(tmp_path):
+    from tensorf.errors import UserError
+    from tensorf.poses import PosesConfig, recover_poses
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):  # noise: features aplenty, nothing to register
+        iio.imwrite(photos / f"n{i}.png", rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    skew = {}
+    for features in ("sift", "dsp-sift"):
+        with pytest.raises(UserError, match="registered"):
+            recover_poses(PosesConfig(input=photos, out=tmp_path / features, features=features))
+        db = pycolmap.Database.open(str(tmp_path / features / "colmap" / "database.db"))
+        k = np.concatenate([db.read_keypoints(im.image_id) for im in db.read_all_images()])
+        db.close()
+        # Columns x, y, then the shape a11, a12, a21, a22: a scaled rotation unless estimated.
+        skew[features] = np.abs(k[:, 2] - k[:, 5]) + np.abs(k[:, 3] + k[:, 4])
+    assert skew["sift"].max() < 1e-4 and np.median(skew["dsp-sift"]) > 1e-2, skew
+
+
 def test_a_video_is_sampled_to_frames_and_matched_in_sequence(tmp_path):
     """A clip circling the scene (60 frames, mp4): --frames 20 keeps every third frame, sequential
     matching, and most of them register."""
