@@ -58,13 +58,12 @@ def measure(db: Path, scratch: Path, colmap: bool) -> str:
 
     handle = pycolmap.Database.open(str(db))
     try:
-        _, keypoints, descriptors = turntable_sfm._read(handle)
+        counts = [len(handle.read_keypoints(im.image_id)) for im in handle.read_all_images()]
         size = max(max(c.width, c.height) for c in handle.read_all_cameras())
     finally:
         handle.close()
-    counts = [len(k) for k in keypoints]
     start = time.perf_counter()
-    analysis = turntable_sfm.room_features(keypoints, [d.data for d in descriptors], size)
+    analysis = turntable_sfm.analyse(db)  # as tensorf.poses runs it, reading the features included
     analysed = time.perf_counter() - start
     row = (f"| {len(counts)} | {size} | {int(np.median(counts))} | {len(turntable_sfm.pairs(len(counts)))} | "
            f"{analysed:.1f} | {100 * analysis.room_share:.1f}% | {analysis.one_motion:.2f} | "

@@ -236,6 +236,21 @@ def _read(db) -> tuple[list, list[np.ndarray], list]:
                                                                         for im in images]
 
 
+def analyse(database: Path) -> Analysis:
+    """The analysis (room_features) of the features in COLMAP's `database`, at the size of its
+    largest camera."""
+    import pycolmap
+
+    db = pycolmap.Database.open(str(database))
+    try:
+        images, keypoints, descriptors = _read(db)
+        cameras = {c.camera_id: c for c in db.read_all_cameras()}
+    finally:
+        db.close()
+    size = max(max(cameras[im.camera_id].width, cameras[im.camera_id].height) for im in images)
+    return room_features(keypoints, [d.data for d in descriptors], size)
+
+
 def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) -> Decision:
     """Whether the photos in `photos`, their features extracted into COLMAP's `database`, are a
     turntable (`given`: auto, or as given); the analysis is run when needed or asked for."""
@@ -243,21 +258,18 @@ def decide(database: Path, photos: Path, given: Literal["auto", "yes", "no"]) ->
 
     if given == "no":
         return Decision(on=False, forced=True)
+    if given == "yes":
+        return Decision(on=True, forced=True, analysis=analyse(database))
+    # The photos' pixels first: most captures stop there, before their features are read.
     db = pycolmap.Database.open(str(database))
     try:
-        # The photos' pixels first: most captures stop there, before their features are read.
         names = [im.name for im in db.read_all_images()]
-        share, contrast = pixel_share([photos / name for name in names]) if given == "auto" else (None, None)
-        if given == "auto" and (share <= PIXEL_GATE or contrast <= STATIC_CONTRAST):
-            return Decision(on=False, pixel_share=share)
-        images, keypoints, descriptors = _read(db)
-        cameras = {c.camera_id: c for c in db.read_all_cameras()}
     finally:
         db.close()
-    size = max(max(cameras[im.camera_id].width, cameras[im.camera_id].height) for im in images)
-    analysis = room_features(keypoints, [d.data for d in descriptors], size)
-    if given == "yes":
-        return Decision(on=True, forced=True, analysis=analysis)
+    share, contrast = pixel_share([photos / name for name in names])
+    if share <= PIXEL_GATE or contrast <= STATIC_CONTRAST:
+        return Decision(on=False, pixel_share=share)
+    analysis = analyse(database)
     return Decision(on=analysis.turntable, analysis=analysis, pixel_share=share)
 
 
