@@ -19,8 +19,11 @@ from tensorf.viewer import __main__ as viewer_cli
 def broken(scene, tmp_path_factory):
     """Copies of the generated scene, each broken in one way."""
     root = tmp_path_factory.mktemp("broken")
-    for name in ("mixed", "empty"):
+    for name in ("mixed", "empty", "flat"):
         shutil.copytree(scene, root / name)
+    meta = json.loads((root / "flat" / "transforms_train.json").read_text())
+    meta["frames"][2]["transform_matrix"][2][:3] = [0.0, 0.0, 0.0]  # every axis in one plane
+    (root / "flat" / "transforms_train.json").write_text(json.dumps(meta))
     img = iio.imread(root / "mixed" / "train" / "r_3.png")
     iio.imwrite(root / "mixed" / "train" / "r_3.png", img[:-2])
     meta = json.loads((root / "empty" / "transforms_train.json").read_text())
@@ -33,8 +36,12 @@ CASES = [
     # (entry point, arguments; {scene}, {broken}, {run} and {tmp} are filled in, expected message)
     ("train", "--data.path {tmp}/nowhere --run-dir {tmp}/r", r"dataset folder .*nowhere does not exist"),
     ("train", "--data.path {broken}/mixed --run-dir {tmp}/r", r"train/r_3.png: image size 32x30 differs from the split's 32x32"),
+    ("train", "--data.path {broken}/flat --run-dir {tmp}/r --steps 2",
+     r"transforms_train.json: malformed transforms json \(frame 2's transform_matrix has a degenerate rotation"),
     ("train", "--data.path {broken}/empty --run-dir {tmp}/r", r"transforms_train.json: malformed transforms json \('frames' must be a non-empty list\)"),
     ("train", "--data.path {scene} --run-dir {broken}/a_file/run", r"a_file/run: cannot write the run directory .*pick a writable --run-dir"),
+    ("train", "--preset generated --data.path {broken} --run-dir {tmp}/r --steps 2",
+     r"broken\d*: holds files but not the generated scene, .*--preset lego-cpu"),
     ("train", "--resume {run} --overwrite", r"--resume continues a run and --overwrite deletes it"),
     ("train", "--preset generated --data.path {scene} --run-dir {run}", r"already holds a run; continue it with --resume"),
     ("eval", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found; .* is not a run directory"),

@@ -223,6 +223,15 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     with bad(match=r"transforms.json frame 12: transform_matrix is 3x4, expected 4x4"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     meta = json.loads((capture / "transforms.json").read_text())
+    pose = np.asarray(meta["frames"][7]["transform_matrix"])
+    meta["frames"][7]["transform_matrix"] = np.concatenate([pose[:, :2], pose[:, :1], pose[:, 3:]], axis=1).tolist()
+    (root / "transforms.json").write_text(json.dumps(meta))
+    with bad(match=r"transforms.json frame 7: transform_matrix's rotation is degenerate"):
+        load_dataset(DataConfig(path=root, format="nerfstudio"))
+    meta["frames"][7]["transform_matrix"] = (pose * [[3], [3], [3], [1]]).tolist()  # scaled: still a camera
+    (root / "transforms.json").write_text(json.dumps(meta))
+    load_dataset(DataConfig(path=root, format="nerfstudio"))
+    meta = json.loads((capture / "transforms.json").read_text())
     meta["camera_model"] = "OMNIDIRECTIONALSTEREO_L"
     (root / "transforms.json").write_text(json.dumps(meta))
     with bad(match=r"transforms.json frame 0: camera_model OMNIDIRECTIONALSTEREO_L is not supported \(one of PERSPECTIVE"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from tensorf.data.cameras import Cameras, focal_from_fov
+from tensorf.data.cameras import Cameras, degenerate_rotation, focal_from_fov
 from tensorf.data.images import read_images
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
@@ -47,6 +47,9 @@ def _read_split(root: Path, split: str) -> tuple[Path, float, list[np.ndarray], 
             pose = np.asarray(fr["transform_matrix"], dtype=np.float32)
             if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
                 raise ValueError("every 'transform_matrix' must be a finite 4x4 matrix")
+            if degenerate_rotation(pose):
+                raise ValueError(f"frame {len(poses)}'s transform_matrix has a degenerate rotation (a zero or "
+                                 "repeated axis)")
             poses.append(pose)
             paths.append(str(fr["file_path"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:

@@ -148,6 +148,16 @@ class Cameras:
                        ndc, d.get("model", "pinhole"), d.get("distortion"))
 
 
+def degenerate_rotation(c2w: np.ndarray) -> bool:
+    """Whether a camera-to-world matrix's 3x3 block cannot orient a camera: a zero axis, or axes
+    that lie in one plane. Such a camera's rays have no direction, and training's loss turns NaN
+    at its first batch, far from the file at fault. A uniform scale is harmless (directions are
+    normalised) and passes."""
+    rot = np.asarray(c2w, np.float64)[:3, :3]
+    lengths = np.linalg.norm(rot, axis=0)
+    return bool(lengths.min() <= 0 or abs(np.linalg.det(rot)) < 1e-6 * lengths.prod())
+
+
 def focal_from_fov(width: int, fov_x: float) -> float:
     return 0.5 * width / math.tan(0.5 * fov_x)
 

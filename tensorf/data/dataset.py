@@ -72,9 +72,17 @@ class Dataset:
 
 
 def ensure_generated(cfg: DataConfig) -> None:
-    """Write the generated scene to cfg.path when asked to and it is not there yet."""
-    if cfg.generate and not (Path(cfg.path) / f"transforms_{cfg.train_split}.json").is_file():
-        generate(GenerateConfig(out=Path(cfg.path)))
+    """Write the generated scene to cfg.path when asked to and it is not there yet: into a new or
+    empty folder only, never beside someone's own files (`--preset generated --data.path
+    CAPTURE` wrote the scene into CAPTURE and then trained on it in place of the capture)."""
+    root = Path(cfg.path)
+    if not cfg.generate or (root / f"transforms_{cfg.train_split}.json").is_file():
+        return
+    if root.is_dir() and any(root.iterdir()):
+        raise UserError(f"{root}: holds files but not the generated scene, which --preset generated writes there "
+                        f"(--data.generate); train a capture with a preset of its kind (e.g. --preset lego-cpu "
+                        f"--data.path {root}), or give --data.path a new folder")
+    generate(GenerateConfig(out=root))
 
 
 def detect_format(cfg: DataConfig) -> str:
