@@ -273,6 +273,14 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     (empty / "clip.MOV").write_bytes(b"")
     with bad(match=r"clip.MOV is a video without poses: recover them with `python -m tensorf.poses .*clip.MOV --out CAPTURE`"):
         load_dataset(DataConfig(path=empty))
+    # One folder off: a capture's image folder, or the folder that holds the captures.
+    with bad(match=rf"images is a folder of the LLFF dataset {capture}: point --data.path there"):
+        load_dataset(DataConfig(path=capture / "images"))
+    shelf = tmp_path / "shelf"
+    (shelf / "notes").mkdir(parents=True)
+    (shelf / "scene").symlink_to(capture)
+    with bad(match=rf"its folder scene \(LLFF\) is a dataset: point --data.path at {shelf / 'scene'}"):
+        load_dataset(DataConfig(path=shelf))
 
 
 def _write_ply(path, points, binary=True):
@@ -616,6 +624,10 @@ def test_colmap_models_outside_the_lens_models_and_damaged_files_are_one_line(ca
     _colmap_of(capture, tmp_path / "d", True, ("FULL_OPENCV", (0.01, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0)))
     with pytest.raises(UserError, match="FULL_OPENCV with non-zero rational terms"):
         load_dataset(DataConfig(path=tmp_path / "d"))
+    for inside in ("sparse/0", "sparse"):  # --data.path one or two folders too deep
+        with pytest.raises(UserError, match=rf"{inside}(: no images/ beside this model; it is part of| is a folder of) "
+                                            rf"the COLMAP (capture|dataset) {root}"):
+            load_dataset(DataConfig(path=root / inside))
     model = tmp_path / "d" / "sparse" / "0"
     (model / "images.bin").write_bytes((model / "images.bin").read_bytes()[:-40])
     with pytest.raises(UserError, match=r"images.bin: damaged or truncated"):

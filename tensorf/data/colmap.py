@@ -210,6 +210,12 @@ def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
         sizes = ", ".join(f"{n}/: {k} images" for n, k in models.items())
         warn(f"{root / 'sparse'}: {len(models)} models ({sizes}), parts of the scene COLMAP could not join; "
              f"reading the largest, {folder.name}/ (the others' images are left out)")
+    if not (root / "images").is_dir():
+        # --data.path at the model (sparse/0, or COLMAP's own work folder) rather than the capture
+        up = next((a for a in list(root.resolve().parents)[:3] if (a / "images").is_dir() and find_model(a)), None)
+        if up is not None:
+            raise UserError(f"{root}: no images/ beside this model; it is part of the COLMAP capture {up}, "
+                            "which holds the photos: point --data.path there")
     model = read_model(folder)
     if not model.images:
         raise UserError(f"{folder}: the model has no registered images; the reconstruction failed, run it again")

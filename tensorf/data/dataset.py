@@ -92,6 +92,18 @@ def detect_format(cfg: DataConfig) -> str:
     root = Path(cfg.path)
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; {blender.LEGO_HINT}")
+    fmt = _sniff(root)
+    if fmt is None:
+        raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
+                        "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape), reconstruction.json "
+                        "(OpenSfM, OpenDroneMap), keyframes/ (Polycam) or metadata.json + rgb/ (Record3D) here; "
+                        + (_nearby_hint(root) or _unposed_hint(root)
+                           or "point --data.path at a dataset folder or give --data.format"))
+    return fmt
+
+
+def _sniff(root: Path) -> str | None:
+    """The dataset layout of the folder root, or None."""
     if any(root.glob("transforms_*.json")):
         return "blender"
     if (root / "poses_bounds.npy").is_file():
@@ -108,10 +120,26 @@ def detect_format(cfg: DataConfig) -> str:
         return "polycam"
     if record3d.is_record3d(root):
         return "record3d"
-    raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
-                    "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape), reconstruction.json "
-                    "(OpenSfM, OpenDroneMap), keyframes/ (Polycam) or metadata.json + rgb/ (Record3D) here; "
-                    + (_unposed_hint(root) or "point --data.path at a dataset folder or give --data.format"))
+    return None
+
+
+def _nearby_hint(root: Path) -> str | None:
+    """The way to a dataset one folder away: root is a folder inside one (a capture's images/ or
+    images_8/, its sparse/), or holds datasets (data/nerf_synthetic rather than
+    data/nerf_synthetic/lego)."""
+    if fmt := _sniff(root.resolve().parent):
+        return f"{root} is a folder of the {FORMAT_NAMES[fmt]} dataset {root.parent}: point --data.path there"
+    found = [(sub.name, fmt) for sub in sorted(root.iterdir())[:200] if sub.is_dir() and (fmt := _sniff(sub))]
+    if found:
+        listed = ", ".join(f"{name} ({FORMAT_NAMES[fmt]})" for name, fmt in found[:6])
+        more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+        which = f"its folders {listed}{more} are datasets" if len(found) > 1 else f"its folder {listed} is a dataset"
+        return f"{which}: point --data.path at {'one, e.g. ' if len(found) > 1 else ''}{root / found[0][0]}"
+    return None
+
+
+FORMAT_NAMES = {"blender": "Blender", "llff": "LLFF", "nerfstudio": "nerfstudio", "colmap": "COLMAP",
+                "metashape": "Metashape", "opensfm": "OpenSfM", "polycam": "Polycam", "record3d": "Record3D"}
 
 
 def _unposed_hint(root: Path) -> str | None:
