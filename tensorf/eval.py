@@ -27,7 +27,7 @@ from tensorf.chunked import map_chunks
 from tensorf.data import lens
 from tensorf.data.rays import Rays, view_rays
 from tensorf.data.views import Views
-from tensorf.errors import exit_on_user_error, warn
+from tensorf.errors import UserError, exit_on_user_error, warn
 from tensorf.host_memory import keep_freed_memory
 from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim, ws_psnr
 from tensorf.models.base import Model
@@ -197,6 +197,9 @@ class EvalArgs:
 def main(args: EvalArgs) -> dict:
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     root = args.dataset_path or cfg.data.path
+    if args.dataset_path is None and not Path(root).is_dir():
+        raise UserError(f"{root}, the dataset this run trained on ({Path(args.run_dir) / 'config.json'}), is not "
+                        "there; give its new place with --dataset-path")
     views, split = load_eval_views(dataclasses.replace(cfg.data, path=root, eval_split=args.split, eval_views=args.views))
     grid = meta["model_state"].get("resolution")
     print(f"run {args.run_dir} at step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + f"; {root} split {split}")

@@ -80,6 +80,23 @@ def test_bad_input_gives_one_error_line_and_status_2(entry, args, message, scene
     assert not any(line.startswith("Traceback") for line in err)
 
 
+def test_a_run_whose_dataset_moved_is_judged_after_one_line_saying_so(trained_run, tmp_path, capsys):
+    """eval names the run's recorded dataset and the flag that points it elsewhere."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, run)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "data": {**cfg["data"], "path": str(tmp_path / "gone")}}))
+    with pytest.raises(SystemExit) as exit_info:
+        eval_cli.cli(["--run-dir", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1] == (f"error: {tmp_path / 'gone'}, the dataset this run trained on "
+                                                     f"({run / 'config.json'}), is not there; give its new place with "
+                                                     "--dataset-path")
+    eval_cli.cli(["--run-dir", str(run), "--dataset-path", str(cfg["data"]["path"]), "--views", "0"])
+    assert (run / "eval" / "test_metrics.json").is_file()
+
+
 def test_greyscale_16_bit_and_opaque_images_are_converted_and_reported(scene, tmp_path, capsys):
     root = tmp_path / "s"
     shutil.copytree(scene, root)
