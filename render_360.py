@@ -14,27 +14,24 @@ rendered in chunks.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
 import imageio.v3 as iio
 import numpy as np
-import tyro
 from tqdm import tqdm
 
+from tensorf import command
 from tensorf.data.camera_path import read_camera_path
 from tensorf.data.cameras import Cameras
 from tensorf.data.orbit import depth_range, orbit_from_cameras, orbit_poses
 from tensorf.data.rays import Rays
-from tensorf.errors import UserError, exit_on_user_error
-from tensorf.host_memory import keep_freed_memory
+from tensorf.errors import UserError
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import load_background, load_cameras, load_render_path, restore_run
 from tensorf.visualize import depth_image, to_uint8
-from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,10 +158,7 @@ def _path_depth_range(c2w: np.ndarray, box: np.ndarray, ndc: bool) -> tuple[floa
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
-    keep_freed_memory()
-    use_persistent_cache()
-    with exit_on_user_error():
-        render_orbit(tyro.cli(Render360Args, args=sys.argv[1:] if argv is None else argv))
+    command.run(render_orbit, Render360Args, argv)
 
 
 if __name__ == "__main__":

@@ -13,31 +13,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
 import jax
 import numpy as np
-import tyro
 from jax.sharding import Mesh
 
-from tensorf.data.dataset import load_eval_views
+from tensorf import command
 from tensorf.chunked import map_chunks
 from tensorf.data import lens
+from tensorf.data.dataset import load_eval_views
 from tensorf.data.rays import Rays, view_rays
 from tensorf.data.views import Views
-from tensorf.errors import UserError, exit_on_user_error, warn
-from tensorf.host_memory import keep_freed_memory
+from tensorf.errors import UserError, warn
 from tensorf.metrics import LPIPS_NETS, lpips, lpips_available, mse_to_psnr, psnr, ssim, ws_psnr
 from tensorf.models.base import Model
 from tensorf.parallel import all_devices
-from tensorf.render import render_rays_chunked
 from tensorf.pose_fit import exposed_render, fit_exposure, fit_poses
+from tensorf.render import render_rays_chunked
 from tensorf.run import load_cameras, restore_run
 from tensorf.training.cameras import carried_views, pose_errors
 from tensorf.visualize import colormap, depth_image
-from tensorf.xla_cache import use_persistent_cache
 
 
 def render_view(model: Model, params, views: Views, index: int, chunk: int, mesh: Mesh | None = None):
@@ -224,10 +221,7 @@ def main(args: EvalArgs) -> dict:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
-    keep_freed_memory()
-    use_persistent_cache()
-    with exit_on_user_error():
-        main(tyro.cli(EvalArgs, args=sys.argv[1:] if argv is None else argv))
+    command.run(main, EvalArgs, argv)
 
 
 if __name__ == "__main__":

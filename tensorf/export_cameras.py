@@ -20,17 +20,16 @@ import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import tyro
 
+from tensorf import command
 from tensorf.data import colmap
 from tensorf.data.cameras import Cameras
 from tensorf.data.lens import PARAMS
-from tensorf.errors import UserError, exit_on_user_error, warn
+from tensorf.errors import UserError, warn
 from tensorf.run import camera_drift, field_to_capture, frame_name, load_cameras, load_config
 
 # Our lens models -> nerfstudio's camera_model (tensorf.data.nerfstudio reads them back).
@@ -305,8 +304,7 @@ def main(args: ExportCamerasArgs) -> Path:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
-    with exit_on_user_error():
-        main(tyro.cli(ExportCamerasArgs, args=sys.argv[1:] if argv is None else argv))
+    command.run(main, ExportCamerasArgs, argv)
 
 
 if __name__ == "__main__":

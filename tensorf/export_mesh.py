@@ -13,24 +13,20 @@ mesh keeps the unit region, the subject, and leaves out the background squeezed 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import tyro
-
 from jax.sharding import Mesh
 
+from tensorf import command
 from tensorf.chunked import map_chunks
-from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
 from tensorf.data.cameras import Ndc, ndc_to_world
-from tensorf.errors import UserError, exit_on_user_error
-from tensorf.host_memory import keep_freed_memory
+from tensorf.errors import UserError
 from tensorf.models.base import trained_box
+from tensorf.parallel import all_devices, jit_over_rows, replicate, rows_per_call
 from tensorf.render import uncontract
 from tensorf.run import field_to_capture, frame_name, load_cameras, restore_run, to_capture_frame
-from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,10 +185,7 @@ def main(args: ExportMeshArgs) -> Path:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
-    keep_freed_memory()
-    use_persistent_cache()
-    with exit_on_user_error():
-        main(tyro.cli(ExportMeshArgs, args=sys.argv[1:] if argv is None else argv))
+    command.run(main, ExportMeshArgs, argv)
 
 
 if __name__ == "__main__":

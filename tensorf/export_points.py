@@ -12,24 +12,21 @@ forward-facing run's NDC depth and a contracted run's rays are taken back to wor
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import tyro
 from tqdm import tqdm
 
+from tensorf import command
 from tensorf.data.cameras import Cameras, ndc_to_world
 from tensorf.data.rays import Rays
-from tensorf.errors import UserError, exit_on_user_error
+from tensorf.errors import UserError
 from tensorf.export_mesh import write_in_frame
-from tensorf.host_memory import keep_freed_memory
 from tensorf.models.base import trained_box
 from tensorf.parallel import all_devices
 from tensorf.render import render_rays_chunked
 from tensorf.run import load_cameras, restore_run
-from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,10 +187,7 @@ def main(args: ExportPointsArgs) -> Path:
 
 def cli(argv: list[str] | None = None) -> None:
     """The command line: one `error:` line and exit status 2 for a UserError."""
-    keep_freed_memory()
-    use_persistent_cache()
-    with exit_on_user_error():
-        main(tyro.cli(ExportPointsArgs, args=sys.argv[1:] if argv is None else argv))
+    command.run(main, ExportPointsArgs, argv)
 
 
 if __name__ == "__main__":

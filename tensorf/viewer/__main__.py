@@ -7,19 +7,15 @@ watch a run train step by step, train it with `python train_lego.py ... --viewer
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
-import tyro
-
+from tensorf import command
 from tensorf.checkpoint import Checkpointer
-from tensorf.errors import UserError, exit_on_user_error, warn
-from tensorf.host_memory import keep_freed_memory
+from tensorf.errors import UserError, warn
 from tensorf.parallel import render_mesh
 from tensorf.run import load_cameras, restore_run
 from tensorf.viewer.renderer import Snapshot
-from tensorf.xla_cache import use_persistent_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +81,8 @@ def serve(args: ViewerArgs) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    keep_freed_memory()
-    use_persistent_cache()
-    with exit_on_user_error():
-        serve(tyro.cli(ViewerArgs, args=sys.argv[1:] if argv is None else argv))
+    """The command line: one `error:` line and exit status 2 for a UserError."""
+    command.run(serve, ViewerArgs, argv)
 
 
 if __name__ == "__main__":
