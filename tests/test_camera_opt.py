@@ -97,15 +97,16 @@ def test_corrections_move_each_camera_in_its_own_frame_with_the_gradient_of_the_
         np.testing.assert_allclose(grad[v, k], fd, rtol=2e-2, atol=2e-2)
 
 
-def test_refinement_moves_only_the_views_trained_on_and_resumes_bit_exact(scene, tmp_path):
+def test_refinement_moves_only_the_views_trained_on_and_resumes_bit_exact(scene, tmp_path, capsys):
     # One image per step: 6 steps train at most 6 of the 24 views, and the others keep a zero
     # correction (their gradient, the penalty's included, is exactly zero).
-    cfg = tiny_config(scene, tmp_path / "run", camera_opt__mode="SO3xR3", batching="single_image")
+    cfg = tiny_config(scene, tmp_path / "run", camera_opt__mode="SO3xR3", batching="single_image", final_eval=True)
     straight = train(cfg)
     refined = json.loads((tmp_path / "run" / "cameras_refined.json").read_text())
     given = json.loads((tmp_path / "run" / "cameras.json").read_text())
     moved = [not np.array_equal(a, b) for a, b in zip(refined["c2w"], given["c2w"], strict=True)]
     assert 1 <= sum(moved) <= 6
+    assert f"python -m tensorf.eval --run-dir {tmp_path / 'run'} --fit-poses 100" in capsys.readouterr().out
     # Resumed from the step-3 checkpoint, the run ends where the uninterrupted one did, the
     # corrections and their Adam state included (they are part of the checkpoint).
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
