@@ -22,7 +22,7 @@ import tyro
 from tensorf.config import MipNeRF360Config, MipNeRFConfig, NeRFConfig, TensoRFConfig, TrainConfig
 from tensorf.errors import UserError, exit_on_user_error
 from tensorf.host_memory import keep_freed_memory
-from tensorf.presets import PRESETS
+from tensorf.presets import GPU_SIZED, PRESETS
 from tensorf.run import load_config
 from tensorf.training.loop import train
 from tensorf.xla_cache import use_persistent_cache
@@ -40,13 +40,18 @@ def _config_class(model_cls: type) -> type:
     )
 
 
-def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
-    """(config, resume, overwrite) from the command line."""
+def _pre_parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """--preset, --resume and --overwrite, and the options left for tyro."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", choices=sorted(PRESETS), default="lego")
     pre.add_argument("--resume", type=Path, default=None)
     pre.add_argument("--overwrite", action="store_true")
-    known, rest = pre.parse_known_args(argv)
+    return pre.parse_known_args(argv)
+
+
+def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
+    """(config, resume, overwrite) from the command line."""
+    known, rest = _pre_parse(argv)
     description = (
         "Train a radiance field (writes RUN/config.json, RUN/checkpoints, RUN/tb, RUN/eval).\n\n"
         "model:tensorf | model:nerf   the model family (default: the preset's); its options follow.\n"
@@ -77,14 +82,30 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
     return TrainConfig(**fields(cfg)), known.resume is not None, known.overwrite
 
 
+def cpu_note(preset: str, cfg: TrainConfig, backend: str) -> str | None:
+    """A line for someone about to train a GPU-sized preset's whole schedule on a CPU, where it
+    takes hours to weeks (the official lego recipe's 30k steps at 300^3), or None."""
+    if backend != "cpu" or preset not in GPU_SIZED or cfg.time_budget_minutes is not None \
+            or cfg.steps != PRESETS[preset][1].steps:  # a length of one's own choosing: one knows
+        return None
+    alternative = GPU_SIZED[preset]
+    instead = f"--preset {alternative}, or " if alternative else ""
+    return (f"note: --preset {preset} is sized for a GPU ({cfg.steps} steps); on this CPU it takes hours or more. "
+            f"For minutes: {instead}--time-budget-minutes N, which fits the schedule into N minutes")
+
+
 def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     use_persistent_cache()
+    argv = sys.argv[1:] if argv is None else argv
     with exit_on_user_error():
-        cfg, resume, overwrite = parse(sys.argv[1:] if argv is None else argv)
+        cfg, resume, overwrite = parse(argv)
         if cfg.distributed:  # before any other JAX call
             jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
                                        process_id=cfg.process_id)
+        note = None if resume else cpu_note(_pre_parse(argv)[0].preset, cfg, jax.default_backend())
+        if note and jax.process_index() == 0:
+            print(note, flush=True)
         result = train(cfg, resume=resume, overwrite=overwrite)
         line = f"done: {result.steps} steps in {result.elapsed_s:.0f}s"
         if result.rays_per_s > 0:  # a resumed run that ended before its first log step measured none

@@ -272,3 +272,9 @@ PRESETS: dict[str, tuple[str, TrainConfig]] = {
     "unbounded-cpu": ("unbounded at lego-cpu's sizes for a 2-core CPU", UNBOUNDED_CPU),
 }
 
+# The presets sized for a GPU, each with the preset that trains its kind of scene in minutes on
+# a CPU (None: none; --time-budget-minutes fits any schedule into a budget).
+GPU_SIZED: dict[str, str | None] = {
+    "lego": "lego-cpu", "lego-fast": "lego-cpu", "llff": "llff-cpu", "unbounded": "unbounded-cpu",
+    "nerf": None, "jaxnerf-plus": None, "nerf-llff": None, "mipnerf": None, "mipnerf360": None,
+}

@@ -1,5 +1,6 @@
 """The tyro CLI: every option documented, presets, and the config round trip of run directories."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,22 @@ def test_preset_then_override():
     cfg, resume, _ = train_lego.parse(["--preset", "generated", "--steps", "7", "--model.max-samples", "9"])
     assert not resume and cfg.steps == 7 and cfg.model.max_samples == 9
     assert cfg.data.path == PRESETS["generated"][1].data.path
+
+
+def test_a_gpu_sized_preset_on_a_cpu_gets_one_line_naming_the_way_to_minutes():
+    import train_lego
+    from tensorf.presets import GPU_SIZED
+
+    assert set(GPU_SIZED) | {"generated", "lego-cpu", "llff-cpu", "unbounded-cpu"} == set(PRESETS)
+    assert all(alt is None or alt in PRESETS for alt in GPU_SIZED.values())
+    lego = PRESETS["lego"][1]
+    note = train_lego.cpu_note("lego", lego, "cpu")
+    assert note.startswith("note: --preset lego is sized for a GPU (30000 steps)") and "--preset lego-cpu, or" in note
+    assert "--preset" not in train_lego.cpu_note("nerf", PRESETS["nerf"][1], "cpu").split("For minutes:")[1]
+    assert train_lego.cpu_note("lego", lego, "gpu") is None
+    assert train_lego.cpu_note("lego-cpu", PRESETS["lego-cpu"][1], "cpu") is None
+    assert train_lego.cpu_note("lego", dataclasses.replace(lego, time_budget_minutes=20.0), "cpu") is None
+    assert train_lego.cpu_note("lego", dataclasses.replace(lego, steps=200), "cpu") is None
 
 
 def test_the_tools_cache_compiled_programs_unless_told_not_to(tmp_path):
