@@ -19,8 +19,10 @@ from tensorf.viewer import __main__ as viewer_cli
 def broken(scene, tmp_path_factory):
     """Copies of the generated scene, each broken in one way."""
     root = tmp_path_factory.mktemp("broken")
-    for name in ("mixed", "empty", "flat"):
+    for name in ("mixed", "empty", "flat", "blind"):
         shutil.copytree(scene, root / name)
+    meta = json.loads((root / "blind" / "transforms_train.json").read_text())
+    (root / "blind" / "transforms_train.json").write_text(json.dumps({**meta, "camera_angle_x": 0}))
     meta = json.loads((root / "flat" / "transforms_train.json").read_text())
     meta["frames"][2]["transform_matrix"][2][:3] = [0.0, 0.0, 0.0]  # every axis in one plane
     (root / "flat" / "transforms_train.json").write_text(json.dumps(meta))
@@ -36,6 +38,8 @@ CASES = [
     # (entry point, arguments; {scene}, {broken}, {run} and {tmp} are filled in, expected message)
     ("train", "--data.path {tmp}/nowhere --run-dir {tmp}/r", r"dataset folder .*nowhere does not exist"),
     ("train", "--data.path {broken}/mixed --run-dir {tmp}/r", r"train/r_3.png: image size 32x30 differs from the split's 32x32"),
+    ("train", "--data.path {broken}/blind --run-dir {tmp}/r --steps 2",
+     r"transforms_train.json: malformed transforms json \(camera_angle_x must be an angle in \(0, pi\) radians, got 0\)"),
     ("train", "--data.path {broken}/flat --run-dir {tmp}/r --steps 2",
      r"transforms_train.json: malformed transforms json \(frame 2's transform_matrix has a degenerate rotation"),
     ("train", "--data.path {broken}/empty --run-dir {tmp}/r", r"transforms_train.json: malformed transforms json \('frames' must be a non-empty list\)"),

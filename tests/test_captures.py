@@ -211,6 +211,16 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     np.save(root / "poses_bounds.npy", arr[:, :15])
     with bad(match=r"poses_bounds.npy: holds an array of shape \(16, 15\), expected \(N, 17\)"):
         load_dataset(DataConfig(path=root))
+    broken = arr.copy()
+    broken[3, 14] = 0.0  # a focal length of zero: rays with no direction
+    np.save(root / "poses_bounds.npy", broken)
+    with bad(match=r"poses_bounds.npy: row 3 has height, width and focal length \[32.0, 32.0, 0.0\]; they must be positive"):
+        load_dataset(DataConfig(path=root))
+    broken = arr.copy()
+    broken[5, [0, 5, 10]] = 0.0  # the rotation's first column, zero
+    np.save(root / "poses_bounds.npy", broken)
+    with bad(match=r"poses_bounds.npy: row 5's rotation is degenerate"):
+        load_dataset(DataConfig(path=root))
     np.save(root / "poses_bounds.npy", arr)
     (root / "images").rename(root / "photos")
     with bad(match=r"images_4: no such image folder \(here: no images\* folders\); pick --data.downscale"):
@@ -221,6 +231,17 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     meta["frames"][12]["transform_matrix"] = meta["frames"][12]["transform_matrix"][:3]
     (root / "transforms.json").write_text(json.dumps(meta))
     with bad(match=r"transforms.json frame 12: transform_matrix is 3x4, expected 4x4"):
+        load_dataset(DataConfig(path=root, format="nerfstudio"))
+    meta = json.loads((capture / "transforms.json").read_text())
+    meta["frames"][4]["fl_x"] = 0.0
+    (root / "transforms.json").write_text(json.dumps(meta))
+    with bad(match=r"transforms.json frame 4: focal lengths fl_x 0, fl_y [\d.]+ must be positive"):
+        load_dataset(DataConfig(path=root, format="nerfstudio"))
+    meta = json.loads((capture / "transforms.json").read_text())
+    del meta["fl_x"], meta["fl_y"]
+    meta["camera_angle_x"] = 0.0
+    (root / "transforms.json").write_text(json.dumps(meta))
+    with bad(match=r"transforms.json frame 0: fl_x, fl_y, cx, cy must be numbers and camera_angle_x / _y angles in \(0, pi\)"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     meta = json.loads((capture / "transforms.json").read_text())
     pose = np.asarray(meta["frames"][7]["transform_matrix"])

@@ -39,6 +39,8 @@ def _read_split(root: Path, split: str) -> tuple[Path, float, list[np.ndarray], 
     try:
         meta = json.loads(meta_path.read_text())
         angle = float(meta["camera_angle_x"])
+        if not 0 < angle < np.pi:
+            raise ValueError(f"camera_angle_x must be an angle in (0, pi) radians, got {angle:g}")
         frames = meta["frames"]
         if not isinstance(frames, list) or not frames:
             raise ValueError("'frames' must be a non-empty list")

@@ -22,7 +22,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from tensorf.data.cameras import Cameras
+from tensorf.data.cameras import Cameras, degenerate_rotation
 from tensorf.data.capture import Capture, Frame, LoadedCapture, load_capture
 from tensorf.data.capture_kind import classify
 from tensorf.data.forward_facing import NDC_BOX, NDC_NEAR_FAR, capture_ndc, ndc_frame
@@ -81,8 +81,16 @@ def load_poses(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if np.any(bounds <= 0):
         row = int(np.argwhere(bounds <= 0)[0, 0])
         raise UserError(f"{path}: row {row} has depth bounds {bounds[row].tolist()}; they must be positive")
+    hwf = m[:, :, 4]
+    if np.any(hwf <= 0):
+        row = int(np.argwhere(hwf <= 0)[0, 0])
+        raise UserError(f"{path}: row {row} has height, width and focal length {hwf[row].tolist()}; they must be "
+                        "positive (regenerate the poses)")
     c2w = np.stack([m[:, :, 1], -m[:, :, 0], m[:, :, 2], m[:, :, 3]], axis=-1)
-    return c2w, m[:, :, 4], bounds
+    bad = next((i for i, pose in enumerate(c2w) if degenerate_rotation(pose)), None)
+    if bad is not None:
+        raise UserError(f"{path}: row {bad}'s rotation is degenerate (a zero or repeated axis); regenerate the poses")
+    return c2w, hwf, bounds
 
 
 def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | None = None,

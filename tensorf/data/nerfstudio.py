@@ -53,17 +53,27 @@ def _intrinsics(meta: dict, frame: dict, where: str) -> tuple[tuple[float, float
     w, h = int(w), int(h)
     if model == "equirectangular":
         return _panorama(get, w, h), model, (0.0,) * 6
-    fx = get("fl_x")
-    if fx is None:
-        if get("camera_angle_x") is None:
-            raise UserError(f"{where}: no focal length; add 'fl_x' (and 'fl_y') or 'camera_angle_x'")
-        fx = focal_from_fov(w, float(get("camera_angle_x")))
-    fy = get("fl_y")
-    if fy is None:
-        fy = focal_from_fov(h, float(get("camera_angle_y"))) if get("camera_angle_y") is not None else fx
-    cx, cy = get("cx"), get("cy")
-    intr = (float(fx), float(fy), float(w / 2 if cx is None else cx), float(h / 2 if cy is None else cy), w, h)
-    return intr, model if any(dist) else "pinhole", dist
+    if get("fl_x") is None and get("camera_angle_x") is None:
+        raise UserError(f"{where}: no focal length; add 'fl_x' (and 'fl_y') or 'camera_angle_x'")
+    try:
+        fx = float(get("fl_x")) if get("fl_x") is not None else focal_from_fov(w, _angle(get("camera_angle_x")))
+        fy = float(get("fl_y")) if get("fl_y") is not None \
+            else focal_from_fov(h, _angle(get("camera_angle_y"))) if get("camera_angle_y") is not None else fx
+        cx, cy = (float(v) if v is not None else size / 2 for v, size in ((get("cx"), w), (get("cy"), h)))
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: fl_x, fl_y, cx, cy must be numbers and camera_angle_x / _y angles in (0, pi) "
+                        "radians") from None
+    if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
+        raise UserError(f"{where}: focal lengths fl_x {fx:g}, fl_y {fy:g} must be positive (and cx, cy finite)")
+    return (fx, fy, cx, cy, w, h), model if any(dist) else "pinhole", dist
+
+
+def _angle(value) -> float:
+    """A field of view in radians, strictly between 0 and pi (else ValueError)."""
+    angle = float(value)
+    if not 0 < angle < np.pi:
+        raise ValueError(angle)
+    return angle
 
 
 def _panorama(get, w: int, h: int) -> tuple[float, float, float, float, int, int]:
