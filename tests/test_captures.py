@@ -645,6 +645,12 @@ def test_colmap_models_outside_the_lens_models_and_damaged_files_are_one_line(ca
     _colmap_of(capture, tmp_path / "d", True, ("FULL_OPENCV", (0.01, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0)))
     with pytest.raises(UserError, match="FULL_OPENCV with non-zero rational terms"):
         load_dataset(DataConfig(path=tmp_path / "d"))
+    model = colmap.read_model(root / "sparse" / "0")  # every reader's cameras are checked where they meet
+    cam = model.cameras[1]
+    flat = dataclasses.replace(cam, model="PINHOLE", params=(0.0, *cam.params[1:4]))
+    colmap.write_model(root / "sparse" / "0", dataclasses.replace(model, cameras={1: flat}), binary=True)
+    with pytest.raises(UserError, match=r"images.bin image image000.png: focal lengths 0, [\d.]+ \(principal point"):
+        load_dataset(DataConfig(path=root))
     for inside in ("sparse/0", "sparse"):  # --data.path one or two folders too deep
         with pytest.raises(UserError, match=rf"{inside}(: no images/ beside this model; it is part of| is a folder of) "
                                             rf"the COLMAP (capture|dataset) {root}"):

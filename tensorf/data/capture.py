@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.data import lens
-from tensorf.data.cameras import Cameras
+from tensorf.data.cameras import Cameras, degenerate_rotation
 from tensorf.data.capture_kind import CaptureKind, classify
 from tensorf.data.forward_facing import (MIN_POINTS_SEEN, NDC_BOX, NDC_NEAR_FAR, capture_ndc, fits_ndc, ndc_frame,
                                          point_bounds)
@@ -175,6 +175,19 @@ def lens_model(frames: list[Frame], where: Path) -> str:
     return own or "opencv"
 
 
+def _check_cameras(frames: list[Frame], source: Path) -> None:
+    """Every frame a camera that casts rays: finite poses with a rotation, positive focal lengths
+    (every reader's poses meet here; a bad one would otherwise surface as a NaN loss)."""
+    for f in frames:
+        fx, fy, cx, cy = f.intrinsics[:4]
+        where = f"{source} image {f.name or f.file.name}"
+        if not np.isfinite(f.c2w).all() or degenerate_rotation(f.c2w):
+            raise UserError(f"{where}: its pose is not finite or its rotation is degenerate; fix or re-export the poses")
+        if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
+            raise UserError(f"{where}: focal lengths {fx:g}, {fy:g} (principal point {cx:g}, {cy:g}); they must be "
+                            "positive and finite: fix or re-export the cameras")
+
+
 def _existing(capture: Capture) -> list[Frame]:
     missing = [f for f in capture.frames if not f.file.is_file()]
     if len(missing) == len(capture.frames):
@@ -256,6 +269,7 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
     if hold_every < 2:
         raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     frames = _existing(capture)
+    _check_cameras(frames, capture.source)
     if depth and not any(f.depth is not None for f in frames):
         raise UserError(f"{capture.source}: --data.depth asks for depth maps and no frame has one (transforms.json: "
                         "depth_file_path; Polycam: keyframes/depth/); drop --data.depth")
