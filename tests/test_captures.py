@@ -294,6 +294,11 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     (empty / "clip.MOV").write_bytes(b"")
     with bad(match=r"clip.MOV is a video without poses: recover them with `python -m tensorf.poses .*clip.MOV --out CAPTURE`"):
         load_dataset(DataConfig(path=empty))
+    with bad(match=r"clip.MOV is a video, and training needs posed images: recover poses with `python -m tensorf.poses"):
+        load_dataset(DataConfig(path=empty / "clip.MOV"))
+    for inside in ("transforms.json", "images/image003.png"):  # a file of a capture, not its folder
+        with bad(match=rf"{inside} is a file of the LLFF dataset {capture}: point --data.path at that folder"):
+            load_dataset(DataConfig(path=capture / inside))
     # One folder off: a capture's image folder, or the folder that holds the captures.
     with bad(match=rf"images is a folder of the LLFF dataset {capture}: point --data.path there"):
         load_dataset(DataConfig(path=capture / "images"))

@@ -90,6 +90,8 @@ def detect_format(cfg: DataConfig) -> str:
     if cfg.format != "auto":
         return cfg.format
     root = Path(cfg.path)
+    if root.is_file():
+        raise UserError(_file_hint(root))
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; {blender.LEGO_HINT}")
     fmt = _sniff(root)
@@ -140,6 +142,20 @@ def _nearby_hint(root: Path) -> str | None:
 
 FORMAT_NAMES = {"blender": "Blender", "llff": "LLFF", "nerfstudio": "nerfstudio", "colmap": "COLMAP",
                 "metashape": "Metashape", "opensfm": "OpenSfM", "polycam": "Polycam", "record3d": "Record3D"}
+
+
+def _file_hint(path: Path) -> str:
+    """What to give --data.path instead of the file `path`: the dataset it belongs to, or poses
+    first for a video or a photo of no dataset."""
+    for folder in (path.parent, path.parent.parent):  # transforms.json, images/0001.jpg
+        if (fmt := _sniff(folder.resolve())) is not None:
+            return f"{path} is a file of the {FORMAT_NAMES[fmt]} dataset {folder}: point --data.path at that folder"
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES + OTHER_PHOTO_SUFFIXES:
+        what, source = ("a video", path) if suffix in VIDEO_SUFFIXES else ("a photo", path.parent)
+        return (f"{path} is {what}, and training needs posed images: recover poses with `python -m tensorf.poses "
+                f"{source} --out CAPTURE` (pip install -r requirements-poses.txt), then train on CAPTURE")
+    return f"{path} is a file; point --data.path at a dataset folder"
 
 
 def _unposed_hint(root: Path) -> str | None:
