@@ -121,6 +121,23 @@ def _heif_readable() -> bool:
     return True
 
 
+def _way_to_photos(folder: Path) -> str | None:
+    """For a folder without photos of its own: it is a posed dataset already, or its photos are
+    in a folder inside (a capture's images/)."""
+    from tensorf.data.dataset import FORMAT_NAMES, sniff_format  # its readers pull in JAX
+
+    fmt = sniff_format(folder)
+    if fmt is not None:
+        return (f"it is a posed {FORMAT_NAMES[fmt]} dataset already: train on it with `python train_lego.py --preset "
+                f"lego-cpu --data.path {folder}`, or give INPUT its image folder to pose the photos anew")
+    inside = [(sub, n) for sub in sorted(folder.iterdir())[:200] if sub.is_dir()
+              and (n := sum(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.iterdir()))]
+    if inside:
+        sub, n = max(inside, key=lambda x: x[1])
+        return f"its folder {sub.name} holds {n} photos: point INPUT at {sub}"
+    return None
+
+
 def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int], dict[str, str]]:
     """The photos of `folder` copied into `images` (turned upright: _copy_upright; HEIC converted
     to JPEG): their names there, the EXIF orientation of those that were turned, and the
@@ -135,7 +152,8 @@ def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int], dict
         found = f" (only {', '.join(others)} photos: convert them to JPEG first, e.g. with ImageMagick's mogrify " \
                 f"-format jpg, keeping their pixel size{heif_hint if set(others) & set(HEIF_SUFFIXES) else ''})" \
             if others else ""
-        raise UserError(f"{folder}: no .png or .jpg images here{found}; point INPUT at a folder of photos or a video file")
+        raise UserError(f"{folder}: no .png or .jpg images here{found}; "
+                        + (_way_to_photos(folder) or "point INPUT at a folder of photos or a video file"))
     if skipped:
         heif = any(Path(n).suffix.lower() in HEIF_SUFFIXES for n in skipped)
         warn(f"{folder}: {len(skipped)} photo(s) in other formats left out (first: {skipped[0]}); convert them to "

@@ -164,3 +164,18 @@ def test_photos_to_poses_without_pycolmap_says_how_to_get_it(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == ("error: pycolmap is not installed; pip install -r "
                                                     "requirements-poses.txt (COLMAP inside its wheel, ~40 MB)")
     assert not (tmp_path / "capture").exists()
+
+
+def test_photos_to_poses_on_a_posed_capture_or_above_its_photos_says_where_to_point(tmp_path):
+    from tensorf.data.generated import generate_capture
+    from tensorf.errors import UserError
+    from tensorf.poses import _photos
+
+    capture = generate_capture(tmp_path / "capture", size=16, n=4)
+    with pytest.raises(UserError, match=rf"it is a posed LLFF dataset already: train on it with `python train_lego.py "
+                                        rf"--preset lego-cpu --data.path {capture}`"):
+        _photos(capture, tmp_path / "out")
+    shelf = tmp_path / "shelf"
+    shutil.copytree(capture / "images", shelf / "photos")
+    with pytest.raises(UserError, match=rf"its folder photos holds 4 photos: point INPUT at {shelf / 'photos'}"):
+        _photos(shelf, tmp_path / "out")

@@ -94,7 +94,7 @@ def detect_format(cfg: DataConfig) -> str:
         raise UserError(_file_hint(root))
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; {blender.LEGO_HINT}")
-    fmt = _sniff(root)
+    fmt = sniff_format(root)
     if fmt is None:
         raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
                         "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape), reconstruction.json "
@@ -104,7 +104,7 @@ def detect_format(cfg: DataConfig) -> str:
     return fmt
 
 
-def _sniff(root: Path) -> str | None:
+def sniff_format(root: Path) -> str | None:
     """The dataset layout of the folder root, or None."""
     if any(root.glob("transforms_*.json")):
         return "blender"
@@ -129,9 +129,9 @@ def _nearby_hint(root: Path) -> str | None:
     """The way to a dataset one folder away: root is a folder inside one (a capture's images/ or
     images_8/, its sparse/), or holds datasets (data/nerf_synthetic rather than
     data/nerf_synthetic/lego)."""
-    if fmt := _sniff(root.resolve().parent):
+    if fmt := sniff_format(root.resolve().parent):
         return f"{root} is a folder of the {FORMAT_NAMES[fmt]} dataset {root.parent}: point --data.path there"
-    found = [(sub.name, fmt) for sub in sorted(root.iterdir())[:200] if sub.is_dir() and (fmt := _sniff(sub))]
+    found = [(sub.name, fmt) for sub in sorted(root.iterdir())[:200] if sub.is_dir() and (fmt := sniff_format(sub))]
     if found:
         listed = ", ".join(f"{name} ({FORMAT_NAMES[fmt]})" for name, fmt in found[:6])
         more = f" and {len(found) - 6} more" if len(found) > 6 else ""
@@ -148,7 +148,7 @@ def _file_hint(path: Path) -> str:
     """What to give --data.path instead of the file `path`: the dataset it belongs to, or poses
     first for a video or a photo of no dataset."""
     for folder in (path.parent, path.parent.parent):  # transforms.json, images/0001.jpg
-        if (fmt := _sniff(folder.resolve())) is not None:
+        if (fmt := sniff_format(folder.resolve())) is not None:
             return f"{path} is a file of the {FORMAT_NAMES[fmt]} dataset {folder}: point --data.path at that folder"
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES + OTHER_PHOTO_SUFFIXES:
