@@ -78,9 +78,9 @@ class PosesConfig:
     EXIF, else 1.2 x the larger image side, which a small set of photos may not correct."""
     features: Literal["sift", "dsp-sift"] = "sift"
     """SIFT as COLMAP extracts it by default, or DSP-SIFT: with domain-size pooling and affine
-    shapes, COLMAP's own advice for more and better matches (its FAQ). Slower to extract; on
-    lego's renders its cameras came out closer to the truth and trained 0.18 dB higher
-    (docs/captures.md, "lego from its own renders")."""
+    shapes, COLMAP's own advice for more and better matches (its FAQ). About twice as slow to
+    pose; on lego's renders its cameras came out closer to the truth and trained 0.18 dB higher,
+    fox 0.13 dB higher (docs/captures.md)."""
     max_image_size: int = 1600
     """Images are scaled down to this size for feature extraction (COLMAP's default 3200)."""
     min_registered: float = 0.5
