@@ -84,6 +84,26 @@ def test_bad_input_gives_one_error_line_and_status_2(entry, args, message, scene
     assert not any(line.startswith("Traceback") for line in err)
 
 
+def test_the_generated_scene_is_written_where_nothing_else_is(tmp_path):
+    """Into a new folder, or over an interrupted generation's leftovers; never beside other files."""
+    from tensorf.config import DataConfig
+    from tensorf.data.dataset import ensure_generated
+    from tensorf.errors import UserError
+
+    for name, leftovers in (("new", ()), ("interrupted", ("train/r_0.png",)), ("theirs", ("notes.txt",))):
+        root = tmp_path / name
+        for f in leftovers:
+            (root / f).parent.mkdir(parents=True, exist_ok=True)
+            (root / f).write_bytes(b"")
+        if name == "theirs":
+            with pytest.raises(UserError, match="theirs: holds files but not the generated scene"):
+                ensure_generated(DataConfig(path=root, generate=True))
+            assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+        else:
+            ensure_generated(DataConfig(path=root, generate=True))
+            assert load_blender(root, "train", 1).images.shape[0] == 60
+
+
 def test_a_run_whose_dataset_moved_is_judged_after_one_line_saying_so(trained_run, tmp_path, capsys):
     """eval names the run's recorded dataset and the flag that points it elsewhere."""
     run = tmp_path / "run"

@@ -78,7 +78,9 @@ def ensure_generated(cfg: DataConfig) -> None:
     root = Path(cfg.path)
     if not cfg.generate or (root / f"transforms_{cfg.train_split}.json").is_file():
         return
-    if root.is_dir() and any(root.iterdir()):
+    # What an interrupted generation leaves is written over; anything else is someone's.
+    generated = {"train", "val", "test", *(f"transforms_{split}.json" for split in ("train", "val", "test"))}
+    if root.is_dir() and any(entry.name not in generated for entry in root.iterdir()):
         raise UserError(f"{root}: holds files but not the generated scene, which --preset generated writes there "
                         f"(--data.generate); train a capture with a preset of its kind (e.g. --preset lego-cpu "
                         f"--data.path {root}), or give --data.path a new folder")
