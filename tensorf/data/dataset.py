@@ -93,7 +93,7 @@ def detect_format(cfg: DataConfig) -> str:
         return cfg.format
     root = Path(cfg.path)
     if root.is_file():
-        raise UserError(_file_hint(root))
+        raise UserError(_hint_or_none(_file_hint, root) or f"{root} is a file; point --data.path at a dataset folder")
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; {blender.LEGO_HINT}")
     fmt = sniff_format(root)
@@ -101,7 +101,7 @@ def detect_format(cfg: DataConfig) -> str:
         raise UserError(f"{root}: no transforms_<split>.json (Blender), poses_bounds.npy (LLFF), transforms.json "
                         "(nerfstudio / instant-ngp), sparse/0/ (COLMAP), cameras.xml (Metashape), reconstruction.json "
                         "(OpenSfM, OpenDroneMap), keyframes/ (Polycam) or metadata.json + rgb/ (Record3D) here; "
-                        + (_nearby_hint(root) or _unposed_hint(root)
+                        + (_hint_or_none(_nearby_hint, root) or _hint_or_none(_unposed_hint, root)
                            or "point --data.path at a dataset folder or give --data.format"))
     return fmt
 
@@ -125,6 +125,15 @@ def sniff_format(root: Path) -> str | None:
     if record3d.is_record3d(root):
         return "record3d"
     return None
+
+
+def _hint_or_none(hint, root: Path) -> str | None:
+    """hint(root), or None where looking around root meets a folder it may not read: the error
+    it adds to stays one line."""
+    try:
+        return hint(root)
+    except OSError:
+        return None
 
 
 def _nearby_hint(root: Path) -> str | None:
