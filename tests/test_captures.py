@@ -235,7 +235,8 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     meta = json.loads((capture / "transforms.json").read_text())
     meta["frames"][4]["fl_x"] = 0.0
     (root / "transforms.json").write_text(json.dumps(meta))
-    with bad(match=r"transforms.json frame 4: focal lengths fl_x 0, fl_y [\d.]+ must be positive"):
+    with bad(match=r"transforms.json image images/image004.png: focal lengths 0, [\d.]+ \(principal point 16, 16\); "
+                   r"they must be positive"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     meta = json.loads((capture / "transforms.json").read_text())
     del meta["fl_x"], meta["fl_y"]
@@ -247,7 +248,7 @@ def test_malformed_captures_give_one_line_naming_the_file(capture, tmp_path):
     pose = np.asarray(meta["frames"][7]["transform_matrix"])
     meta["frames"][7]["transform_matrix"] = np.concatenate([pose[:, :2], pose[:, :1], pose[:, 3:]], axis=1).tolist()
     (root / "transforms.json").write_text(json.dumps(meta))
-    with bad(match=r"transforms.json frame 7: transform_matrix's rotation is degenerate"):
+    with bad(match=r"transforms.json image images/image007.png: its pose is not finite or its rotation is degenerate"):
         load_dataset(DataConfig(path=root, format="nerfstudio"))
     meta["frames"][7]["transform_matrix"] = (pose * [[3], [3], [3], [1]]).tolist()  # scaled: still a camera
     (root / "transforms.json").write_text(json.dumps(meta))

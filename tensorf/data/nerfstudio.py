@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorf.data.cameras import degenerate_rotation, focal_from_fov
+from tensorf.data.cameras import focal_from_fov
 from tensorf.data.capture import Capture, Frame
 from tensorf.data.images import at_scale, auto_downscale
 from tensorf.data.points import read_ply_points
@@ -63,8 +63,6 @@ def _intrinsics(meta: dict, frame: dict, where: str) -> tuple[tuple[float, float
     except (TypeError, ValueError):
         raise UserError(f"{where}: fl_x, fl_y, cx, cy must be numbers and camera_angle_x / _y angles in (0, pi) "
                         "radians") from None
-    if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
-        raise UserError(f"{where}: focal lengths fl_x {fx:g}, fl_y {fy:g} must be positive (and cx, cy finite)")
     return (fx, fy, cx, cy, w, h), model if any(dist) else "pinhole", dist
 
 
@@ -126,9 +124,6 @@ def read_transforms(root: Path, downscale: int | str = 1) -> Capture:
             raise UserError(f"{where}: transform_matrix is {shape}, expected 4x4")
         if not np.all(np.isfinite(pose)):
             raise UserError(f"{where}: transform_matrix holds a non-finite number")
-        if degenerate_rotation(pose):
-            raise UserError(f"{where}: transform_matrix's rotation is degenerate (a zero or repeated axis); fix or "
-                            "re-export the pose")
         rows.append((fr, pose, *_intrinsics(meta, fr, where)))
     if downscale == "auto":
         downscale = auto_downscale([intr[4:] for _, _, intr, _, _ in rows], str(path))
