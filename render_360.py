@@ -41,7 +41,8 @@ class Render360Args:
     run_dir: Path
     """Run directory written by train_lego.py."""
     output: Path | None = None
-    """GIF to write (default RUN/render_360.gif); depth and opacity GIFs go beside it."""
+    """GIF or MP4 to write (default RUN/render_360.gif); the depth and opacity ones go beside it
+    (NAME_depth, NAME_opacity). MP4 needs imageio-ffmpeg."""
     path: Literal["auto", "orbit", "dataset"] = "auto"
     """Camera path: an orbit around the training cameras' centre, or the path the dataset
     defines (LLFF: NeRF's spiral, 120 frames); auto takes the dataset's when the run has one."""
@@ -70,14 +71,15 @@ class Render360Args:
     opacity: bool = True
     """Also write an accumulated-opacity GIF."""
     mp4: bool = False
-    """Also write MP4 files (needs imageio-ffmpeg)."""
+    """Also write MP4 files beside the GIFs (needs imageio-ffmpeg)."""
     progress: bool = True
     """Show a progress bar."""
 
 
 def render_orbit(args: Render360Args) -> dict[str, Path]:
-    if args.frames < 2:
-        raise UserError("--frames must be at least 2")
+    default = "render_360" if args.camera_path is None else Path(args.camera_path).stem
+    output = args.output or Path(args.run_dir) / f"{default}.gif"
+    suffixes = _formats(output, args.mp4)  # before the render: a wrong name is not found out after it
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     cams = load_cameras(args.run_dir, cfg)
     dataset_path = load_render_path(args.run_dir)
@@ -124,27 +126,35 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         depths.append(to_uint8(depth_image(out.median_depth, out.opacity, near, far)))
         opacities.append(to_uint8(out.opacity))
 
-    default = "render_360" if args.camera_path is None else Path(args.camera_path).stem
-    output = args.output or Path(args.run_dir) / f"{default}.gif"
     output.parent.mkdir(parents=True, exist_ok=True)
-    written = {"rgb": output}
-    if args.depth:
-        written["depth"] = output.with_name(output.stem + "_depth.gif")
-    if args.opacity:
-        written["opacity"] = output.with_name(output.stem + "_opacity.gif")
-    stacks = {"rgb": rgbs, "depth": depths, "opacity": opacities}
-    for kind, path in list(written.items()):
-        iio.imwrite(path, np.stack(stacks[kind]), extension=".gif", duration=1000.0 / fps, loop=0)
-        if args.mp4:
-            try:
-                mp4 = path.with_suffix(".mp4")
-                iio.imwrite(mp4, np.stack(stacks[kind]), extension=".mp4", fps=fps)
-                written[f"{kind}_mp4"] = mp4
-            except Exception as e:  # imageio raises a plugin error without imageio-ffmpeg
-                raise UserError(f"cannot write {mp4} ({e.__class__.__name__}); pip install imageio-ffmpeg") from None
+    stacks = {"rgb": rgbs, **({"depth": depths} if args.depth else {}), **({"opacity": opacities} if args.opacity else {})}
+    written = {}
+    for suffix in suffixes:
+        for kind, frames in stacks.items():
+            path = output.with_name(output.stem + ("" if kind == "rgb" else f"_{kind}") + suffix)
+            if suffix == ".gif":
+                iio.imwrite(path, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+            else:
+                iio.imwrite(path, np.stack(frames), extension=".mp4", fps=fps)
+            written[kind if suffix == suffixes[0] else f"{kind}_mp4"] = path
     grid = meta["model_state"].get("resolution")
     print(f"step {meta['step']}" + (f", grid {tuple(grid)}" if grid else "") + ": " + ", ".join(str(p) for p in written.values()))
     return written
+
+
+def _formats(output: Path, mp4: bool) -> list[str]:
+    """The suffixes to write: output's own (.gif or .mp4), and .mp4 too with --mp4."""
+    suffix = output.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise UserError(f"--output {output}: give a .gif or an .mp4 file")
+    suffixes = list(dict.fromkeys([suffix] + ([".mp4"] if mp4 else [])))
+    if ".mp4" in suffixes:
+        try:
+            import imageio_ffmpeg  # noqa: F401  (imageio's MP4 writer)
+        except ImportError:
+            raise UserError(f"writing MP4 needs imageio-ffmpeg: pip install imageio-ffmpeg (or --output "
+                            f"{output.with_suffix('.gif')})") from None
+    return suffixes
 
 
 def _path_depth_range(c2w: np.ndarray, box: np.ndarray, ndc: bool) -> tuple[float, float]:

@@ -516,7 +516,7 @@ class TrainConfig:
     eval_every: int = 5000
     """Steps between rendering an eval view to TensorBoard (0 = never)."""
     checkpoint_every: int = 5000
-    """Steps between checkpoints; one is always written at the end."""
+    """Steps between checkpoints; one is always written at the end (0: only that one)."""
     keep_checkpoints: int = 3
     """How many checkpoints to keep (the newest ones)."""
     keep_best: bool = False

@@ -151,10 +151,6 @@ def normal_radius(model, params, meta) -> float:
 
 
 def main(args: ExportPointsArgs) -> Path:
-    if not 0.0 < args.min_opacity <= 1.0:
-        raise UserError("--min-opacity must be in (0, 1]")
-    if args.downscale < 1 or args.points < 1:
-        raise UserError("--downscale and --points must be positive")
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     refined = Path(args.run_dir) / "cameras_refined.json"  # the poses the field was fitted to, when refined
     cameras = load_cameras(args.run_dir, cfg, refined.name if refined.is_file() else "cameras.json")

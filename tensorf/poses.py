@@ -27,7 +27,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from tensorf import turntable_sfm
+from tensorf import option_ranges, turntable_sfm
 from tensorf.data.images import (
     HEIF_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -312,8 +312,6 @@ def _initial_params(cfg: PosesConfig, first: Path) -> str:
     principal point at the centre of `first`'s image (the camera's size) and no distortion."""
     import imageio.v3 as iio
 
-    if cfg.focal_px <= 0:
-        raise UserError(f"--focal-px must be positive, got {cfg.focal_px}")
     h, w = iio.improps(first).shape[:2]
     f, cx, cy = cfg.focal_px, w / 2, h / 2
     params = {"SIMPLE_PINHOLE": [f, cx, cy], "PINHOLE": [f, f, cx, cy], "SIMPLE_RADIAL": [f, cx, cy, 0],
@@ -324,6 +322,7 @@ def _initial_params(cfg: PosesConfig, first: Path) -> str:
 
 def recover_poses(cfg: PosesConfig) -> Path:
     """Write the capture for cfg.input into cfg.out; returns the model folder (out/sparse/0)."""
+    option_ranges.check(cfg)
     pycolmap = _pycolmap()
     pycolmap.logging.minloglevel = 1  # COLMAP's per-image INFO lines drown the progress bars
     src, out = Path(cfg.input), Path(cfg.out)

@@ -52,6 +52,7 @@ CASES = [
     ("eval", "--run-dir {run} --split holdout", r"transforms_holdout.json not found \(splits here: test, train, val\)"),
     ("eval", "--run-dir {run} --step 7", r"no checkpoint at step 7 \(have \[400\]\)"),
     ("render_360", "--run-dir {run} --frames 1", r"--frames must be at least 2"),
+    ("render_360", "--run-dir {run} --output {tmp}/orbit.png", r"--output .*orbit.png: give a .gif or an .mp4 file"),
     ("render_360", "--run-dir {run} --path dataset", r"this run's dataset defines no camera path; use --path orbit"),
     ("export_mesh", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
     ("export_mesh", "--run-dir {run} --best", r"best: no checkpoints in this run directory; train it with --keep-best"),

@@ -29,6 +29,19 @@ def test_render_360_gif_frames_size_and_motion(trained_run, tmp_path):
         assert iio.imread(out[kind], index=None).shape[:3] == (6, 20, 24)
 
 
+def test_render_360_writes_mp4_when_the_output_names_one(trained_run, tmp_path):
+    """--output orbit.mp4 is a video (it was GIF bytes under an .mp4 name), and so are its twins."""
+    pytest.importorskip("imageio_ffmpeg")
+    from render_360 import Render360Args, render_orbit
+
+    cfg, _ = trained_run
+    out = render_orbit(Render360Args(run_dir=cfg.run_dir, output=tmp_path / "orbit.mp4", frames=4, resolution=(32, 32),
+                                     opacity=False, progress=False))
+    assert sorted(p.name for p in out.values()) == ["orbit.mp4", "orbit_depth.mp4"]
+    assert all(p.read_bytes()[4:8] == b"ftyp" for p in out.values())  # ISO media, not a GIF's header
+    assert iio.imread(out["rgb"], index=None, extension=".mp4").shape[:3] == (4, 32, 32)
+
+
 def test_render_360_missing_run_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "render_360.py", "--run-dir", str(tmp_path / "nope")],

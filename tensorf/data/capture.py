@@ -266,8 +266,6 @@ def load_capture(capture: Capture, downscale: int = 1, hold_every: int = 8, eval
     (tensorf.data.turntable) of a posed capture. depth: read the frames' depth maps into the
     views (Views.depths, in the training world's units). ndc: rays in NDC (forward_facing); None:
     for a forward-facing capture whose points bound every camera's view, without depth maps."""
-    if hold_every < 2:
-        raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     frames = _existing(capture)
     _check_cameras(frames, capture.source)
     if depth and not any(f.depth is not None for f in frames):

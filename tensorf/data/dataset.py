@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorf import option_ranges
 from tensorf.config import DataConfig
 from tensorf.data import blender, colmap, llff, metashape, nerfstudio, opensfm, polycam, record3d
 from tensorf.data.capture import load_capture
@@ -190,6 +191,7 @@ def _unposed_hint(root: Path) -> str | None:
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Training and eval views and the scene, with the config's overrides of the format's own
     bounds applied; writes the generated scene first when asked to."""
+    option_ranges.check(cfg, "data")
     ensure_generated(cfg)
     data = _load_dataset(cfg)
     if not cfg.pixel_centers:
@@ -271,8 +273,6 @@ def scene_for(cfg: DataConfig, default: Scene) -> Scene:
     are the contracted space's unless given)."""
     contraction = default.contraction if cfg.contraction == "auto" else None if cfg.contraction == "none" \
         else cfg.contraction
-    if not cfg.contraction_shell > 0:
-        raise UserError(f"--data.contraction-shell must be positive (mip-NeRF 360's is 1), got {cfg.contraction_shell}")
     if contraction:
         r = 1.0 + cfg.contraction_shell  # contracted space: radius 1 + shell in either norm
         default = dataclasses.replace(default, aabb=((-r,) * 3, (r,) * 3), near_far=(default.near_far[0], UNBOUNDED_FAR))

@@ -106,8 +106,6 @@ def load_llff(root: Path, downscale: int = 1, hold_every: int = 8, ndc: bool | N
                         "(poses_bounds.npy + images_N/)")
     if downscale < 1:
         raise UserError(f"downscale must be a positive integer, got {downscale}")
-    if hold_every < 2:
-        raise UserError(f"--data.hold-every must be at least 2 (every N-th image is a test view), got {hold_every}")
     c2w, hwf, bounds = load_poses(root)
     files, extra, downscale = _image_folder(root, downscale)
     if len(files) != len(c2w):

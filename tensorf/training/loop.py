@@ -19,7 +19,7 @@ from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from tensorf import parallel
+from tensorf import option_ranges, parallel
 from tensorf.checkpoint import Checkpointer
 from tensorf.config import TrainConfig
 from tensorf.data.dataset import ensure_generated, load_dataset
@@ -93,7 +93,8 @@ def initial(model: Model, tx, key: jax.Array, state: dict) -> tuple[Any, Any]:
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train into cfg.run_dir, which this process locks (RUN/lock) for the run's duration. A
     directory that already holds a run is continued with resume, restarted with overwrite, and
-    otherwise refused."""
+    otherwise refused. Options out of range are refused before the directory is touched."""
+    option_ranges.check(cfg)
     lock = claim_run_dir(Path(cfg.run_dir), resume, overwrite) if jax.process_index() == 0 else None
     try:
         with contextlib.ExitStack() as closing:  # the viewer, when one is open
@@ -104,10 +105,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Tr
 
 
 def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> TrainResult:
-    clocks = {"--time-budget-minutes": cfg.time_budget_minutes, "--stop-after-minutes": cfg.stop_after_minutes}
-    for flag, minutes in clocks.items():
-        if minutes is not None and minutes <= 0:
-            raise UserError(f"{flag} must be positive")
     mesh = parallel.make_mesh(cfg.num_devices, cfg.batch_size)
     if jax.process_count() > 1:
         if cfg.viewer:
