@@ -66,7 +66,7 @@ class DataConfig:
     train_split: str = "train"
     """Split whose rays are used for training."""
     eval_split: str = "test"
-    """Split rendered for periodic and final evaluation (falls back to val when missing)."""
+    """Split rendered for periodic and final evaluation (test falls back to val when missing)."""
     eval_views: tuple[int, ...] = ()
     """Indices of eval views used during and after training; empty means every view."""
     hold_every: int = 8

@@ -46,6 +46,8 @@ CASES = [
     ("train", "--data.path {scene} --run-dir {broken}/a_file/run", r"a_file/run: cannot write the run directory .*pick a writable --run-dir"),
     ("train", "--preset generated --data.path {broken} --run-dir {tmp}/r --steps 2",
      r"broken\d*: holds files but not the generated scene, .*--preset lego-cpu"),
+    ("train", "--data.path {scene} --run-dir {tmp}/r --data.eval-split holdout",
+     r"transforms_holdout.json not found \(splits here: test, train, val\)"),
     ("train", "--resume {run} --overwrite", r"--resume continues a run and --overwrite deletes it"),
     ("train", "--preset generated --data.path {scene} --run-dir {run}", r"already holds a run; continue it with --resume"),
     ("eval", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found; .* is not a run directory"),

@@ -231,8 +231,9 @@ def _load_dataset(cfg: DataConfig) -> Dataset:
         factor = downscale_for(cfg, fmt)
         train = blender.load_blender(cfg.path, cfg.train_split, factor)
         have = blender.available_splits(cfg.path)
-        # The configured eval split, or val when the dataset has no such split (the shared lego).
-        eval_split = "val" if cfg.eval_split not in have and "val" in have else cfg.eval_split
+        # The default test split, or val when the dataset has none (the shared lego); a split the
+        # user named is read or refused, never swapped for another.
+        eval_split = "val" if cfg.eval_split == "test" and "test" not in have and "val" in have else cfg.eval_split
         eval_views = blender.load_blender(cfg.path, eval_split, factor, cfg.eval_views)
         return Dataset(train=train, eval=eval_views, eval_split=eval_split, scene=scene_for(cfg, blender.SCENE),
                        format=fmt, downscale=factor)
