@@ -323,18 +323,25 @@ def _initial_params(cfg: PosesConfig, first: Path) -> str:
 def recover_poses(cfg: PosesConfig) -> Path:
     """Write the capture for cfg.input into cfg.out; returns the model folder (out/sparse/0)."""
     option_ranges.check(cfg)
-    pycolmap = _pycolmap()
-    pycolmap.logging.minloglevel = 1  # COLMAP's per-image INFO lines drown the progress bars
     src, out = Path(cfg.input), Path(cfg.out)
     if not src.exists():
         raise UserError(f"{src} does not exist; give a folder of photos or a video file")
     if cfg.mapping_threads == 0 or cfg.mapping_threads < -1:
         raise UserError(f"--mapping-threads {cfg.mapping_threads}: give a count of threads, or -1 for every core")
+    # images_<d>/ too: a stale twin would be read in place of the new photo of its name.
+    written = ("images", "masks", "sparse", "colmap", *(p.name for p in out.glob("images_*")))
+    for given, what in ((src, "the photos"), (cfg.masks, "the masks")):
+        inside = given is not None and next((s for s in written if Path(given).resolve().is_relative_to(
+            (out / s).resolve())), None)
+        if inside:  # --overwrite would delete the photos before reading them
+            raise UserError(f"--out {out} would write {out / inside} anew, where {what} {given} are; give another "
+                            f"--out, e.g. --out {out.parent / (out.name + '_posed')}")
+    pycolmap = _pycolmap()  # before --overwrite deletes anything
+    pycolmap.logging.minloglevel = 1  # COLMAP's per-image INFO lines drown the progress bars
     if out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
             raise UserError(f"{out} is not empty; give another --out or --overwrite")
-        # images_<d>/ too: a stale twin would be read in place of the new photo of its name.
-        for sub in ("images", "masks", "sparse", "colmap", *(p.name for p in out.glob("images_*"))):
+        for sub in written:
             shutil.rmtree(out / sub, ignore_errors=True)
     images, work = out / "images", out / "colmap"
     video = src.is_file()

@@ -189,6 +189,25 @@ def test_photos_to_poses_without_pycolmap_says_how_to_get_it(tmp_path):
     assert not (tmp_path / "capture").exists()
 
 
+def test_photos_to_poses_never_deletes_the_photos_it_was_given(tmp_path):
+    """Posing a capture's own images/ into the capture: --overwrite deleted images/, the photos
+    with it, then failed with a traceback. Now one line, before anything is deleted (no pycolmap
+    needed for it)."""
+    from tensorf.errors import UserError
+    from tensorf.poses import PosesConfig, recover_poses
+
+    photos = tmp_path / "cap" / "images"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        (photos / f"p{i}.png").write_bytes(b"a photo")
+    for given in ({"input": photos}, {"input": tmp_path, "masks": photos}):
+        with pytest.raises(UserError, match=rf"^--out {tmp_path / 'cap'} would write {photos} anew, where the "
+                                            rf"(photos|masks) {photos} are; give another --out, e.g. --out "
+                                            rf"{tmp_path / 'cap_posed'}$"):
+            recover_poses(PosesConfig(out=tmp_path / "cap", overwrite=True, **given))
+    assert sorted(p.name for p in photos.iterdir()) == ["p0.png", "p1.png", "p2.png"]
+
+
 def test_photos_to_poses_on_a_posed_capture_or_above_its_photos_says_where_to_point(tmp_path):
     from tensorf.data.generated import generate_capture
     from tensorf.errors import UserError
