@@ -48,6 +48,8 @@ CASES = [
      r"broken\d*: holds files but not the generated scene, .*--preset lego-cpu"),
     ("train", "--data.path {scene} --run-dir {tmp}/r --data.eval-split holdout",
      r"transforms_holdout.json not found \(splits here: test, train, val\)"),
+    ("train", "--data.path {scene} --run-dir {scene}/ --overwrite", r"--run-dir .* is the dataset folder \(--data.path\); "
+     r"give the run a folder of its own, e.g. --run-dir runs/scene\d*$"),
     ("train", "--resume {run} --overwrite", r"--resume continues a run and --overwrite deletes it"),
     ("train", "--preset generated --data.path {scene} --run-dir {run}", r"already holds a run; continue it with --resume"),
     ("eval", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found; .* is not a run directory"),

@@ -95,6 +95,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Tr
     directory that already holds a run is continued with resume, restarted with overwrite, and
     otherwise refused. Options out of range are refused before the directory is touched."""
     option_ranges.check(cfg)
+    if Path(cfg.run_dir).resolve() == Path(cfg.data.path).resolve():
+        # The run's files would mix with the capture's, and --overwrite deletes a transforms.json
+        # and a colmap/ folder as exports of the run.
+        raise UserError(f"--run-dir {cfg.run_dir} is the dataset folder (--data.path); give the run a folder of its "
+                        f"own, e.g. --run-dir runs/{Path(cfg.data.path).resolve().name}")
     lock = claim_run_dir(Path(cfg.run_dir), resume, overwrite) if jax.process_index() == 0 else None
     try:
         with contextlib.ExitStack() as closing:  # the viewer, when one is open
