@@ -704,6 +704,24 @@ def test_frames_without_images_are_dropped_with_one_warning(capture, tmp_path, c
         load_dataset(DataConfig(path=root))
 
 
+def test_file_paths_written_elsewhere_find_their_images(capture, tmp_path):
+    """A transforms.json from Windows (backslashes), one naming .jpg for images converted to PNG,
+    one without extensions, one in another letter case: each used to stop at "none of its frames'
+    images exists"; each reads the capture's own images."""
+    root = _copy(capture, tmp_path)
+    (root / "poses_bounds.npy").unlink()
+    meta = json.loads((root / "transforms.json").read_text())
+    want = load_dataset(DataConfig(path=root))
+    edits = {"backslashes": lambda p: p.replace("/", "\\"), "another extension": lambda p: p[:-4] + ".jpg",
+             "no extension": lambda p: p[:-4], "another case": lambda p: p.upper()}
+    for name, edit in edits.items():
+        frames = [{**f, "file_path": edit(f["file_path"])} for f in meta["frames"]]
+        assert not (root / frames[0]["file_path"]).exists(), name
+        (root / "transforms.json").write_text(json.dumps({**meta, "frames": frames}))
+        got = load_dataset(DataConfig(path=root))
+        assert np.array_equal(got.train.images, want.train.images) and np.array_equal(got.eval.images, want.eval.images), name
+
+
 def test_360_and_forward_facing_captures_are_told_apart_from_their_cameras(capture, tmp_path):
     """The generated scene as a 360 LLFF capture (cameras all around) and as a forward-facing one:
     each read the right way with no flags (world rays and a fitted box and an orbit, or NDC and the

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from tensorf.data.cameras import Cameras, degenerate_rotation, focal_from_fov
-from tensorf.data.images import read_images
+from tensorf.data.images import find_image, read_images
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
 
@@ -57,22 +57,7 @@ def _read_split(root: Path, split: str) -> tuple[Path, float, list[np.ndarray], 
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         detail = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise UserError(f"{meta_path}: malformed transforms json ({detail}); fix or re-export it") from None
-    files = []
-    for rel in paths:
-        p = root / rel
-        if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            p = _with_extension(p)
-        files.append(p)
-    return meta_path, angle, poses, files
-
-
-def _with_extension(stem: Path) -> Path:
-    """Blender exports omit the extension and mean .png; a split converted to JPEG keeps the
-    json, so the first of .png, .jpg, .jpeg present (.png when none is: the error names it)."""
-    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG"):
-        if (p := stem.with_name(stem.name + ext)).is_file():
-            return p
-    return stem.with_name(stem.name + ".png")
+    return meta_path, angle, poses, [find_image(root, rel) for rel in paths]
 
 
 def full_size(root: Path, split: str) -> tuple[int, int]:

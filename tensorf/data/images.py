@@ -26,6 +26,37 @@ OPAQUE = "have no alpha channel (used as they are, background included)"
 CMYK = "are CMYK (converted to RGB)"
 
 
+def find_image(root: Path, rel: str) -> Path:
+    """root/rel, or the image a capture made elsewhere means by it: a path with Windows'
+    backslashes (colmap2nerf run on Windows writes them); a name without an extension (Blender's
+    exports mean .png) or with another image one (images converted, the json kept); a name in
+    another letter case (written on a case-insensitive file system). When none is there, root/rel
+    (with .png added to a bare name), for the error to name."""
+    given = Path(root) / rel
+    if given.is_file():
+        return given
+    path = Path(root) / rel.replace("\\", "/")
+    folder = _any_case(path.parent)
+    stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+    names = [path.name] + [stem + s for s in (*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES))]
+    found = next((folder / n for n in names if (folder / n).is_file()), None)
+    if found is None and folder.is_dir():
+        lower = [n.lower() for n in names]
+        found = min((p for p in folder.iterdir() if p.name.lower() in lower and p.is_file()),
+                    key=lambda p: lower.index(p.name.lower()), default=None)
+    return found or (given if given.suffix.lower() in IMAGE_SUFFIXES else given.with_name(given.name + ".png"))
+
+
+def _any_case(folder: Path) -> Path:
+    """folder, or the folder whose path differs from it only in letter case (the first match)."""
+    if folder.is_dir() or folder.parent == folder:
+        return folder
+    parent = _any_case(folder.parent)
+    if not parent.is_dir():
+        return folder
+    return next((p for p in sorted(parent.iterdir()) if p.name.lower() == folder.name.lower() and p.is_dir()), folder)
+
+
 def _imread(path: Path, what: str, fix_missing: str, **kwargs) -> np.ndarray:
     """The pixels of an image file, or one line naming it when it is missing or unreadable."""
     if not path.is_file():

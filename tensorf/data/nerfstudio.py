@@ -19,7 +19,7 @@ import numpy as np
 
 from tensorf.data.cameras import focal_from_fov
 from tensorf.data.capture import Capture, Frame
-from tensorf.data.images import at_scale, auto_downscale
+from tensorf.data.images import at_scale, auto_downscale, find_image
 from tensorf.data.points import read_ply_points
 from tensorf.errors import UserError, warn
 
@@ -89,7 +89,7 @@ def _panorama(get, w: int, h: int) -> tuple[float, float, float, float, int, int
 def _image_path(root: Path, rel: str, downscale: int) -> tuple[Path, int]:
     """The file for a frame's image or mask and the factor still to apply (at_scale): only
     files directly in images/ or masks/ have downscaled twins."""
-    full = root / rel
+    full = find_image(root, rel)
     if full.parent.name in ("images", "masks"):
         return at_scale(full.parent, full.name, downscale)
     return full, downscale
