@@ -34,6 +34,7 @@ from tensorf.data.images import (
     OTHER_PHOTO_SUFFIXES,
     VIDEO_SUFFIXES,
     auto_downscale,
+    listed,
     write_scaled,
 )
 from tensorf.data.orientation import ORIENTATION, upright_image
@@ -131,7 +132,7 @@ def _way_to_photos(folder: Path) -> str | None:
         return (f"it is a posed {FORMAT_NAMES[fmt]} dataset already: train on it with `python train_lego.py --preset "
                 f"lego-cpu --data.path {folder}`, or give INPUT its image folder to pose the photos anew")
     inside = [(sub, n) for sub in sorted(folder.iterdir())[:200] if sub.is_dir()
-              and (n := sum(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.iterdir()))]
+              and (n := len(listed(sub)))]
     if inside:
         sub, n = max(inside, key=lambda x: x[1])
         return f"its folder {sub.name} holds {n} photos: point INPUT at {sub}"
@@ -143,9 +144,8 @@ def _photos(folder: Path, images: Path) -> tuple[list[str], dict[str, int], dict
     to JPEG): their names there, the EXIF orientation of those that were turned, and the
     original name of each photo whose name changed (IMG_0001.HEIC -> IMG_0001.jpg)."""
     readable = IMAGE_SUFFIXES + (HEIF_SUFFIXES if _heif_readable() else ())
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in readable)
-    skipped = sorted(p.name for p in folder.iterdir()
-                     if p.suffix.lower() in OTHER_PHOTO_SUFFIXES and p.suffix.lower() not in readable)
+    files = listed(folder, readable)
+    skipped = [p.name for p in listed(folder, OTHER_PHOTO_SUFFIXES) if p.suffix.lower() not in readable]
     heif_hint = "; for HEIC, pip install -r requirements-poses.txt (pillow-heif)"
     if not files:
         others = sorted({Path(n).suffix.lower() for n in skipped})

@@ -722,6 +722,23 @@ def test_file_paths_written_elsewhere_find_their_images(capture, tmp_path):
         assert np.array_equal(got.train.images, want.train.images) and np.array_equal(got.eval.images, want.eval.images), name
 
 
+def test_macos_appledouble_twins_are_not_photos(capture, tmp_path):
+    """A capture copied from a Mac to an exFAT drive gets "._image000.png" beside each photo (the
+    Finder's metadata, no pixels): LLFF read twice as many images as poses and stopped, and
+    tensorf.poses failed on the first twin. Both leave them out now."""
+    from tensorf.poses import _photos
+
+    root = _copy(capture, tmp_path)
+    (root / "transforms.json").unlink()
+    want = load_dataset(DataConfig(path=root))
+    for photo in list((root / "images").iterdir()):
+        (root / "images" / f"._{photo.name}").write_bytes(b"\x00\x05\x16\x07 Mac OS X")
+    got = load_dataset(DataConfig(path=root))
+    assert np.array_equal(got.train.images, want.train.images) and np.array_equal(got.eval.images, want.eval.images)
+    names, _, _ = _photos(root / "images", tmp_path / "copied")
+    assert len(names) == 16 and not any(n.startswith(".") for n in names)
+
+
 def test_360_and_forward_facing_captures_are_told_apart_from_their_cameras(capture, tmp_path):
     """The generated scene as a 360 LLFF capture (cameras all around) and as a forward-facing one:
     each read the right way with no flags (world rays and a fitted box and an orbit, or NDC and the

@@ -17,7 +17,7 @@ from tensorf.data import blender, colmap, llff, metashape, nerfstudio, opensfm, 
 from tensorf.data.capture import load_capture
 from tensorf.data.capture_kind import CaptureKind
 from tensorf.data.generated import GenerateConfig, generate
-from tensorf.data.images import IMAGE_SUFFIXES, OTHER_PHOTO_SUFFIXES, VIDEO_SUFFIXES, auto_downscale
+from tensorf.data.images import IMAGE_SUFFIXES, OTHER_PHOTO_SUFFIXES, VIDEO_SUFFIXES, auto_downscale, listed
 from tensorf.data.turntable import Turntable
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError
@@ -79,9 +79,10 @@ def ensure_generated(cfg: DataConfig) -> None:
     root = Path(cfg.path)
     if not cfg.generate or (root / f"transforms_{cfg.train_split}.json").is_file():
         return
-    # What an interrupted generation leaves is written over; anything else is someone's.
+    # What an interrupted generation leaves is written over, and hidden files (Finder's .DS_Store);
+    # anything else is someone's.
     generated = {"train", "val", "test", *(f"transforms_{split}.json" for split in ("train", "val", "test"))}
-    if root.is_dir() and any(entry.name not in generated for entry in root.iterdir()):
+    if root.is_dir() and any(e.name not in generated and not e.name.startswith(".") for e in root.iterdir()):
         raise UserError(f"{root}: holds files but not the generated scene, which --preset generated writes there "
                         f"(--data.generate); train a capture with a preset of its kind (e.g. --preset lego-cpu "
                         f"--data.path {root}), or give --data.path a new folder")
@@ -176,9 +177,8 @@ def _unposed_hint(root: Path) -> str | None:
     for folder in (root, root / "images"):
         if not folder.is_dir():
             continue
-        files = [p for p in folder.iterdir() if p.is_file()]
-        photos = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES + OTHER_PHOTO_SUFFIXES]
-        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+        photos = listed(folder, IMAGE_SUFFIXES + OTHER_PHOTO_SUFFIXES)
+        videos = listed(folder, VIDEO_SUFFIXES)
         if videos and not photos:
             return (f"{videos[0]} is a video without poses: recover them with `python -m tensorf.poses "
                     f"{videos[0]} --out CAPTURE` (pip install -r requirements-poses.txt), then train on CAPTURE")

@@ -26,6 +26,14 @@ OPAQUE = "have no alpha channel (used as they are, background included)"
 CMYK = "are CMYK (converted to RGB)"
 
 
+def listed(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The files of `folder` with one of `suffixes` (any case), in name order. Hidden ones are
+    left out: macOS writes an AppleDouble twin "._IMG_0001.JPG" beside each photo copied to a
+    drive it does not own (exFAT, a network share), which has the suffix and no pixels."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".")
+                  and p.is_file())
+
+
 def find_image(root: Path, rel: str) -> Path:
     """root/rel, or the image a capture made elsewhere means by it: a path with Windows'
     backslashes (colmap2nerf run on Windows writes them); a name without an extension (Blender's

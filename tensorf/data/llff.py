@@ -26,7 +26,7 @@ from tensorf.data.cameras import Cameras, degenerate_rotation
 from tensorf.data.capture import Capture, Frame, LoadedCapture, load_capture
 from tensorf.data.capture_kind import classify
 from tensorf.data.forward_facing import NDC_BOX, NDC_NEAR_FAR, capture_ndc, ndc_frame
-from tensorf.data.images import IMAGE_SUFFIXES, read_images
+from tensorf.data.images import listed, read_images
 from tensorf.data.orbit import homogeneous, spiral_path
 from tensorf.data.views import Scene, Views
 from tensorf.errors import UserError, warn
@@ -37,7 +37,7 @@ def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
     they end at: images_<d>/ as LLFF ships it, else a finer images_<m>/ (m dividing d) or images/
     downscaled here, else (with a warning) the nearest smaller images_<n>/ there is (a capture
     shipped at factor 8 only)."""
-    listing = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
+    listing = listed
     folder = root / ("images" if downscale == 1 else f"images_{downscale}")
     if folder.is_dir():
         return listing(folder), 1, downscale

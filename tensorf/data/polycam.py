@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorf.data.capture import Capture, Frame
-from tensorf.data.images import IMAGE_SUFFIXES, at_scale, auto_downscale
+from tensorf.data.images import at_scale, auto_downscale, listed
 from tensorf.errors import UserError, warn
 
 MIN_BLUR_SCORE = 25.0  # nerfstudio ProcessPolycam.min_blur_score
@@ -86,9 +86,9 @@ def read_polycam(root: Path, downscale: int | str = 1) -> Capture:
         raise UserError(f"{root}: no keyframes/corrected_cameras/ or keyframes/cameras/ (a Polycam raw-data export); "
                         "unzip the export and point --data.path at its folder")
     photos, cameras, corrected = _folders(keyframes)
-    by_stem = {p.stem: p.name for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem = {p.stem: p.name for p in listed(photos)}
     read, blurred, unmatched = [], 0, []
-    for path in sorted(cameras.glob("*.json")):
+    for path in listed(cameras, (".json",)):
         intr, c2w, blur = _camera(path)
         if blur is not None and blur < MIN_BLUR_SCORE:
             blurred += 1
