@@ -43,7 +43,7 @@ def _config_class(model_cls: type) -> type:
 def _pre_parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """--preset, --resume and --overwrite, and the options left for tyro."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=sorted(PRESETS), default="lego")
+    pre.add_argument("--preset", choices=sorted(PRESETS), default=None)  # None: lego, unless resuming
     pre.add_argument("--resume", type=Path, default=None)
     pre.add_argument("--overwrite", action="store_true")
     return pre.parse_known_args(argv)
@@ -63,10 +63,13 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
     )
     if known.resume is not None and known.overwrite:
         raise UserError("--resume continues a run and --overwrite deletes it; give one of them")
+    if known.resume is not None and known.preset is not None:
+        raise UserError(f"--resume {known.resume} continues the run with its saved config ({known.resume}/config.json); "
+                        f"--preset {known.preset} does not apply to it: drop it (options still override the saved ones)")
     if known.resume is not None:
         base = dataclasses.replace(load_config(known.resume), run_dir=known.resume)
     else:
-        base = PRESETS[known.preset][1]
+        base = PRESETS[known.preset or "lego"][1]
     families = [a for a in rest if a.startswith("model:")]
     rest = [a for a in rest if not a.startswith("model:")]
     if families:
@@ -79,6 +82,11 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
     cls = _config_class(type(base.model))
     fields = lambda c: {f.name: getattr(c, f.name) for f in dataclasses.fields(TrainConfig)}  # noqa: E731
     cfg = tyro.cli(cls, default=cls(**fields(base)), args=rest, description=description)
+    if known.resume is not None and Path(cfg.run_dir).resolve() != Path(known.resume).resolve():
+        # It would train from step 0 in the new directory with the old one's config.
+        raise UserError(f"--resume {known.resume} continues that run in its own directory, and --run-dir {cfg.run_dir} "
+                        f"would start another from step 0; to branch the run, copy it (cp -r {known.resume} "
+                        f"{cfg.run_dir}) and --resume {cfg.run_dir}")
     return TrainConfig(**fields(cfg)), known.resume is not None, known.overwrite
 
 
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         if cfg.distributed:  # before any other JAX call
             jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
                                        process_id=cfg.process_id)
-        note = None if resume else cpu_note(_pre_parse(argv)[0].preset, cfg, jax.default_backend())
+        note = None if resume else cpu_note(_pre_parse(argv)[0].preset or "lego", cfg, jax.default_backend())
         if note and jax.process_index() == 0:
             print(note, flush=True)
         result = train(cfg, resume=resume, overwrite=overwrite)

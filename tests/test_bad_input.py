@@ -50,6 +50,9 @@ CASES = [
      r"transforms_holdout.json not found \(splits here: test, train, val\)"),
     ("train", "--data.path {scene} --run-dir {scene}/ --overwrite", r"--run-dir .* is the dataset folder \(--data.path\); "
      r"give the run a folder of its own, e.g. --run-dir runs/scene\d*$"),
+    ("train", "--resume {run} --preset lego-cpu", r"--preset lego-cpu does not apply to it: drop it"),
+    ("train", "--resume {run} --run-dir {tmp}/fork", r"--run-dir .*fork would start another from step 0; to branch the "
+     r"run, copy it \(cp -r .* .*fork\) and --resume .*fork$"),
     ("train", "--resume {run} --overwrite", r"--resume continues a run and --overwrite deletes it"),
     ("train", "--preset generated --data.path {scene} --run-dir {run}", r"already holds a run; continue it with --resume"),
     ("eval", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found; .* is not a run directory"),
@@ -107,6 +110,15 @@ def test_the_generated_scene_is_written_where_nothing_else_is(tmp_path):
         else:
             ensure_generated(DataConfig(path=root, generate=True))
             assert load_blender(root, "train", 1).images.shape[0] == 60
+
+
+def test_resuming_a_run_already_past_its_steps_says_there_is_nothing_to_train(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, run)
+    train_lego.main(["--resume", str(run), "--steps", "10", "--no-final-eval", "--no-progress"])
+    out = capsys.readouterr().out
+    assert f"{run} is at step 400, which --steps 10 does not pass: nothing to train (give more --steps to go on)" in out
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["400"]
 
 
 def test_a_run_whose_dataset_moved_is_judged_after_one_line_saying_so(trained_run, tmp_path, capsys):

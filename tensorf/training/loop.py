@@ -163,6 +163,9 @@ def _train(cfg: TrainConfig, resume: bool, closing: contextlib.ExitStack) -> Tra
         loss_scale = initial_loss_scale() if scaled else None
         cams = initial_corrections() if refine or expose else None
     primary = jax.process_index() == 0  # the one process that writes (checkpoints: orbax decides)
+    if primary and start > 0 and start >= cfg.steps and cfg.time_budget_minutes is None:
+        print(f"{run_dir} is at step {start}, which --steps {cfg.steps} does not pass: nothing to train (give more "
+              "--steps to go on)", flush=True)
     if primary:
         write_config(cfg)
         write_cameras(run_dir, data.train.cameras, data.render_path, files=data.train.files, held_out=data.eval,
