@@ -284,6 +284,13 @@ class RunLock:
         except (OSError, ValueError):
             return {"host": socket.gethostname()}  # half-written by a process killed while locking: stale
 
+    def taken(self) -> bool:
+        """Whether a process is training into RUN now (the lock's owner alive, or on another host)."""
+        if not self.path.is_file():
+            return False
+        owner = self._owner()
+        return owner.get("host") != socket.gethostname() or _alive(owner.get("pid"))
+
     def release(self) -> None:
         if self.held:
             self.path.unlink(missing_ok=True)

@@ -118,9 +118,11 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(scen
         (run / "lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
         with pytest.raises(UserError, match=rf"is being trained by process {sleeper.pid}"):
             train(tiny_config(scene, run, steps=1))
+        assert RunLock(run).taken()  # what the viewer waits on for a run's first checkpoint
     finally:
         sleeper.kill()
         sleeper.wait()
+    assert not RunLock(run).taken()
     lock = RunLock(run).acquire()  # the sleeper is gone: its lock is stale
     assert json.loads((run / "lock").read_text())["pid"] == os.getpid()
     lock.release()

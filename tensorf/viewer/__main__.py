@@ -14,7 +14,7 @@ from tensorf import command
 from tensorf.checkpoint import Checkpointer
 from tensorf.errors import UserError, warn
 from tensorf.parallel import render_mesh
-from tensorf.run import load_cameras, restore_run
+from tensorf.run import RunLock, load_cameras, restore_run
 from tensorf.viewer.renderer import Snapshot
 
 
@@ -50,9 +50,23 @@ def open_viewer(args: ViewerArgs):
                   host=args.host, port=args.port, chunk=args.chunk, mesh=mesh, resolution=args.resolution)
 
 
+def _latest_step(run_dir: Path) -> int | None:
+    ckpt = Checkpointer(run_dir, read_only=True)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
 def serve(args: ViewerArgs) -> None:
     if not Path(args.run_dir).is_dir():
         raise UserError(f"{args.run_dir} not found; give the run directory train_lego.py wrote (--run-dir)")
+    if args.step is None and not args.best and _latest_step(args.run_dir) is None and RunLock(args.run_dir).taken():
+        # Started beside a run that has not written its first checkpoint: wait for it.
+        print(f"viewer: {args.run_dir} is training and has no checkpoint yet; waiting for its first (Ctrl-C to stop)",
+              flush=True)
+        while _latest_step(args.run_dir) is None and RunLock(args.run_dir).taken():
+            time.sleep(1.0)
     viewer = open_viewer(args)
     shown = viewer.snapshot[0].step
     print(f"viewer of {args.run_dir} (step {shown}) at {viewer.url}  (Ctrl-C to stop)", flush=True)
@@ -62,9 +76,7 @@ def serve(args: ViewerArgs) -> None:
             time.sleep(args.reload_every_s if follow else 3600.0)
             if not follow:
                 continue
-            ckpt = Checkpointer(args.run_dir, read_only=True)
-            latest = ckpt.latest_step()
-            ckpt.close()
+            latest = _latest_step(args.run_dir)
             if latest is not None and latest != shown:
                 try:
                     _, model, params, meta = restore_run(args.run_dir, latest)
