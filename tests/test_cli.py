@@ -56,6 +56,7 @@ def test_a_gpu_sized_preset_on_a_cpu_gets_one_line_naming_the_way_to_minutes():
     from tensorf.presets import GPU_SIZED
 
     assert set(GPU_SIZED) | {"generated", "lego-cpu", "llff-cpu", "unbounded-cpu"} == set(PRESETS)
+    assert set(GPU_SIZED) == {name for name, (help_, _) in PRESETS.items() if "GPU-sized" in help_}  # --help agrees
     assert all(alt is None or alt in PRESETS for alt in GPU_SIZED.values())
     lego = PRESETS["lego"][1]
     note = train_lego.cpu_note("lego", lego, "cpu")
