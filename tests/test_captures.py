@@ -639,6 +639,13 @@ def test_a_colmap_model_loads_to_the_cameras_of_its_transforms_json(capture, tmp
             np.testing.assert_allclose(getattr(ca, k), getattr(cb, k), atol=1e-9)
     np.testing.assert_allclose(a.scene.aabb, b.scene.aabb, atol=1e-4)
     assert 0 < 1 - a.train.masks.mean() < 0.05 and (~a.eval.masks).any()  # frame 0 is held out
+    # nerfstudio's ns-process-data layout: the model in colmap/sparse/0 beside images/ (it was
+    # "no transforms_<split>.json ... here").
+    (root / "colmap").mkdir()
+    (root / "sparse").rename(root / "colmap" / "sparse")
+    c = load_dataset(DataConfig(path=root))
+    assert c.format == "colmap" and c.train.names == a.train.names
+    np.testing.assert_array_equal(c.train.cameras.c2w, a.train.cameras.c2w)
 
 
 def test_colmap_models_outside_the_lens_models_and_damaged_files_are_one_line(capture, tmp_path):

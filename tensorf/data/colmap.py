@@ -1,4 +1,5 @@
-"""COLMAP reconstructions: sparse/0/{cameras,images,points3D}.{bin,txt} + images/ (+ masks/).
+"""COLMAP reconstructions: sparse/0/{cameras,images,points3D}.{bin,txt} (or colmap/sparse/0/, as
+nerfstudio's ns-process-data leaves it) + images/ (+ masks/).
 
 The binary and text formats are COLMAP's own (src/colmap/scene/reconstruction_io.cc; the same
 layouts nerfstudio's colmap_utils.py reads). Poses become OpenGL camera-to-world matrices in the
@@ -77,22 +78,35 @@ def _registered(folder: Path) -> int:
         return 0
 
 
+# Where a capture keeps its models, beside images/: COLMAP's layout, then nerfstudio's
+# ns-process-data one (colmap/sparse/0, which its COLMAP dataparser reads first).
+SPARSE = ("sparse", "colmap/sparse")
+
+
+def _numbered(sparse: Path) -> list[Path]:
+    return sorted((p for p in sparse.glob("*") if p.name.isdigit() and _holds_model(p)), key=lambda p: int(p.name))
+
+
+def sparse_folder(root: Path) -> Path:
+    """root's folder of models: the first of SPARSE holding one (root/sparse when none does)."""
+    return next((root / s for s in SPARSE if _numbered(root / s) or _holds_model(root / s)), root / SPARSE[0])
+
+
 def numbered_models(root: Path) -> dict[str, int]:
-    """The models COLMAP numbered under root/sparse/ (0, 1, ...: parts of the scene it could not
-    join into one) and how many images each registered."""
-    found = sorted((p for p in (root / "sparse").glob("*") if p.name.isdigit() and _holds_model(p)),
-                   key=lambda p: int(p.name))
-    return {p.name: _registered(p) for p in found}
+    """The models COLMAP numbered in root's sparse folder (0, 1, ...: parts of the scene it could
+    not join into one) and how many images each registered."""
+    return {p.name: _registered(p) for p in _numbered(sparse_folder(root))}
 
 
 def find_model(root: Path) -> Path | None:
-    """The folder holding the model under root: the sparse/<n>/ that registered the most images
-    (COLMAP writes the parts it could not join as sparse/0, 1, ..., not always the largest
-    first), sparse/ or root itself."""
+    """The folder holding the model under root: the <n>/ of its sparse folder that registered the
+    most images (COLMAP writes the parts it could not join as sparse/0, 1, ..., not always the
+    largest first), the sparse folder itself, or root."""
+    sparse = sparse_folder(root)
     models = numbered_models(root)
     if models:
-        return root / "sparse" / max(models, key=lambda n: (models[n], -int(n)))
-    for folder in (root / "sparse", root):
+        return sparse / max(models, key=lambda n: (models[n], -int(n)))
+    for folder in (sparse, root):
         if _holds_model(folder):
             return folder
     return None
@@ -203,12 +217,12 @@ def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
     root = Path(root)
     folder = find_model(root)
     if folder is None:
-        raise UserError(f"{root}: no COLMAP model here (sparse/0/cameras.bin or .txt); run COLMAP (or "
+        raise UserError(f"{root}: no COLMAP model here (sparse/0/ or colmap/sparse/0/: cameras.bin or .txt); run COLMAP (or "
                         "python -m tensorf.poses) on the images first")
     models = numbered_models(root)
     if len(models) > 1:
         sizes = ", ".join(f"{n}/: {k} images" for n, k in models.items())
-        warn(f"{root / 'sparse'}: {len(models)} models ({sizes}), parts of the scene COLMAP could not join; "
+        warn(f"{sparse_folder(root)}: {len(models)} models ({sizes}), parts of the scene COLMAP could not join; "
              f"reading the largest, {folder.name}/ (the others' images are left out)")
     if not (root / "images").is_dir():
         # --data.path at the model (sparse/0, or COLMAP's own work folder) rather than the capture
