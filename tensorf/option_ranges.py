@@ -29,10 +29,14 @@ class Range:
 
     def describe(self) -> str:
         if self.high < math.inf:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            return f"in {'(' if self.low_open else '['}{_shown(self.low)}, {_shown(self.high)}]"
         if self.low_open:
-            return "positive" if self.low == 0 else f"above {self.low:g}"
-        return f"at least {self.low:g}"
+            return "positive" if self.low == 0 else f"above {_shown(self.low)}"
+        return f"at least {_shown(self.low)}"
+
+
+def _shown(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
 
 
 COUNT = Range(1)
@@ -72,11 +76,12 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("min_opacity", "density_budget", "shade_budget"), FRACTION),
     **dict.fromkeys(("port", "viewer_port"), Range(0, 65535)),  # 0: any free port
     **dict.fromkeys(("betas", "background", "min_registered"), Range(0, 1)),
+    "seed": Range(-(2**63), 2**63 - 1),  # JAX's and COLMAP's seeds are 64-bit
 }
-# Any value their type allows: signed offsets and biases, angles, coordinates (aabb and near_far
-# are checked for order below), seeds, the NDC projection, and counts whose own checks say more
-# (--mapping-threads -1 means every core; an export's --level says where the field's opacity lies).
-FREE = frozenset({"seed", "density_shift", "density_bias", "elevation_deg", "aabb", "near_far", "ndc_scale",
+# Any finite value: signed offsets and biases, angles, coordinates (aabb and near_far are checked
+# for order below), the NDC projection, and counts whose own checks say more (--mapping-threads -1
+# means every core; an export's --level says where the field's opacity lies).
+FREE = frozenset({"density_shift", "density_bias", "elevation_deg", "aabb", "near_far", "ndc_scale",
                   "mapping_threads", "level"})
 
 
@@ -90,14 +95,16 @@ def check(options, prefix: str = "") -> None:
             check(value, path)
             continue
         flag = "--" + path.replace("_", "-")
-        numbers = [v for v in (value if isinstance(value, tuple) else (value,))
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        flat = [v for item in (value if isinstance(value, tuple) else (value,))
+                for v in (item if isinstance(item, tuple) else (item,))]
+        numbers = [v for v in flat if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        shown = " ".join(_shown(v) for v in numbers)
+        if not all(math.isfinite(v) for v in numbers):
+            raise UserError(f"{flag} must be a finite number, got {shown}")
         allowed = RANGES.get(field.name)
-        if allowed is not None and not all(math.isfinite(v) and allowed.holds(v) for v in numbers):
-            shown = " ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+        if allowed is not None and not all(allowed.holds(v) for v in numbers):
             raise UserError(f"{flag} must be {allowed.describe()}, got {shown}")
         if field.name == "aabb" and value is not None and not all(lo < hi for lo, hi in zip(*value)):
-            shown = " ".join(f"{v:g}" for corner in value for v in corner)
             raise UserError(f"{flag} is MIN_X MIN_Y MIN_Z MAX_X MAX_Y MAX_Z: each min must be below its max, got {shown}")
         if field.name == "near_far" and value is not None and not 0 <= value[0] < value[1]:
-            raise UserError(f"{flag} is NEAR FAR with 0 <= near < far, got {value[0]:g} {value[1]:g}")
+            raise UserError(f"{flag} is NEAR FAR with 0 <= near < far, got {shown}")

@@ -68,6 +68,8 @@ CASES = [
     ("train", "--data.near-far 2 1", "--data.near-far is NEAR FAR with 0 <= near < far, got 2 1"),
     ("train", "--time-budget-minutes 0", "--time-budget-minutes must be positive, got 0"),
     ("train", "model:nerf --model.fine-samples -1", "--model.fine-samples must be at least 0, got -1"),
+    ("train", "--model.density-shift nan", "--model.density-shift must be a finite number, got nan"),  # NaN loss
+    ("train", f"--seed {2**70}", f"--seed must be in [{-2**63}, {2**63 - 1}], got {2**70}"),  # OverflowError
     ("render_360", "--resolution 0 10", "--resolution must be at least 1, got 0 10"),  # empty concatenation
     ("render_360", "--fps -3", "--fps must be positive, got -3"),  # OverflowError in the GIF writer
     ("render_360", "--frames 1", "--frames must be at least 2, got 1"),
