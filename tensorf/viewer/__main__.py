@@ -65,8 +65,11 @@ def serve(args: ViewerArgs) -> None:
         # Started beside a run that has not written its first checkpoint: wait for it.
         print(f"viewer: {args.run_dir} is training and has no checkpoint yet; waiting for its first (Ctrl-C to stop)",
               flush=True)
-        while _latest_step(args.run_dir) is None and RunLock(args.run_dir).taken():
-            time.sleep(1.0)
+        try:
+            while _latest_step(args.run_dir) is None and RunLock(args.run_dir).taken():
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return
     viewer = open_viewer(args)
     shown = viewer.snapshot[0].step
     print(f"viewer of {args.run_dir} (step {shown}) at {viewer.url}  (Ctrl-C to stop)", flush=True)
