@@ -172,6 +172,9 @@ def world_mesh(model, params, cells: int, resolution: int | None, level: float, 
 
 
 def main(args: ExportMeshArgs) -> Path:
+    if args.resolution is not None and args.resolution < 2:  # option_ranges holds it to 1, as for images
+        raise UserError(f"--resolution must be at least 2 (marching cubes needs two samples along each axis), got "
+                        f"{args.resolution}")
     cfg, model, params, meta = restore_run(args.run_dir, args.step, args.best)
     cells = max(meta["model_state"].get("resolution") or [256])  # NeRF: no grid of its own
     ndc = load_cameras(args.run_dir, cfg).ndc if model.scene.ndc else None

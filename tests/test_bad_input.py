@@ -63,6 +63,7 @@ CASES = [
     ("render_360", "--run-dir {run} --path dataset", r"this run's dataset defines no camera path; use --path orbit"),
     ("export_mesh", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
     ("export_mesh", "--run-dir {run} --best", r"best: no checkpoints in this run directory; train it with --keep-best"),
+    ("export_mesh", "--run-dir {run} --resolution 1", r"--resolution must be at least 2 \(marching cubes needs two"),
     ("export_mesh", "--run-dir {run} --resolution 16 --level 1", r"no surface at opacity level 1.0: no voxel reaches it \(field"),
     ("export_mesh", "--run-dir {run} --resolution 16 --level 0", r"no surface at opacity level 0.0: every voxel is above it"),
     ("export_points", "--run-dir {tmp}/nowhere", r"nowhere/config.json not found"),
