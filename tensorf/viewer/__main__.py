@@ -51,6 +51,9 @@ def open_viewer(args: ViewerArgs):
 
 
 def _latest_step(run_dir: Path) -> int | None:
+    """The newest checkpoint's step (None: none yet, or no checkpoints folder yet)."""
+    if not (Path(run_dir) / "checkpoints").is_dir():
+        return None
     ckpt = Checkpointer(run_dir, read_only=True)
     try:
         return ckpt.latest_step()
@@ -61,7 +64,7 @@ def _latest_step(run_dir: Path) -> int | None:
 def serve(args: ViewerArgs) -> None:
     if not Path(args.run_dir).is_dir():
         raise UserError(f"{args.run_dir} not found; give the run directory train_lego.py wrote (--run-dir)")
-    if args.step is None and not args.best and _latest_step(args.run_dir) is None and RunLock(args.run_dir).taken():
+    if args.step is None and not args.best and RunLock(args.run_dir).taken() and _latest_step(args.run_dir) is None:
         # Started beside a run that has not written its first checkpoint: wait for it.
         print(f"viewer: {args.run_dir} is training and has no checkpoint yet; waiting for its first (Ctrl-C to stop)",
               flush=True)
