@@ -127,7 +127,8 @@ def render_orbit(args: Render360Args) -> dict[str, Path]:
         opacities.append(to_uint8(out.opacity))
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    stacks = {"rgb": rgbs, **({"depth": depths} if args.depth else {}), **({"opacity": opacities} if args.opacity else {})}
+    stacks = {"rgb": rgbs, **({"depth": depths} if args.depth else {}),
+              **({"opacity": opacities} if args.opacity else {})}
     written = {}
     for suffix in suffixes:
         for kind, frames in stacks.items():

@@ -59,8 +59,8 @@ RANGES: dict[str, Range] = {
     "frames": Range(2),  # an orbit or a video's frames for posing: one is no motion
     "hold_every": Range(2),  # every N-th image is a test view: 1 would leave nothing to train on
     **dict.fromkeys((
-        "eval_every", "checkpoint_every", "quality_every_s", "turntable_warmup", "feature_pe", "view_pe", "position_freqs",
-        "direction_freqs", "min_deg_point", "max_deg_point", "deg_view", "fine_samples", "net_depth_condition",
+        "eval_every", "checkpoint_every", "quality_every_s", "turntable_warmup", "feature_pe", "view_pe",
+        "position_freqs", "direction_freqs", "min_deg_point", "max_deg_point", "deg_view", "fine_samples", "net_depth_condition",
         "skip_layer", "lr_delay_steps", "warmup_steps", "anneal_steps", "proposal_anneal_steps", "upsample_steps",
         "mask_update_steps", "mask_threshold", "shade_threshold", "l1_weight",
         "l1_weight_rest", "tv_weight_density", "tv_weight_appearance", "ortho_weight", "interlevel_weight",
@@ -105,6 +105,7 @@ def check(options, prefix: str = "") -> None:
         if allowed is not None and not all(allowed.holds(v) for v in numbers):
             raise UserError(f"{flag} must be {allowed.describe()}, got {shown}")
         if field.name == "aabb" and value is not None and not all(lo < hi for lo, hi in zip(*value)):
-            raise UserError(f"{flag} is MIN_X MIN_Y MIN_Z MAX_X MAX_Y MAX_Z: each min must be below its max, got {shown}")
+            raise UserError(f"{flag} is MIN_X MIN_Y MIN_Z MAX_X MAX_Y MAX_Z: each min must be below its max, "
+                            f"got {shown}")
         if field.name == "near_far" and value is not None and not 0 <= value[0] < value[1]:
             raise UserError(f"{flag} is NEAR FAR with 0 <= near < far, got {shown}")

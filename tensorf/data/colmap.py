@@ -217,8 +217,8 @@ def read_colmap(root: Path, downscale: int | str = 1) -> Capture:
     root = Path(root)
     folder = find_model(root)
     if folder is None:
-        raise UserError(f"{root}: no COLMAP model here (sparse/0/ or colmap/sparse/0/: cameras.bin or .txt); run COLMAP (or "
-                        "python -m tensorf.poses) on the images first")
+        raise UserError(f"{root}: no COLMAP model here (sparse/0/ or colmap/sparse/0/: cameras.bin or .txt); run "
+                        "COLMAP (or python -m tensorf.poses) on the images first")
     models = numbered_models(root)
     if len(models) > 1:
         sizes = ", ".join(f"{n}/: {k} images" for n, k in models.items())

@@ -37,24 +37,23 @@ def _image_folder(root: Path, downscale: int) -> tuple[list[Path], int, int]:
     they end at: images_<d>/ as LLFF ships it, else a finer images_<m>/ (m dividing d) or images/
     downscaled here, else (with a warning) the nearest smaller images_<n>/ there is (a capture
     shipped at factor 8 only)."""
-    listing = listed
     folder = root / ("images" if downscale == 1 else f"images_{downscale}")
     if folder.is_dir():
-        return listing(folder), 1, downscale
+        return listed(folder), 1, downscale
     have = sorted(p.name for p in root.glob("images*") if p.is_dir())
     shipped = sorted(int(n[7:]) for n in have if n[7:].isdigit())  # the factors of its images_<n>/
     # A finer images_<m>/ whose factor divides the one asked for (images_8/ for 16 or 32) reads
     # faster than the full-size images/ and needs no download of them.
     finer = [m for m in reversed(shipped) if 1 < m < downscale and downscale % m == 0]
     if finer:
-        return listing(root / f"images_{finer[0]}"), downscale // finer[0], downscale
+        return listed(root / f"images_{finer[0]}"), downscale // finer[0], downscale
     if (root / "images").is_dir():
-        return listing(root / "images"), downscale, downscale
+        return listed(root / "images"), downscale, downscale
     coarser = [n for n in shipped if n > downscale]
     if coarser:
         warn(f"{folder}: no such image folder; using {root / f'images_{coarser[0]}'} (factor {coarser[0]}, the "
              f"nearest there is; --data.downscale {coarser[0]} says so and silences this)")
-        return listing(root / f"images_{coarser[0]}"), 1, coarser[0]
+        return listed(root / f"images_{coarser[0]}"), 1, coarser[0]
     raise UserError(f"{folder}: no such image folder (here: {', '.join(have) or 'no images* folders'}); "
                     f"pick --data.downscale to match one of them, or put the full-size images in {root / 'images'}")
 
