@@ -40,10 +40,13 @@ def _config_class(model_cls: type) -> type:
     )
 
 
+DEFAULT_PRESET = "lego"  # a run started with no --preset (a resumed one takes its saved config)
+
+
 def _pre_parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """--preset, --resume and --overwrite, and the options left for tyro."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=sorted(PRESETS), default=None)  # None: lego, unless resuming
+    pre.add_argument("--preset", choices=sorted(PRESETS), default=None)  # None: DEFAULT_PRESET, unless resuming
     pre.add_argument("--resume", type=Path, default=None)
     pre.add_argument("--overwrite", action="store_true")
     return pre.parse_known_args(argv)
@@ -69,7 +72,7 @@ def parse(argv: list[str]) -> tuple[TrainConfig, bool, bool]:
     if known.resume is not None:
         base = dataclasses.replace(load_config(known.resume), run_dir=known.resume)
     else:
-        base = PRESETS[known.preset or "lego"][1]
+        base = PRESETS[known.preset or DEFAULT_PRESET][1]
     families = [a for a in rest if a.startswith("model:")]
     rest = [a for a in rest if not a.startswith("model:")]
     if families:
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         if cfg.distributed:  # before any other JAX call
             jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
                                        process_id=cfg.process_id)
-        note = None if resume else cpu_note(_pre_parse(argv)[0].preset or "lego", cfg, jax.default_backend())
+        note = None if resume else cpu_note(_pre_parse(argv)[0].preset or DEFAULT_PRESET, cfg, jax.default_backend())
         if note and jax.process_index() == 0:
             print(note, flush=True)
         result = train(cfg, resume=resume, overwrite=overwrite)
